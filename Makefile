@@ -1,0 +1,35 @@
+# make sweep: fresh machine -> venv, dependencies, data -> the default sweep and export.
+# make test:  fresh machine -> venv, dependencies, data -> the test suite (loopback-only network).
+PY      := .venv/bin/python
+CONFIG  ?= configs/sweep.yaml
+ARGS    ?=
+DATA    := /usr/share/datasets/fashion-mnist
+
+.PHONY: venv data sweep test teacher clean
+
+venv: .venv/.installed
+.venv/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# The Debian package when apt is usable; otherwise the loader's own search/download and its message.
+data:
+	@if [ ! -d $(DATA) ] && [ ! -d data ] && [ -z "$$KDSWEEP_DATA" ] && command -v apt-get >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist || \
+	  echo "warning: apt-get install dataset-fashion-mnist failed; kdsweep will search ./data or download"; \
+	fi
+
+sweep: venv data
+	bash scripts/loopback.sh $(PY) -m orchestrator sweep --config $(CONFIG) $(ARGS)
+
+test: venv data
+	bash scripts/loopback.sh $(PY) -m pytest -q $(ARGS)
+
+teacher: venv data
+	bash scripts/loopback.sh $(PY) -m orchestrator teacher train --config configs/teacher.yaml $(ARGS)
+
+clean:
+	rm -rf .venv runs artifacts cache

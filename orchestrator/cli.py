@@ -1,0 +1,157 @@
+"""kdsweep command line (`kdsweep` == `python -m orchestrator`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _teacher_train(a) -> int:
+    from orchestrator.config import from_dict, load_yaml, to_dict, TeacherTrainConfig
+    raw = load_yaml(a.config)
+    if a.workers is not None:
+        raw["workers"] = a.workers
+    if a.gpu:
+        raw["use_gpu"] = True
+    if a.epochs is not None:
+        raw.setdefault("optim", {})["epochs"] = a.epochs
+    cfg = from_dict(TeacherTrainConfig, raw)
+    run_dir = Path(a.run_dir or f"runs/teacher/{cfg.name}").resolve()
+    out = Path(a.out).resolve()
+    if a.no_ray:
+        from orchestrator.teacher_train import train_local
+        path = train_local(cfg, run_dir, out, log=lambda m: print(m, flush=True))
+    else:
+        from orchestrator.teacher_train import train_ray
+        path = train_ray(cfg, run_dir, out, address=a.address, log=lambda m: print(m, flush=True))
+    print(f"released {path} (+ {path.with_suffix('.json').name}); evaluate with "
+          f"`kdsweep teacher eval --checkpoint {path}`")
+    return 0
+
+
+def _students(a) -> int:
+    from students import BUDGET, count_params, create_student, list_students
+    print(f"{'student':<18} {'params':>9}  in_chans  budget {BUDGET:,}")
+    for name in list_students():
+        m = create_student(name)
+        n = count_params(m)
+        print(f"{name:<18} {n:>9,}  {m.in_chans:>8}  {'ok' if n <= BUDGET else 'OVER'}")
+    return 0
+
+
+def _sweep(a) -> int:
+    from orchestrator.config import load_sweep_config
+    from orchestrator.sweep import run_sweep
+    overrides = {}
+    if a.data_dir:
+        overrides["data.data_dir"] = a.data_dir
+    if a.teacher_mean is not None:
+        overrides["teacher.mean"] = a.teacher_mean
+    if a.teacher_std is not None:
+        overrides["teacher.std"] = a.teacher_std
+    for item in a.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"kdsweep: --set takes KEY=VALUE (e.g. train.epochs=3), got {item!r}")
+        import yaml
+        overrides[key] = yaml.safe_load(value)
+    cfg = load_sweep_config(a.config, overrides)
+    export_to = None if a.no_export else (a.export_dir or f"artifacts/{cfg.name}")
+    run_sweep(cfg, teacher_path=a.teacher, address=a.address, export_to=export_to, log=lambda m: print(m, flush=True))
+    return 0
+
+
+def _export(a) -> int:
+    from orchestrator.export import export
+    export(Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}"), data_dir=a.data_dir, budget=a.budget,
+           log=lambda m: print(m, flush=True))
+    return 0
+
+
+def _teacher_eval(a) -> int:
+    import json
+    import torchinfo
+    from orchestrator.data import load_split, load_test
+    from orchestrator.teacher import accuracy, load_teacher, predict_logits
+    model, info = load_teacher(a.checkpoint, a.mean, a.std)
+    params = torchinfo.summary(model, input_size=(1, info.preprocess.channels, 28, 28), verbose=0,
+                               device="cpu").total_params
+    s = load_split(a.data_dir, a.val_size, a.split_seed)
+    val_acc = accuracy(predict_logits(model, s.val_x, info.preprocess), s.val_y)
+    tx, ty = load_test(a.data_dir)
+    test_acc = accuracy(predict_logits(model, tx, info.preprocess), ty)
+    res = dict(checkpoint=info.path, arch=info.arch, params=params, val_acc=val_acc, test_acc=test_acc,
+               sha256=info.sha256, preprocess=info.preprocess.__dict__)
+    print(f"{info.arch}: {params:,} parameters (torchinfo); val_acc {val_acc:.4f} "
+          f"({len(s.val_x)} images, split seed {a.split_seed}); test_acc {test_acc:.4f} ({len(tx)} images)")
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kdsweep", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("teacher", help="train or evaluate the ResNet-50 teacher")
+    tsub = t.add_subparsers(dest="teacher_cmd", required=True)
+    tt = tsub.add_parser("train", help="train a teacher with Ray Train (resumes an interrupted run)")
+    tt.add_argument("--config", default="configs/teacher.yaml")
+    tt.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    tt.add_argument("--workers", type=int, default=None, help="Ray Train workers (DDP when > 1)")
+    tt.add_argument("--gpu", action="store_true", help="one GPU per worker")
+    tt.add_argument("--epochs", type=int, default=None, help="override optim.epochs")
+    tt.add_argument("--run-dir", default=None, help="default runs/teacher/<name>")
+    tt.add_argument("--out", default="models/teacher/resnet50.pt", help="where the released weights go")
+    tt.add_argument("--no-ray", action="store_true", help="plain PyTorch in this process (no Ray needed)")
+    tt.set_defaults(func=_teacher_train)
+    te = tsub.add_parser("eval", help="validation and test accuracy and torchinfo parameter count of a teacher")
+    te.add_argument("--checkpoint", default="models/teacher/resnet50.pt")
+    te.add_argument("--mean", type=float, default=None, help="input mean (default: from the .json sidecar)")
+    te.add_argument("--std", type=float, default=None, help="input std (default: from the .json sidecar)")
+    te.add_argument("--data-dir", default=None)
+    te.add_argument("--val-size", type=int, default=5000)
+    te.add_argument("--split-seed", type=int, default=0)
+    te.add_argument("--json", default=None, help="also write the results to this JSON file")
+    te.set_defaults(func=_teacher_eval)
+
+    s = sub.add_parser("students", help="registered students with torchinfo parameter counts")
+    s.set_defaults(func=_students)
+
+    sw = sub.add_parser("sweep", help="run a distillation sweep on Ray Tune (ASHA), then export the best student")
+    sw.add_argument("--config", default="configs/sweep.yaml")
+    sw.add_argument("--teacher", default=None, help="teacher checkpoint (overrides teacher.checkpoint)")
+    sw.add_argument("--teacher-mean", type=float, default=None, help="teacher input mean (no sidecar JSON)")
+    sw.add_argument("--teacher-std", type=float, default=None, help="teacher input std (no sidecar JSON)")
+    sw.add_argument("--address", default=None, help="Ray cluster to join ('auto', ray://...); default: local Ray")
+    sw.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX .gz files")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=3")
+    sw.add_argument("--no-export", action="store_true", help="skip exporting the best trial")
+    sw.add_argument("--export-dir", default=None, help="default artifacts/<name>")
+    sw.set_defaults(func=_sweep)
+
+    e = sub.add_parser("export", help="export the best trial of a run: weights, .pt2, summary, metrics, CSV, report")
+    e.add_argument("--run", required=True, help="the run directory, runs/<name>")
+    e.add_argument("--out", default=None, help="default artifacts/<name>")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--budget", type=int, default=100_000)
+    e.set_defaults(func=_export)
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    from orchestrator.config import ConfigError
+    from orchestrator.data import DataFormatError, DataNotFoundError
+    from orchestrator.teacher import TeacherLoadError
+    try:
+        return a.func(a)
+    except ConfigError as e:
+        print(f"kdsweep: config error: {e}", file=sys.stderr)
+        return 2
+    except (DataNotFoundError, DataFormatError, TeacherLoadError) as e:
+        print(f"kdsweep: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # budget, bad arguments: the message says what to do
+        print(f"kdsweep: {e}", file=sys.stderr)
+        return 2

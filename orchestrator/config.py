@@ -1,0 +1,352 @@
+"""YAML -> frozen dataclasses, strictly.
+
+`yaml.safe_load` only (no tags that run code). Unknown keys, wrong types and
+impossible values raise `ConfigError` naming the key path and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- generic loader
+
+def _convert(tp, value, path: str):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path or '<root>'}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, path)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(a, value, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {tp}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{path}: {value!r} is not allowed; use one of {list(allowed)}")
+        return value
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return {_convert(kt, k, f"{path}.{k}"): _convert(vt, v, f"{path}.{k}") for k, v in value.items()}
+    if origin in (list, tuple):
+        (et, *_) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        return tuple(_convert(et, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict, path: str = ""):
+    """Build dataclass `cls` from `data`, recursing into nested dataclasses."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]}; allowed keys{' in ' + path if path else ''}: "
+                          f"{sorted(names)}")
+    kwargs = {k: _convert(hints[k], v, f"{path}.{k}" if path else k) for k, v in data.items()}
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing key {path + '.' if path else ''}{missing[0]}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; see configs/ for examples")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def _check(cond: bool, msg: str):
+    if not cond:
+        raise ValueError(msg)
+
+
+# ---------------------------------------------------------------- the schema
+
+@dataclass(frozen=True)
+class DataConfig:
+    data_dir: str | None = None       # None: $KDSWEEP_DATA, ./data, /usr/share/datasets/fashion-mnist
+    val_size: int = 5000              # images carved out of the 60,000 training images
+    split_seed: int = 0
+    train_limit: int | None = None    # keep only the first N training images (smoke runs)
+    val_limit: int | None = None
+
+    def __post_init__(self):
+        _check(0 < self.val_size < 60_000, "val_size must be in 1..59999")
+        _check(self.train_limit is None or self.train_limit > 0, "train_limit must be positive")
+        _check(self.val_limit is None or self.val_limit > 0, "val_limit must be positive")
+
+
+@dataclass(frozen=True)
+class Views:
+    shift: int = 2      # pixels
+    flip: bool = True
+
+    def __post_init__(self):
+        _check(0 <= self.shift <= 8, "shift must be in 0..8 pixels")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a model expects: pixels/255, then (x - mean) / std, repeated to `channels`."""
+    mean: float = 0.2860
+    std: float = 0.3530
+    channels: int = 3
+
+    def __post_init__(self):
+        _check(self.std > 0, "std must be > 0")
+        _check(self.channels in (1, 3), "channels must be 1 or 3")
+
+
+@dataclass(frozen=True)
+class Optim:
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.05                  # peak learning rate
+    momentum: float = 0.9             # sgd only (Nesterov)
+    weight_decay: float = 5e-4
+    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
+    warmup_frac: float = 0.25         # onecycle: fraction of steps rising to the peak
+    epochs: int = 10
+    batch_size: int = 128
+
+    def __post_init__(self):
+        _check(self.lr > 0, "lr must be > 0")
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        _check(0 < self.warmup_frac < 1, "warmup_frac must be in (0, 1)")
+        _check(self.epochs >= 1, "epochs must be >= 1")
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class TeacherTrainConfig:
+    """configs/teacher.yaml: how `kdsweep teacher train` trains a ResNet."""
+    name: str = "teacher"
+    arch: Literal["resnet50", "resnet18", "resnet10"] = "resnet50"   # resnet10: tiny, for tests
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    optim: Optim = field(default_factory=lambda: Optim(lr=0.1, epochs=15))
+    augment: Views = field(default_factory=Views)
+    label_smoothing: float = 0.1
+    compile: bool = False             # torch.compile the training step
+    seed: int = 0
+    workers: int = 1                  # Ray Train workers (DDP when > 1)
+    use_gpu: bool = False
+    cpus_per_worker: int = 2
+    eval_batch_size: int = 1000
+
+    def __post_init__(self):
+        _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        _check(self.workers >= 1, "workers must be >= 1")
+
+
+def load_teacher_config(path) -> TeacherTrainConfig:
+    return from_dict(TeacherTrainConfig, load_yaml(path))
+
+
+LOSS_NAMES = ("kd", "seed", "seed_combined", "mse", "ce")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One trial's settings: flat, so that any key can be a search-space dimension."""
+    student: str = "seed_model_2"
+    student_kwargs: dict[str, Any] = field(default_factory=dict)
+    loss: Literal["kd", "seed", "seed_combined", "mse", "ce"] = "kd"
+    alpha: float = 0.9                # weight of the soft (teacher) term
+    temperature: float = 4.0
+    label_smoothing: float = 0.0      # on the hard-label cross-entropy term
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.05                  # peak learning rate
+    momentum: float = 0.9             # sgd (Nesterov)
+    weight_decay: float = 5e-4
+    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
+    warmup_frac: float = 0.25
+    epochs: int = 10
+    batch_size: int = 128
+    mean: float = 0.2860              # student input normalization (pixels / 255)
+    std: float = 0.3530
+    seed: int = 0
+
+    def __post_init__(self):
+        _check(0 <= self.alpha <= 1, "alpha must be in [0, 1]")
+        _check(self.temperature > 0, "temperature must be > 0")
+        _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        _check(self.lr > 0, "lr must be > 0")
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        _check(0 < self.warmup_frac < 1, "warmup_frac must be in (0, 1)")
+        _check(self.epochs >= 1, "epochs must be >= 1")
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(self.std > 0, "std must be > 0")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    checkpoint: str | None = "models/teacher/resnet50.pt"   # a torchvision resnet50(num_classes=10) state_dict
+    mean: float | None = None         # None: read from the checkpoint's JSON sidecar
+    std: float | None = None
+    mode: Literal["views", "clean", "live"] = "views"
+    batch_size: int = 1000            # teacher inference batch (images)
+    cache_dir: str = "cache"          # teacher-logit cache, reused across sweeps
+
+    def __post_init__(self):
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    num_samples: int = 1              # samples of the search space (each grid point num_samples times)
+    max_concurrent_trials: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    grace_period: int = 1             # ASHA: epochs before a trial can be stopped
+    reduction_factor: int = 2         # ASHA: keep the top 1/rf at each rung
+    keep_checkpoints: int = 1         # per trial, by best val_acc
+    max_failures: int = 1             # retries of a crashed trial (from its last checkpoint)
+    storage: str = "runs"             # local dir (made absolute) or a URI (s3://, gs://) on a cluster
+
+    def __post_init__(self):
+        _check(self.num_samples >= 1, "num_samples must be >= 1")
+        _check(self.max_concurrent_trials >= 1, "max_concurrent_trials must be >= 1")
+        _check(self.cpus_per_trial > 0, "cpus_per_trial must be > 0")
+        _check(self.gpus_per_trial >= 0, "gpus_per_trial must be >= 0")
+        _check(self.grace_period >= 1, "grace_period must be >= 1")
+        _check(self.reduction_factor >= 2, "reduction_factor must be >= 2")
+        _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+
+
+DOMAINS = ("choice", "grid", "uniform", "loguniform")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    augment: Views = field(default_factory=Views)   # student augmentation = the teacher's enumerable views
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)  # explicit variants, crossed with search_space
+    sweep: SweepSettings = field(default_factory=SweepSettings)
+    budget: int = 100_000             # max student parameters (torchinfo count)
+
+    def __post_init__(self):
+        _check(bool(self.name) and "/" not in self.name, "name must be a non-empty string without '/'")
+        train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+        for key, dom in self.search_space.items():
+            if key not in train_keys:
+                raise ValueError(f"search_space.{key}: not a train key; allowed: {sorted(train_keys)}")
+            if len(dom) != 1 or next(iter(dom)) not in DOMAINS:
+                raise ValueError(f"search_space.{key}: write exactly one of {list(DOMAINS)}, e.g. "
+                                 f"{{choice: [a, b]}} or {{loguniform: [1e-3, 1e-1]}}; got {dom}")
+            kind, vals = next(iter(dom.items()))
+            if not isinstance(vals, list) or not vals:
+                raise ValueError(f"search_space.{key}.{kind}: expected a non-empty list")
+            if kind in ("uniform", "loguniform"):
+                if len(vals) != 2 or not all(isinstance(_num(v), float) for v in vals) or _num(vals[0]) >= _num(vals[1]):
+                    raise ValueError(f"search_space.{key}.{kind}: expected [low, high] numbers with low < high")
+                if kind == "loguniform" and _num(vals[0]) <= 0:
+                    raise ValueError(f"search_space.{key}.loguniform: bounds must be > 0")
+                vals = [_num(v) for v in vals]
+            for v in vals:  # every value must make a valid TrainConfig
+                try:
+                    from_dict(TrainConfig, {**to_dict(self.train), key: v})
+                except ConfigError as e:
+                    raise ValueError(f"search_space.{key}: value {v!r} is invalid: {e}") from None
+
+        for i, t in enumerate(self.trials):
+            if not isinstance(t, dict):
+                raise ValueError(f"trials[{i}]: expected a mapping of train keys, e.g. {{student: seed_model_1}}")
+            clash = set(t) & set(self.search_space)
+            if clash:
+                raise ValueError(f"trials[{i}]: {sorted(clash)} also in search_space; set each key in one place")
+            try:
+                from_dict(TrainConfig, {**to_dict(self.train), **t})
+            except ConfigError as e:
+                raise ValueError(f"trials[{i}]: {e}") from None
+
+    def _values(self, key: str) -> set:
+        dom = self.search_space.get(key)
+        vals = set(next(iter(dom.values()))) if dom else {getattr(self.train, key)}
+        if self.trials:
+            vals = {t.get(key, v) for t in self.trials for v in vals}
+        return vals
+
+    def students(self) -> list[str]:
+        """Every student name this config can train."""
+        return sorted(self._values("student"))
+
+    def losses(self) -> list[str]:
+        return sorted(self._values("loss"))
+
+    def trial_config(self, overrides: dict) -> TrainConfig:
+        return from_dict(TrainConfig, {**to_dict(self.train), **overrides})
+
+
+def _num(v):
+    try:
+        return float(v) if not isinstance(v, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def load_sweep_config(path, overrides: dict | None = None) -> SweepConfig:
+    data = load_yaml(path)
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return from_dict(SweepConfig, data)

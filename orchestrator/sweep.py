@@ -1,0 +1,185 @@
+"""The sweep driver: config -> data -> teacher logits (once) -> Ray Tune with ASHA -> results -> export.
+
+Ray API calls live here and in trainables/tune_trainable.py only. Also runnable
+as a script on a cluster head: `ray submit cluster.yaml orchestrator/sweep.py -- --config ...`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python orchestrator/sweep.py` / `ray submit`: make the packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from orchestrator.config import SweepConfig, to_dict
+from orchestrator.data import load_split
+from students import count_params, create_student
+from trainables.augment import ViewSpec
+from trainables.losses import NEEDS_TEACHER
+from trainables.train import TrialData
+
+META_FILE = "kdsweep_meta.json"
+RESULTS_FILE = "results.csv"
+
+
+class BudgetError(ValueError):
+    pass
+
+
+def check_budget(cfg: SweepConfig) -> dict[str, int]:
+    """torchinfo parameter count of every student the config can train; over budget is an error."""
+    counts = {}
+    for name in cfg.students():
+        n = count_params(create_student(name, **cfg.train.student_kwargs))
+        if n > cfg.budget:
+            raise BudgetError(f"student {name} has {n:,} parameters, over the budget of {cfg.budget:,}; "
+                              "pick a smaller variant (`kdsweep students`) or prune it")
+        counts[name] = n
+    return counts
+
+
+def uses_teacher(cfg: SweepConfig) -> bool:
+    return bool(set(cfg.losses()) & NEEDS_TEACHER)
+
+
+def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
+    """The YAML search space (+ explicit trial variants) as Ray Tune domains: the one place that knows both."""
+    from ray import tune
+    make = {"choice": tune.choice, "grid": tune.grid_search,
+            "uniform": lambda v: tune.uniform(float(v[0]), float(v[1])),
+            "loguniform": lambda v: tune.loguniform(float(v[0]), float(v[1]))}
+    out = {key: make[kind](list(vals)) for key, dom in space.items() for kind, vals in dom.items()}
+    if trials:
+        out["_variant"] = tune.grid_search([dict(t) for t in trials])
+    return out
+
+
+def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -> tuple[TrialData, dict]:
+    """Everything trials need, computed in the driver: split, teacher logits (the only teacher run)."""
+    d = cfg.data
+    split = load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
+    spec = ViewSpec(cfg.augment.shift, cfg.augment.flip)
+    meta = dict(teacher_forwards=0, n_train=len(split.train_x), n_val=len(split.val_x), views=asdict(spec))
+    data = TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec, mode="none")
+    if not uses_teacher(cfg):
+        return data, meta
+    from orchestrator.cache import teacher_logits
+    from orchestrator.teacher import accuracy, load_teacher, predict_logits
+    path = teacher_path or cfg.teacher.checkpoint
+    if path is None:
+        raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
+    t = cfg.teacher
+    model, info = load_teacher(path, t.mean, t.std)
+    meta["teacher"] = dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
+                           preprocess=asdict(info.preprocess), mode=t.mode)
+    val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size)
+    meta["teacher"]["val_acc"] = accuracy(val_logits, split.val_y)
+    log(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
+    if t.mode == "live":
+        sd = {k: v.clone() for k, v in model.state_dict().items()}
+        data.teacher = dict(arch=info.arch, state_dict=sd, mean=info.preprocess.mean, std=info.preprocess.std,
+                            channels=info.preprocess.channels)
+    else:
+        cache_spec = spec if t.mode == "views" else ViewSpec(0, False)
+        logits, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
+                                                 cache_spec, t.cache_dir, t.batch_size, log=log)
+        data.teacher_logits = logits
+        meta["teacher_forwards"] = forwards
+        meta["cache"] = cinfo
+    data.mode = t.mode
+    return data, meta
+
+
+def run_dir_of(cfg: SweepConfig) -> str:
+    s = cfg.sweep.storage
+    return f"{s.rstrip('/')}/{cfg.name}" if "://" in s else str(Path(s).resolve() / cfg.name)
+
+
+def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
+              export_to: str | None = None, log=print) -> Path:
+    """Run the sweep (resuming an interrupted one of the same name) and return its run directory."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from trainables.tune_trainable import distill_trainable
+
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # 1 ckpt/epoch is intended
+    t_start = time.time()
+    counts = check_budget(cfg)
+    log("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in counts.items()))
+    data, meta = prepare_data(cfg, teacher_path, log)
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        kwargs = {} if address else dict(include_dashboard=False)  # the local default: no open ports beyond Ray's own
+        ray.init(address=address, **kwargs)
+    try:
+        s = cfg.sweep
+        storage = s.storage if "://" in s.storage else str(Path(s.storage).resolve())
+        run_dir = run_dir_of(cfg)
+        param_space = to_tune_space(cfg.search_space, cfg.trials)
+        trainable = tune.with_parameters(distill_trainable, data=data, base=to_dict(cfg.train),
+                                         threads=max(1, int(s.cpus_per_trial)), use_gpu=s.gpus_per_trial > 0)
+        trainable = tune.with_resources(trainable, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+        if "://" not in run_dir and tune.Tuner.can_restore(run_dir):
+            log(f"resuming the interrupted sweep in {run_dir}")
+            tuner = tune.Tuner.restore(run_dir, trainable, resume_errored=True, param_space=param_space)
+        else:
+            tuner = tune.Tuner(
+                trainable, param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    metric="val_acc", mode="max", num_samples=s.num_samples,
+                    max_concurrent_trials=s.max_concurrent_trials,
+                    scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs,
+                                            grace_period=s.grace_period, reduction_factor=s.reduction_factor)),
+                run_config=tune.RunConfig(
+                    name=cfg.name, storage_path=storage, verbose=1,
+                    failure_config=tune.FailureConfig(max_failures=s.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=s.keep_checkpoints,
+                                                            checkpoint_score_attribute="val_acc",
+                                                            checkpoint_score_order="max")))
+        results = tuner.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    df = results.get_dataframe(filter_metric="val_acc", filter_mode="max")
+    keep = [c for c in df.columns if c.startswith("config/")]
+    cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "images_per_s", "elapsed_s"]
+    table = df[[c for c in cols if c in df.columns]].rename(columns=lambda c: c.removeprefix("config/").removeprefix("_variant/"))
+    table = table.sort_values("val_acc", ascending=False)
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / RESULTS_FILE, index=False)
+    meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t_start, n_trials=len(df),
+                errors=sum(r.error is not None for r in results), student_params=counts)
+    (out / META_FILE).write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    log("\n" + summary(table, meta))
+    if export_to is not None:
+        from orchestrator.export import export
+        export(out, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log)
+    return out
+
+
+def summary(table, meta: dict) -> str:
+    """One screen: the best trials and where the teacher's time went."""
+    import pandas as pd
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        top = table.head(10).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    t = meta.get("teacher")
+    teacher = (f"teacher {t['arch']} val_acc {t['val_acc']:.4f}, mode {t['mode']}, "
+               f"{meta['teacher_forwards']:,} teacher forwards this run") if t else "no teacher (CE/MSE only)"
+    return (f"sweep {meta['name']}: {meta['n_trials']} trials ({meta['errors']} errored) in {meta['wall_s'] / 60:.1f} min, "
+            f"{meta['n_train']} train / {meta['n_val']} val images\n{teacher}\n{top}")
+
+
+def main(argv=None) -> int:
+    from orchestrator.cli import main as cli_main
+    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Shared fixtures: small real data, a tiny teacher made here, one local Ray for the Ray tests."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def small_split():
+    from orchestrator.data import load_split
+    return load_split(val_size=5000, seed=0, train_limit=384, val_limit=200)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    """A resnet10 trained for one epoch on 384 images, saved like a release (fp16 + JSON sidecar)."""
+    from orchestrator.config import TeacherTrainConfig, from_dict
+    from orchestrator.teacher_train import train_local
+    d = tmp_path_factory.mktemp("teacher")
+    cfg = from_dict(TeacherTrainConfig, dict(arch="resnet10", data=dict(train_limit=384, val_limit=200),
+                                             optim=dict(epochs=1, batch_size=64, lr=0.05)))
+    return train_local(cfg, d / "run", d / "tiny.pt", log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for every test that needs it (starting Ray costs seconds)."""
+    import ray
+    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from students import BUDGET, count_params, create_student, fit_to_budget, list_students, register_student
+
+
+@pytest.mark.parametrize("name", list_students())
+def test_every_student(name):
+    torch.manual_seed(0)
+    model = create_student(name)
+    assert model.in_chans in (1, 3)
+    assert count_params(model) <= BUDGET
+    model.train()
+    x = torch.randn(4, model.in_chans, 28, 28)
+    out = model(x)
+    assert out.shape == (4, 10)
+    assert torch.isfinite(out).all()
+    out.square().sum().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not no_grad, f"parameters without a gradient: {no_grad}"
+
+
+def test_seed_counts_are_exact():
+    assert count_params(create_student("seed_model_1")) == 95_530
+    assert count_params(create_student("seed_model_2")) == 95_386
+    assert count_params(create_student("seed_model_3")) == 95_386
+
+
+def test_unknown_student_lists_names():
+    with pytest.raises(KeyError, match="seed_model_1"):
+        create_student("resnet_huge")
+
+
+def test_duplicate_name_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        register_student("seed_model_1")(lambda: None)
+
+
+def test_unknown_kwarg_refused():
+    with pytest.raises(TypeError):
+        create_student("resdw", widht=8)
+
+
+def test_fit_to_budget():
+    w = fit_to_budget("resdw", budget=50_000, depths=(1, 2, 2))
+    assert count_params(create_student("resdw", width=w, depths=(1, 2, 2))) <= 50_000
+    assert count_params(create_student("resdw", width=w + 1, depths=(1, 2, 2))) > 50_000

@@ -1,0 +1,75 @@
+"""Batched, enumerable augmentation: a random shift of up to +-p pixels (zero padding)
+and an optional horizontal flip, applied to whole batches by one gather.
+
+Every augmented image is one of a finite set of *views*, numbered 0..n_views-1:
+
+    view = ((dy + p) * (2p + 1) + (dx + p)) * F + f       F = 2 if flip else 1
+
+where f = 1 means the image is flipped left-right first and then shifted by
+(dy, dx) (content moves down/right for positive values). Because views are small
+integers, the teacher's logits can be cached per (image, view) and a trial can
+rebuild the exact image the teacher saw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    shift: int = 2     # pixels, max |dy| and |dx|
+    flip: bool = True  # horizontal flip
+
+    def __post_init__(self):
+        if not isinstance(self.shift, int) or not 0 <= self.shift <= 8:
+            raise ValueError(f"views.shift must be an integer in 0..8 (pixels), got {self.shift!r}")
+
+    @property
+    def n_views(self) -> int:
+        return (2 * self.shift + 1) ** 2 * (2 if self.flip else 1)
+
+    @property
+    def identity(self) -> int:
+        """The view id of the unshifted, unflipped image."""
+        p = self.shift
+        return (p * (2 * p + 1) + p) * (2 if self.flip else 1)
+
+    def decode(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """views (N,) int -> dy (N,), dx (N,), flip (N,) bool."""
+        p, F = self.shift, (2 if self.flip else 1)
+        f, rest = views % F, views // F
+        return rest // (2 * p + 1) - p, rest % (2 * p + 1) - p, f.bool()
+
+    def random(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        return torch.randint(self.n_views, (n,), generator=generator, device=device)
+
+
+def apply_views(x: torch.Tensor, views: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
+    """x (N, H, W) or (N, C, H, W), any dtype; views (N,) -> the augmented batch, same shape.
+
+    One padded copy and one advanced-indexing gather: no per-sample Python loop.
+    """
+    squeeze = x.dim() == 3
+    if squeeze:
+        x = x.unsqueeze(1)
+    dy, dx, flip = spec.decode(views.to(x.device))
+    if spec.flip:
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    p = spec.shift
+    if p:
+        n, c, h, w = x.shape
+        padded = torch.nn.functional.pad(x, (p, p, p, p))                          # (N, C, H+2p, W+2p)
+        rows = (torch.arange(h, device=x.device) + p - dy[:, None])[:, None, :, None]  # (N, 1, H, 1)
+        cols = (torch.arange(w, device=x.device) + p - dx[:, None])[:, None, None, :]  # (N, 1, 1, W)
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        chans = torch.arange(c, device=x.device)[None, :, None, None]
+        x = padded[batch, chans, rows, cols]                                          # (N, C, H, W)
+    return x.squeeze(1) if squeeze else x
+
+
+def to_input(x_u8: torch.Tensor, mean: float, std: float, channels: int) -> torch.Tensor:
+    """uint8 (N, H, W) -> normalized float (N, channels, H, W) as a model's first conv expects."""
+    x = (x_u8.float().div_(255.0) - mean) / std
+    return x.unsqueeze(1).expand(-1, channels, -1, -1)

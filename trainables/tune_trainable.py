@@ -1,0 +1,42 @@
+"""The Ray Tune face of `train_student`: config dict in, `tune.report` + `tune.Checkpoint` out.
+
+Ray API calls live here and in orchestrator/sweep.py only.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from orchestrator.config import TrainConfig, from_dict
+from trainables.train import TrialData, train_student
+
+CKPT_FILE = "checkpoint.pt"
+
+
+def trial_config(config: dict, base: dict) -> TrainConfig:
+    """A trial's settings: the sweep's base train settings + its explicit variant (`_variant`) + sampled keys."""
+    sampled = {k: v for k, v in config.items() if k != "_variant"}
+    return from_dict(TrainConfig, {**base, **config.get("_variant", {}), **sampled})
+
+
+def distill_trainable(config: dict, data: TrialData, base: dict, threads: int, use_gpu: bool):
+    """One Tune trial. `data` (arrays, teacher logits) comes from the object store via `tune.with_parameters`."""
+    torch.set_num_threads(threads)
+    cfg = trial_config(config, base)
+    resume = None
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:  # a retried or restored trial continues from its last epoch
+        with ckpt.as_directory() as d:
+            resume = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
+
+    def report(metrics: dict, state: dict):
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, os.path.join(d, CKPT_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+    train_student(cfg, data, report=report, resume=resume, device=device)
