@@ -1,0 +1,139 @@
+"""Through real Ray: a Tune sweep with ASHA and export, and the teacher on Ray Train.
+
+One local Ray serves the module (started by the `ray_local` fixture on loopback
+when `make test` runs pytest in a loopback-only network namespace).
+"""
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from orchestrator import data as data_mod
+from orchestrator.config import load_sweep_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sweep_run(ray_local, tiny_teacher, tmp_path_factory, request):
+    """4 trials, sequential so that ASHA's first rung has a reference to cut against."""
+    from orchestrator.sweep import run_sweep
+    tmp = tmp_path_factory.mktemp("sweep")
+    opened = []
+    real_open = data_mod._open_idx
+
+    def audit(path):
+        opened.append(str(path))
+        return real_open(path)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(data_mod, "_open_idx", audit)
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+        "name": "t_sweep", "sweep.storage": str(tmp / "runs"), "sweep.max_concurrent_trials": 1,
+        "teacher.cache_dir": str(tmp / "cache"), "teacher.mode": "clean",
+        "data.train_limit": 768, "train.epochs": 3, "sweep.grace_period": 1, "sweep.reduction_factor": 2,
+        "search_space": {}, "train.student": "seed_model_2", "train.batch_size": 64,
+        "trials": [{"lr": 0.05}, {"lr": 1.0e-5}, {"lr": 2.0e-5}, {"lr": 0.03, "loss": "ce"}]})
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    mp.undo()
+    return run_dir, opened, cfg, tmp
+
+
+def test_sweep_results_and_asha(sweep_run):
+    run_dir, _, cfg, _ = sweep_run
+    table = pd.read_csv(run_dir / "results.csv")
+    assert len(table) == 4
+    assert table["val_acc"].max() > 0.3
+    # ASHA: at least one trial stopped before the last epoch
+    progress = [pd.read_json(p, lines=True)["epoch"].max() for p in run_dir.glob("*/result.json")]
+    assert len(progress) == 4 and min(progress) < cfg.train.epochs
+
+
+def test_teacher_ran_once(sweep_run):
+    run_dir, _, cfg, _ = sweep_run
+    meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
+    assert meta["teacher_forwards"] == 768 == meta["n_train"]   # clean mode: one forward per training image
+    assert meta["n_trials"] == 4
+
+
+def test_sweep_never_opens_test_split(sweep_run):
+    _, opened, _, _ = sweep_run
+    assert any("train-images" in p for p in opened)
+    assert not any("t10k" in p for p in opened)
+
+
+def test_export(sweep_run, tmp_path):
+    from orchestrator.export import Deployable, export, predict, rebuild
+    run_dir, _, _, _ = sweep_run
+    m = export(run_dir, tmp_path / "out", log=lambda s: None)
+    out = tmp_path / "out"
+    for f in ["student.pt", "student.pt2", "summary.txt", "metrics.json", "submission.csv", "report.md"]:
+        assert (out / f).is_file(), f
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["params"] == 95_386 and 0 <= metrics["test_acc"] <= 1
+    assert metrics["val_acc"] == pd.read_csv(run_dir / "results.csv")["val_acc"].max()
+    assert metrics["teacher_forwards"] == 768
+    rows = list(csv.reader(open(out / "submission.csv")))
+    assert rows[0] == ["id", "label"] and len(rows) == 10_001 and rows[1][0] == "0"
+    ckpt = torch.load(out / "student.pt", weights_only=True)
+    eager = Deployable(rebuild(ckpt), ckpt["config"]["mean"], ckpt["config"]["std"]).eval()
+    prog = torch.export.load(str(out / "student.pt2")).module()
+    for n in (1, 7, 300):
+        x = torch.rand(n, 1, 28, 28)
+        with torch.no_grad():
+            assert torch.allclose(prog(x), eager(x), atol=1e-5)
+    test_x, test_y = data_mod.load_test()
+    pred = predict(eager, test_x[:500]).argmax(1).numpy()
+    assert np.array_equal(pred, np.array([int(r[1]) for r in rows[1:501]]))
+
+
+def test_export_refuses_over_budget(sweep_run, tmp_path):
+    from orchestrator.export import export
+    with pytest.raises(ValueError, match="budget"):
+        export(sweep_run[0], tmp_path / "o", budget=1000, log=lambda s: None)
+
+
+def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_path):
+    from orchestrator.sweep import run_sweep
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+        "name": "t_views", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
+        "data.train_limit": 128, "data.val_limit": 64, "train.epochs": 1, "augment.shift": 1,
+        "search_space": {"student": {"grid": ["resdw_w24_d111", "seed_model_1", "seed_model_3"]}}})
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
+    assert meta["n_trials"] == 3 and meta["teacher_forwards"] == 128 * 18  # N x views, whatever the trials
+    again = run_sweep(dataclasses.replace(cfg, name="t_views2", search_space={}), teacher_path=str(tiny_teacher),
+                      log=lambda m: None)
+    assert json.loads((again / "kdsweep_meta.json").read_text())["teacher_forwards"] == 0  # cache hit
+
+
+def test_budget_checked_before_ray(tmp_path, monkeypatch):
+    from orchestrator import sweep
+    from orchestrator.config import SweepConfig, from_dict
+    cfg = from_dict(SweepConfig, {"name": "b", "budget": 50_000, "train": {"student": "seed_model_1"}})
+    with pytest.raises(sweep.BudgetError, match="seed_model_1 has 95,530 parameters"):
+        sweep.run_sweep(cfg)
+
+
+def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path):
+    from orchestrator.config import TeacherTrainConfig, from_dict
+    from orchestrator.teacher import load_teacher
+    from orchestrator.teacher_train import train_ray
+    raw = dict(arch="resnet10", data=dict(train_limit=256, val_limit=128), cpus_per_worker=1,
+               optim=dict(epochs=2, batch_size=64, lr=0.05))
+    cfg = from_dict(TeacherTrainConfig, raw)
+    marker = tmp_path / "failed-once"
+    out = train_ray(cfg, tmp_path / "runs" / "t", tmp_path / "rel" / "teacher.pt", log=lambda m: None,
+                    fail_once_marker=str(marker))
+    assert marker.exists()  # the worker crashed after epoch 1 and Ray Train restarted it
+    meta = json.loads(out.with_suffix(".json").read_text())
+    history = json.loads((out.parent / "train_history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]  # resumed at epoch 2, not restarted from 1
+    assert meta["arch"] == "resnet10" and meta["trained_with"].startswith("Ray Train")
+    model, info = load_teacher(out)  # `teacher eval` loads the release
+    assert info.arch == "resnet10" and info.preprocess.mean == pytest.approx(0.286)

@@ -1,0 +1,73 @@
+"""The trainable called directly: no Ray, no Tune."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from orchestrator.cache import teacher_logits
+from orchestrator.config import Preprocess, TrainConfig
+from orchestrator.teacher import load_teacher
+from trainables.augment import ViewSpec
+from trainables.train import TrialData, train_student
+
+
+def data_for(split, mode="none", logits=None, teacher=None, spec=ViewSpec(1, True)):
+    return TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec, mode, logits, teacher)
+
+
+def test_one_epoch_reports_and_learns(small_split):
+    reports = []
+    cfg = TrainConfig(student="seed_model_2", loss="ce", epochs=2, batch_size=32, lr=0.05)
+    ro = data_for(small_split)
+    ro.train_x, ro.val_x = ro.train_x.copy(), ro.val_x.copy()
+    ro.train_x.setflags(write=False)  # like arrays from the object store
+    ro.val_x.setflags(write=False)
+    m = train_student(cfg, ro, report=lambda met, st: reports.append((met, st)))
+    assert [r[0]["epoch"] for r in reports] == [1, 2]
+    assert set(m) >= {"val_acc", "val_loss", "train_loss", "epoch", "lr", "params", "images_per_s"}
+    assert m["params"] == 95_386 and m["val_acc"] > 0.3  # 10 classes: chance is 0.1
+    state = reports[-1][1]
+    assert state["student"] == "seed_model_2" and state["config"]["loss"] == "ce" and state["epoch"] == 2
+
+
+def test_resume_continues_exactly(small_split):
+    torch.set_num_threads(1)  # bitwise-repeatable reductions
+    cfg = TrainConfig(student="resdw_w24_d111", loss="ce", epochs=2, batch_size=64)
+    d = data_for(small_split)
+    states = []
+    train_student(cfg, d, report=lambda m, s: states.append(copy.deepcopy(s)))
+    resumed = []
+    train_student(cfg, d, report=lambda m, s: resumed.append(copy.deepcopy(s)), resume=states[0])
+    assert [s["epoch"] for s in resumed] == [2]
+    for k, v in states[-1]["state_dict"].items():
+        assert torch.allclose(v.float(), resumed[-1]["state_dict"][k].float(), atol=1e-6), k
+    torch.set_num_threads(2)
+
+
+def test_teacher_modes_agree(small_split, tiny_teacher, tmp_path):
+    """views (cached fp16 logits of the exact view) and live (teacher on the batch) train the same student."""
+    model, info = load_teacher(tiny_teacher)
+    spec = ViewSpec(1, True)
+    logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, small_split.train_x, small_split.train_y,
+                                  spec, tmp_path, log=lambda m: None)
+    live = dict(arch=info.arch, state_dict=model.state_dict(), mean=info.preprocess.mean, std=info.preprocess.std,
+                channels=info.preprocess.channels)
+    cfg = TrainConfig(student="resdw_w24_d111", loss="kd", epochs=1, batch_size=64, temperature=2.0)
+    a = train_student(cfg, data_for(small_split, "views", logits, spec=spec))
+    b = train_student(cfg, data_for(small_split, "live", teacher=live, spec=spec))
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=2e-3)
+    clean = np.ascontiguousarray(logits[:, spec.identity:spec.identity + 1])
+    c = train_student(cfg, data_for(small_split, "clean", clean, spec=spec))
+    assert c["train_loss"] != pytest.approx(a["train_loss"], rel=1e-4)  # clean logits are another target
+
+
+def test_teacher_loss_without_teacher_is_an_error(small_split):
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train_student(TrainConfig(loss="kd", epochs=1), data_for(small_split))
+
+
+def test_divergence_is_reported(small_split):
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train_student(TrainConfig(student="seed_model_1", loss="mse", optimizer="sgd", lr=1e6, epochs=1,
+                                  batch_size=64), data_for(small_split))
