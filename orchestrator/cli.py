@@ -80,8 +80,13 @@ def _teacher_eval(a) -> int:
     val_acc = accuracy(predict_logits(model, s.val_x, info.preprocess), s.val_y)
     tx, ty = load_test(a.data_dir)
     test_acc = accuracy(predict_logits(model, tx, info.preprocess), ty)
-    res = dict(checkpoint=info.path, arch=info.arch, params=params, val_acc=val_acc, test_acc=test_acc,
-               sha256=info.sha256, preprocess=info.preprocess.__dict__)
+    from orchestrator.teacher import sidecar_path
+    side = sidecar_path(a.checkpoint)
+    trained = json.loads(side.read_text()) if side.is_file() else {}
+    res = dict(checkpoint=str(a.checkpoint), arch=info.arch, params=params, val_acc=val_acc, test_acc=test_acc,
+               val_images=len(s.val_x), test_images=len(tx), sha256=info.sha256, preprocess=info.preprocess.__dict__,
+               **{k: trained[k] for k in ("best_epoch", "epochs", "wall_s", "machine", "trained_with", "recipe")
+                  if k in trained})
     print(f"{info.arch}: {params:,} parameters (torchinfo); val_acc {val_acc:.4f} "
           f"({len(s.val_x)} images, split seed {a.split_seed}); test_acc {test_acc:.4f} ({len(tx)} images)")
     if a.json:

@@ -180,6 +180,7 @@ class TeacherTrainConfig:
     augment: Views = field(default_factory=Views)
     label_smoothing: float = 0.1
     compile: bool = False             # torch.compile the training step
+    init_from: str | None = None      # start from these weights (a second cycle), not from scratch
     seed: int = 0
     workers: int = 1                  # Ray Train workers (DDP when > 1)
     use_gpu: bool = False

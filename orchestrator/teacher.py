@@ -221,6 +221,10 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
                          o.optimizer, o.lr, o.weight_decay, o.momentum)
     sched = make_scheduler(opt, o.schedule, o.epochs * steps_per_epoch, o.warmup_frac)
     start, best, history = 0, -1.0, []
+    if cfg.init_from and resume is None:  # a new cycle from earlier weights (e.g. the last release)
+        sd = read_state_dict(cfg.init_from)
+        model.load_state_dict({k: v.float() for k, v in sd.items()})
+        log(f"initialized from {cfg.init_from}")
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])

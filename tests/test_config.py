@@ -14,8 +14,9 @@ def test_shipped_sweep_configs_load(name):
     assert cfg.students()
 
 
-def test_teacher_config_loads():
-    cfg = load_teacher_config(ROOT / "configs" / "teacher.yaml")
+@pytest.mark.parametrize("name", ["teacher", "teacher_cycle2"])
+def test_teacher_configs_load(name):
+    cfg = load_teacher_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.arch == "resnet50" and cfg.data.val_size == 5000
 
 

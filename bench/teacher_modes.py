@@ -1,0 +1,108 @@
+"""Teacher modes: `live` (the teacher runs inside each trial) vs `views` (cached logits per view) vs `clean`.
+
+Part 1, speed: the same small sweep (same students, epochs, trials) run through
+Ray Tune once with mode `live` and once with `views`, in this process, one
+after the other; prints the wall time of each, their ratio, and the one-time
+cache build separately (a fresh cache directory is used so the build is timed).
+
+Part 2, accuracy: one student trained with `clean`, `views` and `live` for the
+same epochs, on the same data, for several seeds (plain PyTorch, no Ray);
+prints the validation accuracy of each mode (mean and spread over seeds).
+
+    python bench/teacher_modes.py --teacher ../shared/teacher/resnet50.pt --teacher-mean 0.2860 --teacher-std 0.3530
+Run it inside the loopback namespace on this machine: `bash scripts/loopback.sh .venv/bin/python bench/teacher_modes.py ...`
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from orchestrator.config import SweepConfig, TrainConfig, from_dict  # noqa: E402
+
+
+def sweep_cfg(args, mode: str, storage: str, cache: str) -> SweepConfig:
+    return from_dict(SweepConfig, dict(
+        name=f"bench_{mode}", data=dict(train_limit=args.train_limit, val_limit=args.val_limit),
+        teacher=dict(checkpoint=args.teacher, mean=args.teacher_mean, std=args.teacher_std, mode=mode, cache_dir=cache),
+        augment=dict(shift=args.shift, flip=True),
+        train=dict(loss="kd", epochs=args.epochs, batch_size=128, lr=0.05),
+        search_space=dict(student=dict(grid=args.students)),
+        sweep=dict(max_concurrent_trials=2, cpus_per_trial=1, storage=storage, grace_period=args.epochs)))
+
+
+def part_speed(args):
+    from orchestrator.sweep import run_sweep
+    tmp = tempfile.mkdtemp(prefix="kdsweep-bench-")
+    times, meta = {}, {}
+    for mode in ("live", "views"):
+        t0 = time.time()
+        run_dir = run_sweep(sweep_cfg(args, mode, f"{tmp}/runs", f"{tmp}/cache"), log=lambda m: None)
+        times[mode] = time.time() - t0
+        meta[mode] = json.loads((run_dir / "kdsweep_meta.json").read_text())
+    build = meta["views"]["cache"]["build_s"]
+    print(f"speed: {len(args.students)} trials x {args.epochs} epochs on {args.train_limit} images, "
+          f"{(2 * args.shift + 1) ** 2 * 2} views")
+    print(f"  live : {times['live']:.0f} s wall")
+    print(f"  views: {times['views']:.0f} s wall, of which cache build {build:.0f} s "
+          f"({meta['views']['teacher_forwards']:,} teacher forwards)")
+    print(f"  ratio live/views {times['live'] / times['views']:.2f}x including the build, "
+          f"{times['live'] / max(times['views'] - build, 1e-9):.2f}x with a warm cache")
+
+
+def part_accuracy(args):
+    import numpy as np
+    from orchestrator.cache import teacher_logits
+    from orchestrator.data import load_split
+    from orchestrator.teacher import load_teacher
+    from trainables.augment import ViewSpec
+    from trainables.train import TrialData, train_student
+    s = load_split(train_limit=args.train_limit, val_limit=args.val_limit)
+    model, info = load_teacher(args.teacher, args.teacher_mean, args.teacher_std)
+    spec = ViewSpec(args.shift, True)
+    cache = tempfile.mkdtemp(prefix="kdsweep-bench-cache-")
+    logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, spec, cache,
+                                  log=lambda m: None)
+    clean = np.ascontiguousarray(logits[:, spec.identity:spec.identity + 1])
+    live = dict(arch=info.arch, state_dict=model.state_dict(), mean=info.preprocess.mean, std=info.preprocess.std,
+                channels=info.preprocess.channels)
+    data = {"clean": TrialData(s.train_x, s.train_y, s.val_x, s.val_y, spec, "clean", clean),
+            "views": TrialData(s.train_x, s.train_y, s.val_x, s.val_y, spec, "views", logits),
+            "live": TrialData(s.train_x, s.train_y, s.val_x, s.val_y, spec, "live", teacher=live)}
+    print(f"accuracy: {args.students[0]}, kd, {args.epochs} epochs, {args.train_limit} train / "
+          f"{args.val_limit} val images, seeds {list(range(args.seeds))}")
+    for mode, d in data.items():
+        accs = [train_student(TrainConfig(student=args.students[0], loss="kd", epochs=args.epochs, lr=0.05,
+                                          seed=seed), d)["val_acc"] for seed in range(args.seeds)]
+        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        print(f"  {mode:5s}: val_acc {statistics.mean(accs):.4f} +- {spread:.4f}  {[round(a, 4) for a in accs]}",
+              flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", default="models/teacher/resnet50.pt")
+    p.add_argument("--teacher-mean", type=float, default=None)
+    p.add_argument("--teacher-std", type=float, default=None)
+    p.add_argument("--train-limit", type=int, default=5000)
+    p.add_argument("--val-limit", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--shift", type=int, default=1)
+    p.add_argument("--students", nargs="+", default=["seed_model_2", "seed_model_3"])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--part", choices=["speed", "accuracy", "both"], default="both")
+    args = p.parse_args()
+    if args.part in ("speed", "both"):
+        part_speed(args)
+    if args.part in ("accuracy", "both"):
+        part_accuracy(args)
+
+
+if __name__ == "__main__":
+    main()
