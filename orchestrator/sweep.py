@@ -76,8 +76,9 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -
     model, info = load_teacher(path, t.mean, t.std)
     meta["teacher"] = dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
                            preprocess=asdict(info.preprocess), mode=t.mode)
-    val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size)
+    val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size)  # for the report only
     meta["teacher"]["val_acc"] = accuracy(val_logits, split.val_y)
+    meta["teacher_val_forwards"] = len(split.val_x)
     log(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
     if t.mode == "live":
         sd = {k: v.clone() for k, v in model.state_dict().items()}
@@ -92,6 +93,26 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -
         meta["cache"] = cinfo
     data.mode = t.mode
     return data, meta
+
+
+CONFIG_FILE = "kdsweep_config.json"
+
+
+def _claim_run_dir(run_dir: str, cfg: SweepConfig):
+    """A run directory belongs to one config: resuming it with another would mix two sweeps."""
+    if "://" in run_dir:
+        return
+    path = Path(run_dir) / CONFIG_FILE
+    mine = json.loads(json.dumps(to_dict(cfg), default=str))
+    if path.is_file():
+        theirs = json.loads(path.read_text())
+        if theirs != mine:
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ValueError(f"{run_dir} holds a sweep with another config (differs in {diff}); give this sweep "
+                             f"another name (--set name=...) or delete {run_dir} to start over")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(mine, indent=1) + "\n")
 
 
 def run_dir_of(cfg: SweepConfig) -> str:
@@ -125,6 +146,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         trainable = tune.with_parameters(distill_trainable, data=data, base=to_dict(cfg.train),
                                          threads=max(1, int(s.cpus_per_trial)), use_gpu=s.gpus_per_trial > 0)
         trainable = tune.with_resources(trainable, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+        _claim_run_dir(run_dir, cfg)
         if "://" not in run_dir and tune.Tuner.can_restore(run_dir):
             log(f"resuming the interrupted sweep in {run_dir}")
             tuner = tune.Tuner.restore(run_dir, trainable, resume_errored=True, param_space=param_space)

@@ -7,7 +7,7 @@ checkpoint; both end by writing the best-validation weights as a release
 from __future__ import annotations
 
 import json
-import platform
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,7 +29,7 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.node() and 'host'}: {torch.get_num_threads()} threads, {cpu}, {gpu}, torch {torch.__version__}"
+    return f"{os.cpu_count()} CPU cores ({cpu}), {torch.get_num_threads()} torch threads, {gpu}, torch {torch.__version__}"
 
 
 def _split(cfg: TeacherTrainConfig):

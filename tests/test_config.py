@@ -43,3 +43,14 @@ def test_overrides_and_types():
     assert cfg.train.epochs == 3 and cfg.train.lr == 0.01
     with pytest.raises(ConfigError, match="expected int"):
         from_dict(TeacherTrainConfig, {"optim": {"epochs": 2.5}})
+
+
+def test_run_dir_refuses_another_config(tmp_path):
+    import dataclasses
+    from orchestrator.sweep import _claim_run_dir
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
+    _claim_run_dir(str(tmp_path), cfg)
+    _claim_run_dir(str(tmp_path), cfg)  # the same config: resuming is fine
+    other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=9))
+    with pytest.raises(ValueError, match=r"another config \(differs in \['train'\]\)"):
+        _claim_run_dir(str(tmp_path), other)
