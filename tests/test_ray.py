@@ -98,8 +98,16 @@ def test_export_refuses_over_budget(sweep_run, tmp_path):
         export(sweep_run[0], tmp_path / "o", budget=1000, log=lambda s: None)
 
 
-def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_path):
+def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_path, monkeypatch):
     from orchestrator.sweep import run_sweep
+    from trainables.train import TrialData
+    puts, real_put = [], ray_local.put
+
+    def counting_put(value, *a, **k):
+        puts.append(type(value).__name__)
+        return real_put(value, *a, **k)
+
+    monkeypatch.setattr(ray_local, "put", counting_put)
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
         "name": "t_views", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
         "data.train_limit": 128, "data.val_limit": 64, "train.epochs": 1, "augment.shift": 1,
@@ -107,6 +115,7 @@ def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_pat
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["n_trials"] == 3 and meta["teacher_forwards"] == 128 * 18  # N x views, whatever the trials
+    assert puts.count(TrialData.__name__) == 1  # arrays + logits enter the object store once for 3 trials
     again = run_sweep(dataclasses.replace(cfg, name="t_views2", search_space={}), teacher_path=str(tiny_teacher),
                       log=lambda m: None)
     assert json.loads((again / "kdsweep_meta.json").read_text())["teacher_forwards"] == 0  # cache hit
