@@ -140,8 +140,8 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         ray.init(address=address, **kwargs)
     try:
         s = cfg.sweep
-        storage = s.storage if "://" in s.storage else str(Path(s.storage).resolve())
         run_dir = run_dir_of(cfg)
+        storage = run_dir.rsplit("/", 1)[0]  # the storage root run_dir_of resolved
         param_space = to_tune_space(cfg.search_space, cfg.trials)
         trainable = tune.with_parameters(distill_trainable, data=data, base=to_dict(cfg.train),
                                          threads=max(1, int(s.cpus_per_trial)), use_gpu=s.gpus_per_trial > 0)

@@ -37,8 +37,7 @@ def _split(cfg: TeacherTrainConfig):
     return load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
 
 
-def _finish(cfg: TeacherTrainConfig, best_sd: dict, metrics: dict, history: list, wall_s: float,
-            out: Path, how: str) -> Path:
+def _finish(cfg: TeacherTrainConfig, best_sd: dict, history: list, wall_s: float, out: Path, how: str) -> Path:
     best = max(history, key=lambda m: m["val_acc"])
     extra = dict(val_acc=best["val_acc"], best_epoch=best["epoch"], epochs=cfg.optim.epochs,
                  wall_s=round(wall_s, 1), machine=machine(), trained_with=how, recipe=asdict(cfg))
@@ -64,11 +63,11 @@ def train_local(cfg: TeacherTrainConfig, run_dir: Path, out: Path, log=print) ->
     s = _split(cfg)
     log(f"teacher {cfg.arch}: {len(s.train_x)} train / {len(s.val_x)} val images, run dir {run_dir}")
     device = "cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu"
-    metrics = fit_teacher(cfg, s.train_x, s.train_y, s.val_x, s.val_y, resume=resume, save=save, log=log,
+    fit_teacher(cfg, s.train_x, s.train_y, s.val_x, s.val_y, resume=resume, save=save, log=log,
                           device=device)
     final = torch.load(last, map_location="cpu", weights_only=True)
     best = torch.load(best_path, map_location="cpu", weights_only=True)
-    return _finish(cfg, best["model"], metrics, final["history"], final["wall_s"], out, "local (no Ray)")
+    return _finish(cfg, best["model"], final["history"], final["wall_s"], out, "local (no Ray)")
 
 
 # ---------------------------------------------------------------- Ray Train
@@ -152,5 +151,5 @@ def train_ray(cfg: TeacherTrainConfig, run_dir: Path, out: Path, address: str | 
     finally:
         if started:
             ray.shutdown()
-    return _finish(cfg, best_sd, state["history"][-1], state["history"], state["wall_s"], out,
+    return _finish(cfg, best_sd, state["history"], state["wall_s"], out,
                    f"Ray Train, {cfg.workers} worker(s)")
