@@ -165,7 +165,7 @@ def load_teacher(path: str | Path, mean: float | None = None, std: float | None 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images_u8: np.ndarray | torch.Tensor, pre: Preprocess,
-                   batch_size: int = 1000, device: str = "cpu", views: torch.Tensor | None = None,
+                   batch_size: int = 256, device: str = "cpu", views: torch.Tensor | None = None,
                    spec: ViewSpec | None = None) -> torch.Tensor:
     """Logits (N, 10) fp32 of uint8 images (N, 28, 28), optionally of view `views[i]` of image i."""
     x = torch.as_tensor(images_u8)
