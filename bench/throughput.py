@@ -1,8 +1,9 @@
 """Training-loop throughput: kdsweep's in-memory batched loop vs a seed-style torchvision loop.
 
 Same student, batch size, augmentation (random shift <= 2 px with zero padding +
-horizontal flip), loss (cross-entropy), optimizer and threads; only the data
-path differs:
+horizontal flip), loss (cross-entropy), optimizer and threads; the data path
+differs, and kdsweep's loop is timed at fp32 and with `train.precision: bf16`
+(autocast; AMX/avx512_bf16 CPUs):
   kdsweep: the uint8 train set as one tensor; shift/flip by one gather per batch
            (trainables.train.train_student).
   seed:    torchvision.datasets.FashionMNIST with per-sample transforms
@@ -37,11 +38,11 @@ from trainables.train import TrialData, train_student  # noqa: E402
 MEAN, STD = 0.2860, 0.3530
 
 
-def kdsweep_rate(args) -> float:
+def kdsweep_rate(args, precision: str = "fp32") -> float:
     s = load_split(train_limit=args.images, val_limit=100)
     data = TrialData(s.train_x, s.train_y, s.val_x, s.val_y, ViewSpec(2, True), mode="none")
     cfg = TrainConfig(student=args.student, loss="ce", epochs=2, batch_size=args.batch_size, lr=0.01,
-                      optimizer="sgd", schedule="constant")
+                      optimizer="sgd", schedule="constant", precision=precision)
     return train_student(cfg, data)["images_per_s"]  # epoch 2 (epoch 1 warms up), training time only
 
 
@@ -83,16 +84,19 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    ours, seed = [], []
-    for r in range(args.runs):  # interleaved, so drift in machine load hits both alike
-        ours.append(kdsweep_rate(args))
-        seed.append(seed_rate(args))
-        print(f"run {r + 1}: kdsweep {ours[-1]:.0f} img/s, seed-style {seed[-1]:.0f} img/s", flush=True)
-    mo, ms = statistics.median(ours), statistics.median(seed)
-    print(f"median of {args.runs}: kdsweep {mo:.0f} img/s, seed-style {ms:.0f} img/s, ratio {mo / ms:.2f}x "
-          f"({args.student}, batch {args.batch_size}, {args.images} images, {args.threads} threads, "
-          f"DataLoader workers {args.workers})")
-
+    variants = {"kdsweep fp32": dict(precision="fp32"), "kdsweep bf16": dict(precision="bf16")}
+    rates = {k: [] for k in [*variants, "seed-style fp32"]}
+    for r in range(args.runs):  # interleaved, so drift in machine load hits all alike
+        for name, kw in variants.items():
+            rates[name].append(kdsweep_rate(args, **kw))
+        rates["seed-style fp32"].append(seed_rate(args))
+        print(f"run {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()) + " img/s", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    base = med["seed-style fp32"]
+    print(f"median of {args.runs} ({args.student}, batch {args.batch_size}, {args.images} images, "
+          f"{args.threads} threads, DataLoader workers {args.workers}):")
+    for k, v in med.items():
+        print(f"  {k:22s} {v:6.0f} img/s  {v / base:.2f}x")
 
 if __name__ == "__main__":
     main()

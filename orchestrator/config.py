@@ -219,6 +219,8 @@ class TrainConfig:
     mean: float = 0.2860              # student input normalization (pixels / 255)
     std: float = 0.3530
     seed: int = 0
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast in the train step; auto: bf16 where
+                                                          # the hardware has it (avx512_bf16/AMX CPU, GPU)
 
     def __post_init__(self):
         _check(0 <= self.alpha <= 1, "alpha must be in [0, 1]")

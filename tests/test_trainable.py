@@ -1,5 +1,6 @@
 """The trainable called directly: no Ray, no Tune."""
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -71,3 +72,32 @@ def test_divergence_is_reported(small_split):
     with pytest.raises(FloatingPointError, match="diverged"):
         train_student(TrainConfig(student="seed_model_1", loss="mse", optimizer="sgd", lr=1e6, epochs=1,
                                   batch_size=64), data_for(small_split))
+
+
+def test_bf16_step_trains_and_keeps_fp32_weights(small_split):
+    """precision bf16 autocasts the train step only: it learns, weights and checkpoints stay fp32."""
+    states = []
+    cfg = TrainConfig(student="seed_model_2", loss="ce", epochs=2, batch_size=32, lr=0.05, precision="bf16")
+    m = train_student(cfg, data_for(small_split), report=lambda met, st: states.append(st))
+    assert m["val_acc"] > 0.3 and np.isfinite(m["train_loss"])
+    assert all(v.dtype == torch.float32 for v in states[-1]["state_dict"].values() if v.is_floating_point())
+    fp32 = train_student(dataclasses.replace(cfg, precision="fp32"), data_for(small_split))
+    assert m["train_loss"] == pytest.approx(fp32["train_loss"], rel=0.05)  # same run, bf16 rounding only
+
+
+def test_bf16_without_native_support_warns(small_split, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    with pytest.warns(RuntimeWarning, match="precision: fp32"):
+        train_student(TrainConfig(student="resdw_w24_d111", loss="ce", epochs=1, batch_size=128,
+                                  precision="bf16"), data_for(small_split))
+
+
+
+def test_auto_precision_follows_the_hardware(small_split, monkeypatch):
+    from trainables.train import resolve_precision
+    cfg = TrainConfig(student="resdw_w24_d111", loss="ce", epochs=1, batch_size=128, precision="auto")
+    for native, expected in [(True, "bf16"), (False, "fp32")]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+        assert resolve_precision("auto", "cpu") == expected
+        assert train_student(cfg, data_for(small_split))["precision"] == expected
+    assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"

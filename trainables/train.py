@@ -62,6 +62,25 @@ def _live_teacher(t: dict, device):
     return model.eval().to(device)
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """'auto' -> 'bf16' where the device computes bf16 natively, else 'fp32'; others unchanged."""
+    if precision != "auto":
+        return precision
+    kind = torch.device(device).type
+    native = torch.cpu._is_avx512_bf16_supported() if kind == "cpu" else \
+        kind == "cuda" and torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp32"
+
+
+def _autocast(precision: str, device: str):
+    """bf16 autocast for the train step (evaluation stays fp32, as the exported model runs)."""
+    kind = torch.device(device).type
+    if precision == "bf16" and kind == "cpu" and not torch.cpu._is_avx512_bf16_supported():
+        warnings.warn("precision bf16: this CPU has no native bf16 (avx512_bf16/AMX), so it runs emulated and "
+                      "slower than fp32; set train.precision: fp32 or auto", RuntimeWarning, stacklevel=3)
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dict], Any] | None = None,
                   resume: dict | None = None, device: str = "cpu") -> dict:
     """Train `cfg.student` for `cfg.epochs`; call `report(metrics, state)` after every epoch.
@@ -91,6 +110,8 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch, cfg.warmup_frac)
     loss_fn = LOSSES[cfg.loss]
+    precision = resolve_precision(cfg.precision, device)
+    autocast = _autocast(precision, device)
     start, elapsed = 0, 0.0
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
@@ -115,7 +136,8 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
                 with torch.no_grad():
                     t = teacher(to_input(xb, data.teacher["mean"], data.teacher["std"], data.teacher["channels"]))
             x = to_input(xb, cfg.mean, cfg.std, model.in_chans).contiguous(memory_format=torch.channels_last)
-            s = model(x)                                                              # (B, 10)
+            with autocast:
+                s = model(x).float()                                                  # (B, 10)
             loss = loss_fn(s, t, train_y[idx], alpha=cfg.alpha, temperature=cfg.temperature,
                            label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
@@ -130,7 +152,8 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
         val_acc, val_loss = evaluate(model, val_x, val_y, cfg.mean, cfg.std)
         elapsed += time.time() - t0
         metrics = dict(epoch=epoch + 1, val_acc=val_acc, val_loss=val_loss, train_loss=loss_sum / n,
-                       lr=opt.param_groups[0]["lr"], params=params, images_per_s=n / train_s, elapsed_s=elapsed)
+                       lr=opt.param_groups[0]["lr"], params=params, images_per_s=n / train_s, elapsed_s=elapsed,
+                       precision=precision)
         if report is not None:
             state = dict(student=cfg.student, student_kwargs=dict(cfg.student_kwargs), config=asdict(cfg),
                          state_dict=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
