@@ -15,7 +15,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python orchestrator/sweep.py` / `ray submit`: make the packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.config import SweepConfig, to_dict
+from orchestrator.config import SweepConfig, TrainConfig, to_dict
 from orchestrator.data import load_split
 from students import count_params, create_student
 from trainables.augment import ViewSpec
@@ -170,8 +170,11 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             ray.shutdown()
     df = results.get_dataframe(filter_metric="val_acc", filter_mode="max")
     keep = [c for c in df.columns if c.startswith("config/")]
-    cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "images_per_s", "elapsed_s"]
+    cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "precision", "images_per_s", "elapsed_s"]
     table = df[[c for c in cols if c in df.columns]].rename(columns=lambda c: c.removeprefix("config/").removeprefix("_variant/"))
+    for col in table.columns:  # a variant that left a key alone ran with the base config's value
+        if col in TrainConfig.__dataclass_fields__ and table[col].isna().any():
+            table[col] = table[col].astype(object).where(table[col].notna(), getattr(cfg.train, col))
     table = table.sort_values("val_acc", ascending=False)
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)

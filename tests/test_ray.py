@@ -49,6 +49,9 @@ def test_sweep_results_and_asha(sweep_run):
     table = pd.read_csv(run_dir / "results.csv")
     assert len(table) == 4
     assert table["val_acc"].max() > 0.3
+    # varied keys show what each trial ran with, the base config's value where a variant left them alone
+    assert sorted(table["loss"]) == ["ce", "kd", "kd", "kd"]
+    assert sorted(table["lr"]) == [1.0e-5, 2.0e-5, 0.03, 0.05]
     # ASHA: at least one trial stopped before the last epoch
     progress = [pd.read_json(p, lines=True)["epoch"].max() for p in run_dir.glob("*/result.json")]
     assert len(progress) == 4 and min(progress) < cfg.train.epochs
