@@ -1,15 +1,21 @@
 """Teacher modes: `live` (the teacher runs inside each trial) vs `views` (cached logits per view) vs `clean`.
 
-Part 1, speed: the same small sweep (same students, epochs, trials) run through
-Ray Tune once with mode `live` and once with `views`, in this process, one
-after the other; prints the wall time of each, their ratio, and the one-time
-cache build separately (a fresh cache directory is used so the build is timed).
+Part 1, speed: the same sweep (by default the shape of configs/sweep.yaml: the
+three seed students, kd, 8 epochs, shift 1 + flip, 2 trials at a time, 1 CPU
+each, on --train-limit images) run through Ray Tune once with mode `live` and
+once with `views`, in this process, one after the other; prints the wall time
+of each, their ratio, and the one-time cache build separately (a fresh cache
+directory, so the build is timed). ASHA's grace period is the epoch count, so
+both runs do the same training.
 
 Part 2, accuracy: one student trained with `clean`, `views` and `live` for the
-same epochs, on the same data, for several seeds (plain PyTorch, no Ray);
-prints the validation accuracy of each mode (mean and spread over seeds).
+same epochs, on the same data (by default the full 55,000-image train split),
+for several seeds (plain PyTorch, no Ray); prints the validation accuracy
+(5,000 images) of each mode, mean and spread over seeds; --bf16 adds views
+trained with `train.precision: bf16`. The logit cache in
+--cache-dir is reused when it matches (e.g. the one `make sweep` built).
 
-    python bench/teacher_modes.py --teacher ../shared/teacher/resnet50.pt --teacher-mean 0.2860 --teacher-std 0.3530
+    python bench/teacher_modes.py [--part speed|accuracy|both] [--teacher models/teacher/resnet50.pt]
 Run it inside the loopback namespace on this machine: `bash scripts/loopback.sh .venv/bin/python bench/teacher_modes.py ...`
 """
 from __future__ import annotations
@@ -63,26 +69,32 @@ def part_accuracy(args):
     from orchestrator.teacher import load_teacher
     from trainables.augment import ViewSpec
     from trainables.train import TrialData, train_student
-    s = load_split(train_limit=args.train_limit, val_limit=args.val_limit)
+    s = load_split(train_limit=args.acc_train_limit)
     model, info = load_teacher(args.teacher, args.teacher_mean, args.teacher_std)
     spec = ViewSpec(args.shift, True)
-    cache = tempfile.mkdtemp(prefix="kdsweep-bench-cache-")
-    logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, spec, cache,
-                                  log=lambda m: None)
+    t0 = time.time()
+    logits, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, spec,
+                                             args.cache_dir, log=print)
+    print(f"views cache: {'hit' if cinfo['hit'] else 'built'} in {time.time() - t0:.0f} s ({forwards:,} forwards)")
     clean = np.ascontiguousarray(logits[:, spec.identity:spec.identity + 1])
     live = dict(arch=info.arch, state_dict=model.state_dict(), mean=info.preprocess.mean, std=info.preprocess.std,
                 channels=info.preprocess.channels)
     data = {"clean": TrialData(s.train_x, s.train_y, s.val_x, s.val_y, spec, "clean", clean),
             "views": TrialData(s.train_x, s.train_y, s.val_x, s.val_y, spec, "views", logits),
             "live": TrialData(s.train_x, s.train_y, s.val_x, s.val_y, spec, "live", teacher=live)}
-    print(f"accuracy: {args.students[0]}, kd, {args.epochs} epochs, {args.train_limit} train / "
-          f"{args.val_limit} val images, seeds {list(range(args.seeds))}")
-    for mode, d in data.items():
-        accs = [train_student(TrainConfig(student=args.students[0], loss="kd", epochs=args.epochs, lr=0.05,
-                                          seed=seed), d)["val_acc"] for seed in range(args.seeds)]
+    print(f"accuracy: {args.acc_student}, kd, {args.acc_epochs} epochs, {len(s.train_x)} train / "
+          f"{len(s.val_x)} val images, seeds {list(range(args.seeds))}", flush=True)
+    runs = [(mode, d, "fp32") for mode, d in data.items()]
+    if args.bf16:
+        runs.append(("views, bf16 step", data["views"], "bf16"))
+    for mode, d, precision in runs:
+        t0 = time.time()
+        accs = [train_student(TrainConfig(student=args.acc_student, loss="kd", epochs=args.acc_epochs, lr=0.05,
+                                          seed=seed, precision=precision), d)["val_acc"]
+                for seed in range(args.seeds)]
         spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        print(f"  {mode:5s}: val_acc {statistics.mean(accs):.4f} +- {spread:.4f}  {[round(a, 4) for a in accs]}",
-              flush=True)
+        print(f"  {mode:16s}: val_acc {statistics.mean(accs):.4f} +- {spread:.4f}  {[round(a, 4) for a in accs]}"
+              f"  ({(time.time() - t0) / args.seeds:.0f} s per run)", flush=True)
 
 
 def main():
@@ -90,12 +102,18 @@ def main():
     p.add_argument("--teacher", default="models/teacher/resnet50.pt")
     p.add_argument("--teacher-mean", type=float, default=None)
     p.add_argument("--teacher-std", type=float, default=None)
-    p.add_argument("--train-limit", type=int, default=5000)
-    p.add_argument("--val-limit", type=int, default=2000)
-    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--shift", type=int, default=1)
-    p.add_argument("--students", nargs="+", default=["seed_model_2", "seed_model_3"])
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--train-limit", type=int, default=5000, help="speed: training images")
+    p.add_argument("--val-limit", type=int, default=1000, help="speed: validation images")
+    p.add_argument("--epochs", type=int, default=8, help="speed: epochs per trial")
+    p.add_argument("--students", nargs="+", default=["seed_model_1", "seed_model_2", "seed_model_3"],
+                   help="speed: one trial per student")
+    p.add_argument("--acc-train-limit", type=int, default=None, help="accuracy: training images (default all)")
+    p.add_argument("--acc-epochs", type=int, default=3, help="accuracy: epochs per run")
+    p.add_argument("--acc-student", default="seed_model_2")
+    p.add_argument("--seeds", type=int, default=3, help="accuracy: runs per mode")
+    p.add_argument("--cache-dir", default="cache", help="accuracy: logit cache to reuse or fill")
+    p.add_argument("--bf16", action="store_true", help="accuracy: also views with train.precision bf16")
     p.add_argument("--part", choices=["speed", "accuracy", "both"], default="both")
     args = p.parse_args()
     if args.part in ("speed", "both"):
