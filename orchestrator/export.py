@@ -102,6 +102,7 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
     metrics = dict(student=state["student"], student_kwargs=state["student_kwargs"], params=params,
                    val_acc=state["metrics"]["val_acc"], test_acc=test_acc, epoch=state["epoch"],
                    trial_checkpoint=str(ckpt.relative_to(run_dir)), loss=cfg["loss"],
+                   train_precision=state["metrics"].get("precision", cfg.get("precision", "fp32")),
                    teacher_val_acc=teacher.get("val_acc"), teacher_sha256=teacher.get("sha256"),
                    teacher_mode=teacher.get("mode"), teacher_forwards=run_meta.get("teacher_forwards"),
                    sweep_wall_s=run_meta.get("wall_s"), export_wall_s=time.time() - t0, machine=machine())

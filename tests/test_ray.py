@@ -79,6 +79,7 @@ def test_export(sweep_run, tmp_path):
         assert (out / f).is_file(), f
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["params"] == 95_386 and 0 <= metrics["test_acc"] <= 1
+    assert metrics["train_precision"] == "fp32"  # smoke.yaml leaves precision at its fp32 default
     assert metrics["val_acc"] == pd.read_csv(run_dir / "results.csv")["val_acc"].max()
     assert metrics["teacher_forwards"] == 768
     rows = list(csv.reader(open(out / "submission.csv")))
