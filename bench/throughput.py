@@ -98,5 +98,6 @@ def main():
     for k, v in med.items():
         print(f"  {k:22s} {v:6.0f} img/s  {v / base:.2f}x")
 
+
 if __name__ == "__main__":
     main()

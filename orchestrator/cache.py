@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from orchestrator.config import Preprocess
+from orchestrator.teacher import INFER_BATCH
 from trainables.augment import ViewSpec, apply_views, to_input
 
 CACHE_VERSION = 1
@@ -68,7 +69,7 @@ def _views_logits(model, x_u8: torch.Tensor, spec: ViewSpec, pre: Preprocess, ba
 
 
 def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray,
-                   spec: ViewSpec, cache_dir: str | Path, batch_size: int = 256, device: str = "cpu",
+                   spec: ViewSpec, cache_dir: str | Path, batch_size: int = INFER_BATCH, device: str = "cpu",
                    log=print) -> tuple[np.ndarray, int, dict]:
     """(logits fp16 (N, V, 10), teacher forward passes run now, info) for every view of every image.
 

@@ -62,20 +62,22 @@ def _live_teacher(t: dict, device):
     return model.eval().to(device)
 
 
+def _native_bf16(kind: str) -> bool:
+    """Whether device kind 'cpu'/'cuda' computes bf16 in hardware (avx512_bf16/AMX CPUs, bf16 GPUs)."""
+    return torch.cpu._is_avx512_bf16_supported() if kind == "cpu" else kind == "cuda" and torch.cuda.is_bf16_supported()
+
+
 def resolve_precision(precision: str, device: str) -> str:
     """'auto' -> 'bf16' where the device computes bf16 natively, else 'fp32'; others unchanged."""
     if precision != "auto":
         return precision
-    kind = torch.device(device).type
-    native = torch.cpu._is_avx512_bf16_supported() if kind == "cpu" else \
-        kind == "cuda" and torch.cuda.is_bf16_supported()
-    return "bf16" if native else "fp32"
+    return "bf16" if _native_bf16(torch.device(device).type) else "fp32"
 
 
 def _autocast(precision: str, device: str):
     """bf16 autocast for the train step (evaluation stays fp32, as the exported model runs)."""
     kind = torch.device(device).type
-    if precision == "bf16" and kind == "cpu" and not torch.cpu._is_avx512_bf16_supported():
+    if precision == "bf16" and kind == "cpu" and not _native_bf16(kind):
         warnings.warn("precision bf16: this CPU has no native bf16 (avx512_bf16/AMX), so it runs emulated and "
                       "slower than fp32; set train.precision: fp32 or auto", RuntimeWarning, stacklevel=3)
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
