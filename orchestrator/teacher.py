@@ -164,7 +164,7 @@ def load_teacher(path: str | Path, mean: float | None = None, std: float | None 
 
 
 # Teacher inference batch on CPU: at 1000 images each ~50 MB activation is mmap'd and re-faulted by glibc
-# (a third of a core in system time); 256 measured 755 img/s vs 622 for ResNet-50 on 2 cores.
+# (~1/4 core in system time); 256 is 7% faster for ResNet-50 on 2 cores (bench/teacher_infer.py).
 INFER_BATCH = 256
 
 
