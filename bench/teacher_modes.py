@@ -77,7 +77,7 @@ def part_accuracy(args):
                                              args.cache_dir, log=print)
     print(f"views cache: {'hit' if cinfo['hit'] else 'built'} in {time.time() - t0:.0f} s ({forwards:,} forwards)")
     clean = np.ascontiguousarray(logits[:, spec.identity:spec.identity + 1])
-    live = dict(arch=info.arch, state_dict=model.state_dict(), mean=info.preprocess.mean, std=info.preprocess.std,
+    live = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
                 channels=info.preprocess.channels)
     data = {"clean": TrialData(s.train_x, s.train_y, s.val_x, s.val_y, spec, "clean", clean),
             "views": TrialData(s.train_x, s.train_y, s.val_x, s.val_y, spec, "views", logits),

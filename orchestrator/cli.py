@@ -30,12 +30,17 @@ def _teacher_train(a) -> int:
 
 
 def _students(a) -> int:
+    import torch
     from students import BUDGET, count_params, create_student, list_students
-    print(f"{'student':<18} {'params':>9}  in_chans  budget {BUDGET:,}")
+    from trainables.train import train_speed
+    torch.set_num_threads(a.threads)
+    speed = "" if a.no_speed else f"  train img/s ({a.threads} thread{'s' * (a.threads > 1)}, batch 128)"
+    print(f"{'student':<22} {'params':>9}  in_chans  budget {BUDGET:,}{speed}", flush=True)
     for name in list_students():
         m = create_student(name)
         n = count_params(m)
-        print(f"{name:<18} {n:>9,}  {m.in_chans:>8}  {'ok' if n <= BUDGET else 'OVER'}")
+        rate = "" if a.no_speed else f"  {train_speed(name):>10,.0f}"
+        print(f"{name:<22} {n:>9,}  {m.in_chans:>8}  {'ok' if n <= BUDGET else 'OVER':>13}{rate}", flush=True)
     return 0
 
 
@@ -63,7 +68,8 @@ def _sweep(a) -> int:
 
 def _export(a) -> int:
     from orchestrator.export import export
-    export(Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}"), data_dir=a.data_dir, budget=a.budget,
+    from orchestrator.sweep import export_dir
+    export(export_dir(Path(a.run)), Path(a.out or f"artifacts/{Path(a.run).name}"), data_dir=a.data_dir, budget=a.budget,
            log=lambda m: print(m, flush=True))
     return 0
 
@@ -120,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--json", default=None, help="also write the results to this JSON file")
     te.set_defaults(func=_teacher_eval)
 
-    s = sub.add_parser("students", help="registered students with torchinfo parameter counts")
+    s = sub.add_parser("students", help="registered students: torchinfo parameter counts, measured training speed")
+    s.add_argument("--threads", type=int, default=1, help="torch threads for the speed measurement (one trial's CPU)")
+    s.add_argument("--no-speed", action="store_true", help="skip the speed measurement (seconds per student)")
     s.set_defaults(func=_students)
 
     sw = sub.add_parser("sweep", help="run a distillation sweep on Ray Tune (ASHA), then export the best student")

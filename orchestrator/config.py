@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
+from trainables.config import LOSS_NAMES, TrainConfig  # noqa: F401  (a trial's settings live with the trainable)
+
 
 class ConfigError(ValueError):
     pass
@@ -196,44 +198,6 @@ def load_teacher_config(path) -> TeacherTrainConfig:
     return from_dict(TeacherTrainConfig, load_yaml(path))
 
 
-LOSS_NAMES = ("kd", "seed", "seed_combined", "mse", "ce")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One trial's settings: flat, so that any key can be a search-space dimension."""
-    student: str = "seed_model_2"
-    student_kwargs: dict[str, Any] = field(default_factory=dict)
-    loss: Literal["kd", "seed", "seed_combined", "mse", "ce"] = "kd"
-    alpha: float = 0.9                # weight of the soft (teacher) term
-    temperature: float = 4.0
-    label_smoothing: float = 0.0      # on the hard-label cross-entropy term
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.05                  # peak learning rate
-    momentum: float = 0.9             # sgd (Nesterov)
-    weight_decay: float = 5e-4
-    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
-    warmup_frac: float = 0.25
-    epochs: int = 10
-    batch_size: int = 128
-    mean: float = 0.2860              # student input normalization (pixels / 255)
-    std: float = 0.3530
-    seed: int = 0
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast in the train step; auto: bf16 where
-                                                          # the hardware has it (avx512_bf16/AMX CPU, GPU)
-
-    def __post_init__(self):
-        _check(0 <= self.alpha <= 1, "alpha must be in [0, 1]")
-        _check(self.temperature > 0, "temperature must be > 0")
-        _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
-        _check(self.lr > 0, "lr must be > 0")
-        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
-        _check(0 < self.warmup_frac < 1, "warmup_frac must be in (0, 1)")
-        _check(self.epochs >= 1, "epochs must be >= 1")
-        _check(self.batch_size >= 1, "batch_size must be >= 1")
-        _check(self.std > 0, "std must be > 0")
-
-
 @dataclass(frozen=True)
 class TeacherConfig:
     checkpoint: str | None = "models/teacher/resnet50.pt"   # a torchvision resnet50(num_classes=10) state_dict
@@ -269,6 +233,18 @@ class SweepSettings:
         _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
 
 
+@dataclass(frozen=True)
+class FinalSettings:
+    """Search, then train: the best search trial (by validation accuracy) is retrained from scratch with
+    `epochs` epochs, once per seed, as Tune trials (checkpointed, resumable); export takes this stage's best."""
+    epochs: int = 0                   # 0: no final stage; export the search's best trial
+    seeds: int = 1                    # retrainings of the winner with seeds 0..seeds-1 (the one best on val ships)
+
+    def __post_init__(self):
+        _check(self.epochs >= 0, "epochs must be >= 0 (0 turns the final stage off)")
+        _check(self.seeds >= 1, "seeds must be >= 1")
+
+
 DOMAINS = ("choice", "grid", "uniform", "loguniform")
 
 
@@ -282,6 +258,7 @@ class SweepConfig:
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
     trials: list[dict[str, Any]] = field(default_factory=list)  # explicit variants, crossed with search_space
     sweep: SweepSettings = field(default_factory=SweepSettings)
+    final: FinalSettings = field(default_factory=FinalSettings)
     budget: int = 100_000             # max student parameters (torchinfo count)
 
     def __post_init__(self):

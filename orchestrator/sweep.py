@@ -5,6 +5,7 @@ as a script on a cluster head: `ray submit cluster.yaml orchestrator/sweep.py --
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -81,8 +82,7 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -
     meta["teacher_val_forwards"] = len(split.val_x)
     log(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
     if t.mode == "live":
-        sd = {k: v.clone() for k, v in model.state_dict().items()}
-        data.teacher = dict(arch=info.arch, state_dict=sd, mean=info.preprocess.mean, std=info.preprocess.std,
+        data.teacher = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
                             channels=info.preprocess.channels)
     else:
         cache_spec = spec if t.mode == "views" else ViewSpec(0, False)
@@ -120,9 +120,51 @@ def run_dir_of(cfg: SweepConfig) -> str:
     return f"{s.rstrip('/')}/{cfg.name}" if "://" in s else str(Path(s).resolve() / cfg.name)
 
 
+FINAL_DIR = "final"   # the final stage's Tune experiment, inside the run directory
+
+
+def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, log):
+    """One Tune experiment under storage/name, resumed when an interrupted one is there."""
+    from ray import tune
+    path = f"{storage}/{name}"
+    if "://" not in path and tune.Tuner.can_restore(path):
+        log(f"resuming the interrupted experiment in {path}")
+        return tune.Tuner.restore(path, trainable, resume_errored=True, param_space=param_space).fit()
+    return tune.Tuner(
+        trainable, param_space=param_space, tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, verbose=1,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=s.keep_checkpoints,
+                                                    checkpoint_score_attribute="val_acc",
+                                                    checkpoint_score_order="max"))).fit()
+
+
+def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
+    """Tune's results as one row per trial: what it ran with (resolved) and its best validation epoch."""
+    df = results.get_dataframe(filter_metric="val_acc", filter_mode="max")
+    keep = [c for c in df.columns if c.startswith("config/")]
+    cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "precision", "images_per_s", "elapsed_s"]
+    table = df[[c for c in cols if c in df.columns]].rename(columns=lambda c: c.removeprefix("config/").removeprefix("_variant/"))
+    for col in table.columns:  # a variant that left a key alone ran with the base config's value
+        if col in TrainConfig.__dataclass_fields__ and table[col].isna().any():
+            table[col] = table[col].astype(object).where(table[col].notna(), getattr(base, col))
+    table.insert(0, "stage", stage)
+    return table
+
+
+def best_trial_config(results, base: dict) -> TrainConfig:
+    """The resolved settings of the trial with the best validation accuracy at any epoch."""
+    from trainables.tune_trainable import trial_config
+    best = results.get_best_result(metric="val_acc", mode="max", scope="all")
+    return trial_config(best.config, base)
+
+
 def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
               export_to: str | None = None, log=print) -> Path:
-    """Run the sweep (resuming an interrupted one of the same name) and return its run directory."""
+    """Run the sweep (resuming an interrupted one of the same name), then the final stage if configured,
+    and return the run directory (export reads `final/` when there is one)."""
+    import pandas as pd
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -142,51 +184,51 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         s = cfg.sweep
         run_dir = run_dir_of(cfg)
         storage = run_dir.rsplit("/", 1)[0]  # the storage root run_dir_of resolved
-        param_space = to_tune_space(cfg.search_space, cfg.trials)
-        trainable = tune.with_parameters(distill_trainable, data=data, base=to_dict(cfg.train),
-                                         threads=max(1, int(s.cpus_per_trial)), use_gpu=s.gpus_per_trial > 0)
-        trainable = tune.with_resources(trainable, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
         _claim_run_dir(run_dir, cfg)
-        if "://" not in run_dir and tune.Tuner.can_restore(run_dir):
-            log(f"resuming the interrupted sweep in {run_dir}")
-            tuner = tune.Tuner.restore(run_dir, trainable, resume_errored=True, param_space=param_space)
-        else:
-            tuner = tune.Tuner(
-                trainable, param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    metric="val_acc", mode="max", num_samples=s.num_samples,
-                    max_concurrent_trials=s.max_concurrent_trials,
-                    scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs,
-                                            grace_period=s.grace_period, reduction_factor=s.reduction_factor)),
-                run_config=tune.RunConfig(
-                    name=cfg.name, storage_path=storage, verbose=1,
-                    failure_config=tune.FailureConfig(max_failures=s.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=s.keep_checkpoints,
-                                                            checkpoint_score_attribute="val_acc",
-                                                            checkpoint_score_order="max")))
-        results = tuner.fit()
+
+        def trainable_for(base: TrainConfig):
+            t = tune.with_parameters(distill_trainable, data=data, base=to_dict(base),
+                                     threads=max(1, int(s.cpus_per_trial)), use_gpu=s.gpus_per_trial > 0)
+            return tune.with_resources(t, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+
+        asha = ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=s.grace_period,
+                             reduction_factor=s.reduction_factor)
+        results = _fit(trainable_for(cfg.train), to_tune_space(cfg.search_space, cfg.trials), cfg.name, storage,
+                       tune.TuneConfig(metric="val_acc", mode="max", num_samples=s.num_samples,
+                                       max_concurrent_trials=s.max_concurrent_trials, scheduler=asha), s, log)
+        tables = [_table(results, cfg, cfg.train, "search")]
+        errors = sum(r.error is not None for r in results)
+        if cfg.final.epochs:
+            # search, then train: the winner's resolved settings, longer, from scratch, once per seed
+            winner = dataclasses.replace(best_trial_config(results, to_dict(cfg.train)), epochs=cfg.final.epochs)
+            meta["final"] = dict(epochs=cfg.final.epochs, seeds=cfg.final.seeds, winner=to_dict(winner))
+            log(f"final stage: {winner.student} {winner.loss} for {winner.epochs} epochs x {cfg.final.seeds} seed(s)")
+            final = _fit(trainable_for(winner), {"seed": tune.grid_search(list(range(cfg.final.seeds)))}, FINAL_DIR,
+                         run_dir, tune.TuneConfig(metric="val_acc", mode="max",
+                                                  max_concurrent_trials=s.max_concurrent_trials), s, log)
+            tables.append(_table(final, cfg, winner, "final"))
+            errors += sum(r.error is not None for r in final)
     finally:
         if started_ray:
             ray.shutdown()
-    df = results.get_dataframe(filter_metric="val_acc", filter_mode="max")
-    keep = [c for c in df.columns if c.startswith("config/")]
-    cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "precision", "images_per_s", "elapsed_s"]
-    table = df[[c for c in cols if c in df.columns]].rename(columns=lambda c: c.removeprefix("config/").removeprefix("_variant/"))
-    for col in table.columns:  # a variant that left a key alone ran with the base config's value
-        if col in TrainConfig.__dataclass_fields__ and table[col].isna().any():
-            table[col] = table[col].astype(object).where(table[col].notna(), getattr(cfg.train, col))
-    table = table.sort_values("val_acc", ascending=False)
+    table = pd.concat(tables, ignore_index=True).sort_values(["stage", "val_acc"], ascending=[True, False])
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / RESULTS_FILE, index=False)
-    meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t_start, n_trials=len(df),
-                errors=sum(r.error is not None for r in results), student_params=counts)
+    n_trials = sum(len(t) for t in tables)
+    meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t_start, n_trials=n_trials,
+                errors=errors, student_params=counts)
     (out / META_FILE).write_text(json.dumps(meta, indent=1, default=str) + "\n")
     log("\n" + summary(table, meta))
     if export_to is not None:
         from orchestrator.export import export
-        export(out, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log)
+        export(export_dir(out), Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log)
     return out
+
+
+def export_dir(run_dir: Path) -> Path:
+    """Where export selects from: the final stage when the run has one, else the whole search."""
+    return run_dir / FINAL_DIR if (run_dir / FINAL_DIR).is_dir() else run_dir
 
 
 def summary(table, meta: dict) -> str:

@@ -61,3 +61,51 @@ def test_ce_and_label_smoothing():
 
 def test_kd_is_ce_when_teacher_equals_student_and_alpha_one():
     assert LOSSES["kd"](S, S, Y, alpha=1.0, temperature=4.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def zscore(v):
+    m = sum(v) / len(v)
+    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))  # Bessel, as the paper's code
+    return [(x - m) / sd for x in v]
+
+
+def test_lskd_standardizes_then_kd():
+    alpha, temp = 0.9, 2.0
+    zs, zt = torch.tensor([zscore(r) for r in S.tolist()]), torch.tensor([zscore(r) for r in T.tolist()])
+    expected = alpha * temp ** 2 * sum(kl_rows(zs, zt, temp)) / 2 + (1 - alpha) * ce_hand(S, Y)
+    assert LOSSES["lskd"](S, T, Y, alpha=alpha, temperature=temp).item() == pytest.approx(expected, rel=1e-5)
+    # invariant to each side's logit scale and shift: only the shape of the logits is taught
+    shifted = LOSSES["lskd"](S, 3 * T + 5, Y, alpha=1.0, temperature=temp)
+    assert shifted.item() == pytest.approx(LOSSES["lskd"](S, T, Y, alpha=1.0, temperature=temp).item(), rel=1e-5)
+
+
+def test_dkd_against_hand_values():
+    alpha, beta, temp = 1.0, 8.0, 4.0
+    expected = ce_hand(S, Y)
+    tckd = nckd = 0.0
+    for s, t, y in zip(S.tolist(), T.tolist(), Y.tolist()):
+        ps, pt = softmax(s, temp), softmax(t, temp)
+        bs, bt = [ps[y], 1 - ps[y]], [pt[y], 1 - pt[y]]
+        tckd += sum(a * math.log(a / b) for a, b in zip(bt, bs)) / 2
+        rest = [c for c in range(3) if c != y]
+        qs, qt = softmax([s[c] for c in rest], temp), softmax([t[c] for c in rest], temp)
+        nckd += sum(a * math.log(a / b) for a, b in zip(qt, qs)) / 2
+    expected += temp ** 2 * (alpha * tckd + beta * nckd)
+    got = LOSSES["dkd"](S, T, Y, alpha=alpha, temperature=temp, beta=beta)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["kd", "lskd", "dkd", "seed", "seed_combined"])
+def test_warm_scales_only_the_teacher_term(name):
+    """warm = 0 (the start of train.kd_warmup) leaves the hard-label term alone."""
+    cold = LOSSES[name](S, T, Y, alpha=0.5, temperature=2.0, warm=0.0).item()
+    hard = {"kd": 0.5, "lskd": 0.5, "dkd": 1.0, "seed": 1.0, "seed_combined": 1.0}[name] * ce_hand(S, Y)
+    assert cold == pytest.approx(hard, rel=1e-5)
+    half = LOSSES[name](S, T, Y, alpha=0.5, temperature=2.0, warm=0.5).item()
+    full = LOSSES[name](S, T, Y, alpha=0.5, temperature=2.0, warm=1.0).item()
+    assert half == pytest.approx((cold + full) / 2, rel=1e-5)
+
+
+def test_kd_at_temperature_one():
+    expected = 0.5 * sum(kl_rows(S, T, 1.0)) / 2 + 0.5 * ce_hand(S, Y)
+    assert LOSSES["kd"](S, T, Y, alpha=0.5, temperature=1.0).item() == pytest.approx(expected, rel=1e-5)

@@ -150,3 +150,32 @@ def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path):
     assert meta["arch"] == "resnet10" and meta["trained_with"].startswith("Ray Train")
     model, info = load_teacher(out)  # `teacher eval` loads the release
     assert info.arch == "resnet10" and info.preprocess.mean == pytest.approx(0.286)
+
+
+def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
+    """final.epochs retrains the search's best (by val_acc) longer, once per seed; export reads that stage."""
+    from orchestrator.export import best_checkpoint, export
+    from orchestrator.sweep import export_dir, run_sweep
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+        "name": "t_final", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
+        "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
+        "train.student": "resdw_w24_d111", "search_space": {},
+        "trials": [{"lr": 0.05, "loss": "lskd", "temperature": 2.0}, {"lr": 1.0e-6}],
+        "final.epochs": 2, "final.seeds": 2})
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    table = pd.read_csv(run_dir / "results.csv")
+    search, final = table[table.stage == "search"], table[table.stage == "final"]
+    assert len(search) == 2 and len(final) == 2
+    best = search.sort_values("val_acc").iloc[-1]
+    assert best["lr"] == 0.05 and best["loss"] == "lskd"         # the lr 1e-6 trial cannot have won
+    assert sorted(final["seed"]) == [0, 1] and set(final["epoch"]) <= {1, 2}
+    meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
+    assert meta["final"]["winner"]["loss"] == "lskd" and meta["final"]["winner"]["epochs"] == 2
+    assert export_dir(run_dir) == run_dir / "final"
+    path, state = best_checkpoint(export_dir(run_dir))
+    assert "final" in path.parts and state["config"]["epochs"] == 2 and state["config"]["temperature"] == 2.0
+    m = export(export_dir(run_dir), tmp_path / "out", log=lambda s: None)
+    assert m["val_acc"] == final["val_acc"].max()
+    # rerunning the finished run trains nothing again: both experiments are restored as they are
+    again = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    assert len(pd.read_csv(again / "results.csv")) == 4

@@ -9,6 +9,7 @@ import torch
 from orchestrator.cache import teacher_logits
 from orchestrator.config import Preprocess, TrainConfig
 from orchestrator.teacher import load_teacher
+from students import create_student
 from trainables.augment import ViewSpec
 from trainables.train import TrialData, train_student
 
@@ -52,7 +53,7 @@ def test_teacher_modes_agree(small_split, tiny_teacher, tmp_path):
     spec = ViewSpec(1, True)
     logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, small_split.train_x, small_split.train_y,
                                   spec, tmp_path, log=lambda m: None)
-    live = dict(arch=info.arch, state_dict=model.state_dict(), mean=info.preprocess.mean, std=info.preprocess.std,
+    live = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
                 channels=info.preprocess.channels)
     cfg = TrainConfig(student="resdw_w24_d111", loss="kd", epochs=1, batch_size=64, temperature=2.0)
     a = train_student(cfg, data_for(small_split, "views", logits, spec=spec))
@@ -100,3 +101,46 @@ def test_auto_precision_follows_the_hardware(small_split, monkeypatch):
         assert resolve_precision("auto", "cpu") == expected
         assert train_student(cfg, data_for(small_split))["precision"] == expected
     assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+
+
+def test_random_erase_is_batched_and_bounded():
+    from trainables.augment import random_erase
+    x = torch.full((64, 28, 28), 200, dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    out = random_erase(x, 1.0, generator=g)
+    frac = (out == 0).float().mean((1, 2))                       # (64,) erased fraction per image
+    assert (frac > 0).all() and (frac <= 0.25 + 2 * 28 / 784).all()
+    assert torch.equal(random_erase(x, 0.0), x)
+    some = (random_erase(x, 0.5, generator=g) == 0).flatten(1).any(1).float().mean().item()
+    assert 0.2 < some < 0.8                                       # about half the images cut
+    assert x.eq(200).all()                                        # the input is not modified
+
+
+def test_erase_ema_and_kd_warmup_train_and_resume(small_split):
+    """ema: checkpoints ship the averaged weights and carry the raw ones, so a resume continues exactly."""
+    from trainables.train import evaluate
+    cfg = TrainConfig(student="res3_w16_d111", loss="ce", epochs=2, batch_size=64, lr=0.05, erase=0.5, ema=0.9)
+    states = []  # deep copies: a state holds the live tensors, as a checkpoint written at once would
+    m = train_student(cfg, data_for(small_split), report=lambda met, st: states.append(copy.deepcopy(st)))
+    assert np.isfinite(m["train_loss"]) and "train_state_dict" in states[-1]
+    assert not all(torch.equal(states[-1]["state_dict"][k], states[-1]["train_state_dict"][k])
+                   for k in states[-1]["state_dict"])
+    ema_model = create_student("res3_w16_d111")
+    ema_model.load_state_dict(states[-1]["state_dict"])
+    vx, vy = torch.as_tensor(small_split.val_x), torch.as_tensor(small_split.val_y)
+    assert evaluate(ema_model, vx, vy, cfg.mean, cfg.std)[0] == pytest.approx(m["val_acc"])
+    resumed = []
+    train_student(cfg, data_for(small_split), report=lambda met, st: resumed.append(st), resume=states[0])
+    for k, v in states[-1]["state_dict"].items():
+        assert torch.allclose(v.float(), resumed[-1]["state_dict"][k].float(), atol=1e-5), k
+
+
+def test_kd_warmup_changes_the_first_epochs(small_split, tiny_teacher, tmp_path):
+    model, info = load_teacher(tiny_teacher)
+    spec = ViewSpec(1, True)
+    logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, small_split.train_x, small_split.train_y,
+                                  spec, tmp_path, log=lambda m: None)
+    cfg = TrainConfig(student="resdw_w24_d111", loss="dkd", alpha=1.0, beta=2.0, epochs=2, batch_size=64)
+    plain = train_student(cfg, data_for(small_split, "views", logits, spec=spec))
+    warmed = train_student(dataclasses.replace(cfg, kd_warmup=2), data_for(small_split, "views", logits, spec=spec))
+    assert warmed["train_loss"] < plain["train_loss"]   # the teacher term is scaled down while it warms up

@@ -12,6 +12,7 @@ rebuild the exact image the teacher saw.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -73,3 +74,27 @@ def to_input(x_u8: torch.Tensor, mean: float, std: float, channels: int) -> torc
     """uint8 (N, H, W) -> normalized float (N, channels, H, W) as a model's first conv expects."""
     x = (x_u8.float().div_(255.0) - mean) / std
     return x.unsqueeze(1).expand(-1, channels, -1, -1)
+
+
+def random_erase(x: torch.Tensor, p: float, area: tuple[float, float] = (0.02, 0.25),
+                 aspect: tuple[float, float] = (0.3, 3.3), generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2017), batched: with probability `p` per image, one rectangle of
+    `area` fraction of the image and `aspect` ratio h/w (log-uniform) is set to 0 (the background).
+
+    x (N, H, W) any dtype -> a new tensor, same shape. Masks are built from row and column ranges
+    by broadcasting, so there is no per-image loop.
+    """
+    n, h, w = x.shape
+    rand = lambda: torch.rand(n, generator=generator).to(x.device)  # noqa: E731  (draws on the CPU generator)
+    a = (area[0] + (area[1] - area[0]) * rand()) * h * w                              # (N,) pixels
+    r = torch.exp(math.log(aspect[0]) + (math.log(aspect[1]) - math.log(aspect[0])) * rand())
+    eh = torch.sqrt(a * r).round().clamp(1, h).long()                                   # (N,)
+    ew = torch.sqrt(a / r).round().clamp(1, w).long()
+    y0 = (rand() * (h - eh + 1).float()).long()
+    x0 = (rand() * (w - ew + 1).float()).long()
+    on = rand() < p                                                                     # (N,) bool
+    ys, xs = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    rows = (ys[None] >= y0[:, None]) & (ys[None] < (y0 + eh)[:, None])                  # (N, H)
+    cols = (xs[None] >= x0[:, None]) & (xs[None] < (x0 + ew)[:, None])                  # (N, W)
+    mask = rows[:, :, None] & cols[:, None, :] & on[:, None, None]                      # (N, H, W)
+    return x.masked_fill(mask, 0)

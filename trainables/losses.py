@@ -1,11 +1,14 @@
 """Distillation losses: pure functions of (student logits, teacher logits, labels, hyperparameters).
 
-Every loss has the signature `loss(s, t, y, *, alpha, temperature, label_smoothing) -> scalar`
+Every loss has the signature
+`loss(s, t, y, *, alpha, temperature, label_smoothing, beta=8.0, warm=1.0) -> scalar`
 with s, t: (N, C) logits (t may be None for losses that use no teacher) and y: (N,) int labels.
+`warm` in [0, 1] scales the teacher term during a KD warm-up (train.kd_warmup epochs); `beta` is DKD's.
 `LOSSES` maps config names to them; `NEEDS_TEACHER` says which read teacher logits.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 
@@ -14,7 +17,8 @@ def _kl_batchmean(s, t, T):
     return F.kl_div(F.log_softmax(s / T, dim=1), F.log_softmax(t / T, dim=1), reduction="batchmean", log_target=True)
 
 
-def kd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0):
+def kd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0,
+       warm: float = 1.0):
     """Hinton et al. 2015, "Distilling the Knowledge in a Neural Network":
 
         L = alpha * T^2 * KL(softmax(t/T) || softmax(s/T))  +  (1 - alpha) * CE(s, y)
@@ -23,7 +27,7 @@ def kd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.
     the soft term's gradient scale independent of T.
     """
     T = temperature
-    return alpha * T * T * _kl_batchmean(s, t, T) + (1 - alpha) * F.cross_entropy(s, y, label_smoothing=label_smoothing)
+    return warm * alpha * T * T * _kl_batchmean(s, t, T) + (1 - alpha) * F.cross_entropy(s, y, label_smoothing=label_smoothing)
 
 
 def _seed_kd_term(s, t, alpha, T):
@@ -33,31 +37,81 @@ def _seed_kd_term(s, t, alpha, T):
     return kl * (T * T * 2.0 * alpha)
 
 
-def seed(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0):
+def seed(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0,
+       warm: float = 1.0):
     """The seed's formula, exactly:
 
         L = KLDivLoss_mean(log_softmax(s/T), softmax(t/T)) * T*T*2*alpha  +  CE(s, y)
 
     where KLDivLoss_mean averages over all N*C elements (PyTorch's default).
     """
-    return _seed_kd_term(s, t, alpha, temperature) + F.cross_entropy(s, y, label_smoothing=label_smoothing)
+    return warm * _seed_kd_term(s, t, alpha, temperature) + F.cross_entropy(s, y, label_smoothing=label_smoothing)
 
 
-def seed_combined(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0):
+def seed_combined(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0,
+       warm: float = 1.0):
     """The seed's combined form: ((CE + KD) + CE) / 2 with KD the seed's KL term above."""
     ce = F.cross_entropy(s, y, label_smoothing=label_smoothing)
-    return ((ce + _seed_kd_term(s, t, alpha, temperature)) + ce) / 2
+    return ((ce + warm * _seed_kd_term(s, t, alpha, temperature)) + ce) / 2
 
 
-def mse(s, t, y, *, alpha: float = 0.0, temperature: float = 1.0, label_smoothing: float = 0.0):
+def mse(s, t, y, *, alpha: float = 0.0, temperature: float = 1.0, label_smoothing: float = 0.0, beta: float = 8.0,
+       warm: float = 1.0):
     """The seed's MSE variant: mean over N*C of (s - onehot(y))^2 on raw outputs; no teacher."""
     return F.mse_loss(s, F.one_hot(y, s.shape[1]).to(s.dtype))
 
 
-def ce(s, t, y, *, alpha: float = 0.0, temperature: float = 1.0, label_smoothing: float = 0.0):
+def ce(s, t, y, *, alpha: float = 0.0, temperature: float = 1.0, label_smoothing: float = 0.0, beta: float = 8.0,
+       warm: float = 1.0):
     """Cross-entropy with optional label smoothing (Szegedy et al. 2016); no teacher: the control."""
     return F.cross_entropy(s, y, label_smoothing=label_smoothing)
 
 
-LOSSES = {"kd": kd, "seed": seed, "seed_combined": seed_combined, "mse": mse, "ce": ce}
-NEEDS_TEACHER = {"kd", "seed", "seed_combined"}
+def standardize(z, eps: float = 1e-7):
+    """Per-sample z-score of logits (N, C): (z - mean) / (std + eps), std with Bessel's correction as in
+    the reference code of Sun et al. 2024."""
+    return (z - z.mean(dim=1, keepdim=True)) / (z.std(dim=1, keepdim=True) + eps)
+
+
+def lskd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0,
+         warm: float = 1.0):
+    """Logit-standardized KD, Sun et al., CVPR 2024, "Logit Standardization in Knowledge Distillation":
+
+        L = alpha * T^2 * KL(softmax(Z(t)/T) || softmax(Z(s)/T))  +  (1 - alpha) * CE(s, y)
+        Z(z) = (z - mean_c z) / std_c z        (per sample)
+
+    Standardizing removes the student's need to match the teacher's logit scale and shift; the
+    paper's settings are T = 2 ("base temperature") and weights KD 9 : CE 1 (alpha 0.9).
+    """
+    T = temperature
+    soft = _kl_batchmean(standardize(s), standardize(t), T)
+    return warm * alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, y, label_smoothing=label_smoothing)
+
+
+def dkd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0,
+        warm: float = 1.0):
+    """Decoupled KD, Zhao et al., CVPR 2022, "Decoupled Knowledge Distillation":
+
+        L = CE(s, y) + warm * T^2 * (alpha * TCKD + beta * NCKD)
+        TCKD = KL([p_t^gt, 1 - p_t^gt] || [p_s^gt, 1 - p_s^gt])           (target vs rest, binary)
+        NCKD = KL(softmax(t/T)|non-target || softmax(s/T)|non-target)    (among the non-target classes)
+
+    with p = softmax(logits / T). The paper: alpha 1, beta 8 (2 for small CIFAR ResNet pairs), T 4,
+    `warm` rising linearly to 1 over the first 20 epochs (train.kd_warmup).
+    """
+    T = temperature
+    gt = F.one_hot(y, s.shape[1]).bool()                                   # (N, C)
+    ps, pt = F.softmax(s / T, dim=1), F.softmax(t / T, dim=1)
+    bs = torch.stack([(ps * gt).sum(1), (ps * ~gt).sum(1)], 1).clamp_min(1e-12)   # (N, 2)
+    bt = torch.stack([(pt * gt).sum(1), (pt * ~gt).sum(1)], 1).clamp_min(1e-12)
+    tckd = (bt * (bt.log() - bs.log())).sum(1).mean()
+    # non-target distributions: softmax with the target logit pushed to -inf (the paper subtracts 1000)
+    ls_nt = F.log_softmax(s / T - 1000.0 * gt, dim=1)
+    lt_nt = F.log_softmax(t / T - 1000.0 * gt, dim=1)
+    nckd = (lt_nt.exp() * (lt_nt - ls_nt) * ~gt).sum(1).mean()
+    ce_term = F.cross_entropy(s, y, label_smoothing=label_smoothing)
+    return ce_term + warm * T * T * (alpha * tckd + beta * nckd)
+
+
+LOSSES = {"kd": kd, "lskd": lskd, "dkd": dkd, "seed": seed, "seed_combined": seed_combined, "mse": mse, "ce": ce}
+NEEDS_TEACHER = {"kd", "lskd", "dkd", "seed", "seed_combined"}

@@ -16,9 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from orchestrator.config import TrainConfig
 from students import count_params, create_student
-from trainables.augment import ViewSpec, apply_views, to_input
+from trainables.augment import ViewSpec, apply_views, random_erase, to_input
+from trainables.config import TrainConfig
 from trainables.losses import LOSSES, NEEDS_TEACHER
 from trainables.optim import make_optimizer, make_scheduler
 
@@ -33,7 +33,7 @@ class TrialData:
     spec: ViewSpec                            # the augmentation, as enumerable views
     mode: str = "views"                       # views | clean | live | none
     teacher_logits: np.ndarray | None = None  # fp16 (N, n_views, 10) for views, (N, 1, 10) for clean
-    teacher: dict | None = None               # live: {"arch", "state_dict", "mean", "std", "channels"}
+    teacher: dict | None = None               # live: {"model": nn.Module, "mean", "std", "channels"}
 
 
 def _tensor(a, device) -> torch.Tensor:
@@ -56,10 +56,26 @@ def evaluate(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean: float,
 
 
 def _live_teacher(t: dict, device):
-    from orchestrator.teacher import build_resnet
-    model = build_resnet(t["arch"], t["channels"])
-    model.load_state_dict(t["state_dict"])
-    return model.eval().to(device)
+    return t["model"].eval().to(device)
+
+
+class EMA:
+    """Exponential moving average of the weights (Polyak averaging), for evaluation and checkpoints:
+    p_ema <- d * p_ema + (1 - d) * p after every step; BN buffers copied as they are."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        import copy
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module):
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1 - self.decay)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
 
 
 def _native_bf16(kind: str) -> bool:
@@ -115,8 +131,11 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
     precision = resolve_precision(cfg.precision, device)
     autocast = _autocast(precision, device)
     start, elapsed = 0, 0.0
+    ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     if resume is not None:
-        model.load_state_dict(resume["state_dict"])
+        model.load_state_dict(resume["train_state_dict"] if ema is not None else resume["state_dict"])
+        if ema is not None:
+            ema.model.load_state_dict(resume["state_dict"])
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         start, elapsed = resume["epoch"], resume["elapsed_s"]
@@ -128,6 +147,8 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
         model.train()
         t0, loss_sum = time.time(), 0.0
         for i in range(0, n, cfg.batch_size):
+            step = epoch * steps_per_epoch + i // cfg.batch_size
+            warm = min(1.0, step / (cfg.kd_warmup * steps_per_epoch)) if cfg.kd_warmup else 1.0
             idx = perm[i:i + cfg.batch_size]
             views = spec.random(len(idx), generator=g).to(device)                    # (B,)
             xb = apply_views(train_x[idx], views, spec)                               # (B, 28, 28) uint8
@@ -137,11 +158,13 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
             elif teacher is not None:
                 with torch.no_grad():
                     t = teacher(to_input(xb, data.teacher["mean"], data.teacher["std"], data.teacher["channels"]))
+            if cfg.erase > 0:  # after the teacher's view: the teacher scored the uncut image
+                xb = random_erase(xb, cfg.erase, generator=g)
             x = to_input(xb, cfg.mean, cfg.std, model.in_chans).contiguous(memory_format=torch.channels_last)
             with autocast:
                 s = model(x).float()                                                  # (B, 10)
             loss = loss_fn(s, t, train_y[idx], alpha=cfg.alpha, temperature=cfg.temperature,
-                           label_smoothing=cfg.label_smoothing)
+                           label_smoothing=cfg.label_smoothing, beta=cfg.beta, warm=warm)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {i // cfg.batch_size}: "
                                          f"training diverged; lower lr (now {cfg.lr})")
@@ -149,16 +172,41 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update(model)
             loss_sum += loss.item() * len(idx)
         train_s = time.time() - t0
-        val_acc, val_loss = evaluate(model, val_x, val_y, cfg.mean, cfg.std)
+        eval_model = ema.model if ema is not None else model   # what the checkpoint ships
+        val_acc, val_loss = evaluate(eval_model, val_x, val_y, cfg.mean, cfg.std)
         elapsed += time.time() - t0
         metrics = dict(epoch=epoch + 1, val_acc=val_acc, val_loss=val_loss, train_loss=loss_sum / n,
                        lr=opt.param_groups[0]["lr"], params=params, images_per_s=n / train_s, elapsed_s=elapsed,
                        precision=precision)
         if report is not None:
             state = dict(student=cfg.student, student_kwargs=dict(cfg.student_kwargs), config=asdict(cfg),
-                         state_dict=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                         state_dict=eval_model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                          epoch=epoch + 1, elapsed_s=elapsed, metrics=metrics)
+            if ema is not None:  # the raw weights too, so a resume continues training them
+                state["train_state_dict"] = model.state_dict()
             report(metrics, state)
     return metrics
+
+
+def train_speed(name: str, batch_size: int = 128, steps: int = 20, warmup: int = 3, precision: str = "fp32",
+                **student_kwargs) -> float:
+    """Training images/s of student `name` alone (forward, CE, backward, SGD step; random data, channels_last):
+    the student's compute bound, for comparing families on this machine."""
+    model = create_student(name, **student_kwargs).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch_size, model.in_chans, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(10, (batch_size,))
+    autocast = _autocast(resolve_precision(precision, "cpu"), "cpu")
+    for i in range(warmup + steps):
+        if i == warmup:
+            t0 = time.perf_counter()
+        with autocast:
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * batch_size / (time.perf_counter() - t0)

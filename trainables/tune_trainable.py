@@ -11,16 +11,18 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from orchestrator.config import TrainConfig, from_dict
+from trainables.config import TrainConfig
 from trainables.train import TrialData, train_student
 
 CKPT_FILE = "checkpoint.pt"
 
 
 def trial_config(config: dict, base: dict) -> TrainConfig:
-    """A trial's settings: the sweep's base train settings + its explicit variant (`_variant`) + sampled keys."""
+    """A trial's settings: the sweep's base train settings + its explicit variant (`_variant`) + sampled keys.
+
+    The driver has already validated every value of the search space with the strict YAML loader."""
     sampled = {k: v for k, v in config.items() if k != "_variant"}
-    return from_dict(TrainConfig, {**base, **config.get("_variant", {}), **sampled})
+    return TrainConfig(**{**base, **config.get("_variant", {}), **sampled})
 
 
 def distill_trainable(config: dict, data: TrialData, base: dict, threads: int, use_gpu: bool):

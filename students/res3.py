@@ -1,0 +1,66 @@
+"""Res3: a small ResNet of plain 3x3 convolutions (He et al. 2016, the CIFAR "ResNet-8/20" shape), fitted to
+the parameter budget and chosen for accuracy per second of CPU.
+
+Why plain 3x3: oneDNN runs a dense 3x3 convolution at a much higher fraction of the
+CPU's peak than a depthwise one (little arithmetic per byte moved), so at equal
+parameters Res3 trains faster than ResDW on the 2-core machine (`kdsweep students`
+measures both).
+
+Stem 3x3 conv at 28x28, then three stages (28 -> 14 -> 7) of basic blocks
+`conv3x3-BN-ReLU-conv3x3-BN + shortcut` (1x1 conv + BN shortcut where the shape changes),
+global average pooling and one linear layer. 1-channel input.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from students.registry import register_student
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout else
+                         nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class Res3(nn.Module):
+    in_chans = 1
+
+    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), depths: tuple[int, int, int] = (1, 1, 1),
+                 dropout: float = 0.0):
+        super().__init__()
+        if len(widths) != 3 or len(depths) != 3 or min(depths) < 1 or min(widths) < 1:
+            raise ValueError(f"widths and depths must be three integers >= 1, got {widths}, {depths}")
+        layers = [nn.Conv2d(1, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
+                  nn.ReLU(inplace=True)]                                             # (N, w0, 28, 28)
+        cin = widths[0]
+        for i, (c, d) in enumerate(zip(widths, depths)):
+            layers.append(BasicBlock(cin, c, stride=1 if i == 0 else 2))            # (N, c, 28 / 2^i, 28 / 2^i)
+            layers += [BasicBlock(c, c) for _ in range(d - 1)]
+            cin = c
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@register_student()
+def res3(width: int = 16, depths=(1, 1, 1), widths=None, dropout: float = 0.0):
+    """`width` w gives stages (w, 2w, 4w); `widths` sets all three explicitly and overrides it."""
+    widths = tuple(widths) if widths is not None else (width, 2 * width, 4 * width)
+    return Res3(widths, tuple(depths), dropout)
+
+
+# Variants fitted to the 100k budget (`kdsweep students` prints their counts and training speed).
+register_student("res3_w16_d111", width=16, depths=(1, 1, 1))(res3)                  # 78,042 params (ResNet-8 shape)
+register_student("res3_w16_32_76_d111", widths=(16, 32, 76), depths=(1, 1, 1))(res3)  # wider last stage: params are cheap at 7x7
+register_student("res3_w12_d222", width=12, depths=(2, 2, 2))(res3)                  # 88,474 params (ResNet-14 shape)

@@ -1,0 +1,57 @@
+"""A trial's settings as a frozen dataclass: the trainable's own type, so `trainables/` imports nothing
+from `orchestrator/` (which builds it from YAML with its strict loader)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+LOSS_NAMES = ("kd", "lskd", "dkd", "seed", "seed_combined", "mse", "ce")
+
+
+def _check(cond: bool, msg: str):
+    if not cond:
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One trial's settings: flat, so that any key can be a search-space dimension."""
+    student: str = "seed_model_2"
+    student_kwargs: dict[str, Any] = field(default_factory=dict)
+    loss: Literal["kd", "lskd", "dkd", "seed", "seed_combined", "mse", "ce"] = "kd"
+    alpha: float = 0.9                # weight of the soft (teacher) term; dkd: weight of its target-class term
+    temperature: float = 4.0
+    beta: float = 8.0                 # dkd: weight of the non-target-class term
+    kd_warmup: int = 0                # epochs over which the teacher term's weight rises linearly 0 -> 1
+    label_smoothing: float = 0.0      # on the hard-label cross-entropy term
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.05                  # peak learning rate
+    momentum: float = 0.9             # sgd (Nesterov)
+    weight_decay: float = 5e-4
+    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
+    warmup_frac: float = 0.25
+    epochs: int = 10
+    batch_size: int = 128
+    erase: float = 0.0                # random erasing (Zhong et al. 2017): probability per image of one zeroed
+                                      # rectangle on the student's input; the teacher's logits stay the uncut view's
+    ema: float = 0.0                  # decay per step of an EMA of the weights used for evaluation; 0 = off
+    mean: float = 0.2860              # student input normalization (pixels / 255)
+    std: float = 0.3530
+    seed: int = 0
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast in the train step; auto: bf16 where
+                                                          # the hardware has it (avx512_bf16/AMX CPU, GPU)
+
+    def __post_init__(self):
+        _check(0 <= self.alpha <= 1, "alpha must be in [0, 1]")
+        _check(self.temperature > 0, "temperature must be > 0")
+        _check(self.beta >= 0, "beta must be >= 0")
+        _check(0 <= self.kd_warmup <= self.epochs, "kd_warmup must be in 0..epochs")
+        _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        _check(self.lr > 0, "lr must be > 0")
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        _check(0 < self.warmup_frac < 1, "warmup_frac must be in (0, 1)")
+        _check(self.epochs >= 1, "epochs must be >= 1")
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(0 <= self.erase <= 1, "erase must be a probability in [0, 1]")
+        _check(0 <= self.ema < 1, "ema must be in [0, 1) (a decay per step, e.g. 0.999; 0 turns it off)")
+        _check(self.std > 0, "std must be > 0")
