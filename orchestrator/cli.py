@@ -68,9 +68,46 @@ def _sweep(a) -> int:
 
 def _export(a) -> int:
     from orchestrator.export import export
-    from orchestrator.sweep import export_dir
-    export(export_dir(Path(a.run)), Path(a.out or f"artifacts/{Path(a.run).name}"), data_dir=a.data_dir, budget=a.budget,
+    export(Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}"), data_dir=a.data_dir, budget=a.budget,
            log=lambda m: print(m, flush=True))
+    return 0
+
+
+def _results(a) -> int:
+    import pandas as pd
+    from orchestrator.results import table
+    df = table(Path(a.run))
+    if df.empty:
+        print(f"{a.run}: no trial has reported yet")
+        return 0
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500):
+        print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _report(a) -> int:
+    """The report of an exported run: rebuilt from `out` when it holds the export, else export first."""
+    import json
+    import torch
+    from orchestrator.export import Deployable, export, rebuild
+    from orchestrator.report import write_report
+    run, out = Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}")
+    if not (out / "metrics.json").is_file():
+        export(run, out, data_dir=a.data_dir, log=lambda m: print(m, flush=True))
+    else:
+        metrics = json.loads((out / "metrics.json").read_text())
+        state = torch.load(out / "student.pt", map_location="cpu", weights_only=True)
+        meta = run / "kdsweep_meta.json"
+        write_report(run, out, metrics, json.loads(meta.read_text()) if meta.is_file() else {},
+                     model=Deployable(rebuild(state), state["config"]["mean"], state["config"]["std"]).eval())
+    print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
+    return 0
+
+
+def _predict(a) -> int:
+    from orchestrator.predict import classify
+    for name, cls, p in classify(a.model, a.images):
+        print(f"{name}\t{cls}\t{p:.3f}")
     return 0
 
 
@@ -149,6 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", default=None)
     e.add_argument("--budget", type=int, default=100_000)
     e.set_defaults(func=_export)
+
+    r = sub.add_parser("results", help="the trials table of a run (running or finished), without Ray")
+    r.add_argument("run", help="the run directory, runs/<name>")
+    r.set_defaults(func=_results)
+
+    rp = sub.add_parser("report", help="report.md + report.html (plots, method, summary) of an exported run")
+    rp.add_argument("--run", required=True, help="the run directory, runs/<name>")
+    rp.add_argument("--out", default=None, help="the export directory (default artifacts/<name>); exported if empty")
+    rp.add_argument("--data-dir", default=None)
+    rp.set_defaults(func=_report)
+
+    pr = sub.add_parser("predict", help="classify PNG/JPEG images or an IDX file with an exported student")
+    pr.add_argument("--model", default="models/student/student.pt2", help="student.pt2 or student.onnx")
+    pr.add_argument("images", nargs="+", help="image files (any size, colour or grayscale) or IDX files")
+    pr.set_defaults(func=_predict)
     return p
 
 
@@ -165,6 +217,9 @@ def main(argv=None) -> int:
     except (DataNotFoundError, DataFormatError, TeacherLoadError) as e:
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # budget, bad arguments: the message says what to do
+    except FileNotFoundError as e:  # a missing run, model or checkpoint: the message says what to pass
+        print(f"kdsweep: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # budget, bad arguments, not an image: the message says what to do
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2

@@ -92,6 +92,10 @@ def _parse_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
         raw = _open_idx(path)
     except (OSError, EOFError) as e:
         raise DataFormatError(f"{path}: cannot read as gzip ({e}); delete it and fetch it again.\n{HOW_TO_GET}")
+    return _parse_bytes(raw, path, magic, ndim)
+
+
+def _parse_bytes(raw: bytes, path, magic: int, ndim: int) -> np.ndarray:
     if len(raw) < 4 + 4 * ndim or struct.unpack(">I", raw[:4])[0] != magic:
         raise DataFormatError(f"{path}: not an IDX file with magic {magic}; is it the right file?")
     dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
@@ -99,6 +103,21 @@ def _parse_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
     if body.size != int(np.prod(dims)):
         raise DataFormatError(f"{path}: header says {dims} but holds {body.size} bytes; the file is truncated.")
     return body.reshape(dims)
+
+
+def read_idx_images(path) -> np.ndarray:
+    """Any IDX image file (gzip or raw) of 28x28 uint8 images -> (N, 28, 28); for `kdsweep predict`."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataFormatError(f"{path}: cannot read as gzip ({e})") from None
+    images = _parse_bytes(raw, path, IMAGE_MAGIC, 3)
+    if images.shape[1:] != (28, 28):
+        raise DataFormatError(f"{path}: images are {images.shape[1:]}, expected 28x28")
+    return images
 
 
 def _load(split: str, data_dir) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,12 @@ from orchestrator.data import load_test
 from students import BUDGET, count_params, create_student
 
 CKPT_FILE = "checkpoint.pt"
+FINAL_DIR = "final"   # a run's final-stage Tune experiment (search, then train), inside the run directory
+
+
+def export_dir(run_dir: Path) -> Path:
+    """Where export selects from: the final stage when the run has one, else the whole search."""
+    return Path(run_dir) / FINAL_DIR if (Path(run_dir) / FINAL_DIR).is_dir() else Path(run_dir)
 
 
 class Deployable(nn.Module):
@@ -64,6 +70,43 @@ def export_program(model: Deployable, path: Path):
     torch.export.save(ep, str(path))
 
 
+def export_onnx(model: Deployable, path: Path, atol: float = 1e-4):
+    """ONNX (dynamo exporter, dynamic batch) checked by onnxruntime against the eager model (batch 1 and 37)."""
+    import warnings
+    import onnxruntime as ort
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.rand(4, 1, 28, 28),), str(path), dynamo=True, verbose=False,
+                          dynamic_shapes={"x": {0: batch}}, input_names=["pixels"], output_names=["logits"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 37):
+        x = torch.rand(n, 1, 28, 28)
+        with torch.no_grad():
+            err = float(np.abs(sess.run(None, {"pixels": x.numpy()})[0] - model(x).numpy()).max())
+        if err > atol:
+            raise RuntimeError(f"onnxruntime disagrees with the eager model by {err:.2g} at batch {n}; "
+                               f"the ONNX file {path} is not usable")
+    return sess
+
+
+def latency_ms(run, batches=(1, 256), repeats: int = 30) -> dict[int, float]:
+    """Median wall time of one call at each batch size (after warm-up), in ms."""
+    import statistics
+    out = {}
+    for b in batches:
+        x = torch.rand(b, 1, 28, 28)
+        for _ in range(3):
+            run(x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run(x)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[b] = statistics.median(times)
+    return out
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images_u8: np.ndarray, batch_size: int = 1000) -> torch.Tensor:
     x = torch.as_tensor(images_u8).float().div_(255).unsqueeze(1)   # (N, 1, 28, 28) in [0, 1]
@@ -75,7 +118,7 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
     from orchestrator.teacher_train import machine
     t0 = time.time()
     run_dir, out = Path(run_dir), Path(out)
-    ckpt, state = best_checkpoint(run_dir)
+    ckpt, state = best_checkpoint(export_dir(run_dir))
     student = rebuild(state)
     params = count_params(student)
     if params > budget:
@@ -86,6 +129,11 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
     torch.save(dict(student=state["student"], student_kwargs=state["student_kwargs"], config=cfg,
                     state_dict=student.state_dict(), metrics=state["metrics"]), out / "student.pt")
     export_program(deploy, out / "student.pt2")
+    sess = export_onnx(deploy, out / "student.onnx")
+    prog = torch.export.load(str(out / "student.pt2")).module()
+    with torch.no_grad():
+        lat = {"student.pt2 (torch)": latency_ms(lambda x: prog(x)),
+               "student.onnx (onnxruntime)": latency_ms(lambda x: sess.run(None, {"pixels": x.numpy()}))}
     summary = torchinfo.summary(student, input_size=(1, student.in_chans, 28, 28), verbose=0, device="cpu",
                                 col_names=("output_size", "num_params"))
     (out / "summary.txt").write_text(f"{state['student']} {state['student_kwargs']}\n{summary}\n")
@@ -105,10 +153,14 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
                    train_precision=state["metrics"].get("precision", cfg.get("precision", "fp32")),
                    teacher_val_acc=teacher.get("val_acc"), teacher_sha256=teacher.get("sha256"),
                    teacher_mode=teacher.get("mode"), teacher_forwards=run_meta.get("teacher_forwards"),
-                   sweep_wall_s=run_meta.get("wall_s"), export_wall_s=time.time() - t0, machine=machine())
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+                   teacher_params=teacher.get("params"), budget=budget, config=cfg,
+                   latency_ms=lat, threads=torch.get_num_threads(),
+                   file_bytes={f: (out / f).stat().st_size for f in ("student.pt", "student.pt2", "student.onnx")},
+                   sweep_wall_s=run_meta.get("wall_s"), machine=machine())
     from orchestrator.report import write_report
-    write_report(run_dir, out, metrics, run_meta)
+    write_report(run_dir, out, metrics, run_meta, model=deploy)
+    metrics["export_wall_s"] = time.time() - t0
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     log(f"exported {state['student']} ({params:,} params) val_acc {metrics['val_acc']:.4f} "
         f"test_acc {test_acc:.4f} -> {out}")
     return metrics

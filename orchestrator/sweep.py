@@ -18,6 +18,7 @@ if __package__ in (None, ""):  # `python orchestrator/sweep.py` / `ray submit`: 
 
 from orchestrator.config import SweepConfig, TrainConfig, to_dict
 from orchestrator.data import load_split
+from orchestrator.export import FINAL_DIR
 from students import count_params, create_student
 from trainables.augment import ViewSpec
 from trainables.losses import NEEDS_TEACHER
@@ -120,9 +121,6 @@ def run_dir_of(cfg: SweepConfig) -> str:
     return f"{s.rstrip('/')}/{cfg.name}" if "://" in s else str(Path(s).resolve() / cfg.name)
 
 
-FINAL_DIR = "final"   # the final stage's Tune experiment, inside the run directory
-
-
 def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, log):
     """One Tune experiment under storage/name, resumed when an interrupted one is there."""
     from ray import tune
@@ -202,6 +200,10 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             # search, then train: the winner's resolved settings, longer, from scratch, once per seed
             winner = dataclasses.replace(best_trial_config(results, to_dict(cfg.train)), epochs=cfg.final.epochs)
             meta["final"] = dict(epochs=cfg.final.epochs, seeds=cfg.final.seeds, winner=to_dict(winner))
+            if "://" not in run_dir:  # the winner's settings, for `kdsweep results` while the stage runs
+                from orchestrator.results import FINAL_BASE_FILE
+                (Path(run_dir) / FINAL_DIR).mkdir(parents=True, exist_ok=True)
+                (Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE).write_text(json.dumps(to_dict(winner), indent=1) + "\n")
             log(f"final stage: {winner.student} {winner.loss} for {winner.epochs} epochs x {cfg.final.seeds} seed(s)")
             final = _fit(trainable_for(winner), {"seed": tune.grid_search(list(range(cfg.final.seeds)))}, FINAL_DIR,
                          run_dir, tune.TuneConfig(metric="val_acc", mode="max",
@@ -222,13 +224,8 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     log("\n" + summary(table, meta))
     if export_to is not None:
         from orchestrator.export import export
-        export(export_dir(out), Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log)
+        export(out, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log)
     return out
-
-
-def export_dir(run_dir: Path) -> Path:
-    """Where export selects from: the final stage when the run has one, else the whole search."""
-    return run_dir / FINAL_DIR if (run_dir / FINAL_DIR).is_dir() else run_dir
 
 
 def summary(table, meta: dict) -> str:

@@ -94,6 +94,77 @@ def test_export(sweep_run, tmp_path):
     test_x, test_y = data_mod.load_test()
     pred = predict(eager, test_x[:500]).argmax(1).numpy()
     assert np.array_equal(pred, np.array([int(r[1]) for r in rows[1:501]]))
+    # ONNX, checked by its own runtime
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(out / "student.onnx"), providers=["CPUExecutionProvider"])
+    for n in (1, 37):
+        x = torch.rand(n, 1, 28, 28)
+        with torch.no_grad():
+            assert np.abs(sess.run(None, {"pixels": x.numpy()})[0] - eager(x).numpy()).max() < 1e-4
+    assert set(metrics["latency_ms"]) == {"student.pt2 (torch)", "student.onnx (onnxruntime)"}
+    assert metrics["config"]["loss"] == metrics["loss"] and metrics["file_bytes"]["student.onnx"] > 0
+
+
+def test_report(sweep_run, tmp_path):
+    """The report of a smoke run: summary, a row per trial, every plot as a valid PNG inside the HTML, and a
+    method text that names the loss and temperature the run used."""
+    import base64
+    import re
+    from orchestrator.export import export
+    run_dir, _, cfg, _ = sweep_run
+    m = export(run_dir, tmp_path / "out", log=lambda s: None)
+    out = tmp_path / "out"
+    md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert "Total params" in md and "Total params" in page                         # torchinfo summary
+    pngs = sorted(out.glob("*.png"))
+    assert {p.name for p in pngs} == {"val_curves.png", "acc_vs_params.png", "kd_vs_control.png", "confusion_val.png"}
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(embedded) == 4 and all(base64.b64decode(e)[:8] == b"\x89PNG\r\n\x1a\n" for e in embedded)
+    for p in pngs:
+        assert f"]({p.name})" in md and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    trials_rows = [line for line in md.splitlines() if line.startswith("| search |")]
+    assert len(trials_rows) == 4
+    assert any(s in page for s in ("stopped by ASHA", "finished"))
+    win = m["config"]
+    assert f"`{win['loss']}`" in md                      # the exported student's loss
+    kd = cfg.trial_config({})                            # smoke.yaml's kd trials: T 4, alpha 0.9
+    assert f"kd T{kd.temperature:g} a{kd.alpha:g}" in md and "no-teacher control" in md
+    assert "measured once, at export" in md and "torch.export.load" in md
+
+
+def test_predict_png_and_idx(sweep_run, tmp_path):
+    """`kdsweep predict` gives the exported model's class for test images written out as PNG (and as IDX)."""
+    import gzip
+    import struct
+    from PIL import Image
+    from orchestrator.cli import main as cli
+    from orchestrator.export import export
+    from orchestrator.predict import NotAnImageError, classify
+    from orchestrator.report import CLASSES
+    run_dir = sweep_run[0]
+    out = tmp_path / "out"
+    export(run_dir, out, log=lambda s: None)
+    expected = [int(r[1]) for r in list(csv.reader(open(out / "submission.csv")))[1:9]]
+    test_x, _ = data_mod.load_test()
+    paths = []
+    for i in range(8):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(test_x[i]).save(p)
+        paths.append(str(p))
+    got = classify(str(out / "student.pt2"), paths)
+    assert [CLASSES.index(c) for _, c, _ in got] == expected and all(0 < p <= 1 for *_, p in got)
+    assert [c for _, c, _ in classify(str(out / "student.onnx"), paths)] == [c for _, c, _ in got]
+    idx = tmp_path / "few.idx.gz"
+    idx.write_bytes(gzip.compress(struct.pack(">IIII", 2051, 8, 28, 28) + test_x[:8].tobytes()))
+    assert [c for _, c, _ in classify(str(out / "student.pt2"), [str(idx)])] == [c for _, c, _ in got]
+    # a large, inverted colour photo of the same garment classifies the same
+    big = Image.fromarray(255 - test_x[0]).resize((280, 280)).convert("RGB")
+    big.save(tmp_path / "photo.jpg", quality=95)
+    assert classify(str(out / "student.pt2"), [str(tmp_path / "photo.jpg")])[0][1] == got[0][1]
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(NotAnImageError, match="not an image"):
+        classify(str(out / "student.pt2"), [str(tmp_path / "notes.txt")])
+    assert cli(["predict", "--model", str(out / "student.pt2"), str(tmp_path / "notes.txt")]) == 2
 
 
 def test_export_refuses_over_budget(sweep_run, tmp_path):
@@ -154,8 +225,8 @@ def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path):
 
 def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     """final.epochs retrains the search's best (by val_acc) longer, once per seed; export reads that stage."""
-    from orchestrator.export import best_checkpoint, export
-    from orchestrator.sweep import export_dir, run_sweep
+    from orchestrator.export import best_checkpoint, export, export_dir
+    from orchestrator.sweep import run_sweep
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
         "name": "t_final", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
         "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
@@ -174,8 +245,8 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     assert export_dir(run_dir) == run_dir / "final"
     path, state = best_checkpoint(export_dir(run_dir))
     assert "final" in path.parts and state["config"]["epochs"] == 2 and state["config"]["temperature"] == 2.0
-    m = export(export_dir(run_dir), tmp_path / "out", log=lambda s: None)
-    assert m["val_acc"] == final["val_acc"].max()
+    m = export(run_dir, tmp_path / "out", log=lambda s: None)
+    assert m["val_acc"] == final["val_acc"].max() and m["teacher_val_acc"] is not None
     # rerunning the finished run trains nothing again: both experiments are restored as they are
     again = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
     assert len(pd.read_csv(again / "results.csv")) == 4

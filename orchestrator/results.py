@@ -1,0 +1,91 @@
+"""A run's trials read from its directory, without Ray: per-epoch histories, resolved settings, stop reasons.
+
+Works on a running, interrupted or finished sweep (`kdsweep results runs/<name>`): Tune writes one
+`result.json` line per reported epoch into each trial's directory, and the trial's sampled config in
+`params.json`; the run directory holds the sweep's config (`kdsweep_config.json`) and, for the final
+stage, the winner's resolved settings (`final/final_base.json`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from orchestrator.export import FINAL_DIR
+
+CONFIG_FILE = "kdsweep_config.json"
+META_FILE = "kdsweep_meta.json"
+FINAL_BASE_FILE = "final_base.json"
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _lines(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written right now
+            break
+    return out
+
+
+def trials(run_dir: Path) -> list[dict]:
+    """Every trial of the run (search, then final), each with its resolved settings and history."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a kdsweep run directory (no {CONFIG_FILE}); "
+                                "pass runs/<name> of a sweep")
+    sweep_cfg = _read_json(run_dir / CONFIG_FILE)
+    finished = (run_dir / META_FILE).is_file()
+    stages = [("search", run_dir, sweep_cfg["train"]),
+              ("final", run_dir / FINAL_DIR, _read_json(run_dir / FINAL_DIR / FINAL_BASE_FILE))]
+    out = []
+    for stage, root, base in stages:
+        for rj in sorted(root.glob("*/result.json")):
+            d = rj.parent
+            params = _read_json(d / "params.json")
+            cfg = {**base, **params.get("_variant", {}), **{k: v for k, v in params.items() if k != "_variant"}}
+            lines = _lines(rj)
+            hist = [dict(epoch=r["epoch"], val_acc=r["val_acc"], val_loss=r.get("val_loss"),
+                         train_loss=r.get("train_loss"), elapsed_s=r.get("elapsed_s"))
+                    for r in lines if "val_acc" in r]
+            epochs = int(cfg.get("epochs", 0))
+            run = hist[-1]["epoch"] if hist else 0
+            best = max(hist, key=lambda h: h["val_acc"]) if hist else None
+            if (d / "error.txt").is_file() and run < epochs:
+                status = "failed"
+            elif run >= epochs:
+                status = "finished"
+            elif finished:
+                status = f"stopped by ASHA after epoch {run}"
+            else:
+                status = "running or interrupted"
+            out.append(dict(stage=stage, trial=next((r["trial_id"] for r in lines if "trial_id" in r), d.name),
+                            dir=str(d), config=cfg, history=hist, epochs_run=run, epochs=epochs, status=status,
+                            best_val_acc=best["val_acc"] if best else float("nan"),
+                            best_epoch=best["epoch"] if best else 0,
+                            params=next((r.get("params") for r in lines if "params" in r), None)))
+    return out
+
+
+def varying_keys(ts: list[dict]) -> list[str]:
+    """Settings that differ between the trials (what the table needs to show), student and loss first."""
+    keys = sorted({k for t in ts for k in t["config"]} - {"student_kwargs"})
+    vary = [k for k in keys if len({json.dumps(t["config"].get(k), sort_keys=True) for t in ts}) > 1]
+    return [k for k in ("student", "loss") if k in keys] + [k for k in vary if k not in ("student", "loss")]
+
+
+def table(run_dir: Path):
+    """One row per trial: stage, what it ran with, best validation accuracy and epoch, epochs, stop reason."""
+    import pandas as pd
+    ts = trials(run_dir)
+    keys = varying_keys(ts)
+    rows = [dict(stage=t["stage"], trial=t["trial"], **{k: t["config"].get(k) for k in keys},
+                 params=t["params"], val_acc=t["best_val_acc"], best_epoch=t["best_epoch"],
+                 epochs=f"{t['epochs_run']}/{t['epochs']}", status=t["status"]) for t in ts]
+    df = pd.DataFrame(rows)
+    if len(df):
+        df = df.sort_values(["stage", "val_acc"], ascending=[False, False], ignore_index=True)
+    return df
