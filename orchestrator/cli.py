@@ -62,14 +62,15 @@ def _sweep(a) -> int:
         overrides[key] = yaml.safe_load(value)
     cfg = load_sweep_config(a.config, overrides)
     export_to = None if a.no_export else (a.export_dir or f"artifacts/{cfg.name}")
-    run_sweep(cfg, teacher_path=a.teacher, address=a.address, export_to=export_to, log=lambda m: print(m, flush=True))
+    run_sweep(cfg, teacher_path=a.teacher, address=a.address, export_to=export_to, log=lambda m: print(m, flush=True),
+              force=a.force)
     return 0
 
 
 def _export(a) -> int:
     from orchestrator.export import export
     export(Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}"), data_dir=a.data_dir, budget=a.budget,
-           log=lambda m: print(m, flush=True))
+           log=lambda m: print(m, flush=True), force=a.force)
     return 0
 
 
@@ -178,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=3")
     sw.add_argument("--no-export", action="store_true", help="skip exporting the best trial")
     sw.add_argument("--export-dir", default=None, help="default artifacts/<name>")
+    sw.add_argument("--force", action="store_true",
+                    help="start a finished or different run of this name over; replace another run's export")
     sw.set_defaults(func=_sweep)
 
     e = sub.add_parser("export", help="export the best trial of a run: weights, .pt2, summary, metrics, CSV, report")
@@ -185,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="default artifacts/<name>")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--budget", type=int, default=100_000)
+    e.add_argument("--force", action="store_true", help="replace an export of another run in --out")
     e.set_defaults(func=_export)
 
     r = sub.add_parser("results", help="the trials table of a run (running or finished), without Ray")
@@ -217,7 +221,7 @@ def main(argv=None) -> int:
     except (DataNotFoundError, DataFormatError, TeacherLoadError) as e:
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:  # a missing run, model or checkpoint: the message says what to pass
+    except (FileNotFoundError, FileExistsError) as e:  # a missing run, model or checkpoint: the message says what to pass
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # budget, bad arguments, not an image: the message says what to do

@@ -285,6 +285,9 @@ class SweepConfig:
                 except ConfigError as e:
                     raise ValueError(f"search_space.{key}: value {v!r} is invalid: {e}") from None
 
+        if self.sweep.grace_period > self.train.epochs:
+            raise ValueError(f"sweep.grace_period ({self.sweep.grace_period}) exceeds train.epochs ({self.train.epochs}): "
+                             f"ASHA could never stop a trial; set sweep.grace_period <= {self.train.epochs}")
         for i, t in enumerate(self.trials):
             if not isinstance(t, dict):
                 raise ValueError(f"trials[{i}]: expected a mapping of train keys, e.g. {{student: seed_model_1}}")
@@ -295,6 +298,12 @@ class SweepConfig:
                 from_dict(TrainConfig, {**to_dict(self.train), **t})
             except ConfigError as e:
                 raise ValueError(f"trials[{i}]: {e}") from None
+
+        from students import list_students
+        unknown = [n for n in self.students() if n not in list_students()]
+        if unknown:
+            raise ValueError(f"unknown student {unknown[0]!r}; registered students: {', '.join(list_students())} "
+                             "(`kdsweep students` lists them with their sizes)")
 
     def _values(self, key: str) -> set:
         dom = self.search_space.get(key)

@@ -7,6 +7,7 @@ measured here, once, and never fed back into selection.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -113,11 +114,44 @@ def predict(model: nn.Module, images_u8: np.ndarray, batch_size: int = 1000) -> 
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=print) -> dict:
+def _sha256(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=print, force: bool = False) -> dict:
+    """Write the export into a temporary directory beside `out` and rename it into place, so `out` is
+    either the previous complete export or the new complete one, never half of either. Replacing an
+    export of another run needs `force`."""
+    import shutil
+    out = Path(out)
+    previous = out / "metrics.json"
+    if previous.is_file() and not force:
+        theirs = json.loads(previous.read_text()).get("run_dir")
+        if theirs and Path(theirs).resolve() != Path(run_dir).resolve():
+            raise FileExistsError(f"{out} holds the export of another run ({theirs}); pass another --out, or "
+                                  "--force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        metrics = _export_into(Path(run_dir), tmp, data_dir, budget)
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"exported {metrics['student']} ({metrics['params']:,} params) val_acc {metrics['val_acc']:.4f} "
+        f"test_acc {metrics['test_acc']:.4f} -> {out}")
+    return metrics
+
+
+def _export_into(run_dir: Path, out: Path, data_dir, budget: int) -> dict:
     import torchinfo
     from orchestrator.teacher_train import machine
     t0 = time.time()
-    run_dir, out = Path(run_dir), Path(out)
     ckpt, state = best_checkpoint(export_dir(run_dir))
     student = rebuild(state)
     params = count_params(student)
@@ -156,11 +190,10 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
                    teacher_params=teacher.get("params"), budget=budget, config=cfg,
                    latency_ms=lat, threads=torch.get_num_threads(),
                    file_bytes={f: (out / f).stat().st_size for f in ("student.pt", "student.pt2", "student.onnx")},
-                   sweep_wall_s=run_meta.get("wall_s"), machine=machine())
+                   sha256={f: _sha256(out / f) for f in ("student.pt", "student.pt2", "student.onnx")},
+                   run_dir=str(run_dir.resolve()), sweep_wall_s=run_meta.get("wall_s"), machine=machine())
     from orchestrator.report import write_report
     write_report(run_dir, out, metrics, run_meta, model=deploy)
     metrics["export_wall_s"] = time.time() - t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    log(f"exported {state['student']} ({params:,} params) val_acc {metrics['val_acc']:.4f} "
-        f"test_acc {test_acc:.4f} -> {out}")
     return metrics

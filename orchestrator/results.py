@@ -31,14 +31,17 @@ def _lines(path: Path) -> list[dict]:
     return out
 
 
-def trials(run_dir: Path) -> list[dict]:
-    """Every trial of the run (search, then final), each with its resolved settings and history."""
+def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
+    """Every trial of the run (search, then final), each with its resolved settings and history.
+
+    `finished` says whether the sweep has ended (default: whether it wrote its meta file), which tells
+    a trial stopped by ASHA from one still running."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a kdsweep run directory (no {CONFIG_FILE}); "
                                 "pass runs/<name> of a sweep")
     sweep_cfg = _read_json(run_dir / CONFIG_FILE)
-    finished = (run_dir / META_FILE).is_file()
+    finished = (run_dir / META_FILE).is_file() if finished is None else finished
     stages = [("search", run_dir, sweep_cfg["train"]),
               ("final", run_dir / FINAL_DIR, _read_json(run_dir / FINAL_DIR / FINAL_BASE_FILE))]
     out = []
@@ -50,11 +53,14 @@ def trials(run_dir: Path) -> list[dict]:
             lines = _lines(rj)
             hist = [dict(epoch=r["epoch"], val_acc=r["val_acc"], val_loss=r.get("val_loss"),
                          train_loss=r.get("train_loss"), elapsed_s=r.get("elapsed_s"))
-                    for r in lines if "val_acc" in r]
+                    for r in lines if "val_acc" in r and not r.get("diverged")]
+            diverged = next((r["diverged"] for r in lines if r.get("diverged")), None)
             epochs = int(cfg.get("epochs", 0))
             run = hist[-1]["epoch"] if hist else 0
             best = max(hist, key=lambda h: h["val_acc"]) if hist else None
-            if (d / "error.txt").is_file() and run < epochs:
+            if diverged:
+                status = diverged
+            elif (d / "error.txt").is_file() and run < epochs:
                 status = "failed"
             elif run >= epochs:
                 status = "finished"

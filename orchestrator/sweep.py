@@ -99,21 +99,47 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -
 CONFIG_FILE = "kdsweep_config.json"
 
 
-def _claim_run_dir(run_dir: str, cfg: SweepConfig):
-    """A run directory belongs to one config: resuming it with another would mix two sweeps."""
+def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
+    """The teacher a run distils from, as part of the run's identity: resolved path and sha256 of its bytes."""
+    if not uses_teacher(cfg):
+        return None
+    path = teacher_path or cfg.teacher.checkpoint
+    if path is None:
+        raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"teacher checkpoint {path} not found; pass --teacher PATH or set teacher.checkpoint "
+                                "(the release is models/teacher/resnet50.pt; `kdsweep teacher train` makes one)")
+    import hashlib
+    return dict(path=str(p.resolve()), sha256=hashlib.sha256(p.read_bytes()).hexdigest())
+
+
+def _has_trials(run_dir: Path) -> bool:
+    return any(run_dir.glob("*/result.json")) or any(run_dir.glob("experiment_state*.json"))
+
+
+def _claim_run_dir(run_dir: str, cfg: SweepConfig, teacher: dict | None):
+    """A run directory belongs to one computation (the config after overrides and the teacher's bytes):
+    resuming it with another would mix two sweeps. A claim with no trial yet (a sweep that failed before
+    its first trial) is given up to a corrected config."""
     if "://" in run_dir:
         return
     path = Path(run_dir) / CONFIG_FILE
-    mine = json.loads(json.dumps(to_dict(cfg), default=str))
-    if path.is_file():
+    mine = json.loads(json.dumps({**to_dict(cfg), "_teacher": teacher}, default=str))
+    if path.is_file() and _has_trials(Path(run_dir)):
         theirs = json.loads(path.read_text())
         if theirs != mine:
             diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise ValueError(f"{run_dir} holds a sweep with another config (differs in {diff}); give this sweep "
-                             f"another name (--set name=...) or delete {run_dir} to start over")
+            if "_teacher" in diff:
+                diff[diff.index("_teacher")] = (f"the teacher: {(theirs.get('_teacher') or {}).get('path')} -> "
+                                                f"{(teacher or {}).get('path')}")
+            raise ValueError(f"{run_dir} holds a sweep that computed something else (differs in {', '.join(diff)}); "
+                             f"give this sweep another name (--set name=...) or pass --force to start it over")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(mine, indent=1) + "\n")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(mine, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def run_dir_of(cfg: SweepConfig) -> str:
@@ -159,9 +185,11 @@ def best_trial_config(results, base: dict) -> TrainConfig:
 
 
 def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
-              export_to: str | None = None, log=print) -> Path:
+              export_to: str | None = None, log=print, force: bool = False) -> Path:
     """Run the sweep (resuming an interrupted one of the same name), then the final stage if configured,
-    and return the run directory (export reads `final/` when there is one)."""
+    and return the run directory (export reads `final/` when there is one).
+
+    A finished run is not trained again: it is exported as it is, unless `force` starts it over."""
     import pandas as pd
     import ray
     from ray import tune
@@ -172,7 +200,22 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     t_start = time.time()
     counts = check_budget(cfg)
     log("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in counts.items()))
-    data, meta = prepare_data(cfg, teacher_path, log)
+    run_dir = run_dir_of(cfg)
+    teacher = teacher_identity(cfg, teacher_path)
+    if "://" not in run_dir and (Path(run_dir) / META_FILE).is_file():
+        if not force:
+            log(f"sweep {cfg.name} already finished in {run_dir}; not training it again"
+                + (", exporting it" if export_to else "") + " (--force starts it over)")
+            _claim_run_dir(run_dir, cfg, teacher)  # the same computation, or a clear refusal
+            if export_to is not None:
+                from orchestrator.export import export
+                export(Path(run_dir), Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log)
+            return Path(run_dir)
+    if force and "://" not in run_dir and Path(run_dir).exists():
+        import shutil
+        log(f"--force: deleting {run_dir} and starting over")
+        shutil.rmtree(run_dir)
+    _claim_run_dir(run_dir, cfg, teacher)   # before any expensive work
     started_ray = not ray.is_initialized()
     if started_ray:
         address = address or os.environ.get("RAY_ADDRESS") or None
@@ -180,9 +223,13 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         ray.init(address=address, **kwargs)
     try:
         s = cfg.sweep
-        run_dir = run_dir_of(cfg)
+        have = ray.cluster_resources()
+        for res, need in (("CPU", s.cpus_per_trial), ("GPU", s.gpus_per_trial)):
+            if need > have.get(res, 0):
+                raise ValueError(f"sweep.{res.lower()}s_per_trial is {need:g} but the Ray cluster has "
+                                 f"{have.get(res, 0):g} {res}s: no trial could ever start; lower it or add nodes")
+        data, meta = prepare_data(cfg, teacher_path, log)
         storage = run_dir.rsplit("/", 1)[0]  # the storage root run_dir_of resolved
-        _claim_run_dir(run_dir, cfg)
 
         def trainable_for(base: TrainConfig):
             t = tune.with_parameters(distill_trainable, data=data, base=to_dict(base),
@@ -213,7 +260,11 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     finally:
         if started_ray:
             ray.shutdown()
-    table = pd.concat(tables, ignore_index=True).sort_values(["stage", "val_acc"], ascending=[True, False])
+    table = pd.concat(tables, ignore_index=True).sort_values(["stage", "val_acc"], ascending=[False, False])
+    if "://" not in run_dir:  # why each trial ended: finished, stopped by ASHA, failed, diverged
+        from orchestrator.results import trials
+        status = {t["trial"]: t["status"] for t in trials(Path(run_dir), finished=True)}
+        table["status"] = table["trial_id"].map(status)
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / RESULTS_FILE, index=False)
@@ -224,7 +275,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     log("\n" + summary(table, meta))
     if export_to is not None:
         from orchestrator.export import export
-        export(out, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log)
+        export(out, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log, force=force)
     return out
 
 

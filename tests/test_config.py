@@ -8,10 +8,11 @@ from orchestrator.config import ConfigError, SweepConfig, TeacherTrainConfig, fr
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["smoke", "sweep", "full"])
+@pytest.mark.parametrize("name", ["smoke", "sweep", "full", "release"])
 def test_shipped_sweep_configs_load(name):
     cfg = load_sweep_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.students()
+    assert cfg.augment.shift == 2 or name == "smoke"   # the code's default (2) and the shipped configs agree
 
 
 @pytest.mark.parametrize("name", ["teacher", "teacher_cycle2"])
@@ -29,7 +30,7 @@ def test_teacher_configs_load(name):
     ({"name": "x", "search_space": {"lr": {"loguniform": [0, 1]}}}, "bounds must be > 0"),
     ({"name": "x", "search_space": {"lr": {"between": [0, 1]}}}, "write exactly one of"),
     ({"name": "x", "search_space": {"colour": {"choice": [1]}}}, "not a train key"),
-    ({"name": "x", "search_space": {"loss": {"grid": ["kd", "dkd"]}}}, "value 'dkd' is invalid"),
+    ({"name": "x", "search_space": {"loss": {"grid": ["kd", "hinton"]}}}, "value 'hinton' is invalid"),
     ({"name": "x", "sweep": {"reduction_factor": 1}}, "reduction_factor must be >= 2"),
     ({"train": {}}, "missing key name"),
 ])
@@ -49,8 +50,44 @@ def test_run_dir_refuses_another_config(tmp_path):
     import dataclasses
     from orchestrator.sweep import _claim_run_dir
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
-    _claim_run_dir(str(tmp_path), cfg)
-    _claim_run_dir(str(tmp_path), cfg)  # the same config: resuming is fine
+    teacher = dict(path="/t.pt", sha256="ab")
+    _claim_run_dir(str(tmp_path), cfg, teacher)
     other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=9))
-    with pytest.raises(ValueError, match=r"another config \(differs in \['train'\]\)"):
-        _claim_run_dir(str(tmp_path), other)
+    _claim_run_dir(str(tmp_path), other, teacher)  # no trial ran yet: a corrected config takes the name over
+    (tmp_path / "trial_0").mkdir()
+    (tmp_path / "trial_0" / "result.json").write_text("{}\n")
+    _claim_run_dir(str(tmp_path), other, teacher)  # the same computation: resuming is fine
+    with pytest.raises(ValueError, match=r"computed something else \(differs in train\)"):
+        _claim_run_dir(str(tmp_path), cfg, teacher)
+    with pytest.raises(ValueError, match=r"differs in the teacher: /t.pt -> /u.pt"):
+        _claim_run_dir(str(tmp_path), other, dict(path="/u.pt", sha256="cd"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"sweep.grace_period": 99}, r"sweep.grace_period \(99\) exceeds train.epochs"),
+    ({"trials": [{"student": "resnet_huge"}]}, r"unknown student 'resnet_huge'; registered students: .*res3"),
+    ({"search_space": {"student": {"choice": ["seed_model_1", "nope"]}}}, "unknown student 'nope'"),
+    ({"final.seeds": 0}, "seeds must be >= 1"),
+    ({"train.erase": 1.5}, "erase must be a probability"),
+    ({"train.ema": 1.0}, r"ema must be in \[0, 1\)"),
+    ({"train.kd_warmup": 50}, "kd_warmup must be in 0..epochs"),
+])
+def test_configs_that_cannot_work_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_sweep_config(ROOT / "configs" / "sweep.yaml", overrides)
+
+
+def test_cli_diagnoses_in_one_line(tmp_path, capsys):
+    """Bad inputs end with exit status 2 and one line that says what to do, never a traceback."""
+    from orchestrator.cli import main
+    assert main(["export", "--run", str(tmp_path)]) == 2
+    assert "is it a kdsweep run directory" in capsys.readouterr().err
+    assert main(["results", str(tmp_path)]) == 2
+    assert "not a kdsweep run directory" in capsys.readouterr().err
+    assert main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"), "--set", "trials=[{student: nope}]"]) == 2
+    assert "unknown student 'nope'" in capsys.readouterr().err
+    assert main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"),
+                 "--teacher", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "teacher checkpoint" in err and "not found" in err and "Traceback" not in err
+    assert main(["predict", "--model", str(tmp_path / "none.pt2"), str(tmp_path / "x.png")]) == 2

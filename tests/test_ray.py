@@ -250,3 +250,102 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     # rerunning the finished run trains nothing again: both experiments are restored as they are
     again = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
     assert len(pd.read_csv(again / "results.csv")) == 4
+
+
+def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path, monkeypatch):
+    """A trial that raises after its first checkpoint is retried from it (no epoch redone); a trial whose loss
+    becomes inf ends as diverged, with its reason, without retries, and the sweep goes on."""
+    from types import SimpleNamespace
+    from orchestrator.sweep import run_sweep
+    from trainables import tune_trainable
+    marker = str(tmp_path / "raised-once")
+
+    def flaky(config, data, base, threads, use_gpu):  # pickled by value into the worker, which has the real one
+        import os
+        from ray import tune as rt
+        import trainables.tune_trainable as tt
+        tt.tune = rt
+        if config["_variant"]["lr"] == 0.05 and not os.path.exists(marker):
+            def report_then_die(metrics, checkpoint=None):
+                rt.report(metrics, checkpoint=checkpoint)
+                open(marker, "w").close()
+                raise RuntimeError("injected: the worker dies after its first checkpoint")
+            tt.tune = SimpleNamespace(report=report_then_die, Checkpoint=rt.Checkpoint, get_checkpoint=rt.get_checkpoint)
+        return tt.distill_trainable(config, data, base, threads, use_gpu)
+
+    monkeypatch.setattr(tune_trainable, "distill_trainable", flaky)
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+        "name": "t_faults", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
+        "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 64, "train.epochs": 3,
+        "sweep.grace_period": 3, "sweep.max_failures": 2, "search_space": {}, "train.student": "resdw_w24_d111",
+        "trials": [{"lr": 0.05}, {"lr": 1.0e12, "loss": "ce", "optimizer": "sgd", "schedule": "constant"}]})
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    assert Path(marker).exists()                                   # the failure happened
+    table = pd.read_csv(run_dir / "results.csv")
+    ok, bad = table[table.lr == 0.05].iloc[0], table[table.lr == 1.0e12].iloc[0]
+    assert ok["status"] == "finished"
+    assert bad["status"].startswith("diverged at epoch 1, step ") and "lr" in bad["status"]
+    ok_dir = next(p.parent for p in run_dir.glob("*/result.json") if "lr=0.05" in p.parent.name or
+                  json.loads(p.read_text().splitlines()[0])["config"]["_variant"]["lr"] == 0.05)
+    epochs = [json.loads(line)["epoch"] for line in (ok_dir / "result.json").read_text().splitlines()]
+    assert epochs == [1, 2, 3]                                     # resumed at epoch 2: nothing redone
+    meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
+    assert meta["errors"] == 0                                     # retried to success; divergence is no error
+
+
+def test_run_identity_and_finished_runs(ray_local, tiny_teacher, tmp_path):
+    """Rerunning a name with another teacher is refused, naming it; a finished run is exported, not retrained;
+    --force starts it over."""
+    import shutil
+    from orchestrator.sweep import run_sweep
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+        "name": "t_ident", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
+        "teacher.mode": "clean", "data.train_limit": 128, "data.val_limit": 64, "train.epochs": 1,
+        "search_space": {}})
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    other = tmp_path / "other.pt"
+    shutil.copy(tiny_teacher, other)
+    shutil.copy(tiny_teacher.with_suffix(".json"), other.with_suffix(".json"))
+    with open(other, "ab") as f:
+        f.write(b"\0")                                             # other bytes, same loadable layout
+    with pytest.raises(ValueError, match="the teacher: .*tiny.pt -> .*other.pt"):
+        run_sweep(cfg, teacher_path=str(other), log=lambda m: None)
+    said = []
+    before = sorted(p.stat().st_mtime for p in run_dir.glob("*/result.json"))
+    run_sweep(cfg, teacher_path=str(tiny_teacher), export_to=str(tmp_path / "out"), log=said.append)
+    assert any("already finished" in s for s in said) and (tmp_path / "out" / "student.pt2").is_file()
+    assert sorted(p.stat().st_mtime for p in run_dir.glob("*/result.json")) == before   # nothing retrained
+    said.clear()
+    run_sweep(cfg, teacher_path=str(other), log=said.append, force=True)
+    assert any("--force" in s for s in said)
+    assert json.loads((run_dir / "kdsweep_config.json").read_text())["_teacher"]["path"] == str(other.resolve())
+
+
+def test_export_is_atomic_and_owned(sweep_run, tmp_path, monkeypatch):
+    """An export that dies half-way leaves the previous export whole (or nothing); sha256s are recorded;
+    exporting over another run's artifacts needs force."""
+    import hashlib
+    from orchestrator import export as ex
+    run_dir = sweep_run[0]
+    out = tmp_path / "out"
+
+    def boom(*a, **k):
+        raise RuntimeError("injected: the export dies while writing ONNX")
+
+    monkeypatch.setattr(ex, "export_onnx", boom)
+    with pytest.raises(RuntimeError, match="injected"):
+        ex.export(run_dir, out, log=lambda s: None)
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    monkeypatch.undo()
+    m = ex.export(run_dir, out, log=lambda s: None)
+    assert m["sha256"]["student.pt2"] == hashlib.sha256((out / "student.pt2").read_bytes()).hexdigest()
+    monkeypatch.setattr(ex, "export_onnx", boom)
+    with pytest.raises(RuntimeError):
+        ex.export(run_dir, out, log=lambda s: None)
+    assert json.loads((out / "metrics.json").read_text())["sha256"] == m["sha256"]   # the previous export, whole
+    monkeypatch.undo()
+    fake_other = json.loads((out / "metrics.json").read_text()) | {"run_dir": str(tmp_path / "another_run")}
+    (out / "metrics.json").write_text(json.dumps(fake_other))
+    with pytest.raises(FileExistsError, match="another run"):
+        ex.export(run_dir, out, log=lambda s: None)
+    assert ex.export(run_dir, out, log=lambda s: None, force=True)["run_dir"] == str(Path(run_dir).resolve())

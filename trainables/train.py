@@ -166,8 +166,9 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
             loss = loss_fn(s, t, train_y[idx], alpha=cfg.alpha, temperature=cfg.temperature,
                            label_smoothing=cfg.label_smoothing, beta=cfg.beta, warm=warm)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {i // cfg.batch_size}: "
-                                         f"training diverged; lower lr (now {cfg.lr})")
+                raise FloatingPointError(f"diverged at epoch {epoch + 1}, step {i // cfg.batch_size}, lr "
+                                         f"{opt.param_groups[0]['lr']:.3g} (loss {loss.item()}); lower train.lr "
+                                         f"(peak {cfg.lr:g})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

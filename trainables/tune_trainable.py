@@ -41,4 +41,15 @@ def distill_trainable(config: dict, data: TrialData, base: dict, threads: int, u
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-    train_student(cfg, data, report=report, resume=resume, device=device)
+    last = {"epoch": resume["epoch"] if resume else 0}
+
+    def report_and_remember(metrics: dict, state: dict):
+        last["epoch"] = metrics["epoch"]
+        report(metrics, state)
+
+    try:
+        train_student(cfg, data, report=report_and_remember, resume=resume, device=device)
+    except FloatingPointError as e:
+        # A NaN/inf loss is a property of the settings, not a crash: retrying from the checkpoint would
+        # diverge again. End the trial with its reason recorded (val_acc 0: it cannot be selected).
+        tune.report({"epoch": last["epoch"] + 1, "val_acc": 0.0, "diverged": str(e)})
