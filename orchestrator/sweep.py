@@ -197,6 +197,9 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     from trainables.tune_trainable import distill_trainable
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # 1 ckpt/epoch is intended
+    # Snapshot the experiment state at least every 5 s (Tune's "auto" can wait far longer): a driver killed
+    # mid-sweep then loses at most the epoch in progress, since an epoch takes longer than that here.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     t_start = time.time()
     counts = check_budget(cfg)
     log("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in counts.items()))
@@ -216,11 +219,17 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         log(f"--force: deleting {run_dir} and starting over")
         shutil.rmtree(run_dir)
     _claim_run_dir(run_dir, cfg, teacher)   # before any expensive work
+    from orchestrator import ray_session
+    local = "://" not in run_dir
+    if local:
+        ray_session.reap(Path(run_dir), log)  # what a killed driver of this run left running
     started_ray = not ray.is_initialized()
     if started_ray:
         address = address or os.environ.get("RAY_ADDRESS") or None
         kwargs = {} if address else dict(include_dashboard=False)  # the local default: no open ports beyond Ray's own
         ray.init(address=address, **kwargs)
+        if local and not address:
+            ray_session.record(Path(run_dir))
     try:
         s = cfg.sweep
         have = ray.cluster_resources()
@@ -260,6 +269,8 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     finally:
         if started_ray:
             ray.shutdown()
+            if local:
+                ray_session.forget(Path(run_dir))
     table = pd.concat(tables, ignore_index=True).sort_values(["stage", "val_acc"], ascending=[False, False])
     if "://" not in run_dir:  # why each trial ended: finished, stopped by ASHA, failed, diverged
         from orchestrator.results import trials

@@ -1,0 +1,87 @@
+"""Leftovers of a killed driver: the local Ray a sweep starts is stopped by `ray.shutdown()` at a normal
+end, but a driver killed with SIGKILL leaves some of its node's processes behind (the dashboard and
+runtime-env agents outlive it, re-parented to init). The sweep records its local Ray session in the run
+directory; a rerun stops whatever of that session is still alive before it starts its own.
+
+Processes are found by what they hold open under the session directory (Ray overwrites their command
+lines), read from /proc: Linux only, a no-op elsewhere.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+SESSION_FILE = "ray_session.json"
+
+
+def record(run_dir: Path) -> None:
+    """Write this driver's local Ray session into the run directory (call right after ray.init)."""
+    import ray._private.worker as worker
+    node = getattr(worker, "_global_node", None)
+    if node is None:
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(run_dir) / SESSION_FILE).write_text(json.dumps(dict(session_dir=node.get_session_dir_path(),
+                                                              driver_pid=os.getpid())) + "\n")
+
+
+def forget(run_dir: Path) -> None:
+    """A clean end: ray.shutdown() stopped the session."""
+    (Path(run_dir) / SESSION_FILE).unlink(missing_ok=True)
+
+
+def session_pids(session_dir: str) -> list[int]:
+    """Processes with a file open under `session_dir` (its logs, sockets), this process excluded."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
+        if pid == os.getpid():
+            continue
+        try:
+            if any(os.readlink(fd).startswith(session_dir) for fd in (proc / "fd").iterdir()):
+                pids.append(pid)
+        except OSError:  # gone, or not ours to read
+            continue
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def reap(run_dir: Path, log=print) -> int:
+    """Stop what is left of a dead driver's session recorded in `run_dir`; returns how many processes."""
+    path = Path(run_dir) / SESSION_FILE
+    if not path.is_file() or not Path("/proc").is_dir():
+        return 0
+    rec = json.loads(path.read_text())
+    if _alive(rec["driver_pid"]) and rec["driver_pid"] != os.getpid():
+        raise RuntimeError(f"the sweep driver (pid {rec['driver_pid']}) of {run_dir} is still running; "
+                           "wait for it or stop it before running this sweep again")
+    pids = session_pids(rec["session_dir"])
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + wait
+        while time.time() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+        pids = [p for p in pids if _alive(p)]
+        if not pids:
+            break
+    n = len(session_pids(rec["session_dir"])) if pids else 0
+    if n:
+        log(f"warning: {n} process(es) of the interrupted run's Ray session could not be stopped")
+    path.unlink(missing_ok=True)
+    return n
