@@ -88,12 +88,25 @@ def _unwrap(obj, path) -> dict:
 def read_state_dict(path: str | Path) -> dict:
     """torch.load(weights_only=True) with an error for each way a file can be wrong."""
     path = Path(path)
+    if path.is_dir():
+        raise TeacherLoadError(f"teacher checkpoint {path} is a directory; pass the weights file in it "
+                               "(e.g. models/teacher/resnet50.pt)")
     if not path.is_file():
         raise TeacherLoadError(f"teacher checkpoint {path} not found; train one with `kdsweep teacher train` "
                                "or pass --teacher PATH to a ResNet-50 state_dict")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise TeacherLoadError(f"{path} is empty (0 bytes): an interrupted copy or save? Copy or train it again")
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":   # torch.save's zip archive, or a legacy pickle
+        raise TeacherLoadError(f"{path} is not a PyTorch checkpoint: it is neither a torch.save zip archive nor "
+                               f"a pickle (it starts with {head!r}); pass the .pt file that torch.save wrote")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "GLOBAL" not in str(e) and "global" not in str(e):   # garbage after a pickle's first byte
+            raise TeacherLoadError(f"{path}: not a readable PyTorch checkpoint (a damaged pickle: "
+                                   f"{str(e).splitlines()[-1][:200]})") from None
         raise TeacherLoadError(f"{path}: refused: unpickling it would run code or build objects other than "
                                f"tensors ({str(e).splitlines()[0][:200]}). Re-save only the weights with "
                                "torch.save(model.state_dict(), path).") from None

@@ -233,7 +233,12 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
         "train.student": "resdw_w24_d111", "search_space": {},
         "trials": [{"lr": 0.05, "loss": "lskd", "temperature": 2.0}, {"lr": 1.0e-6}],
         "final.epochs": 2, "final.seeds": 2})
+    opened, real_open = [], data_mod._open_idx
+    mp = pytest.MonkeyPatch()
+    mp.setattr(data_mod, "_open_idx", lambda path: opened.append(str(path)) or real_open(path))
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    mp.undo()
+    assert opened and not any("t10k" in p for p in opened)       # search and final never read the test split
     table = pd.read_csv(run_dir / "results.csv")
     search, final = table[table.stage == "search"], table[table.stage == "final"]
     assert len(search) == 2 and len(final) == 2

@@ -75,13 +75,24 @@ def test_truncated_file(ref, tmp_path):
         load_teacher(path)
 
 
-def test_not_a_checkpoint(tmp_path):
-    p = tmp_path / "notes.pt"
-    p.write_text("hello")
-    with pytest.raises(TeacherLoadError, match="not a readable PyTorch checkpoint"):
-        load_teacher(p)
+def test_not_a_checkpoint(tmp_path, tiny_teacher):
+    """Each way a teacher file can be wrong gets its own true diagnosis."""
+    import pickle
+    cases = {"notes.pt": (b"hello", "neither a torch.save zip archive nor a pickle"),
+             "empty.pt": (b"", "is empty"),
+             "noise.pt": (bytes(range(7, 250)) * 20, "neither a torch.save zip archive nor a pickle"),
+             "damaged.pt": (b"\x80\x02" + bytes(range(90, 250)), "a damaged pickle"),
+             "truncated.pt": (tiny_teacher.read_bytes()[:5000], "not a readable PyTorch checkpoint"),
+             "list.pt": (pickle.dumps([1, 2, 3], protocol=2), "")}
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(TeacherLoadError, match=message) as e:
+            load_teacher(tmp_path / name)
+        assert "refused" not in str(e.value), name   # none of these is an unsafe pickle
     with pytest.raises(TeacherLoadError, match="not found"):
         load_teacher(tmp_path / "missing.pt")
+    with pytest.raises(TeacherLoadError, match="is a directory"):
+        load_teacher(tmp_path)
 
 
 class Evil:
