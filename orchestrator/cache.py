@@ -68,12 +68,26 @@ def _views_logits(model, x_u8: torch.Tensor, spec: ViewSpec, pre: Preprocess, ba
     return torch.cat(out).view(len(x_u8), V, -1)
 
 
+def chunk_images(c: int, n: int) -> slice:
+    """Rows of chunk `c` of an n-image cache: the explicit index that fixes the row order of every build."""
+    return slice(c * CHUNK_IMAGES, min((c + 1) * CHUNK_IMAGES, n))
+
+
+def compute_chunk(model, images: np.ndarray | torch.Tensor, rows: slice, spec: ViewSpec, pre: Preprocess,
+                  batch_size: int, device="cpu") -> np.ndarray:
+    """fp16 (rows, V, 10) logits of images[rows] (one chunk): the one computation both builders run."""
+    x = torch.as_tensor(images)[rows]
+    return _views_logits(model, x, spec, pre, batch_size, device).half().numpy()
+
+
 def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray,
                    spec: ViewSpec, cache_dir: str | Path, batch_size: int = INFER_BATCH, device: str = "cpu",
-                   log=print) -> tuple[np.ndarray, int, dict]:
+                   log=print, runner=None) -> tuple[np.ndarray, int, dict]:
     """(logits fp16 (N, V, 10), teacher forward passes run now, info) for every view of every image.
 
-    `spec` with shift 0 and no flip gives the clean-image logits (V = 1).
+    `spec` with shift 0 and no flip gives the clean-image logits (V = 1). `runner(missing_chunks)` yields
+    (chunk, fp16 array) for each missing chunk in any order; the default computes them here, in order, with
+    `model` (orchestrator.cache_ray builds them on every node of a Ray cluster instead).
     """
     cache_dir = Path(cache_dir)
     key = fingerprint(teacher_sha256, images, labels, spec, pre)
@@ -88,35 +102,44 @@ def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarr
         log(f"teacher logits: {npy} is stale or corrupt (fingerprint/checksum mismatch); rebuilding")
     parts = cache_dir / f"logits-{key}.partial"
     parts.mkdir(parents=True, exist_ok=True)
-    x = torch.as_tensor(images)
-    forwards, t0 = 0, time.time()
     n_chunks = -(-N // CHUNK_IMAGES)
+    missing = []
     for c in range(n_chunks):
         chunk = parts / f"{c:05d}.npy"
-        if chunk.is_file():
-            try:
-                if np.load(chunk, allow_pickle=False).shape == (min(CHUNK_IMAGES, N - c * CHUNK_IMAGES), V, 10):
-                    continue
-            except (ValueError, OSError, EOFError):
-                pass  # a chunk torn by a crash: compute it again
-        lo = c * CHUNK_IMAGES
-        out = _views_logits(model, x[lo:lo + CHUNK_IMAGES], spec, pre, batch_size, device)
+        rows = chunk_images(c, N)
+        try:
+            if chunk.is_file() and np.load(chunk, allow_pickle=False).shape == (rows.stop - rows.start, V, 10):
+                continue
+        except (ValueError, OSError, EOFError):
+            pass  # a chunk torn by a crash: compute it again
+        missing.append(c)
+    if runner is None:
+        runner = lambda cs: ((c, compute_chunk(model, images, chunk_images(c, N), spec, pre, batch_size, device))  # noqa: E731
+                             for c in cs)
+    forwards, t0 = 0, time.time()
+    for i, (c, out) in enumerate(runner(missing)):
+        rows = chunk_images(c, N)
+        if out.shape != (rows.stop - rows.start, V, 10):
+            raise RuntimeError(f"chunk {c}: got logits of shape {out.shape}, expected {(rows.stop - rows.start, V, 10)}")
         forwards += out.shape[0] * V
+        chunk = parts / f"{c:05d}.npy"
         tmp = chunk.with_suffix(".tmp.npy")
-        np.save(tmp, out.half().numpy())
+        np.save(tmp, out)
         os.replace(tmp, chunk)
-        done, rate = (c + 1) * CHUNK_IMAGES * V, forwards / max(time.time() - t0, 1e-9)
-        left = max(N * V - done, 0) / max(rate, 1e-9)
-        log(f"teacher logits: chunk {c + 1}/{n_chunks} ({min(done, N * V)}/{N * V} forwards, "
-            f"{rate:.0f} img/s, eta {left / 60:.1f} min)")
+        todo = sum(chunk_images(m, N).stop - chunk_images(m, N).start for m in missing) * V
+        rate = forwards / max(time.time() - t0, 1e-9)
+        log(f"teacher logits: {i + 1}/{len(missing)} missing chunks ({forwards}/{todo} forwards, "
+            f"{rate:.0f} img/s, eta {max(todo - forwards, 0) / max(rate, 1e-9) / 60:.1f} min)")
     a = np.concatenate([np.load(parts / f"{c:05d}.npy") for c in range(n_chunks)]) if n_chunks else \
         np.zeros((0, V, 10), np.float16)
     tmp = npy.with_suffix(".tmp.npy")
     np.save(tmp, a)
     os.replace(tmp, npy)
     build_s = time.time() - t0
-    meta.write_text(json.dumps(dict(key=key, sha256=_array_sha(a), shape=list(a.shape), teacher=teacher_sha256,
-                                    views=asdict(spec), preprocess=asdict(pre), build_s=build_s), indent=1))
+    tmp_meta = meta.with_suffix(".tmp")
+    tmp_meta.write_text(json.dumps(dict(key=key, sha256=_array_sha(a), shape=list(a.shape), teacher=teacher_sha256,
+                                        views=asdict(spec), preprocess=asdict(pre), build_s=build_s), indent=1))
+    os.replace(tmp_meta, meta)
     shutil.rmtree(parts, ignore_errors=True)
     log(f"teacher logits: built {npy} in {build_s:.0f} s ({forwards} teacher forwards)")
     return a, forwards, {**info, "hit": False, "build_s": build_s}

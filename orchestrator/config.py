@@ -206,9 +206,15 @@ class TeacherConfig:
     mode: Literal["views", "clean", "live"] = "views"
     batch_size: int = 256             # teacher inference batch (images); = teacher.INFER_BATCH, which says why
     cache_dir: str = "cache"          # teacher-logit cache, reused across sweeps
+    build: Literal["driver", "cluster"] = "driver"   # where the cache is computed: in the driver process, or by
+                                                     # Ray actors on every node of the cluster (cache_ray.py)
+    cpus_per_actor: float = 1.0       # build: cluster -- resources of each teacher actor
+    gpus_per_actor: float = 0.0
 
     def __post_init__(self):
         _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(self.cpus_per_actor > 0, "cpus_per_actor must be > 0")
+        _check(self.gpus_per_actor >= 0, "gpus_per_actor must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,8 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
                             dir=str(d), config=cfg, history=hist, epochs_run=run, epochs=epochs, status=status,
                             best_val_acc=best["val_acc"] if best else float("nan"),
                             best_epoch=best["epoch"] if best else 0,
-                            params=next((r.get("params") for r in lines if "params" in r), None)))
+                            params=next((r.get("params") for r in lines if "params" in r), None),
+                            nodes=list(dict.fromkeys(r["node"] for r in lines if r.get("node")))))
     return out
 
 

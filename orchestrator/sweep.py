@@ -87,8 +87,13 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -
                             channels=info.preprocess.channels)
     else:
         cache_spec = spec if t.mode == "views" else ViewSpec(0, False)
+        runner = None
+        if t.build == "cluster":
+            from orchestrator.cache_ray import ray_runner
+            runner = ray_runner(model, info.arch, info.preprocess.channels, split.train_x, cache_spec, info.preprocess,
+                                t.batch_size, t.cpus_per_actor, t.gpus_per_actor, log=log)
         logits, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
-                                                 cache_spec, t.cache_dir, t.batch_size, log=log)
+                                                 cache_spec, t.cache_dir, t.batch_size, log=log, runner=runner)
         data.teacher_logits = logits
         meta["teacher_forwards"] = forwards
         meta["cache"] = cinfo
@@ -168,7 +173,8 @@ def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
     """Tune's results as one row per trial: what it ran with (resolved) and its best validation epoch."""
     df = results.get_dataframe(filter_metric="val_acc", filter_mode="max")
     keep = [c for c in df.columns if c.startswith("config/")]
-    cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "precision", "images_per_s", "elapsed_s"]
+    cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "precision", "images_per_s", "elapsed_s",
+            "node"]
     table = df[[c for c in cols if c in df.columns]].rename(columns=lambda c: c.removeprefix("config/").removeprefix("_variant/"))
     for col in table.columns:  # a variant that left a key alone ran with the base config's value
         if col in TrainConfig.__dataclass_fields__ and table[col].isna().any():

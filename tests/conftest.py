@@ -31,12 +31,19 @@ def tiny_teacher(tmp_path_factory) -> Path:
     return train_local(cfg, d / "run", d / "tiny.pt", log=lambda m: None)
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for every test that needs it (starting Ray costs seconds)."""
+def start_local_ray():
     import ray
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for every test that needs it (starting Ray costs seconds)."""
+    import ray
+    if not ray.is_initialized():
+        start_local_ray()
     yield ray
     ray.shutdown()

@@ -35,7 +35,11 @@ def distill_trainable(config: dict, data: TrialData, base: dict, threads: int, u
         with ckpt.as_directory() as d:
             resume = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
 
+    import ray
+    node = ray.get_runtime_context().get_node_id()[:12]   # which node ran this epoch (results table, node loss)
+
     def report(metrics: dict, state: dict):
+        metrics = {**metrics, "node": node}
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, os.path.join(d, CKPT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))

@@ -1,0 +1,118 @@
+"""Several Ray nodes on this machine (ray.cluster_utils.Cluster, loopback only): the teacher cache built by
+actors on every node, a sweep spread over two worker nodes, and a worker node lost mid-trial."""
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestrator.config import load_sweep_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cluster():
+    """A head without CPUs (the driver's node, as on a real cluster) and two 1-CPU worker nodes."""
+    import ray
+    from ray.cluster_utils import Cluster
+    was_up = ray.is_initialized()
+    if was_up:  # another test's local Ray: this test needs its own cluster
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, include_dashboard=False))
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    ray.init(address=c.address, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    c.wait_for_nodes()
+    yield c, workers
+    ray.shutdown()
+    c.shutdown()
+    if was_up:
+        from conftest import start_local_ray
+        start_local_ray()
+
+
+def test_cache_on_the_cluster_equals_the_local_build(cluster, tiny_teacher, small_split, tmp_path, monkeypatch):
+    from orchestrator import cache
+    from orchestrator.cache_ray import ray_runner
+    from orchestrator.teacher import load_teacher
+    from trainables.augment import ViewSpec
+    monkeypatch.setattr(cache, "CHUNK_IMAGES", 64)        # 384 images -> 6 chunks for 2 actors
+    model, info = load_teacher(tiny_teacher)
+    spec, x, y = ViewSpec(1, True), small_split.train_x, small_split.train_y
+    local, n_local, _ = cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "a",
+                                             log=lambda m: None)
+    said = []
+    runner = ray_runner(model, info.arch, info.preprocess.channels, x, spec, info.preprocess, 256, log=said.append)
+
+    def dies_after_two(missing):                               # a build interrupted after 2 chunks...
+        for i, item in enumerate(runner(missing)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b", log=lambda m: None,
+                             runner=dies_after_two)
+    remote, n_remote, _ = cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b",
+                                               log=said.append, runner=runner)
+    assert n_remote == (384 - 2 * 64) * 18 and n_local == 384 * 18       # ...resumes with the 4 missing chunks
+    assert any("on 2 Ray actors" in s for s in said)
+    assert remote.dtype == np.float16 and remote.shape == local.shape
+    ulp = np.spacing(np.abs(local).astype(np.float16)).astype(np.float32)
+    assert (np.abs(remote.astype(np.float32) - local.astype(np.float32)) <= ulp).all()   # fp16 rounding at most
+
+
+def _sweep_cfg(tmp_path, name, **over):
+    return load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+        "name": name, "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
+        "teacher.mode": "clean", "teacher.build": "cluster", "data.train_limit": 512, "data.val_limit": 128,
+        "search_space": {}, "train.student": "resdw_w24_d111", "sweep.max_concurrent_trials": 2,
+        "sweep.max_failures": 2, **over})
+
+
+def test_sweep_on_two_nodes_and_a_lost_node(cluster, tiny_teacher, tmp_path):
+    """Two trials run side by side, one per worker node. The node under one of them is removed after its
+    second epoch: that trial resumes from its checkpoint on the other node and nothing finished is redone."""
+    from orchestrator.export import export
+    from orchestrator.sweep import run_sweep
+    c, workers = cluster
+    cfg = _sweep_cfg(tmp_path, "t_nodes", **{"train.epochs": 8, "sweep.grace_period": 8, "data.train_limit": 1024,
+                                             "trials": [{"lr": 0.05}, {"lr": 0.03}]})
+    run_dir = tmp_path / "runs" / "t_nodes"
+    removed = {}
+
+    def remove_a_node():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            for rj in run_dir.glob("*/result.json"):
+                lines = [json.loads(x) for x in rj.read_text().splitlines() if x.strip()]
+                if len(lines) >= 2:
+                    node_id = lines[-1]["node"]
+                    victim = next(w for w in workers if w.node_id.startswith(node_id))
+                    removed.update(trial=rj.parent, node=node_id)
+                    c.remove_node(victim)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=remove_a_node)
+    killer.start()
+    run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    killer.join()
+    assert removed, "no trial reached its second epoch"
+    table = pd.read_csv(run_dir / "results.csv")
+    assert len(table) == 2 and set(table["status"]) == {"finished"}
+    lines = [json.loads(x) for x in (removed["trial"] / "result.json").read_text().splitlines()]
+    nodes = list(dict.fromkeys(r["node"] for r in lines))
+    assert nodes[0] == removed["node"] and len(nodes) == 2           # moved to the surviving node
+    epochs = [r["epoch"] for r in lines]
+    assert epochs[-1] == 8 and epochs.count(1) == 1 and epochs.count(2) == 1   # resumed, not restarted
+    other = next(p for p in run_dir.glob("*/result.json") if p.parent != removed["trial"])
+    first_nodes = {json.loads(x)["node"] for x in other.read_text().splitlines()[:1]} | {removed["node"]}
+    assert len(first_nodes) == 2                                     # the two trials started on two nodes
+    meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
+    assert meta["cache"]["n_images"] == 1024 and meta["teacher_forwards"] == 1024
+    m = export(run_dir, tmp_path / "out", log=lambda s: None)
+    assert (tmp_path / "out" / "student.pt2").is_file() and m["params"] > 0
