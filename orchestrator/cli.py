@@ -61,9 +61,10 @@ def _sweep(a) -> int:
         import yaml
         overrides[key] = yaml.safe_load(value)
     cfg = load_sweep_config(a.config, overrides)
-    export_to = None if a.no_export else (a.export_dir or f"artifacts/{cfg.name}")
+    from orchestrator.config import resolve_path
+    export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
     run_sweep(cfg, teacher_path=a.teacher, address=a.address, export_to=export_to, log=lambda m: print(m, flush=True),
-              force=a.force)
+              force=a.force, dashboard=a.dashboard)
     return 0
 
 
@@ -179,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=3")
     sw.add_argument("--no-export", action="store_true", help="skip exporting the best trial")
     sw.add_argument("--export-dir", default=None, help="default artifacts/<name>")
+    sw.add_argument("--dashboard", action="store_true",
+                    help="start the local Ray with its dashboard on 127.0.0.1 and print its URL")
     sw.add_argument("--force", action="store_true",
                     help="start a finished or different run of this name over; replace another run's export")
     sw.set_defaults(func=_sweep)

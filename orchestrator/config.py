@@ -21,6 +21,24 @@ class ConfigError(ValueError):
     pass
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def base_dir() -> Path:
+    """What relative paths (configs, teacher, runs, cache) are relative to: the current directory when it is a
+    kdsweep checkout (make, `ray job submit --working-dir .`), else the project's own root (`ray submit` runs
+    the script from the head's home directory)."""
+    cwd = Path.cwd()
+    return cwd if (cwd / "configs").is_dir() else PROJECT_ROOT
+
+
+def resolve_path(p: str | None) -> str | None:
+    """An absolute path or URI as given; a relative one against base_dir()."""
+    if p is None or "://" in str(p) or Path(p).is_absolute():
+        return p
+    return str((base_dir() / p).resolve())
+
+
 # ---------------------------------------------------------------- generic loader
 
 def _convert(tp, value, path: str):
@@ -98,7 +116,7 @@ def to_dict(obj) -> dict:
 
 
 def load_yaml(path: str | Path) -> dict:
-    path = Path(path)
+    path = Path(resolve_path(str(path)))
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; see configs/ for examples")
     try:

@@ -67,7 +67,18 @@ def reap(run_dir: Path, log=print) -> int:
     if _alive(rec["driver_pid"]) and rec["driver_pid"] != os.getpid():
         raise RuntimeError(f"the sweep driver (pid {rec['driver_pid']}) of {run_dir} is still running; "
                            "wait for it or stop it before running this sweep again")
-    pids = session_pids(rec["session_dir"])
+    n = stop(rec["session_dir"])
+    if n:
+        log(f"warning: {n} process(es) of the interrupted run's Ray session could not be stopped")
+    path.unlink(missing_ok=True)
+    return n
+
+
+def stop(session_dir: str) -> int:
+    """SIGTERM, then SIGKILL, every process holding files under `session_dir` (a Ray temp dir or session
+    dir: what `ray stop` would do for this one session only, leaving other Ray instances alone).
+    Returns how many are still alive."""
+    pids = session_pids(session_dir)
     for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
         for pid in pids:
             try:
@@ -80,8 +91,4 @@ def reap(run_dir: Path, log=print) -> int:
         pids = [p for p in pids if _alive(p)]
         if not pids:
             break
-    n = len(session_pids(rec["session_dir"])) if pids else 0
-    if n:
-        log(f"warning: {n} process(es) of the interrupted run's Ray session could not be stopped")
-    path.unlink(missing_ok=True)
-    return n
+    return len(session_pids(session_dir)) if pids else 0

@@ -16,7 +16,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python orchestrator/sweep.py` / `ray submit`: make the packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.config import SweepConfig, TrainConfig, to_dict
+from orchestrator.config import SweepConfig, TrainConfig, resolve_path, to_dict
 from orchestrator.data import load_split
 from orchestrator.export import FINAL_DIR
 from students import count_params, create_student
@@ -71,7 +71,7 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -
         return data, meta
     from orchestrator.cache import teacher_logits
     from orchestrator.teacher import accuracy, load_teacher, predict_logits
-    path = teacher_path or cfg.teacher.checkpoint
+    path = resolve_path(teacher_path or cfg.teacher.checkpoint)
     if path is None:
         raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
     t = cfg.teacher
@@ -93,7 +93,8 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -
             runner = ray_runner(model, info.arch, info.preprocess.channels, split.train_x, cache_spec, info.preprocess,
                                 t.batch_size, t.cpus_per_actor, t.gpus_per_actor, log=log)
         logits, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
-                                                 cache_spec, t.cache_dir, t.batch_size, log=log, runner=runner)
+                                                 cache_spec, resolve_path(t.cache_dir), t.batch_size, log=log,
+                                                 runner=runner)
         data.teacher_logits = logits
         meta["teacher_forwards"] = forwards
         meta["cache"] = cinfo
@@ -108,7 +109,7 @@ def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
     """The teacher a run distils from, as part of the run's identity: resolved path and sha256 of its bytes."""
     if not uses_teacher(cfg):
         return None
-    path = teacher_path or cfg.teacher.checkpoint
+    path = resolve_path(teacher_path or cfg.teacher.checkpoint)
     if path is None:
         raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
     p = Path(path)
@@ -149,7 +150,7 @@ def _claim_run_dir(run_dir: str, cfg: SweepConfig, teacher: dict | None):
 
 def run_dir_of(cfg: SweepConfig) -> str:
     s = cfg.sweep.storage
-    return f"{s.rstrip('/')}/{cfg.name}" if "://" in s else str(Path(s).resolve() / cfg.name)
+    return f"{s.rstrip('/')}/{cfg.name}" if "://" in s else str(Path(resolve_path(s)) / cfg.name)
 
 
 def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, log):
@@ -191,7 +192,7 @@ def best_trial_config(results, base: dict) -> TrainConfig:
 
 
 def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
-              export_to: str | None = None, log=print, force: bool = False) -> Path:
+              export_to: str | None = None, log=print, force: bool = False, dashboard: bool = False) -> Path:
     """Run the sweep (resuming an interrupted one of the same name), then the final stage if configured,
     and return the run directory (export reads `final/` when there is one).
 
@@ -225,6 +226,9 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         log(f"--force: deleting {run_dir} and starting over")
         shutil.rmtree(run_dir)
     _claim_run_dir(run_dir, cfg, teacher)   # before any expensive work
+    if "runtime_resources/working_dir_files" in run_dir:
+        log(f"warning: the run directory {run_dir} is inside Ray's temporary copy of the project (ray job submit "
+            "--working-dir) and goes when the job's session does; pass --set sweep.storage=/shared/path/runs")
     from orchestrator import ray_session
     local = "://" not in run_dir
     if local:
@@ -232,8 +236,11 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     started_ray = not ray.is_initialized()
     if started_ray:
         address = address or os.environ.get("RAY_ADDRESS") or None
-        kwargs = {} if address else dict(include_dashboard=False)  # the local default: no open ports beyond Ray's own
-        ray.init(address=address, **kwargs)
+        # the local default: no dashboard (no open ports beyond Ray's own); --dashboard: on 127.0.0.1 only
+        kwargs = {} if address else dict(include_dashboard=dashboard, dashboard_host="127.0.0.1")
+        ctx = ray.init(address=address, **kwargs)
+        if dashboard and getattr(ctx, "dashboard_url", None):
+            log(f"Ray dashboard: http://{ctx.dashboard_url}  (per-epoch curves: tensorboard --logdir {run_dir})")
         if local and not address:
             ray_session.record(Path(run_dir))
     try:

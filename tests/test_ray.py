@@ -55,6 +55,9 @@ def test_sweep_results_and_asha(sweep_run):
     # ASHA: at least one trial stopped before the last epoch
     progress = [pd.read_json(p, lines=True)["epoch"].max() for p in run_dir.glob("*/result.json")]
     assert len(progress) == 4 and min(progress) < cfg.train.epochs
+    # per-epoch metrics where `tensorboard --logdir runs/<name>` finds them
+    events = [next(p.parent.glob("events.out.tfevents*")) for p in run_dir.glob("*/result.json")]
+    assert len(events) == 4 and all(b"val_acc" in e.read_bytes() for e in events)
 
 
 def test_teacher_ran_once(sweep_run):
@@ -384,8 +387,9 @@ def test_driver_killed_and_rerun_resumes(tiny_teacher, tmp_path):
     first.wait()
     time.sleep(2)
     assert session_pids(session), "expected leftovers of the killed driver (Ray's agents outlive it)"
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    done = subprocess.run(cmd + ["--dashboard"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Ray dashboard: http://127.0.0.1:" in done.stdout       # --dashboard: local, on loopback only
     assert not session_pids(session)                               # the rerun stopped them
     table = pd.read_csv(run_dir / "results.csv")
     assert len(table) == 2 and set(table["status"]) == {"finished"}
