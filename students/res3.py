@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from students.registry import register_student
+from students.stages import StagedNet
 
 
 class BasicBlock(nn.Module):
@@ -31,26 +32,10 @@ class BasicBlock(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
-class Res3(nn.Module):
-    in_chans = 1
-
+class Res3(StagedNet):
     def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), depths: tuple[int, int, int] = (1, 1, 1),
                  dropout: float = 0.0):
-        super().__init__()
-        if len(widths) != 3 or len(depths) != 3 or min(depths) < 1 or min(widths) < 1:
-            raise ValueError(f"widths and depths must be three integers >= 1, got {widths}, {depths}")
-        layers = [nn.Conv2d(1, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
-                  nn.ReLU(inplace=True)]                                             # (N, w0, 28, 28)
-        cin = widths[0]
-        for i, (c, d) in enumerate(zip(widths, depths)):
-            layers.append(BasicBlock(cin, c, stride=1 if i == 0 else 2))            # (N, c, 28 / 2^i, 28 / 2^i)
-            layers += [BasicBlock(c, c) for _ in range(d - 1)]
-            cin = c
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, 10))
-
-    def forward(self, x):
-        return self.head(self.features(x))
+        super().__init__(BasicBlock, widths, depths, dropout)
 
 
 @register_student()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from students.registry import register_student
+from students.stages import StagedNet
 
 
 def _bn(c):
@@ -32,25 +33,9 @@ class DSBlock(nn.Module):
         return self.act(x + y if self.residual else y)
 
 
-class ResDW(nn.Module):
-    in_chans = 1
-
+class ResDW(StagedNet):
     def __init__(self, width: int = 32, depths: tuple[int, int, int] = (1, 2, 2), dropout: float = 0.0):
-        super().__init__()
-        if len(depths) != 3 or min(depths) < 1:
-            raise ValueError(f"depths must be three integers >= 1, got {depths}")
-        widths = [width, 2 * width, 4 * width]
-        layers = [nn.Conv2d(1, width, 3, padding=1, bias=False), _bn(width), nn.ReLU(inplace=True)]  # (N, w, 28, 28)
-        cin = width
-        for i, (c, d) in enumerate(zip(widths, depths)):
-            layers.append(DSBlock(cin, c, stride=1 if i == 0 else 2))  # (N, c, 28 / 2^i, 28 / 2^i)
-            layers += [DSBlock(c, c) for _ in range(d - 1)]
-            cin = c
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, 10))
-
-    def forward(self, x):
-        return self.head(self.features(x))
+        super().__init__(DSBlock, (width, 2 * width, 4 * width), depths, dropout)
 
 
 @register_student()
