@@ -125,6 +125,9 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
     export of another run needs `force`."""
     import shutil
     out = Path(out)
+    if not (Path(run_dir) / "kdsweep_config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a kdsweep run directory (no kdsweep_config.json); pass runs/<name> "
+                                "of a sweep (`kdsweep sweep` makes one)")
     previous = out / "metrics.json"
     if previous.is_file() and not force:
         theirs = json.loads(previous.read_text()).get("run_dir")

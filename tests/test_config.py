@@ -81,7 +81,11 @@ def test_cli_diagnoses_in_one_line(tmp_path, capsys):
     """Bad inputs end with exit status 2 and one line that says what to do, never a traceback."""
     from orchestrator.cli import main
     assert main(["export", "--run", str(tmp_path)]) == 2
-    assert "is it a kdsweep run directory" in capsys.readouterr().err
+    assert "not a kdsweep run directory" in capsys.readouterr().err
+    (tmp_path / "kdsweep_config.json").write_text("{}")         # a run that has no checkpoint yet
+    assert main(["export", "--run", str(tmp_path)]) == 2
+    assert "no checkpoint.pt under" in capsys.readouterr().err
+    (tmp_path / "kdsweep_config.json").unlink()
     assert main(["results", str(tmp_path)]) == 2
     assert "not a kdsweep run directory" in capsys.readouterr().err
     assert main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"), "--set", "trials=[{student: nope}]"]) == 2
