@@ -79,6 +79,7 @@ def export_onnx(model: Deployable, path: Path, atol: float = 1e-4):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model.eval(), (torch.rand(4, 1, 28, 28),), str(path), dynamo=True, verbose=False,
+                          external_data=False,   # one self-contained file, weights inside
                           dynamic_shapes={"x": {0: batch}}, input_names=["pixels"], output_names=["logits"])
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for n in (1, 37):

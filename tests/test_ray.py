@@ -106,6 +106,7 @@ def test_export(sweep_run, tmp_path):
             assert np.abs(sess.run(None, {"pixels": x.numpy()})[0] - eager(x).numpy()).max() < 1e-4
     assert set(metrics["latency_ms"]) == {"student.pt2 (torch)", "student.onnx (onnxruntime)"}
     assert metrics["config"]["loss"] == metrics["loss"] and metrics["file_bytes"]["student.onnx"] > 0
+    assert not list(out.glob("*.data"))                      # the ONNX file carries its weights: one file ships
 
 
 def test_report(sweep_run, tmp_path):
