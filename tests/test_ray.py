@@ -73,11 +73,18 @@ def test_sweep_never_opens_test_split(sweep_run):
     assert not any("t10k" in p for p in opened)
 
 
-def test_export(sweep_run, tmp_path):
-    from orchestrator.export import Deployable, export, predict, rebuild
-    run_dir, _, _, _ = sweep_run
-    m = export(run_dir, tmp_path / "out", log=lambda s: None)
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def exported(sweep_run):
+    """The smoke sweep exported once, for the tests that read an export."""
+    from orchestrator.export import export
+    out = sweep_run[3] / "exported"
+    return export(sweep_run[0], out, log=lambda s: None), out
+
+
+def test_export(sweep_run, exported):
+    from orchestrator.export import Deployable, predict, rebuild
+    run_dir = sweep_run[0]
+    m, out = exported
     for f in ["student.pt", "student.pt2", "summary.txt", "metrics.json", "submission.csv", "report.md"]:
         assert (out / f).is_file(), f
     metrics = json.loads((out / "metrics.json").read_text())
@@ -109,15 +116,13 @@ def test_export(sweep_run, tmp_path):
     assert not list(out.glob("*.data"))                      # the ONNX file carries its weights: one file ships
 
 
-def test_report(sweep_run, tmp_path):
+def test_report(sweep_run, exported):
     """The report of a smoke run: summary, a row per trial, every plot as a valid PNG inside the HTML, and a
     method text that names the loss and temperature the run used."""
     import base64
     import re
-    from orchestrator.export import export
-    run_dir, _, cfg, _ = sweep_run
-    m = export(run_dir, tmp_path / "out", log=lambda s: None)
-    out = tmp_path / "out"
+    cfg = sweep_run[2]
+    m, out = exported
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
     assert "Total params" in md and "Total params" in page                         # torchinfo summary
     pngs = sorted(out.glob("*.png"))
@@ -136,18 +141,15 @@ def test_report(sweep_run, tmp_path):
     assert "measured once, at export" in md and "torch.export.load" in md
 
 
-def test_predict_png_and_idx(sweep_run, tmp_path):
+def test_predict_png_and_idx(exported, tmp_path):
     """`kdsweep predict` gives the exported model's class for test images written out as PNG (and as IDX)."""
     import gzip
     import struct
     from PIL import Image
     from orchestrator.cli import main as cli
-    from orchestrator.export import export
     from orchestrator.predict import NotAnImageError, classify
     from orchestrator.report import CLASSES
-    run_dir = sweep_run[0]
-    out = tmp_path / "out"
-    export(run_dir, out, log=lambda s: None)
+    out = exported[1]
     expected = [int(r[1]) for r in list(csv.reader(open(out / "submission.csv")))[1:9]]
     test_x, _ = data_mod.load_test()
     paths = []

@@ -45,3 +45,14 @@ def test_fit_to_budget():
     w = fit_to_budget("resdw", budget=50_000, depths=(1, 2, 2))
     assert count_params(create_student("resdw", width=w, depths=(1, 2, 2))) <= 50_000
     assert count_params(create_student("resdw", width=w + 1, depths=(1, 2, 2))) > 50_000
+
+
+def test_students_command_and_speed(capsys):
+    """`kdsweep students` lists every registered student with its count; train_speed measures one."""
+    from orchestrator.cli import main
+    from trainables.train import train_speed
+    assert main(["students", "--no-speed"]) == 0
+    out = capsys.readouterr().out
+    assert "res3_w16_32_76_d111" in out and "96,906" in out and "OVER" not in out
+    assert all(name in out for name in list_students())
+    assert train_speed("resdw_w24_d111", steps=2, warmup=1) > 0
