@@ -329,16 +329,22 @@ class SweepConfig:
             raise ValueError(f"unknown student {unknown[0]!r}; registered students: {', '.join(list_students())} "
                              "(`kdsweep students` lists them with their sizes)")
 
-    def _values(self, key: str) -> set:
+    def _values(self, key: str, trials=None) -> set:
         dom = self.search_space.get(key)
         vals = set(next(iter(dom.values()))) if dom else {getattr(self.train, key)}
-        if self.trials:
-            vals = {t.get(key, v) for t in self.trials for v in vals}
+        trials = self.trials if trials is None else trials
+        if trials:
+            vals = {t.get(key, v) for t in trials for v in vals}
         return vals
 
     def students(self) -> list[str]:
-        """Every student name this config can train."""
-        return sorted(self._values("student"))
+        """Every student name this config trains from scratch (a pruning trial's student is its pruned source)."""
+        if "prune_from" in self.search_space:
+            return []
+        if not self.trials:
+            return [] if self.train.prune_from else sorted(self._values("student"))
+        scratch = [t for t in self.trials if not t.get("prune_from", self.train.prune_from)]
+        return sorted(self._values("student", scratch)) if scratch else []
 
     def losses(self) -> list[str]:
         return sorted(self._values("loss"))

@@ -194,6 +194,7 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int) -> dict:
                    teacher_val_acc=teacher.get("val_acc"), teacher_sha256=teacher.get("sha256"),
                    teacher_mode=teacher.get("mode"), teacher_forwards=run_meta.get("teacher_forwards"),
                    teacher_params=teacher.get("params"), budget=budget, config=cfg,
+                   pruned=state["metrics"].get("pruned"),
                    latency_ms=lat, threads=torch.get_num_threads(),
                    file_bytes={f: (out / f).stat().st_size for f in ("student.pt", "student.pt2", "student.onnx")},
                    sha256={f: _sha256(out / f) for f in ("student.pt", "student.pt2", "student.onnx")},

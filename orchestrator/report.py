@@ -198,6 +198,20 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
            if win.get("erase") else "")
         + "." + (f" Evaluation and the export use an exponential moving average of the weights (decay {win['ema']:g} per step)."
                  if win.get("ema") else ""))
+    pruned = [x for x in ts if x["config"].get("prune_from")]
+    if pruned:
+        sources = sorted({Path(x["config"]["prune_from"]).parent.name + "/" + Path(x["config"]["prune_from"]).name
+                          for x in pruned})
+        imps = sorted({x["config"].get("prune_importance") for x in pruned})
+        p = metrics.get("pruned")
+        paras.append(
+            f"**Pruning.** {len(pruned)} trial(s) started from a trained student wider than the budget "
+            f"({', '.join(sources)}), removed whole channels with Torch-Pruning (DepGraph, Fang et al. 2023; "
+            f"importance: {', '.join(imps)}) until at most {pruned[0]['config'].get('prune_to'):,} parameters "
+            "remained, then fine-tuned with the loss below. "
+            + (f"The exported student is one of them: {p['source']} pruned from {p['params_before']:,} to "
+               f"{p['params_after']:,} parameters in {p['steps_taken']} step(s) by {p['importance']} importance."
+               if p else "The exported student was designed at the budget, not pruned."))
     s = run_cfg.get("sweep", {})
     search = [x for x in ts if x["stage"] == "search"]
     final = [x for x in ts if x["stage"] == "final"]

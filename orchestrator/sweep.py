@@ -44,6 +44,24 @@ def check_budget(cfg: SweepConfig) -> dict[str, int]:
     return counts
 
 
+def with_absolute_sources(cfg: SweepConfig) -> SweepConfig:
+    """prune_from paths made absolute (trials run in other directories and on other nodes), and checked."""
+    def fix(d: dict) -> dict:
+        if d.get("prune_from"):
+            p = resolve_path(d["prune_from"])
+            if "://" not in p and not Path(p).is_file():
+                raise FileNotFoundError(f"prune_from {d['prune_from']}: no such checkpoint; export the source sweep "
+                                        "first (`kdsweep sweep --config ...` writes artifacts/<name>/student.pt)")
+            d = {**d, "prune_from": p}
+        return d
+    space = dict(cfg.search_space)
+    if "prune_from" in space:
+        kind, vals = next(iter(space["prune_from"].items()))
+        space["prune_from"] = {kind: [fix({"prune_from": v})["prune_from"] for v in vals]}
+    train = dataclasses.replace(cfg.train, prune_from=fix({"prune_from": cfg.train.prune_from})["prune_from"])
+    return dataclasses.replace(cfg, train=train, search_space=space, trials=[fix(dict(t)) for t in cfg.trials])
+
+
 def uses_teacher(cfg: SweepConfig) -> bool:
     return bool(set(cfg.losses()) & NEEDS_TEACHER)
 
@@ -210,6 +228,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     t_start = time.time()
     counts = check_budget(cfg)
     log("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in counts.items()))
+    cfg = with_absolute_sources(cfg)
     run_dir = run_dir_of(cfg)
     teacher = teacher_identity(cfg, teacher_path)
     if "://" not in run_dir and (Path(run_dir) / META_FILE).is_file():

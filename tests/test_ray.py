@@ -400,3 +400,40 @@ def test_driver_killed_and_rerun_resumes(tiny_teacher, tmp_path):
         epochs = [json.loads(line)["epoch"] for line in rj.read_text().splitlines()]
         assert epochs[-1] == 5 and epochs.count(1) == 1           # never restarted from scratch
         assert len(epochs) - len(set(epochs)) <= 1                 # at most one epoch redone
+
+
+def test_prune_and_fine_tune_trials_in_a_sweep(ray_local, tiny_teacher, small_split, tmp_path):
+    """Pruning trials (the source, importance and steps in the trial) run beside a designed student in one
+    sweep; a pruned winner exports like any other and the report says what was pruned."""
+    import copy
+    from orchestrator.export import export
+    from orchestrator.sweep import run_sweep
+    from trainables.augment import ViewSpec
+    from trainables.config import TrainConfig
+    from trainables.train import TrialData, train_student
+    data = TrialData(small_split.train_x, small_split.train_y, small_split.val_x, small_split.val_y,
+                     ViewSpec(1, True), "none")
+    states = []
+    train_student(TrainConfig(student="res3", student_kwargs={"widths": [12, 24, 48]}, loss="ce", epochs=1,
+                              batch_size=64), data, report=lambda m, s: states.append(copy.deepcopy(s)))
+    src = tmp_path / "wide" / "student.pt"
+    src.parent.mkdir()
+    torch.save(states[-1], src)
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+        "name": "t_prune", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
+        "teacher.mode": "clean", "data.train_limit": 384, "data.val_limit": 128, "train.epochs": 2,
+        "sweep.grace_period": 2, "search_space": {}, "train.student": "resdw_w24_d111",
+        "trials": [{"prune_from": str(src), "prune_to": 25000, "prune_importance": "magnitude", "prune_steps": 8},
+                   {"prune_from": str(src), "prune_to": 25000, "prune_importance": "taylor", "prune_steps": 8},
+                   {"lr": 1.0e-6}]})
+    assert cfg.students() == ["resdw_w24_d111"]                  # only the designed student is budget-checked
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    table = pd.read_csv(run_dir / "results.csv")
+    assert len(table) == 3 and set(table["status"]) == {"finished"}
+    pruned = table[table["prune_from"].notna()]
+    assert len(pruned) == 2 and (pruned["params"] <= 25_000).all()
+    assert set(pruned["prune_importance"]) == {"magnitude", "taylor"}
+    m = export(run_dir, tmp_path / "out", log=lambda s: None)
+    assert m["student"] == "pruned" and m["params"] <= 25_000 and m["pruned"]["params_before"] > 25_000
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "**Pruning.** 2 trial(s)" in md and "wide/student.pt" in md and f"to {m['params']:,} parameters" in md

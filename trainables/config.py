@@ -35,6 +35,11 @@ class TrainConfig:
     erase: float = 0.0                # random erasing (Zhong et al. 2017): probability per image of one zeroed
                                       # rectangle on the student's input; the teacher's logits stay the uncut view's
     ema: float = 0.0                  # decay per step of an EMA of the weights used for evaluation; 0 = off
+    prune_from: str | None = None     # a trained student's checkpoint (student.pt / checkpoint.pt), wider than the
+                                      # budget: it is pruned to `prune_to` parameters, then fine-tuned by this trial
+    prune_importance: Literal["magnitude", "taylor"] = "magnitude"
+    prune_steps: int = 10             # iterative pruning steps (the ratio rises linearly; stops at the target)
+    prune_to: int = 100_000           # parameters (torchinfo) the pruned student may keep
     mean: float = 0.2860              # student input normalization (pixels / 255)
     std: float = 0.3530
     seed: int = 0
@@ -55,3 +60,5 @@ class TrainConfig:
         _check(0 <= self.erase <= 1, "erase must be a probability in [0, 1]")
         _check(0 <= self.ema < 1, "ema must be in [0, 1) (a decay per step, e.g. 0.999; 0 turns it off)")
         _check(self.std > 0, "std must be > 0")
+        _check(self.prune_steps >= 1, "prune_steps must be >= 1")
+        _check(self.prune_to >= 1, "prune_to must be >= 1")

@@ -99,6 +99,29 @@ def _autocast(precision: str, device: str):
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def _pruned_source(cfg: TrainConfig, data: TrialData):
+    """The trained source student of `cfg.prune_from`, pruned to `cfg.prune_to` parameters:
+    (model, "pruned", kwargs that rebuild it, what pruning did)."""
+    from pathlib import Path
+    from students.pruned import layer_shapes
+    from trainables.prune import prune_to_budget
+    if not Path(cfg.prune_from).is_file():
+        raise FileNotFoundError(f"prune_from {cfg.prune_from}: no such checkpoint; export the source sweep first "
+                                "(its student.pt) or point at a trial's checkpoint.pt")
+    src = torch.load(cfg.prune_from, map_location="cpu", weights_only=True)
+    model = create_student(src["student"], **src["student_kwargs"])
+    model.load_state_dict(src["state_dict"])
+    batch = None
+    if cfg.prune_importance == "taylor":  # gradients of one training batch rank the channels
+        idx = torch.arange(min(256, len(data.train_x)))
+        x = to_input(_tensor(data.train_x, "cpu")[idx], cfg.mean, cfg.std, model.in_chans)
+        batch = (x, _tensor(data.train_y, "cpu")[idx])
+    info = prune_to_budget(model, cfg.prune_to, cfg.prune_importance, cfg.prune_steps, batch)
+    info["source"] = f"{src['student']} {dict(src['student_kwargs']) or ''}".strip()
+    kwargs = dict(base=src["student"], base_kwargs=dict(src["student_kwargs"]), shapes=layer_shapes(model))
+    return model, "pruned", kwargs, info
+
+
 def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dict], Any] | None = None,
                   resume: dict | None = None, device: str = "cpu") -> dict:
     """Train `cfg.student` for `cfg.epochs`; call `report(metrics, state)` after every epoch.
@@ -110,7 +133,16 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
     if cfg.loss in NEEDS_TEACHER and data.mode == "none":
         raise ValueError(f"loss {cfg.loss!r} needs a teacher; set teacher.checkpoint or use loss ce/mse")
     torch.manual_seed(cfg.seed)
-    model = create_student(cfg.student, **cfg.student_kwargs)
+    prune_info = None
+    if resume is not None:  # a resumed trial rebuilds what it trained (a pruned student from its shapes)
+        name, kwargs = resume["student"], dict(resume["student_kwargs"])
+        model = create_student(name, **kwargs)
+        prune_info = resume.get("metrics", {}).get("pruned")
+    elif cfg.prune_from:
+        model, name, kwargs, prune_info = _pruned_source(cfg, data)
+    else:
+        name, kwargs = cfg.student, dict(cfg.student_kwargs)
+        model = create_student(name, **kwargs)
     params = count_params(model)
     # channels_last: 1.2-1.6x faster convolutions on CPU (oneDNN) for every registered student
     model.to(device, memory_format=torch.channels_last)
@@ -183,8 +215,10 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
         metrics = dict(epoch=epoch + 1, val_acc=val_acc, val_loss=val_loss, train_loss=loss_sum / n,
                        lr=opt.param_groups[0]["lr"], params=params, images_per_s=n / train_s, elapsed_s=elapsed,
                        precision=precision)
+        if prune_info is not None:
+            metrics["pruned"] = prune_info
         if report is not None:
-            state = dict(student=cfg.student, student_kwargs=dict(cfg.student_kwargs), config=asdict(cfg),
+            state = dict(student=name, student_kwargs=kwargs, config=asdict(cfg),
                          state_dict=eval_model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                          epoch=epoch + 1, elapsed_s=elapsed, metrics=metrics)
             if ema is not None:  # the raw weights too, so a resume continues training them
