@@ -8,6 +8,7 @@ stage, the winner's resolved settings (`final/final_base.json`).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from orchestrator.export import FINAL_DIR
@@ -68,7 +69,9 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
                 status = f"stopped by ASHA after epoch {run}"
             else:
                 status = "running or interrupted"
-            out.append(dict(stage=stage, trial=next((r["trial_id"] for r in lines if "trial_id" in r), d.name),
+            named = re.search(r"_([0-9a-f]{5}_\d{5})_", d.name)   # Tune's trial id, before its first report
+            out.append(dict(stage=stage, trial=next((r["trial_id"] for r in lines if "trial_id" in r),
+                                                    named.group(1) if named else d.name),
                             dir=str(d), config=cfg, history=hist, epochs_run=run, epochs=epochs, status=status,
                             best_val_acc=best["val_acc"] if best else float("nan"),
                             best_epoch=best["epoch"] if best else 0,
@@ -94,5 +97,6 @@ def table(run_dir: Path):
                  epochs=f"{t['epochs_run']}/{t['epochs']}", status=t["status"]) for t in ts]
     df = pd.DataFrame(rows)
     if len(df):
+        df["params"] = df["params"].astype("Int64")   # stays an integer where a trial has not reported yet
         df = df.sort_values(["stage", "val_acc"], ascending=[False, False], ignore_index=True)
     return df
