@@ -47,6 +47,8 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
               ("final", run_dir / FINAL_DIR, _read_json(run_dir / FINAL_DIR / FINAL_BASE_FILE))]
     out = []
     for stage, root, base in stages:
+        # the search is over once the final stage has begun
+        done = finished or (stage == "search" and (run_dir / FINAL_DIR / FINAL_BASE_FILE).is_file())
         for rj in sorted(root.glob("*/result.json")):
             d = rj.parent
             params = _read_json(d / "params.json")
@@ -65,7 +67,7 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
                 status = "failed"
             elif run >= epochs:
                 status = "finished"
-            elif finished:
+            elif done:
                 status = f"stopped by ASHA after epoch {run}"
             else:
                 status = "running or interrupted"
@@ -91,7 +93,7 @@ def table(run_dir: Path):
     """One row per trial: stage, what it ran with, best validation accuracy and epoch, epochs, stop reason."""
     import pandas as pd
     ts = trials(run_dir)
-    keys = varying_keys(ts)
+    keys = [k for k in varying_keys(ts) if k != "epochs"]   # the epochs column shows run/planned already
     rows = [dict(stage=t["stage"], trial=t["trial"], **{k: t["config"].get(k) for k in keys},
                  params=t["params"], val_acc=t["best_val_acc"], best_epoch=t["best_epoch"],
                  epochs=f"{t['epochs_run']}/{t['epochs']}", status=t["status"]) for t in ts]
