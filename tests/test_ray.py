@@ -254,6 +254,10 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["final"]["winner"]["loss"] == "lskd" and meta["final"]["winner"]["epochs"] == 2
     assert export_dir(run_dir) == run_dir / "final"
+    from orchestrator.results import table as results_table   # `kdsweep results`, without Ray
+    shown = results_table(run_dir)
+    assert list(shown["stage"]) == ["search", "search", "final", "final"]
+    assert set(shown[shown.stage == "final"]["epochs"]) == {"2/2"} and "status" in shown
     path, state = best_checkpoint(export_dir(run_dir))
     assert "final" in path.parts and state["config"]["epochs"] == 2 and state["config"]["temperature"] == 2.0
     m = export(run_dir, tmp_path / "out", log=lambda s: None)
