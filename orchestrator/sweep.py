@@ -304,6 +304,13 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             if local:
                 ray_session.forget(Path(run_dir))
     table = pd.concat(tables, ignore_index=True).sort_values(["stage", "val_acc"], ascending=[False, False])
+    if cfg.final.epochs:  # final rows ran with the winner's settings: show them, not blanks
+        for col in table.columns:
+            if col in TrainConfig.__dataclass_fields__:
+                mask = (table["stage"] == "final") & table[col].isna()
+                if mask.any():
+                    table[col] = table[col].astype(object)
+                    table.loc[mask, col] = getattr(winner, col)
     if "://" not in run_dir:  # why each trial ended: finished, stopped by ASHA, failed, diverged
         from orchestrator.results import trials
         status = {t["trial"]: t["status"] for t in trials(Path(run_dir), finished=True)}

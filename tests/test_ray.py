@@ -251,6 +251,7 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     best = search.sort_values("val_acc").iloc[-1]
     assert best["lr"] == 0.05 and best["loss"] == "lskd"         # the lr 1e-6 trial cannot have won
     assert sorted(final["seed"]) == [0, 1] and set(final["epoch"]) <= {1, 2}
+    assert set(final["loss"]) == {"lskd"} and set(final["lr"]) == {0.05}   # the winner's settings, shown
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["final"]["winner"]["loss"] == "lskd" and meta["final"]["winner"]["epochs"] == 2
     assert export_dir(run_dir) == run_dir / "final"
