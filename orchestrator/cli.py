@@ -224,9 +224,18 @@ def main(argv=None) -> int:
     except (DataNotFoundError, DataFormatError, TeacherLoadError) as e:
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("kdsweep: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     except (FileNotFoundError, FileExistsError) as e:  # a missing run, model or checkpoint: the message says what to pass
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # an interrupted sweep: the message says to rerun
+        from orchestrator.sweep import Interrupted
+        if not isinstance(e, Interrupted):
+            raise
+        print(f"kdsweep: {e}", file=sys.stderr)
+        return 130
     except ValueError as e:  # budget, bad arguments, not an image: the message says what to do
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2

@@ -138,6 +138,19 @@ def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
     return dict(path=str(p.resolve()), sha256=hashlib.sha256(p.read_bytes()).hexdigest())
 
 
+def _normalized(theirs: dict, mine: dict) -> dict:
+    """A claim written by an older kdsweep, read through today's schema: keys added since take their
+    defaults (the computation they describe is unchanged); a claim without a teacher record cannot be
+    checked for one, so it takes this run's."""
+    from orchestrator.config import ConfigError, from_dict
+    teacher = theirs.pop("_teacher", mine.get("_teacher"))
+    try:
+        theirs = json.loads(json.dumps(to_dict(from_dict(SweepConfig, theirs)), default=str))
+    except ConfigError:
+        pass  # not readable today: compared as it is, and reported as different
+    return {**theirs, "_teacher": teacher}
+
+
 def _has_trials(run_dir: Path) -> bool:
     return any(run_dir.glob("*/result.json")) or any(run_dir.glob("experiment_state*.json"))
 
@@ -151,7 +164,7 @@ def _claim_run_dir(run_dir: str, cfg: SweepConfig, teacher: dict | None):
     path = Path(run_dir) / CONFIG_FILE
     mine = json.loads(json.dumps({**to_dict(cfg), "_teacher": teacher}, default=str))
     if path.is_file() and _has_trials(Path(run_dir)):
-        theirs = json.loads(path.read_text())
+        theirs = _normalized(json.loads(path.read_text()), mine)
         if theirs != mine:
             diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             if "_teacher" in diff:
@@ -186,6 +199,16 @@ def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, 
             checkpoint_config=tune.CheckpointConfig(num_to_keep=s.keep_checkpoints,
                                                     checkpoint_score_attribute="val_acc",
                                                     checkpoint_score_order="max"))).fit()
+
+
+class Interrupted(RuntimeError):
+    """Tune returned with trials neither finished nor failed (Ctrl-C / SIGINT): the run is not complete."""
+
+
+def _check_complete(results, name: str, run_dir: str):
+    if results.num_terminated + results.num_errors < len(results):
+        raise Interrupted(f"sweep {name} was interrupted before all its trials ended; run the same command again "
+                          f"to resume it from {run_dir}")
 
 
 def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
@@ -282,6 +305,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         results = _fit(trainable_for(cfg.train), to_tune_space(cfg.search_space, cfg.trials), cfg.name, storage,
                        tune.TuneConfig(metric="val_acc", mode="max", num_samples=s.num_samples,
                                        max_concurrent_trials=s.max_concurrent_trials, scheduler=asha), s, log)
+        _check_complete(results, cfg.name, run_dir)
         tables = [_table(results, cfg, cfg.train, "search")]
         errors = sum(r.error is not None for r in results)
         if cfg.final.epochs:
@@ -296,6 +320,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             final = _fit(trainable_for(winner), {"seed": tune.grid_search(list(range(cfg.final.seeds)))}, FINAL_DIR,
                          run_dir, tune.TuneConfig(metric="val_acc", mode="max",
                                                   max_concurrent_trials=s.max_concurrent_trials), s, log)
+            _check_complete(final, cfg.name, run_dir)
             tables.append(_table(final, cfg, winner, "final"))
             errors += sum(r.error is not None for r in final)
     finally:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import ConfigError, SweepConfig, TeacherTrainConfig, from_dict, load_sweep_config, \
+from orchestrator.config import ConfigError, SweepConfig, TeacherTrainConfig, from_dict, load_sweep_config, to_dict, \
     load_teacher_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,3 +95,35 @@ def test_cli_diagnoses_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "teacher checkpoint" in err and "not found" in err and "Traceback" not in err
     assert main(["predict", "--model", str(tmp_path / "none.pt2"), str(tmp_path / "x.png")]) == 2
+
+
+def test_interrupted_sweep_is_not_finished():
+    """Tune returns normally after Ctrl-C: a run with trials neither finished nor failed is not complete."""
+    from orchestrator.sweep import Interrupted, _check_complete
+
+    class Grid(list):
+        def __init__(self, terminated, errors, n):
+            super().__init__(range(n))
+            self.num_terminated, self.num_errors = terminated, errors
+
+    _check_complete(Grid(3, 1, 4), "x", "runs/x")
+    with pytest.raises(Interrupted, match="run the same command again"):
+        _check_complete(Grid(2, 1, 4), "x", "runs/x")
+
+
+def test_claims_of_an_older_schema_still_match(tmp_path):
+    """A run claimed before new train keys existed (their defaults) and before teacher records resumes."""
+    import json as _json
+    from orchestrator.sweep import CONFIG_FILE, _claim_run_dir
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
+    old = _json.loads(_json.dumps(to_dict(cfg), default=str))
+    for key in ("prune_from", "prune_importance", "prune_steps", "prune_to", "ema", "erase"):
+        old["train"].pop(key)                                   # what an older kdsweep wrote
+    (tmp_path / CONFIG_FILE).write_text(_json.dumps(old))
+    (tmp_path / "t0").mkdir()
+    (tmp_path / "t0" / "result.json").write_text("{}\n")
+    _claim_run_dir(str(tmp_path), cfg, dict(path="/t.pt", sha256="ab"))    # accepted
+    old["train"]["epochs"] = 77
+    (tmp_path / CONFIG_FILE).write_text(_json.dumps(old))
+    with pytest.raises(ValueError, match="differs in train"):
+        _claim_run_dir(str(tmp_path), cfg, dict(path="/t.pt", sha256="ab"))
