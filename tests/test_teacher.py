@@ -83,7 +83,7 @@ def test_not_a_checkpoint(tmp_path, tiny_teacher):
              "noise.pt": (bytes(range(7, 250)) * 20, "neither a torch.save zip archive nor a pickle"),
              "damaged.pt": (b"\x80\x02" + bytes(range(90, 250)), "a damaged pickle"),
              "truncated.pt": (tiny_teacher.read_bytes()[:5000], "not a readable PyTorch checkpoint"),
-             "list.pt": (pickle.dumps([1, 2, 3], protocol=2), "")}
+             "list.pt": (pickle.dumps([1, 2, 3], protocol=2), "not a readable PyTorch checkpoint")}
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(TeacherLoadError, match=message) as e:
