@@ -64,7 +64,8 @@ def _views_logits(model, x_u8: torch.Tensor, spec: ViewSpec, pre: Preprocess, ba
     out = []
     for i in range(0, len(imgs), batch_size):
         xb = apply_views(imgs[i:i + batch_size].to(device), views[i:i + batch_size].to(device), spec)
-        out.append(model(to_input(xb, pre.mean, pre.std, pre.channels)).float().cpu())
+        x_in = to_input(xb, pre.mean, pre.std, pre.channels).contiguous(memory_format=torch.channels_last)
+        out.append(model(x_in).float().cpu())                        # channels_last: see teacher.load_teacher
     return torch.cat(out).view(len(x_u8), V, -1)
 
 

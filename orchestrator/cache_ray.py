@@ -27,7 +27,7 @@ class TeacherActor:
         self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.model = build_resnet(arch, in_chans)
         self.model.load_state_dict(state_dict)
-        self.model.eval().to(self.device)
+        self.model.eval().to(self.device, memory_format=torch.channels_last)
 
     def chunk(self, images, c: int, rows: slice, spec, pre, batch_size: int):
         return c, compute_chunk(self.model, images, rows, spec, pre, batch_size, self.device)

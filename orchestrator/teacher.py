@@ -170,7 +170,8 @@ def load_teacher(path: str | Path, mean: float | None = None, std: float | None 
                                "(the given ResNet-50 uses 0.2860 and 0.3530)")
     model = build_resnet(arch, in_chans)
     model.load_state_dict({k: v.float() for k, v in sd.items()})
-    model.eval().to(device)
+    # channels_last: 1.09x faster ResNet-50 inference on CPU, same logits (bench/teacher_variants.py)
+    model.eval().to(device, memory_format=torch.channels_last)
     info = TeacherInfo(arch, Preprocess(mean=float(mean), std=float(std), channels=in_chans), sha256_file(path),
                        str(Path(path).resolve()), sum(p.numel() for p in model.parameters()))
     return model, info
@@ -193,7 +194,8 @@ def predict_logits(model: nn.Module, images_u8: np.ndarray | torch.Tensor, pre: 
         xb = x[i:i + batch_size].to(device)
         if views is not None:
             xb = apply_views(xb, views[i:i + batch_size].to(device), spec)
-        out.append(model(to_input(xb, pre.mean, pre.std, pre.channels)).float().cpu())
+        x_in = to_input(xb, pre.mean, pre.std, pre.channels).contiguous(memory_format=torch.channels_last)
+        out.append(model(x_in).float().cpu())
     return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
 
 
