@@ -1,9 +1,10 @@
 """Pruned against designed-at-budget students, at the same parameter budget and the same total training time.
 
 designed: res3_w16_32_76_d111 (96,906 params) trained for --epochs epochs; its wall time is the budget.
-pruned:   a wider res3 (--source-widths, ~174k params) trained for half of that time, pruned to at most
-          100,000 parameters (Torch-Pruning, --importance), then fine-tuned for as many epochs as fill the
-          rest of the designed arm's wall time.
+pruned:   a wider res3 (--source-widths, ~174k params) trained for about half of that time (its epochs
+          sized by the two students' measured training speeds), pruned to at most 100,000 parameters
+          (Torch-Pruning, --importance), then fine-tuned for as many epochs as fill the rest of the
+          designed arm's wall time (at least one; the printed wall times say how close it came).
 Both: the same data (the first --train-limit images of the seeded split), loss (KD T 1, alpha 0.5, label
 smoothing 0.1 against the released teacher's clean logits), one-cycle SGD, seeds 0..--seeds-1.
 Prints validation accuracy (last epoch), test accuracy (measured once at the end, never used to choose),
@@ -48,7 +49,7 @@ def main():
     from students import count_params
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
-    from trainables.train import TrialData, train_student
+    from trainables.train import TrialData, train_speed, train_student
 
     s = load_split()
     model, info = load_teacher(args.teacher)
@@ -76,7 +77,8 @@ def main():
         m, _, wall, test = run(TrainConfig(student="res3_w16_32_76_d111", epochs=args.epochs, seed=seed, **loss))
         rows["designed"].append(dict(val_acc=m["val_acc"], test_acc=test, params=m["params"], wall_s=wall))
         per_epoch = wall / args.epochs
-        src_epochs = max(1, args.epochs // 2)
+        slower = train_speed("res3_w16_32_76_d111") / train_speed("res3", widths=args.source_widths)
+        src_epochs = max(1, round(args.epochs / 2 / slower))      # about half the designed arm's wall time
         sm, sst, swall, _ = run(TrainConfig(student="res3", student_kwargs={"widths": args.source_widths},
                                             epochs=src_epochs, seed=seed, **loss))
         with tempfile.TemporaryDirectory() as d:
