@@ -37,6 +37,8 @@ def head():
     assert out.returncode == 0, out.stderr[-2000:]
     yield f"http://127.0.0.1:{dash}", env
     assert stop(temp) == 0
+    import shutil
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_ray_job_submit_end_to_end(head, tiny_teacher, tmp_path):
