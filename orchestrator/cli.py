@@ -91,7 +91,7 @@ def _report(a) -> int:
     """The report of an exported run: rebuilt from `out` when it holds the export, else export first."""
     import json
     import torch
-    from orchestrator.export import Deployable, export, rebuild
+    from orchestrator.export import META_FILE, Deployable, export, rebuild
     from orchestrator.report import write_report
     run, out = Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}")
     if not (out / "metrics.json").is_file():
@@ -99,7 +99,7 @@ def _report(a) -> int:
     else:
         metrics = json.loads((out / "metrics.json").read_text())
         state = torch.load(out / "student.pt", map_location="cpu", weights_only=True)
-        meta = run / "kdsweep_meta.json"
+        meta = run / META_FILE
         write_report(run, out, metrics, json.loads(meta.read_text()) if meta.is_file() else {},
                      model=Deployable(rebuild(state), state["config"]["mean"], state["config"]["std"]).eval())
     print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
@@ -215,6 +215,7 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     from orchestrator.config import ConfigError
     from orchestrator.data import DataFormatError, DataNotFoundError
+    from orchestrator.sweep import Interrupted
     from orchestrator.teacher import TeacherLoadError
     try:
         return a.func(a)
@@ -230,10 +231,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, FileExistsError) as e:  # a missing run, model or checkpoint: the message says what to pass
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2
-    except RuntimeError as e:  # an interrupted sweep: the message says to rerun
-        from orchestrator.sweep import Interrupted
-        if not isinstance(e, Interrupted):
-            raise
+    except Interrupted as e:  # the message says to rerun
         print(f"kdsweep: {e}", file=sys.stderr)
         return 130
     except ValueError as e:  # budget, bad arguments, not an image: the message says what to do

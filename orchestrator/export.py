@@ -20,6 +20,8 @@ from students import BUDGET, count_params, create_student
 
 CKPT_FILE = "checkpoint.pt"
 FINAL_DIR = "final"   # a run's final-stage Tune experiment (search, then train), inside the run directory
+CONFIG_FILE = "kdsweep_config.json"   # what a run computes (its identity), written when the run is claimed
+META_FILE = "kdsweep_meta.json"       # teacher facts, wall time: written when the run has finished
 
 
 def export_dir(run_dir: Path) -> Path:
@@ -117,19 +119,14 @@ def predict(model: nn.Module, images_u8: np.ndarray, batch_size: int = 1000) -> 
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=print, force: bool = False) -> dict:
     """Write the export into a temporary directory beside `out` and rename it into place, so `out` is
     either the previous complete export or the new complete one, never half of either. Replacing an
     export of another run needs `force`."""
     import shutil
     out = Path(out)
-    if not (Path(run_dir) / "kdsweep_config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a kdsweep run directory (no kdsweep_config.json); pass runs/<name> "
+    if not (Path(run_dir) / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a kdsweep run directory (no {CONFIG_FILE}); pass runs/<name> "
                                 "of a sweep (`kdsweep sweep` makes one)")
     previous = out / "metrics.json"
     if previous.is_file() and not force:
@@ -156,6 +153,7 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
 
 def _export_into(run_dir: Path, out: Path, data_dir, budget: int) -> dict:
     import torchinfo
+    from orchestrator.teacher import sha256_file
     from orchestrator.teacher_train import machine
     t0 = time.time()
     ckpt, state = best_checkpoint(export_dir(run_dir))
@@ -184,7 +182,7 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int) -> dict:
     with open(out / "submission.csv", "w") as f:
         f.write("id,label\n")
         f.writelines(f"{i},{int(p)}\n" for i, p in enumerate(pred))
-    meta_path = run_dir / "kdsweep_meta.json"
+    meta_path = run_dir / META_FILE
     run_meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     teacher = run_meta.get("teacher") or {}
     metrics = dict(student=state["student"], student_kwargs=state["student_kwargs"], params=params,
@@ -197,7 +195,7 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int) -> dict:
                    pruned=state["metrics"].get("pruned"),
                    latency_ms=lat, threads=torch.get_num_threads(),
                    file_bytes={f: (out / f).stat().st_size for f in ("student.pt", "student.pt2", "student.onnx")},
-                   sha256={f: _sha256(out / f) for f in ("student.pt", "student.pt2", "student.onnx")},
+                   sha256={f: sha256_file(out / f) for f in ("student.pt", "student.pt2", "student.onnx")},
                    run_dir=str(run_dir.resolve()), sweep_wall_s=run_meta.get("wall_s"), machine=machine())
     from orchestrator.report import write_report
     write_report(run_dir, out, metrics, run_meta, model=deploy)

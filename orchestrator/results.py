@@ -11,10 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from orchestrator.export import FINAL_DIR
-
-CONFIG_FILE = "kdsweep_config.json"
-META_FILE = "kdsweep_meta.json"
+from orchestrator.export import CONFIG_FILE, FINAL_DIR, META_FILE
 FINAL_BASE_FILE = "final_base.json"
 
 

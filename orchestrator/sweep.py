@@ -18,13 +18,12 @@ if __package__ in (None, ""):  # `python orchestrator/sweep.py` / `ray submit`: 
 
 from orchestrator.config import SweepConfig, TrainConfig, resolve_path, to_dict
 from orchestrator.data import load_split
-from orchestrator.export import FINAL_DIR
+from orchestrator.export import CONFIG_FILE, FINAL_DIR, META_FILE
 from students import count_params, create_student
 from trainables.augment import ViewSpec
 from trainables.losses import NEEDS_TEACHER
 from trainables.train import TrialData
 
-META_FILE = "kdsweep_meta.json"
 RESULTS_FILE = "results.csv"
 
 
@@ -120,8 +119,6 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -
     return data, meta
 
 
-CONFIG_FILE = "kdsweep_config.json"
-
 
 def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
     """The teacher a run distils from, as part of the run's identity: resolved path and sha256 of its bytes."""
@@ -134,8 +131,8 @@ def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
     if not p.is_file():
         raise FileNotFoundError(f"teacher checkpoint {path} not found; pass --teacher PATH or set teacher.checkpoint "
                                 "(the release is models/teacher/resnet50.pt; `kdsweep teacher train` makes one)")
-    import hashlib
-    return dict(path=str(p.resolve()), sha256=hashlib.sha256(p.read_bytes()).hexdigest())
+    from orchestrator.teacher import sha256_file
+    return dict(path=str(p.resolve()), sha256=sha256_file(p))
 
 
 def _normalized(theirs: dict, mine: dict) -> dict:
