@@ -28,9 +28,18 @@ CACHE_VERSION = 1
 CHUNK_IMAGES = 2048  # images per resumable chunk
 
 
+def _pre_key(pre: Preprocess) -> dict:
+    """The preprocessing as part of a cache key; size 28 (the default) left out, so that caches built before
+    `size` existed keep their keys."""
+    d = asdict(pre)
+    if d.get("size") == 28:
+        d.pop("size")
+    return d
+
+
 def fingerprint(teacher_sha256: str, images: np.ndarray, labels: np.ndarray, spec: ViewSpec, pre: Preprocess) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps(dict(v=CACHE_VERSION, teacher=teacher_sha256, views=asdict(spec), pre=asdict(pre),
+    h.update(json.dumps(dict(v=CACHE_VERSION, teacher=teacher_sha256, views=asdict(spec), pre=_pre_key(pre),
                              shape=list(images.shape)), sort_keys=True).encode())
     h.update(np.ascontiguousarray(images).tobytes())
     h.update(np.ascontiguousarray(labels).tobytes())
@@ -64,7 +73,7 @@ def _views_logits(model, x_u8: torch.Tensor, spec: ViewSpec, pre: Preprocess, ba
     out = []
     for i in range(0, len(imgs), batch_size):
         xb = apply_views(imgs[i:i + batch_size].to(device), views[i:i + batch_size].to(device), spec)
-        x_in = to_input(xb, pre.mean, pre.std, pre.channels).contiguous(memory_format=torch.channels_last)
+        x_in = to_input(xb, pre.mean, pre.std, pre.channels, pre.size).contiguous(memory_format=torch.channels_last)
         out.append(model(x_in).float().cpu())                        # channels_last: see teacher.load_teacher
     return torch.cat(out).view(len(x_u8), V, -1)
 

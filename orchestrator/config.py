@@ -160,14 +160,18 @@ class Views:
 
 @dataclass(frozen=True)
 class Preprocess:
-    """What a model expects: pixels/255, then (x - mean) / std, repeated to `channels`."""
+    """What a model expects: pixels/255, then (x - mean) / std, resized to `size` x `size` (bilinear),
+    repeated to `channels`."""
     mean: float = 0.2860
     std: float = 0.3530
     channels: int = 3
+    size: int = 28          # input side: 28 = the images as they are; 56 = upsampled 2x (a torchvision
+                            # ResNet's stem divides by 4, so 28 px leave 7x7 after it, 56 px 14x14)
 
     def __post_init__(self):
         _check(self.std > 0, "std must be > 0")
         _check(self.channels in (1, 3), "channels must be 1 or 3")
+        _check(isinstance(self.size, int) and 28 <= self.size <= 224, "size must be an integer in 28..224 (pixels)")
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,8 @@ class TeacherTrainConfig:
     optim: Optim = field(default_factory=lambda: Optim(lr=0.1, epochs=15))
     augment: Views = field(default_factory=Views)
     label_smoothing: float = 0.1
+    erase: float = 0.0                # random erasing (Zhong et al. 2017): probability per image
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast in the train step (auto: where native)
     compile: bool = False             # torch.compile the training step
     init_from: str | None = None      # start from these weights (a second cycle), not from scratch
     seed: int = 0
@@ -209,6 +215,7 @@ class TeacherTrainConfig:
 
     def __post_init__(self):
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        _check(0 <= self.erase <= 1, "erase must be a probability in [0, 1]")
         _check(self.workers >= 1, "workers must be >= 1")
 
 
@@ -360,12 +367,16 @@ def _num(v):
         return None
 
 
-def load_sweep_config(path, overrides: dict | None = None) -> SweepConfig:
-    data = load_yaml(path)
+def apply_overrides(data: dict, overrides: dict | None) -> dict:
+    """Dotted keys (`train.epochs`) set in the raw YAML dict, before the strict loader checks it."""
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    return from_dict(SweepConfig, data)
+    return data
+
+
+def load_sweep_config(path, overrides: dict | None = None) -> SweepConfig:
+    return from_dict(SweepConfig, apply_overrides(load_yaml(path), overrides))

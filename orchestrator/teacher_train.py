@@ -37,12 +37,17 @@ def _split(cfg: TeacherTrainConfig):
     return load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
 
 
+def history_path(out: Path) -> Path:
+    """Per-epoch metrics beside the weights, named after them (several teachers share models/teacher/)."""
+    return Path(out).with_name(f"{Path(out).stem}_history.json")
+
+
 def _finish(cfg: TeacherTrainConfig, best_sd: dict, history: list, wall_s: float, out: Path, how: str) -> Path:
     best = max(history, key=lambda m: m["val_acc"])
     extra = dict(val_acc=best["val_acc"], best_epoch=best["epoch"], epochs=cfg.optim.epochs,
                  wall_s=round(wall_s, 1), machine=machine(), trained_with=how, recipe=asdict(cfg))
     release_weights(best_sd, out, cfg, extra)
-    (out.parent / "train_history.json").write_text(json.dumps(history, indent=1) + "\n")
+    history_path(out).write_text(json.dumps(history, indent=1) + "\n")
     return out
 
 

@@ -213,7 +213,7 @@ def test_budget_checked_before_ray(tmp_path, monkeypatch):
 def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path):
     from orchestrator.config import TeacherTrainConfig, from_dict
     from orchestrator.teacher import load_teacher
-    from orchestrator.teacher_train import train_ray
+    from orchestrator.teacher_train import history_path, train_ray
     raw = dict(arch="resnet10", data=dict(train_limit=256, val_limit=128), cpus_per_worker=1,
                optim=dict(epochs=2, batch_size=64, lr=0.05))
     cfg = from_dict(TeacherTrainConfig, raw)
@@ -222,7 +222,7 @@ def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path):
                     fail_once_marker=str(marker))
     assert marker.exists()  # the worker crashed after epoch 1 and Ray Train restarted it
     meta = json.loads(out.with_suffix(".json").read_text())
-    history = json.loads((out.parent / "train_history.json").read_text())
+    history = json.loads(history_path(out).read_text())
     assert [h["epoch"] for h in history] == [1, 2]  # resumed at epoch 2, not restarted from 1
     assert meta["arch"] == "resnet10" and meta["trained_with"].startswith("Ray Train")
     model, info = load_teacher(out)  # `teacher eval` loads the release

@@ -70,10 +70,13 @@ def apply_views(x: torch.Tensor, views: torch.Tensor, spec: ViewSpec) -> torch.T
     return x.squeeze(1) if squeeze else x
 
 
-def to_input(x_u8: torch.Tensor, mean: float, std: float, channels: int) -> torch.Tensor:
-    """uint8 (N, H, W) -> normalized float (N, channels, H, W) as a model's first conv expects."""
-    x = (x_u8.float().div_(255.0) - mean) / std
-    return x.unsqueeze(1).expand(-1, channels, -1, -1)
+def to_input(x_u8: torch.Tensor, mean: float, std: float, channels: int, size: int | None = None) -> torch.Tensor:
+    """uint8 (N, H, W) -> normalized float (N, channels, H, W) as a model's first conv expects;
+    `size` (a teacher's input side, e.g. 56) resizes bilinearly to (size, size) first."""
+    x = ((x_u8.float().div_(255.0) - mean) / std).unsqueeze(1)
+    if size is not None and size != x.shape[-1]:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.expand(-1, channels, -1, -1)
 
 
 def random_erase(x: torch.Tensor, p: float, area: tuple[float, float] = (0.02, 0.25),
