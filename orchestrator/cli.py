@@ -6,9 +6,21 @@ import sys
 from pathlib import Path
 
 
+def _overrides(items) -> dict:
+    """--set KEY=VALUE items as {dotted key: YAML value}."""
+    import yaml
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"kdsweep: --set takes KEY=VALUE (e.g. train.epochs=3), got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def _teacher_train(a) -> int:
-    from orchestrator.config import from_dict, load_yaml, to_dict, TeacherTrainConfig
-    raw = load_yaml(a.config)
+    from orchestrator.config import TeacherTrainConfig, apply_overrides, from_dict, load_yaml
+    raw = apply_overrides(load_yaml(a.config), _overrides(a.set))
     if a.workers is not None:
         raw["workers"] = a.workers
     if a.gpu:
@@ -44,9 +56,9 @@ def _students(a) -> int:
     return 0
 
 
-def _sweep(a) -> int:
+def _load_sweep_config(a):
+    """The sweep config with the command line's overrides (--data-dir, --teacher-mean/std, --set)."""
     from orchestrator.config import load_sweep_config
-    from orchestrator.sweep import run_sweep
     overrides = {}
     if a.data_dir:
         overrides["data.data_dir"] = a.data_dir
@@ -54,17 +66,28 @@ def _sweep(a) -> int:
         overrides["teacher.mean"] = a.teacher_mean
     if a.teacher_std is not None:
         overrides["teacher.std"] = a.teacher_std
-    for item in a.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"kdsweep: --set takes KEY=VALUE (e.g. train.epochs=3), got {item!r}")
-        import yaml
-        overrides[key] = yaml.safe_load(value)
-    cfg = load_sweep_config(a.config, overrides)
+    return load_sweep_config(a.config, {**overrides, **_overrides(a.set)})
+
+
+def _sweep(a) -> int:
+    from orchestrator.sweep import run_sweep
+    cfg = _load_sweep_config(a)
     from orchestrator.config import resolve_path
     export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
     run_sweep(cfg, teacher_path=a.teacher, address=a.address, export_to=export_to, log=lambda m: print(m, flush=True),
               force=a.force, dashboard=a.dashboard)
+    return 0
+
+
+def _train(a) -> int:
+    import torch
+    from orchestrator.config import resolve_path
+    from orchestrator.local import run_local
+    cfg = _load_sweep_config(a)
+    torch.set_num_threads(a.threads or max(1, int(cfg.sweep.cpus_per_trial)))
+    export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
+    run_local(cfg, teacher_path=a.teacher, only=a.trial, device=a.device, export_to=export_to, force=a.force,
+              log=lambda m: print(m, flush=True))
     return 0
 
 
@@ -154,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--run-dir", default=None, help="default runs/teacher/<name>")
     tt.add_argument("--out", default="models/teacher/resnet50.pt", help="where the released weights go")
     tt.add_argument("--no-ray", action="store_true", help="plain PyTorch in this process (no Ray needed)")
+    tt.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config key, e.g. data.train_limit=512 or preprocess.size=56")
     tt.set_defaults(func=_teacher_train)
     te = tsub.add_parser("eval", help="validation and test accuracy and torchinfo parameter count of a teacher")
     te.add_argument("--checkpoint", default="models/teacher/resnet50.pt")
@@ -185,6 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--force", action="store_true",
                     help="start a finished or different run of this name over; replace another run's export")
     sw.set_defaults(func=_sweep)
+
+    tr = sub.add_parser("train", help="train a config's trials in this process, without Ray (e.g. on a GPU "
+                                      "machine), in the layout export/results/report read")
+    tr.add_argument("--config", default="configs/release.yaml")
+    tr.add_argument("--trial", type=int, action="append", metavar="K",
+                    help="train only trial K of the config's trials list (repeatable; one process per GPU share)")
+    tr.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when PyTorch sees a GPU)")
+    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default sweep.cpus_per_trial)")
+    tr.add_argument("--teacher", default=None, help="teacher checkpoint (overrides teacher.checkpoint)")
+    tr.add_argument("--teacher-mean", type=float, default=None, help="teacher input mean (no sidecar JSON)")
+    tr.add_argument("--teacher-std", type=float, default=None, help="teacher input std (no sidecar JSON)")
+    tr.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX .gz files")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=3")
+    tr.add_argument("--no-export", action="store_true", help="skip exporting the best trial when the run ends")
+    tr.add_argument("--export-dir", default=None, help="default artifacts/<name>")
+    tr.add_argument("--force", action="store_true", help="start the run over (without --trial)")
+    tr.set_defaults(func=_train)
 
     e = sub.add_parser("export", help="export the best trial of a run: weights, .pt2, summary, metrics, CSV, report")
     e.add_argument("--run", required=True, help="the run directory, runs/<name>")

@@ -77,8 +77,10 @@ def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
     return out
 
 
-def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -> tuple[TrialData, dict]:
-    """Everything trials need, computed in the driver: split, teacher logits (the only teacher run)."""
+def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
+                 device: str = "cpu") -> tuple[TrialData, dict]:
+    """Everything trials need, computed in the driver: split, teacher logits (the only teacher run).
+    `device`: where a live teacher runs (`kdsweep train --device cuda`); caches are built on the CPU."""
     d = cfg.data
     split = load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
     spec = ViewSpec(cfg.augment.shift, cfg.augment.flip)
@@ -95,13 +97,15 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print) -
     model, info = load_teacher(path, t.mean, t.std)
     meta["teacher"] = dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
                            preprocess=asdict(info.preprocess), mode=t.mode)
-    val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size)  # for the report only
+    dev = device if t.mode == "live" else "cpu"
+    model = model.to(dev)
+    val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size, dev)  # for the report only
     meta["teacher"]["val_acc"] = accuracy(val_logits, split.val_y)
     meta["teacher_val_forwards"] = len(split.val_x)
     log(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
     if t.mode == "live":
         data.teacher = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
-                            channels=info.preprocess.channels)
+                            channels=info.preprocess.channels, size=info.preprocess.size)
     else:
         cache_spec = spec if t.mode == "views" else ViewSpec(0, False)
         runner = None
@@ -171,7 +175,7 @@ def _claim_run_dir(run_dir: str, cfg: SweepConfig, teacher: dict | None):
                              f"give this sweep another name (--set name=...) or pass --force to start it over")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")   # processes sharing a run dir (kdsweep train --trial) claim it at once
     tmp.write_text(json.dumps(mine, indent=1) + "\n")
     tmp.replace(path)
 

@@ -33,7 +33,7 @@ class TrialData:
     spec: ViewSpec                            # the augmentation, as enumerable views
     mode: str = "views"                       # views | clean | live | none
     teacher_logits: np.ndarray | None = None  # fp16 (N, n_views, 10) for views, (N, 1, 10) for clean
-    teacher: dict | None = None               # live: {"model": nn.Module, "mean", "std", "channels"}
+    teacher: dict | None = None               # live: {"model": nn.Module, "mean", "std", "channels", "size"}
 
 
 def _tensor(a, device) -> torch.Tensor:
@@ -72,10 +72,10 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module):
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1 - self.decay)
-        for e, b in zip(self.model.buffers(), model.buffers()):
-            e.copy_(b)
+        # foreach: a few fused kernels per step instead of one per tensor (launch-bound on a GPU)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()],
+                             1 - self.decay)
+        torch._foreach_copy_(list(self.model.buffers()), list(model.buffers()))
 
 
 def _native_bf16(kind: str) -> bool:
@@ -144,6 +144,8 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
         name, kwargs = cfg.student, dict(cfg.student_kwargs)
         model = create_student(name, **kwargs)
     params = count_params(model)
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick the fastest kernels once
     # channels_last: 1.2-1.6x faster convolutions on CPU (oneDNN) for every registered student
     model.to(device, memory_format=torch.channels_last)
     spec = data.spec
@@ -187,9 +189,11 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
             t = None
             if logits is not None:
                 t = logits[idx, views if data.mode == "views" else 0].float()         # (B, 10)
-            elif teacher is not None:
-                with torch.no_grad():
-                    t = teacher(to_input(xb, data.teacher["mean"], data.teacher["std"], data.teacher["channels"]))
+            elif teacher is not None:   # live: the teacher scores this very view, in the step's precision
+                xt = to_input(xb, data.teacher["mean"], data.teacher["std"], data.teacher["channels"],
+                              data.teacher.get("size")).contiguous(memory_format=torch.channels_last)
+                with torch.no_grad(), autocast:
+                    t = teacher(xt).float()
             if cfg.erase > 0:  # after the teacher's view: the teacher scored the uncut image
                 xb = random_erase(xb, cfg.erase, generator=g)
             x = to_input(xb, cfg.mean, cfg.std, model.in_chans).contiguous(memory_format=torch.channels_last)

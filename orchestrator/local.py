@@ -1,0 +1,169 @@
+"""`kdsweep train`: a config's trials as plain PyTorch in this process, no Ray (a GPU machine without Ray).
+
+Each entry of the config's `trials:` list (or the base `train:` settings alone) is trained to its last
+epoch on `--device` and writes what a Tune trial of the final stage writes, where `kdsweep results`,
+`export` and `report` read it:
+
+    runs/<name>/final/<trial>/params.json                 the trial's variant
+    runs/<name>/final/<trial>/result.json                 one line per epoch
+    runs/<name>/final/<trial>/checkpoint_best/checkpoint.pt   best validation epoch (selection: validation only)
+    runs/<name>/final/<trial>/checkpoint_last/checkpoint.pt   last epoch (what a rerun resumes from)
+
+Checkpoints are written atomically after every epoch; the same command again resumes each unfinished
+trial. `trials=[K]` trains only those, so several processes can share one GPU. The run directory is
+claimed like a sweep's (same config and teacher bytes, or a clear refusal), and the run is finished
+(its meta file written) when every trial has ended, by whichever process ends the last one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from orchestrator.config import SweepConfig, to_dict
+from orchestrator.export import CKPT_FILE, FINAL_DIR, META_FILE
+from orchestrator.teacher import atomic_save
+
+STARTED_FILE = "local_started.json"
+
+
+def local_trials(cfg: SweepConfig) -> list[dict]:
+    """The variants a local run trains: the explicit `trials:` list, or the base settings alone."""
+    if cfg.search_space:
+        raise ValueError("kdsweep train runs the config's explicit trials only; a search_space needs "
+                         "`kdsweep sweep` (Ray Tune with ASHA). List the variants under `trials:` instead")
+    if cfg.final.epochs:
+        raise ValueError("kdsweep train has no search stage to pick a winner from: set train.epochs to the "
+                         "length you want and leave `final` unset")
+    return [dict(t) for t in cfg.trials] or [{}]
+
+
+def trial_dir_name(k: int, variant: dict) -> str:
+    tag = "_".join(f"{key}={variant[key]}" for key in sorted(variant))[:80].replace("/", "-")
+    return f"local_{k:02d}" + (f"_{tag}" if tag else "")
+
+
+def _lines(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:   # a line torn by a crash: it and what follows are dropped
+            break
+    return out
+
+
+def trial_done(d: Path, epochs: int) -> bool:
+    lines = _lines(d / "result.json")
+    return any(r.get("diverged") for r in lines) or any(r.get("epoch", 0) >= epochs for r in lines)
+
+
+def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device: str, log=print) -> dict:
+    """Train (or resume) trial k to its last epoch; returns its best epoch's metrics."""
+    from trainables.config import TrainConfig
+    from trainables.train import train_student
+    tcfg = TrainConfig(**{**to_dict(cfg.train), **variant})
+    d = root / trial_dir_name(k, variant)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "params.json").write_text(json.dumps({"_variant": variant}, indent=1) + "\n")
+    trial_id = f"local_{k:02d}"
+    last_path, best_path = d / "checkpoint_last" / CKPT_FILE, d / "checkpoint_best" / CKPT_FILE
+    resume = torch.load(last_path, map_location="cpu", weights_only=True) if last_path.is_file() else None
+    done = resume["epoch"] if resume else 0
+    # the history up to the checkpoint: an epoch reported after it (none in the order below) would run again
+    lines = [r for r in _lines(d / "result.json") if r.get("epoch", 0) <= done and not r.get("diverged")]
+    (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    best = max((r["val_acc"] for r in lines), default=-1.0)
+    if trial_done(d, tcfg.epochs):
+        log(f"trial {trial_id}: already finished ({tcfg.epochs} epochs)")
+        return max(lines, key=lambda r: r["val_acc"]) if lines else {}
+    log(f"trial {trial_id} {variant or '(base settings)'}: {tcfg.student} {tcfg.loss}, "
+        f"{'resuming after epoch ' + str(done) if resume else 'from scratch'}, {tcfg.epochs} epochs on {device}")
+
+    def report(metrics: dict, state: dict):
+        nonlocal best
+        atomic_save(state, last_path)              # first the state, then the line that reports it
+        if metrics["val_acc"] > best:
+            best = metrics["val_acc"]
+            atomic_save(state, best_path)
+        with open(d / "result.json", "a") as f:
+            f.write(json.dumps({**metrics, "trial_id": trial_id, "device": device}) + "\n")
+        log(f"  {trial_id} epoch {metrics['epoch']}/{tcfg.epochs} val_acc {metrics['val_acc']:.4f} "
+            f"(best {best:.4f}) {metrics['images_per_s']:.0f} img/s")
+
+    try:
+        train_student(tcfg, data, report=report, resume=resume, device=device)
+    except FloatingPointError as e:   # a property of the settings: recorded, never selected, not retried
+        with open(d / "result.json", "a") as f:
+            f.write(json.dumps({"epoch": done + 1, "val_acc": 0.0, "diverged": str(e), "trial_id": trial_id}) + "\n")
+        log(f"trial {trial_id}: {e}")
+    lines = _lines(d / "result.json")
+    return max(lines, key=lambda r: r["val_acc"]) if lines else {}
+
+
+def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int] | None = None,
+              device: str = "auto", export_to: str | None = None, force: bool = False, log=print) -> Path:
+    """Train the config's trials (all, or `only`) here; finish the run when every trial has ended."""
+    import shutil
+    from orchestrator.results import FINAL_BASE_FILE, table
+    from orchestrator.sweep import (RESULTS_FILE, _claim_run_dir, check_budget, prepare_data, run_dir_of,
+                                    teacher_identity, with_absolute_sources)
+    from orchestrator.teacher_train import machine
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: PyTorch sees no GPU here; use --device cpu")
+    variants = local_trials(cfg)
+    todo = list(range(len(variants))) if only is None else list(only)
+    bad = [k for k in todo if not 0 <= k < len(variants)]
+    if bad:
+        raise ValueError(f"trial {bad[0]} does not exist: the config lists {len(variants)} trial(s), 0..{len(variants) - 1}")
+    counts = check_budget(cfg)
+    cfg = with_absolute_sources(cfg)
+    run_dir = Path(run_dir_of(cfg))
+    teacher = teacher_identity(cfg, teacher_path)
+    if force and run_dir.exists() and only is None:
+        log(f"--force: deleting {run_dir} and starting over")
+        shutil.rmtree(run_dir)
+    _claim_run_dir(str(run_dir), cfg, teacher)
+    root = run_dir / FINAL_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{FINAL_BASE_FILE}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(to_dict(cfg.train), indent=1) + "\n")
+    os.replace(tmp, root / FINAL_BASE_FILE)
+    started = root / STARTED_FILE
+    if not started.is_file():
+        started.write_text(json.dumps({"t": time.time()}) + "\n")
+    if (run_dir / META_FILE).is_file():
+        log(f"run {cfg.name} already finished in {run_dir}; not training it again (--force starts it over)")
+    else:
+        epochs = [int(v.get("epochs", cfg.train.epochs)) for v in variants]
+        pending = [k for k in todo if not trial_done(root / trial_dir_name(k, variants[k]), epochs[k])]
+        data, meta = prepare_data(cfg, teacher_path, log, device=device)   # meta: the teacher's facts
+        for k in pending:
+            run_trial(k, variants[k], cfg, data, root, device, log)
+        ended = [trial_done(root / trial_dir_name(k, v), epochs[k]) for k, v in enumerate(variants)]
+        if not all(ended):
+            log(f"{sum(ended)}/{len(variants)} trials of {cfg.name} have ended; the run finishes with the last one")
+            return run_dir
+        if meta.get("teacher", {}).get("mode") == "live":   # one teacher forward per image per epoch per KD trial
+            from trainables.losses import NEEDS_TEACHER
+            meta["teacher_forwards"] = sum(
+                max((r.get("epoch", 0) for r in _lines(root / trial_dir_name(k, v) / "result.json")), default=0)
+                for k, v in enumerate(variants) if v.get("loss", cfg.train.loss) in NEEDS_TEACHER) * meta["n_train"]
+        df = table(run_dir)
+        df.to_csv(run_dir / RESULTS_FILE, index=False)
+        t0 = json.loads(started.read_text())["t"]
+        meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t0, n_trials=len(variants), errors=0,
+                    student_params=counts, trained_with=f"kdsweep train (no Ray) on {device}", machine=machine())
+        tmp = run_dir / f".{META_FILE}.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(meta, indent=1, default=str) + "\n")
+        os.replace(tmp, run_dir / META_FILE)
+        log(df.to_string(index=False))
+    if export_to is not None:
+        from orchestrator.export import export
+        export(run_dir, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log, force=force)
+    return run_dir

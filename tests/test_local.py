@@ -1,0 +1,168 @@
+"""`kdsweep train` (no Ray) and what the GPU release needs: a teacher at 56 px, teacher erasing/bf16,
+the local run layout that export/results/report read, resume, and a run without Ray installed."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from orchestrator.config import Preprocess, SweepConfig, from_dict
+from trainables.augment import to_input
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_to_input_resizes_for_a_teacher():
+    x = torch.full((2, 28, 28), 255, dtype=torch.uint8)
+    x[1, :14] = 0
+    out = to_input(x, 0.5, 0.5, 3, 56)
+    assert out.shape == (2, 3, 56, 56)
+    assert torch.allclose(out[0], torch.ones(3, 56, 56))             # a constant image stays constant
+    assert out[1, 0, :26].max() == -1 and out[1, 0, 30:].min() == 1  # the edge stays where it was
+    assert to_input(x, 0.5, 0.5, 1).shape == (2, 1, 28, 28)          # no size: the images as they are
+
+
+def test_preprocess_size_is_checked():
+    with pytest.raises(ValueError, match="size"):
+        Preprocess(size=20)
+    assert Preprocess().size == 28
+
+
+def test_cache_keys_of_28_px_teachers_are_unchanged():
+    """`size` joined the preprocessing after caches were built: a 28-px teacher's key must not move."""
+    import hashlib
+    from dataclasses import asdict
+    from orchestrator.cache import CACHE_VERSION, fingerprint
+    from trainables.augment import ViewSpec
+    x, y = np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64)
+    pre, spec = Preprocess(), ViewSpec(1, True)
+    old = dict(asdict(pre))
+    old.pop("size")
+    h = hashlib.sha256(json.dumps(dict(v=CACHE_VERSION, teacher="t", views=asdict(spec), pre=old, shape=[4, 28, 28]),
+                                  sort_keys=True).encode())
+    h.update(x.tobytes())
+    h.update(y.tobytes())
+    assert fingerprint("t", x, y, spec, pre) == h.hexdigest()[:24]
+    assert fingerprint("t", x, y, spec, dataclasses.replace(pre, size=56)) != fingerprint("t", x, y, spec, pre)
+
+
+def test_teacher_at_56_px_with_erasing_and_bf16_round_trips(tmp_path):
+    """`kdsweep teacher train` with preprocess.size 56, erase and precision: the release records the size,
+    load_teacher reads it back, and the teacher's logits are computed on the resized input."""
+    from orchestrator.config import TeacherTrainConfig
+    from orchestrator.teacher import accuracy, load_teacher, predict_logits
+    from orchestrator.teacher_train import history_path, train_local
+    from orchestrator.data import load_split
+    cfg = from_dict(TeacherTrainConfig, dict(arch="resnet10", data=dict(train_limit=256, val_limit=128),
+                                             preprocess=dict(size=56), erase=0.5, precision="bf16",
+                                             optim=dict(epochs=1, batch_size=64, lr=0.05)))
+    out = train_local(cfg, tmp_path / "run", tmp_path / "t56.pt", log=lambda m: None)
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["preprocess"]["size"] == 56 and side["recipe"]["erase"] == 0.5
+    assert json.loads(history_path(out).read_text())[0]["epoch"] == 1
+    model, info = load_teacher(out)
+    assert info.preprocess.size == 56
+    s = load_split(val_size=5000, seed=0, train_limit=8, val_limit=128)
+    logits = predict_logits(model, s.val_x, info.preprocess)
+    assert accuracy(logits, s.val_y) == pytest.approx(side["val_acc"])   # eval reproduces training's number
+    at28 = predict_logits(model, s.val_x, dataclasses.replace(info.preprocess, size=28))
+    assert not torch.allclose(logits, at28)                             # the size is really applied
+
+
+def _local_cfg(tmp_path, teacher, **train) -> SweepConfig:
+    return from_dict(SweepConfig, dict(
+        name="loc", data=dict(train_limit=256, val_limit=128),
+        teacher=dict(checkpoint=str(teacher), mode="live", batch_size=128), augment=dict(shift=1, flip=True),
+        train=dict(student="resdw_w24_d111", loss="kd", epochs=2, batch_size=64, lr=0.05, **train),
+        trials=[dict(loss="ce"), dict(loss="kd", temperature=2.0)],
+        sweep=dict(storage=str(tmp_path / "runs"), cpus_per_trial=1)))
+
+
+def test_local_run_trains_each_trial_resumes_and_exports(tmp_path, tiny_teacher, monkeypatch):
+    from orchestrator import local
+    from orchestrator.export import META_FILE, export
+    from orchestrator.results import trials
+    import trainables.train as tt
+    cfg = _local_cfg(tmp_path, tiny_teacher)
+    run = tmp_path / "runs" / "loc"
+    # trial 1 alone, interrupted after its first epoch (a killed process): the run is not finished
+    real = tt.train_student
+
+    def interrupted(c, data, report=None, resume=None, device="cpu"):
+        def once(m, s):
+            report(m, s)
+            raise KeyboardInterrupt
+        return real(c, data, report=once, resume=resume, device=device)
+    monkeypatch.setattr(tt, "train_student", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        local.run_local(cfg, only=[1], device="cpu", log=lambda m: None)
+    monkeypatch.setattr(tt, "train_student", real)
+    [t1] = [t for t in trials(run) if t["trial"] == "local_01"]
+    assert [h["epoch"] for h in t1["history"]] == [1] and t1["status"] == "running or interrupted"
+    # the same command resumes it at epoch 2; trial 0 is still to run, so the run is not finished
+    logs = []
+    local.run_local(cfg, only=[1], device="cpu", log=logs.append)
+    assert any("resuming after epoch 1" in m for m in logs)
+    assert not (run / META_FILE).is_file()
+    # the other process's trial ends the run: meta, results table, both trials finished
+    local.run_local(cfg, only=[0], device="cpu", log=lambda m: None)
+    meta = json.loads((run / META_FILE).read_text())
+    assert meta["teacher"]["mode"] == "live" and meta["teacher_forwards"] == 2 * 256   # the KD trial's 2 epochs
+    assert "no Ray" in meta["trained_with"] and (run / "results.csv").is_file()
+    ts = {t["trial"]: t for t in trials(run)}
+    assert ts["local_01"]["config"]["temperature"] == 2.0 and ts["local_00"]["config"]["loss"] == "ce"
+    assert all(t["status"] == "finished" and [h["epoch"] for h in t["history"]] == [1, 2] for t in ts.values())
+    # again: nothing is trained; export selects on validation over both trials
+    logs = []
+    local.run_local(cfg, device="cpu", log=logs.append)
+    assert any("already finished" in m for m in logs)
+    m = export(run, tmp_path / "out", log=lambda m: None)
+    best = max(ts.values(), key=lambda t: t["best_val_acc"])
+    assert m["val_acc"] == pytest.approx(best["best_val_acc"]) and 0 <= m["test_acc"] <= 1
+    assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_local_run_refuses_what_it_cannot_do(tmp_path, tiny_teacher):
+    from orchestrator import local
+    cfg = _local_cfg(tmp_path, tiny_teacher)
+    with pytest.raises(ValueError, match="trial 5 does not exist"):
+        local.run_local(cfg, only=[5], device="cpu", log=lambda m: None)
+    searched = dataclasses.replace(cfg, search_space={"lr": {"choice": [0.1, 0.2]}})
+    with pytest.raises(ValueError, match="search_space needs `kdsweep sweep`"):
+        local.run_local(searched, device="cpu", log=lambda m: None)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no GPU"):
+            local.run_local(cfg, device="cuda", log=lambda m: None)
+
+
+def test_kdsweep_train_runs_without_ray_installed(tmp_path, tiny_teacher):
+    """The GPU machine has no Ray: the CLI's train and teacher-train paths must never import it."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps(dict(
+        name="noray", data=dict(train_limit=128, val_limit=64),
+        teacher=dict(checkpoint=str(tiny_teacher), mode="live"), augment=dict(shift=1, flip=False),
+        train=dict(student="resdw_w24_d111", loss="kd", epochs=1, batch_size=64),
+        trials=[dict(loss="kd"), dict(loss="ce")], sweep=dict(storage=str(tmp_path / "runs")))))
+    block = tmp_path / "block"
+    (block / "ray").mkdir(parents=True)
+    (block / "ray" / "__init__.py").write_text("raise ImportError('ray is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": f"{block}{os.pathsep}{ROOT}"}
+    for k in (0, 1):
+        r = subprocess.run([sys.executable, "-m", "orchestrator", "train", "--config", str(cfg), "--trial", str(k),
+                            "--device", "cpu", "--threads", "1", "--no-export"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "runs" / "noray" / "kdsweep_meta.json").is_file()
+    t = subprocess.run([sys.executable, "-m", "orchestrator", "teacher", "train", "--no-ray", "--config",
+                        str(ROOT / "configs" / "teacher_x56.yaml"), "--set", "arch=resnet10", "--set",
+                        "data.train_limit=128", "--set", "data.val_limit=64", "--set", "optim.epochs=1",
+                        "--set", "optim.batch_size=64", "--set", "use_gpu=false",
+                        "--run-dir", str(tmp_path / "trun"), "--out", str(tmp_path / "t.pt")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert t.returncode == 0, t.stderr[-2000:]
+    assert json.loads((tmp_path / "t.json").read_text())["preprocess"]["size"] == 56
