@@ -91,6 +91,24 @@ def _train(a) -> int:
     return 0
 
 
+def _cache(a) -> int:
+    from orchestrator.sweep import prepare_data, uses_teacher
+    cfg = _load_sweep_config(a)
+    if not uses_teacher(cfg) or cfg.teacher.mode not in ("views", "clean"):
+        raise ValueError(f"{a.config}: nothing to cache (teacher.mode {cfg.teacher.mode!r}, losses "
+                         f"{sorted(cfg.losses())}); the cache serves teacher.mode views or clean")
+    device = a.device
+    if device == "auto":
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    _, meta = prepare_data(cfg, a.teacher, log=lambda m: print(m, flush=True), device=device)
+    c = meta["cache"]
+    how = "cache hit" if c["hit"] else f"built in {c['build_s']:.1f} s on {device}"
+    print(f"{c['path']}: {c['n_images']} images x {c['n_views']} views, {how}, "
+          f"{meta['teacher_forwards']:,} teacher forwards now")
+    return 0
+
+
 def _export(a) -> int:
     from orchestrator.export import export
     export(Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}"), data_dir=a.data_dir, budget=a.budget,
@@ -227,6 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--export-dir", default=None, help="default artifacts/<name>")
     tr.add_argument("--force", action="store_true", help="start the run over (without --trial)")
     tr.set_defaults(func=_train)
+
+    ca = sub.add_parser("cache", help="build a config's teacher-logits cache now (e.g. on a GPU machine), "
+                                      "for the sweeps that use it later")
+    ca.add_argument("--config", default="configs/sweep.yaml")
+    ca.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when PyTorch sees a GPU)")
+    ca.add_argument("--teacher", default=None, help="teacher checkpoint (overrides teacher.checkpoint)")
+    ca.add_argument("--teacher-mean", type=float, default=None, help="teacher input mean (no sidecar JSON)")
+    ca.add_argument("--teacher-std", type=float, default=None, help="teacher input std (no sidecar JSON)")
+    ca.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX .gz files")
+    ca.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    ca.set_defaults(func=_cache)
 
     e = sub.add_parser("export", help="export the best trial of a run: weights, .pt2, summary, metrics, CSV, report")
     e.add_argument("--run", required=True, help="the run directory, runs/<name>")

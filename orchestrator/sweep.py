@@ -80,7 +80,7 @@ def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
 def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
                  device: str = "cpu") -> tuple[TrialData, dict]:
     """Everything trials need, computed in the driver: split, teacher logits (the only teacher run).
-    `device`: where a live teacher runs (`kdsweep train --device cuda`); caches are built on the CPU."""
+    `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`)."""
     d = cfg.data
     split = load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
     spec = ViewSpec(cfg.augment.shift, cfg.augment.flip)
@@ -97,9 +97,8 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
     model, info = load_teacher(path, t.mean, t.std)
     meta["teacher"] = dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
                            preprocess=asdict(info.preprocess), mode=t.mode)
-    dev = device if t.mode == "live" else "cpu"
-    model = model.to(dev)
-    val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size, dev)  # for the report only
+    model = model.to(device)
+    val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size, device)  # for the report only
     meta["teacher"]["val_acc"] = accuracy(val_logits, split.val_y)
     meta["teacher_val_forwards"] = len(split.val_x)
     log(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
@@ -114,7 +113,7 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
             runner = ray_runner(model, info.arch, info.preprocess.channels, split.train_x, cache_spec, info.preprocess,
                                 t.batch_size, t.cpus_per_actor, t.gpus_per_actor, log=log)
         logits, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
-                                                 cache_spec, resolve_path(t.cache_dir), t.batch_size, log=log,
+                                                 cache_spec, resolve_path(t.cache_dir), t.batch_size, device, log=log,
                                                  runner=runner)
         data.teacher_logits = logits
         meta["teacher_forwards"] = forwards

@@ -166,3 +166,24 @@ def test_kdsweep_train_runs_without_ray_installed(tmp_path, tiny_teacher):
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert t.returncode == 0, t.stderr[-2000:]
     assert json.loads((tmp_path / "t.json").read_text())["preprocess"]["size"] == 56
+
+
+def test_kdsweep_cache_builds_what_a_sweep_then_hits(tmp_path, tiny_teacher, capsys):
+    """`kdsweep cache` builds the config's cache ahead (e.g. on a GPU); the run after it is a cache hit."""
+    from orchestrator.cli import main
+    from orchestrator.config import load_sweep_config
+    from orchestrator.sweep import prepare_data
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps(dict(
+        name="c", data=dict(train_limit=96, val_limit=32),
+        teacher=dict(checkpoint=str(tiny_teacher), mode="views", cache_dir=str(tmp_path / "cache")),
+        augment=dict(shift=1, flip=True), train=dict(student="resdw_w24_d111", loss="kd", epochs=1))))
+    assert main(["cache", "--config", str(cfg), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "96 images x 18 views, built in" in out and "1,728 teacher forwards now" in out
+    data, meta = prepare_data(load_sweep_config(cfg), log=lambda m: None)
+    assert meta["cache"]["hit"] and meta["teacher_forwards"] == 0 and data.teacher_logits.shape == (96, 18, 10)
+    live = tmp_path / "live.yaml"
+    live.write_text(cfg.read_text().replace('"views"', '"live"'))
+    assert main(["cache", "--config", str(live)]) == 2
+    assert "nothing to cache" in capsys.readouterr().err
