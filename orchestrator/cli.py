@@ -180,6 +180,17 @@ def _teacher_eval(a) -> int:
     return 0
 
 
+def _config_args(parser, config: str):
+    """What every command that reads a sweep config takes: the config, the teacher, the data, overrides."""
+    parser.add_argument("--config", default=config)
+    parser.add_argument("--teacher", default=None, help="teacher checkpoint (overrides teacher.checkpoint)")
+    parser.add_argument("--teacher-mean", type=float, default=None, help="teacher input mean (no sidecar JSON)")
+    parser.add_argument("--teacher-std", type=float, default=None, help="teacher input std (no sidecar JSON)")
+    parser.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX .gz files")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config key, e.g. train.epochs=3")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kdsweep", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -214,13 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_students)
 
     sw = sub.add_parser("sweep", help="run a distillation sweep on Ray Tune (ASHA), then export the best student")
-    sw.add_argument("--config", default="configs/sweep.yaml")
-    sw.add_argument("--teacher", default=None, help="teacher checkpoint (overrides teacher.checkpoint)")
-    sw.add_argument("--teacher-mean", type=float, default=None, help="teacher input mean (no sidecar JSON)")
-    sw.add_argument("--teacher-std", type=float, default=None, help="teacher input std (no sidecar JSON)")
+    _config_args(sw, "configs/sweep.yaml")
     sw.add_argument("--address", default=None, help="Ray cluster to join ('auto', ray://...); default: local Ray")
-    sw.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX .gz files")
-    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=3")
     sw.add_argument("--no-export", action="store_true", help="skip exporting the best trial")
     sw.add_argument("--export-dir", default=None, help="default artifacts/<name>")
     sw.add_argument("--dashboard", action="store_true",
@@ -231,16 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a config's trials in this process, without Ray (e.g. on a GPU "
                                       "machine), in the layout export/results/report read")
-    tr.add_argument("--config", default="configs/release.yaml")
+    _config_args(tr, "configs/release_gpu.yaml")
     tr.add_argument("--trial", type=int, action="append", metavar="K",
                     help="train only trial K of the config's trials list (repeatable; one process per GPU share)")
     tr.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when PyTorch sees a GPU)")
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default sweep.cpus_per_trial)")
-    tr.add_argument("--teacher", default=None, help="teacher checkpoint (overrides teacher.checkpoint)")
-    tr.add_argument("--teacher-mean", type=float, default=None, help="teacher input mean (no sidecar JSON)")
-    tr.add_argument("--teacher-std", type=float, default=None, help="teacher input std (no sidecar JSON)")
-    tr.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX .gz files")
-    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=3")
     tr.add_argument("--no-export", action="store_true", help="skip exporting the best trial when the run ends")
     tr.add_argument("--export-dir", default=None, help="default artifacts/<name>")
     tr.add_argument("--force", action="store_true", help="start the run over (without --trial)")
@@ -248,13 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser("cache", help="build a config's teacher-logits cache now (e.g. on a GPU machine), "
                                       "for the sweeps that use it later")
-    ca.add_argument("--config", default="configs/sweep.yaml")
+    _config_args(ca, "configs/sweep.yaml")
     ca.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when PyTorch sees a GPU)")
-    ca.add_argument("--teacher", default=None, help="teacher checkpoint (overrides teacher.checkpoint)")
-    ca.add_argument("--teacher-mean", type=float, default=None, help="teacher input mean (no sidecar JSON)")
-    ca.add_argument("--teacher-std", type=float, default=None, help="teacher input std (no sidecar JSON)")
-    ca.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX .gz files")
-    ca.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     ca.set_defaults(func=_cache)
 
     e = sub.add_parser("export", help="export the best trial of a run: weights, .pt2, summary, metrics, CSV, report")

@@ -116,6 +116,9 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda: PyTorch sees no GPU here; use --device cpu")
+    if force and only is not None:
+        raise ValueError("--force starts the whole run over, which would delete the trials other processes train; "
+                         "pass it without --trial")
     variants = local_trials(cfg)
     todo = list(range(len(variants))) if only is None else list(only)
     bad = [k for k in todo if not 0 <= k < len(variants)]
@@ -125,7 +128,7 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
     cfg = with_absolute_sources(cfg)
     run_dir = Path(run_dir_of(cfg))
     teacher = teacher_identity(cfg, teacher_path)
-    if force and run_dir.exists() and only is None:
+    if force and run_dir.exists():
         log(f"--force: deleting {run_dir} and starting over")
         shutil.rmtree(run_dir)
     _claim_run_dir(str(run_dir), cfg, teacher)

@@ -160,12 +160,18 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
     paras = []
     if t:
         forwards = run_meta.get("teacher_forwards", 0)
+        if t.get("mode") == "live":
+            how = ("inside every distillation trial, one forward per training image per epoch, on the view the "
+                   "student saw")
+        elif not forwards:
+            how = "none: a cache hit, computed by an earlier run; no trial ran the teacher network"
+        else:
+            how = "once, then shared with the trials; no trial ran the teacher network"
         paras.append(
             f"**Teacher.** A {t.get('arch')} with {t.get('params', 0):,} parameters, {t.get('val_acc', 0):.2%} on the "
             f"validation split, from `{t.get('path')}` (sha256 {str(t.get('sha256'))[:12]}…). Teacher mode "
             f"`{t.get('mode')}`: {MODES.get(t.get('mode'), '')}. This run made {forwards:,} teacher forward passes "
-            f"over training images ({'a cache hit: they were computed by an earlier run' if not forwards else 'once, then shared through the Ray object store'}); "
-            "no trial ever ran the teacher network.")
+            f"over training images ({how}).")
     else:
         paras.append("**Teacher.** None: every loss in this run trains on the labels only.")
     a = run_cfg.get("augment", {})
@@ -217,14 +223,21 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
     final = [x for x in ts if x["stage"] == "final"]
     variants = sorted({_label(x["config"]) + f" ({x['config'].get('student')})" for x in search})
     space = run_cfg.get("search_space") or {}
-    paras.append(
-        f"**Search.** {len(search)} Ray Tune trials"
-        + (f" over {', '.join(variants)}" if len(variants) <= 8 else "")
-        + (f"; sampled keys: {', '.join(space)}" if space else "")
-        + f", {s.get('max_concurrent_trials')} at a time with {s.get('cpus_per_trial')} CPU each, "
-        f"ASHA early stopping on validation accuracy (grace period {s.get('grace_period')} epochs, reduction "
-        f"factor {s.get('reduction_factor')}, at most {run_cfg['train']['epochs']} epochs); "
-        f"{sum(x['status'].startswith('stopped') for x in search)} stopped early.")
+    local = str(run_meta.get("trained_with", "")).startswith("kdsweep train")
+    if local:   # `kdsweep train`: explicit trials run to the end, no search, no Ray
+        search, final = final, []
+        paras.append(
+            f"**Trials.** {len(search)} trials ({', '.join(sorted({_label(x['config']) for x in search}))}), each "
+            f"trained to its last epoch without Ray ({run_meta['trained_with']}), no early stopping.")
+    else:
+        paras.append(
+            f"**Search.** {len(search)} Ray Tune trials"
+            + (f" over {', '.join(variants)}" if len(variants) <= 8 else "")
+            + (f"; sampled keys: {', '.join(space)}" if space else "")
+            + f", {s.get('max_concurrent_trials')} at a time with {s.get('cpus_per_trial')} CPU each, "
+            f"ASHA early stopping on validation accuracy (grace period {s.get('grace_period')} epochs, reduction "
+            f"factor {s.get('reduction_factor')}, at most {run_cfg['train']['epochs']} epochs); "
+            f"{sum(x['status'].startswith('stopped') for x in search)} stopped early.")
     if final:
         paras.append(
             f"**Final stage.** The search's best trial by validation accuracy was retrained from scratch for "
@@ -236,13 +249,14 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
         bk, bc = max(kd, key=lambda x: x["best_val_acc"]), max(ctl, key=lambda x: x["best_val_acc"])
         verdict = "distillation won" if bk["best_val_acc"] > bc["best_val_acc"] else "the no-teacher control won"
         paras.append(
-            f"**Compared.** In the search, the best distilled trial ({_label(bk['config'])}) reached "
+            f"**Compared.** {'Among the trials' if local else 'In the search'}, the best distilled trial ({_label(bk['config'])}) reached "
             f"{bk['best_val_acc']:.2%} validation accuracy against {bc['best_val_acc']:.2%} for the best no-teacher "
             f"control ({_label(bc['config'])}): {verdict} at this length ({bk['epochs']} epochs at most, one seed, "
             "so differences under about 0.3 points are within noise).")
     paras.append(
         "**Data.** Fashion-MNIST: 60,000 training images cut into a seeded, stratified training/validation split; "
-        "every choice above (ASHA, the winner, the best epoch) used validation accuracy only. The 10,000 test "
+        f"every choice above ({'' if local else 'ASHA, '}the winner, the best epoch) used validation accuracy only. "
+        "The 10,000 test "
         "images were read once, at export, to measure the figure below and write the submission.")
     return paras
 

@@ -124,12 +124,16 @@ def test_local_run_trains_each_trial_resumes_and_exports(tmp_path, tiny_teacher,
     m = export(run, tmp_path / "out", log=lambda m: None)
     best = max(ts.values(), key=lambda t: t["best_val_acc"])
     assert m["val_acc"] == pytest.approx(best["best_val_acc"]) and 0 <= m["test_acc"] <= 1
-    assert (tmp_path / "out" / "report.md").is_file()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "trained to its last epoch without Ray" in report and "Ray Tune trials" not in report
+    assert "inside every distillation trial" in report   # live mode: the teacher did run in the trials
 
 
 def test_local_run_refuses_what_it_cannot_do(tmp_path, tiny_teacher):
     from orchestrator import local
     cfg = _local_cfg(tmp_path, tiny_teacher)
+    with pytest.raises(ValueError, match="pass it without --trial"):
+        local.run_local(cfg, only=[0], force=True, device="cpu", log=lambda m: None)
     with pytest.raises(ValueError, match="trial 5 does not exist"):
         local.run_local(cfg, only=[5], device="cpu", log=lambda m: None)
     searched = dataclasses.replace(cfg, search_space={"lr": {"choice": [0.1, 0.2]}})
