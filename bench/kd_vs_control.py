@@ -7,6 +7,12 @@ logits from the cache (built once if missing). Prints mean +- std over the seeds
 validation accuracy (no selection by epoch) and writes every run to --out as JSON.
 
     python bench/kd_vs_control.py [--train-limit 15000] [--epochs 6] [--seeds 3] [--student res3_w16_d111]
+
+`--table recipe` measures the release recipe's options instead (random erasing, weight EMA, both, neither)
+under the release's loss (KD T 4, alpha 0.9), teacher (the 56-px one) and views (its logits per view):
+
+    python bench/kd_vs_control.py --table recipe --teacher models/teacher/resnet50_x56.pt --views \
+        --student res3_w16_32_76_d111 --epochs 15 --out bench/results/recipe_ablation.json
 """
 from __future__ import annotations
 
@@ -33,6 +39,18 @@ ROWS = {  # name -> train keys (the rest: the common recipe below)
     "dkd a1 b8 T4": dict(loss="dkd", temperature=4.0, alpha=1.0, beta=8.0, kd_warmup=1),
 }
 
+RECIPE_ROWS = {  # the release recipe's options, one at a time, under its loss (lr, warm-up, precision: the release's)
+    "kd, no erasing, no EMA": dict(erase=0.0, ema=0.0),
+    "kd + erasing 0.5": dict(erase=0.5, ema=0.0),
+    "kd + EMA 0.999": dict(erase=0.0, ema=0.999),
+    "kd + erasing 0.5 + EMA 0.999 (the release)": dict(erase=0.5, ema=0.999),
+}
+TABLES = {  # table -> (rows, the recipe every row shares)
+    "losses": (ROWS, dict(lr=0.05, batch_size=128)),
+    "recipe": (RECIPE_ROWS, dict(loss="kd", temperature=4.0, alpha=0.9, lr=0.1, warmup_frac=0.15,
+                                 weight_decay=5e-4, batch_size=128, precision="auto")),
+}
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +60,9 @@ def main():
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--rows", nargs="+", default=list(ROWS), help="subset of: " + ", ".join(ROWS))
+    p.add_argument("--table", choices=list(TABLES), default="losses")
+    p.add_argument("--rows", nargs="+", default=None, help="a subset of the table's rows (default: all)")
+    p.add_argument("--views", action="store_true", help="the teacher's logits per view (else: clean images)")
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--out", default="bench/results/kd_vs_control.json")
     args = p.parse_args()
@@ -57,20 +77,22 @@ def main():
 
     s = load_split()  # the full split, so the sweep's clean cache is a hit; then the first N images
     model, info = load_teacher(args.teacher)
-    logits, forwards, _ = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, ViewSpec(0, False),
-                                         args.cache_dir, log=print)
+    spec = ViewSpec(2, True)
+    logits, forwards, _ = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y,
+                                         spec if args.views else ViewSpec(0, False), args.cache_dir, log=print)
     n = args.train_limit or len(s.train_x)
-    data = TrialData(s.train_x[:n], s.train_y[:n], s.val_x, s.val_y, ViewSpec(2, True), "clean",
+    data = TrialData(s.train_x[:n], s.train_y[:n], s.val_x, s.val_y, spec, "views" if args.views else "clean",
                      np.ascontiguousarray(logits[:n]))
+    rows, common = TABLES[args.table]
     print(f"{args.student}, {args.epochs} epochs, {n} train / {len(s.val_x)} val images, seeds "
           f"{list(range(args.seeds))}, {args.threads} thread(s), {machine()}", flush=True)
-    out = dict(student=args.student, epochs=args.epochs, train_images=n, val_images=len(s.val_x),
-               machine=machine(), teacher=info.path, rows={})
-    for name in args.rows:
+    out = dict(table=args.table, student=args.student, epochs=args.epochs, train_images=n, val_images=len(s.val_x),
+               machine=machine(), teacher=info.path, teacher_mode="views" if args.views else "clean", common=common,
+               rows={})
+    for name in args.rows or list(rows):
         accs, t0 = [], time.time()
         for seed in range(args.seeds):
-            cfg = TrainConfig(student=args.student, epochs=args.epochs, lr=0.05, batch_size=128, seed=seed,
-                              **ROWS[name])
+            cfg = TrainConfig(student=args.student, epochs=args.epochs, seed=seed, **{**common, **rows[name]})
             accs.append(train_student(cfg, data)["val_acc"])
         mean, std = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
         out["rows"][name] = dict(val_acc=accs, mean=mean, std=std, s_per_run=(time.time() - t0) / args.seeds)

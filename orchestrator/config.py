@@ -266,14 +266,18 @@ class SweepSettings:
 
 @dataclass(frozen=True)
 class FinalSettings:
-    """Search, then train: the best search trial (by validation accuracy) is retrained from scratch with
-    `epochs` epochs, once per seed, as Tune trials (checkpointed, resumable); export takes this stage's best."""
+    """Search, then train: the `top` best search trials (by validation accuracy) are retrained from scratch
+    with `epochs` epochs, once per seed, as Tune trials (checkpointed, resumable); export takes this stage's
+    best by validation accuracy."""
     epochs: int = 0                   # 0: no final stage; export the search's best trial
-    seeds: int = 1                    # retrainings of the winner with seeds 0..seeds-1 (the one best on val ships)
+    seeds: int = 1                    # retrainings of each finalist with seeds 0..seeds-1
+    top: int = 1                      # finalists: a short search ranks close settings by noise, so several
+                                      # of its best can go on to the long run, where they separate
 
     def __post_init__(self):
         _check(self.epochs >= 0, "epochs must be >= 0 (0 turns the final stage off)")
         _check(self.seeds >= 1, "seeds must be >= 1")
+        _check(self.top >= 1, "top must be >= 1")
 
 
 DOMAINS = ("choice", "grid", "uniform", "loguniform")

@@ -240,9 +240,10 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"{sum(x['status'].startswith('stopped') for x in search)} stopped early.")
     if final:
         paras.append(
-            f"**Final stage.** The search's best trial by validation accuracy was retrained from scratch for "
-            f"{final[0]['epochs']} epochs with {len(final)} seed(s); the export is the best of those checkpoints "
-            "by validation accuracy.")
+            f"**Final stage.** The search's {len({_label(x['config']) for x in final})} best setting(s) by "
+            f"validation accuracy ({', '.join(sorted({_label(x['config']) for x in final}))}) were retrained from "
+            f"scratch for {final[0]['epochs']} epochs, {len(final)} trial(s) in all; the export is the best of those "
+            "checkpoints by validation accuracy.")
     kd = [x for x in search if _is_kd(x["config"].get("loss", ""))]
     ctl = [x for x in search if not _is_kd(x["config"].get("loss", ""))]
     if kd and ctl:

@@ -225,11 +225,21 @@ def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
     return table
 
 
-def best_trial_config(results, base: dict) -> TrainConfig:
-    """The resolved settings of the trial with the best validation accuracy at any epoch."""
+def best_trial_configs(results, base: dict, top: int = 1) -> list[TrainConfig]:
+    """The resolved settings of the `top` trials with the best validation accuracy at any epoch, best first
+    (distinct settings only)."""
     from trainables.tune_trainable import trial_config
-    best = results.get_best_result(metric="val_acc", mode="max", scope="all")
-    return trial_config(best.config, base)
+    ranked = []
+    for r in results:
+        df = r.metrics_dataframe
+        if df is not None and "val_acc" in df and len(df) and r.config is not None:
+            ranked.append((float(df["val_acc"].max()), trial_config(r.config, base)))
+    ranked.sort(key=lambda x: -x[0])
+    out = []
+    for _, c in ranked:
+        if c not in out:
+            out.append(c)
+    return out[:top]
 
 
 def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
@@ -309,15 +319,23 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         tables = [_table(results, cfg, cfg.train, "search")]
         errors = sum(r.error is not None for r in results)
         if cfg.final.epochs:
-            # search, then train: the winner's resolved settings, longer, from scratch, once per seed
-            winner = dataclasses.replace(best_trial_config(results, to_dict(cfg.train)), epochs=cfg.final.epochs)
-            meta["final"] = dict(epochs=cfg.final.epochs, seeds=cfg.final.seeds, winner=to_dict(winner))
+            # search, then train: the finalists' resolved settings, longer, from scratch, once per seed each
+            finalists = [dataclasses.replace(c, epochs=cfg.final.epochs)
+                         for c in best_trial_configs(results, to_dict(cfg.train), cfg.final.top)]
+            winner = finalists[0]   # the final stage's base; the others differ from it by their variant
+            variants = [{k: v for k, v in to_dict(c).items() if to_dict(winner)[k] != v} for c in finalists]
+            meta["final"] = dict(epochs=cfg.final.epochs, seeds=cfg.final.seeds, top=cfg.final.top,
+                                 winner=to_dict(winner), finalists=[to_dict(c) for c in finalists])
             if "://" not in run_dir:  # the winner's settings, for `kdsweep results` while the stage runs
                 from orchestrator.results import FINAL_BASE_FILE
                 (Path(run_dir) / FINAL_DIR).mkdir(parents=True, exist_ok=True)
                 (Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE).write_text(json.dumps(to_dict(winner), indent=1) + "\n")
-            log(f"final stage: {winner.student} {winner.loss} for {winner.epochs} epochs x {cfg.final.seeds} seed(s)")
-            final = _fit(trainable_for(winner), {"seed": tune.grid_search(list(range(cfg.final.seeds)))}, FINAL_DIR,
+            log(f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
+                f"x {cfg.final.seeds} seed(s)")
+            space = {"seed": tune.grid_search(list(range(cfg.final.seeds)))}
+            if len(finalists) > 1:
+                space["_variant"] = tune.grid_search(variants)
+            final = _fit(trainable_for(winner), space, FINAL_DIR,
                          run_dir, tune.TuneConfig(metric="val_acc", mode="max",
                                                   max_concurrent_trials=s.max_concurrent_trials), s, log)
             _check_complete(final, cfg.name, run_dir)

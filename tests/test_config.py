@@ -68,6 +68,7 @@ def test_run_dir_refuses_another_config(tmp_path):
     ({"trials": [{"student": "resnet_huge"}]}, r"unknown student 'resnet_huge'; registered students: .*res3"),
     ({"search_space": {"student": {"choice": ["seed_model_1", "nope"]}}}, "unknown student 'nope'"),
     ({"final.seeds": 0}, "seeds must be >= 1"),
+    ({"final.top": 0}, "top must be >= 1"),
     ({"train.erase": 1.5}, "erase must be a probability"),
     ({"train.ema": 1.0}, r"ema must be in \[0, 1\)"),
     ({"train.kd_warmup": 50}, "kd_warmup must be in 0..epochs"),

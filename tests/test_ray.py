@@ -230,7 +230,7 @@ def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path):
 
 
 def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
-    """final.epochs retrains the search's best (by val_acc) longer, once per seed; export reads that stage."""
+    """final.epochs retrains the search's `top` best (by val_acc) longer, once per seed; export reads that stage."""
     from orchestrator.export import best_checkpoint, export, export_dir
     from orchestrator.sweep import run_sweep
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
@@ -238,7 +238,7 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
         "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
         "train.student": "resdw_w24_d111", "search_space": {},
         "trials": [{"lr": 0.05, "loss": "lskd", "temperature": 2.0}, {"lr": 1.0e-6}],
-        "final.epochs": 2, "final.seeds": 2})
+        "final.epochs": 2, "final.seeds": 2, "final.top": 2})
     opened, real_open = [], data_mod._open_idx
     mp = pytest.MonkeyPatch()
     mp.setattr(data_mod, "_open_idx", lambda path: opened.append(str(path)) or real_open(path))
@@ -247,17 +247,19 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     assert opened and not any("t10k" in p for p in opened)       # search and final never read the test split
     table = pd.read_csv(run_dir / "results.csv")
     search, final = table[table.stage == "search"], table[table.stage == "final"]
-    assert len(search) == 2 and len(final) == 2
+    assert len(search) == 2 and len(final) == 4                   # 2 finalists x 2 seeds
     best = search.sort_values("val_acc").iloc[-1]
     assert best["lr"] == 0.05 and best["loss"] == "lskd"         # the lr 1e-6 trial cannot have won
-    assert sorted(final["seed"]) == [0, 1] and set(final["epoch"]) <= {1, 2}
-    assert set(final["loss"]) == {"lskd"} and set(final["lr"]) == {0.05}   # the winner's settings, shown
+    assert sorted(final["seed"]) == [0, 0, 1, 1] and set(final["epoch"]) <= {1, 2}
+    assert set(final["loss"]) == {"lskd", "kd"} and set(final["lr"]) == {0.05, 1e-6}   # both finalists, shown
+    assert set(final[final.loss == "lskd"]["temperature"]) == {2.0}   # each with its own settings
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["final"]["winner"]["loss"] == "lskd" and meta["final"]["winner"]["epochs"] == 2
+    assert [f["lr"] for f in meta["final"]["finalists"]] == [0.05, 1e-6]   # best first
     assert export_dir(run_dir) == run_dir / "final"
     from orchestrator.results import table as results_table   # `kdsweep results`, without Ray
     shown = results_table(run_dir)
-    assert list(shown["stage"]) == ["search", "search", "final", "final"]
+    assert list(shown["stage"]) == ["search"] * 2 + ["final"] * 4
     assert set(shown[shown.stage == "final"]["epochs"]) == {"2/2"} and "status" in shown
     path, state = best_checkpoint(export_dir(run_dir))
     assert "final" in path.parts and state["config"]["epochs"] == 2 and state["config"]["temperature"] == 2.0
@@ -265,7 +267,7 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     assert m["val_acc"] == final["val_acc"].max() and m["teacher_val_acc"] is not None
     # rerunning the finished run trains nothing again: both experiments are restored as they are
     again = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
-    assert len(pd.read_csv(again / "results.csv")) == 4
+    assert len(pd.read_csv(again / "results.csv")) == 6
 
 
 def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path, monkeypatch):
