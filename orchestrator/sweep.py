@@ -322,6 +322,9 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             # search, then train: the finalists' resolved settings, longer, from scratch, once per seed each
             finalists = [dataclasses.replace(c, epochs=cfg.final.epochs)
                          for c in best_trial_configs(results, to_dict(cfg.train), cfg.final.top)]
+            if not finalists:
+                raise RuntimeError(f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
+                                   f"finalist; the trials' errors are in {run_dir} (error.txt per trial)")
             winner = finalists[0]   # the final stage's base; the others differ from it by their variant
             variants = [{k: v for k, v in to_dict(c).items() if to_dict(winner)[k] != v} for c in finalists]
             meta["final"] = dict(epochs=cfg.final.epochs, seeds=cfg.final.seeds, top=cfg.final.top,
