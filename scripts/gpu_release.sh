@@ -9,7 +9,8 @@
 #
 # Measured on one H200 (2026-11-29, bench/README.md#the-gpu-stage): the two teachers side by side, 40 epochs
 # each, 301 s; the four student processes side by side ~10,000 img/s each with the live teacher (5 s an
-# epoch), so 80 epochs fit one 600-s call once the teacher is released (the teacher stage is then skipped).
+# epoch), so 80 epochs (~400 s by that rate; not yet run) should fit one 600-s call once the teacher is
+# released (the teacher stage is then skipped).
 # What travels there is capped at 64 MiB: move models/teacher/resnet50.pt (46 MB, not needed there) out of
 # the checkout for the call, and carry the data (./data, 30 MB) and a torchinfo wheel.
 #
