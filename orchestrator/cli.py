@@ -97,10 +97,8 @@ def _cache(a) -> int:
     if not uses_teacher(cfg) or cfg.teacher.mode not in ("views", "clean"):
         raise ValueError(f"{a.config}: nothing to cache (teacher.mode {cfg.teacher.mode!r}, losses "
                          f"{sorted(cfg.losses())}); the cache serves teacher.mode views or clean")
-    device = a.device
-    if device == "auto":
-        import torch
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from orchestrator.local import resolve_device
+    device = resolve_device(a.device)
     _, meta = prepare_data(cfg, a.teacher, log=lambda m: print(m, flush=True), device=device)
     c = meta["cache"]
     how = "cache hit" if c["hit"] else f"built in {c['build_s']:.1f} s on {device}"

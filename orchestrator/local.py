@@ -25,9 +25,19 @@ import torch
 
 from orchestrator.config import SweepConfig, to_dict
 from orchestrator.export import CKPT_FILE, FINAL_DIR, META_FILE
+from orchestrator.results import result_lines
 from orchestrator.teacher import atomic_save
 
 STARTED_FILE = "local_started.json"
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda when PyTorch sees a GPU, else cpu; cuda without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: PyTorch sees no GPU here; use --device cpu")
+    return device
 
 
 def local_trials(cfg: SweepConfig) -> list[dict]:
@@ -46,18 +56,8 @@ def trial_dir_name(k: int, variant: dict) -> str:
     return f"local_{k:02d}" + (f"_{tag}" if tag else "")
 
 
-def _lines(path: Path) -> list[dict]:
-    out = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:   # a line torn by a crash: it and what follows are dropped
-            break
-    return out
-
-
 def trial_done(d: Path, epochs: int) -> bool:
-    lines = _lines(d / "result.json")
+    lines = result_lines(d / "result.json")
     return any(r.get("diverged") for r in lines) or any(r.get("epoch", 0) >= epochs for r in lines)
 
 
@@ -74,7 +74,7 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
     resume = torch.load(last_path, map_location="cpu", weights_only=True) if last_path.is_file() else None
     done = resume["epoch"] if resume else 0
     # the history up to the checkpoint: an epoch reported after it (none in the order below) would run again
-    lines = [r for r in _lines(d / "result.json") if r.get("epoch", 0) <= done and not r.get("diverged")]
+    lines = [r for r in result_lines(d / "result.json") if r.get("epoch", 0) <= done and not r.get("diverged")]
     (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
     best = max((r["val_acc"] for r in lines), default=-1.0)
     if trial_done(d, tcfg.epochs):
@@ -100,7 +100,7 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
         with open(d / "result.json", "a") as f:
             f.write(json.dumps({"epoch": done + 1, "val_acc": 0.0, "diverged": str(e), "trial_id": trial_id}) + "\n")
         log(f"trial {trial_id}: {e}")
-    lines = _lines(d / "result.json")
+    lines = result_lines(d / "result.json")
     return max(lines, key=lambda r: r["val_acc"]) if lines else {}
 
 
@@ -112,10 +112,7 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
     from orchestrator.sweep import (RESULTS_FILE, _claim_run_dir, check_budget, prepare_data, run_dir_of,
                                     teacher_identity, with_absolute_sources)
     from orchestrator.teacher_train import machine
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: PyTorch sees no GPU here; use --device cpu")
+    device = resolve_device(device)
     if force and only is not None:
         raise ValueError("--force starts the whole run over, which would delete the trials other processes train; "
                          "pass it without --trial")
@@ -145,17 +142,21 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
     else:
         epochs = [int(v.get("epochs", cfg.train.epochs)) for v in variants]
         pending = [k for k in todo if not trial_done(root / trial_dir_name(k, variants[k]), epochs[k])]
-        data, meta = prepare_data(cfg, teacher_path, log, device=device)   # meta: the teacher's facts
-        for k in pending:
-            run_trial(k, variants[k], cfg, data, root, device, log)
+        meta = None
+        if pending:
+            data, meta = prepare_data(cfg, teacher_path, log, device=device)
+            for k in pending:
+                run_trial(k, variants[k], cfg, data, root, device, log)
         ended = [trial_done(root / trial_dir_name(k, v), epochs[k]) for k, v in enumerate(variants)]
         if not all(ended):
             log(f"{sum(ended)}/{len(variants)} trials of {cfg.name} have ended; the run finishes with the last one")
             return run_dir
+        if meta is None:   # the others ended them: the teacher's facts for the meta file
+            _, meta = prepare_data(cfg, teacher_path, log, device=device)
         if meta.get("teacher", {}).get("mode") == "live":   # one teacher forward per image per epoch per KD trial
             from trainables.losses import NEEDS_TEACHER
             meta["teacher_forwards"] = sum(
-                max((r.get("epoch", 0) for r in _lines(root / trial_dir_name(k, v) / "result.json")), default=0)
+                max((r.get("epoch", 0) for r in result_lines(root / trial_dir_name(k, v) / "result.json")), default=0)
                 for k, v in enumerate(variants) if v.get("loss", cfg.train.loss) in NEEDS_TEACHER) * meta["n_train"]
         df = table(run_dir)
         df.to_csv(run_dir / RESULTS_FILE, index=False)

@@ -19,7 +19,7 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _lines(path: Path) -> list[dict]:
+def result_lines(path: Path) -> list[dict]:
     out = []
     for line in path.read_text().splitlines() if path.is_file() else []:
         try:
@@ -50,7 +50,7 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
             d = rj.parent
             params = _read_json(d / "params.json")
             cfg = {**base, **params.get("_variant", {}), **{k: v for k, v in params.items() if k != "_variant"}}
-            lines = _lines(rj)
+            lines = result_lines(rj)
             hist = [dict(epoch=r["epoch"], val_acc=r["val_acc"], val_loss=r.get("val_loss"),
                          train_loss=r.get("train_loss"), elapsed_s=r.get("elapsed_s"))
                     for r in lines if "val_acc" in r and not r.get("diverged")]
