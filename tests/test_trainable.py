@@ -122,7 +122,7 @@ def test_erase_ema_and_kd_warmup_train_and_resume(small_split):
     cfg = TrainConfig(student="res3_w16_d111", loss="ce", epochs=2, batch_size=64, lr=0.05, erase=0.5, ema=0.9)
     states = []  # deep copies: a state holds the live tensors, as a checkpoint written at once would
     m = train_student(cfg, data_for(small_split), report=lambda met, st: states.append(copy.deepcopy(st)))
-    assert np.isfinite(m["train_loss"]) and "train_state_dict" in states[-1]
+    assert np.isfinite(m["train_loss"]) and "train_state_dict" in states[-1] and 0 <= m["val_acc_raw"] <= 1
     assert not all(torch.equal(states[-1]["state_dict"][k], states[-1]["train_state_dict"][k])
                    for k in states[-1]["state_dict"])
     ema_model = create_student("res3_w16_d111")
@@ -144,3 +144,22 @@ def test_kd_warmup_changes_the_first_epochs(small_split, tiny_teacher, tmp_path)
     plain = train_student(cfg, data_for(small_split, "views", logits, spec=spec))
     warmed = train_student(dataclasses.replace(cfg, kd_warmup=2), data_for(small_split, "views", logits, spec=spec))
     assert warmed["train_loss"] < plain["train_loss"]   # the teacher term is scaled down while it warms up
+
+
+def test_ema_warms_up_then_holds_its_decay():
+    """d_t = min(decay, (1 + t) / (10 + t)): the first updates mostly take the live weights, so a short run's
+    average is not dominated by the random initial weights; late updates use the configured decay."""
+    from trainables.train import EMA
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, 0.999)
+    init = [p.detach().clone() for p in ema.model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model, 1)
+    for p0, pe in zip(init, ema.model.parameters()):      # moved 1 - 2/11 of the way to the live weights
+        assert torch.allclose(pe, p0 + 9 / 11)
+    assert ema.decay_at(1) == pytest.approx(2 / 11) and ema.decay_at(10 ** 6) == 0.999
+    steps = np.arange(1, 1417)                             # a 12-epoch run of the recipe table
+    init_share = np.prod([ema.decay_at(int(t)) for t in steps])
+    assert init_share < 1e-3                               # was 0.999 ** 1416 = 0.24 without the warm-up
