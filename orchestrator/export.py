@@ -122,7 +122,8 @@ def predict(model: nn.Module, images_u8: np.ndarray, batch_size: int = 1000) -> 
 def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=print, force: bool = False) -> dict:
     """Write the export into a temporary directory beside `out` and rename it into place, so `out` is
     either the previous complete export or the new complete one, never half of either. Replacing an
-    export of another run needs `force`."""
+    export of another run needs `force`. Files in `out` that the export does not write (a README beside
+    a release) are carried over into the new export."""
     import shutil
     out = Path(out)
     if not (Path(run_dir) / CONFIG_FILE).is_file():
@@ -139,6 +140,9 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         metrics = _export_into(Path(run_dir), tmp, data_dir, budget)
+        for f in (out.iterdir() if out.is_dir() else ()):
+            if not (tmp / f.name).exists():   # not one of the export's own files: keep it
+                (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         if out.exists():
             out.rename(old)

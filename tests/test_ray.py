@@ -341,7 +341,7 @@ def test_run_identity_and_finished_runs(ray_local, tiny_teacher, tmp_path):
 
 def test_export_is_atomic_and_owned(sweep_run, tmp_path, monkeypatch):
     """An export that dies half-way leaves the previous export whole (or nothing); sha256s are recorded;
-    exporting over another run's artifacts needs force."""
+    exporting over another run's artifacts needs force; files the export does not write are kept."""
     import hashlib
     from orchestrator import export as ex
     run_dir = sweep_run[0]
@@ -366,7 +366,9 @@ def test_export_is_atomic_and_owned(sweep_run, tmp_path, monkeypatch):
     (out / "metrics.json").write_text(json.dumps(fake_other))
     with pytest.raises(FileExistsError, match="another run"):
         ex.export(run_dir, out, log=lambda s: None)
+    (out / "README.md").write_text("how this release was made")          # a file the export does not write
     assert ex.export(run_dir, out, log=lambda s: None, force=True)["run_dir"] == str(Path(run_dir).resolve())
+    assert (out / "README.md").read_text() == "how this release was made"   # kept across the replacement
 
 
 def test_driver_killed_and_rerun_resumes(tiny_teacher, tmp_path):
