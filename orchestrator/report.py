@@ -239,9 +239,10 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"factor {s.get('reduction_factor')}, at most {run_cfg['train']['epochs']} epochs); "
             f"{sum(x['status'].startswith('stopped') for x in search)} stopped early.")
     if final:
+        settings = sorted({_label(x['config']) for x in final})
         paras.append(
-            f"**Final stage.** The search's {len({_label(x['config']) for x in final})} best setting(s) by "
-            f"validation accuracy ({', '.join(sorted({_label(x['config']) for x in final}))}) were retrained from "
+            f"**Final stage.** The search's {len(settings)} best setting(s) by "
+            f"validation accuracy ({', '.join(settings)}) were retrained from "
             f"scratch for {final[0]['epochs']} epochs, {len(final)} trial(s) in all; the export is the best of those "
             "checkpoints by validation accuracy.")
     kd = [x for x in search if _is_kd(x["config"].get("loss", ""))]

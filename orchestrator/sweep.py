@@ -326,13 +326,14 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
                 raise RuntimeError(f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
                                    f"finalist; the trials' errors are in {run_dir} (error.txt per trial)")
             winner = finalists[0]   # the final stage's base; the others differ from it by their variant
-            variants = [{k: v for k, v in to_dict(c).items() if to_dict(winner)[k] != v} for c in finalists]
+            winner_settings = to_dict(winner)
+            variants = [{k: v for k, v in to_dict(c).items() if winner_settings[k] != v} for c in finalists]
             meta["final"] = dict(epochs=cfg.final.epochs, seeds=cfg.final.seeds, top=cfg.final.top,
-                                 winner=to_dict(winner), finalists=[to_dict(c) for c in finalists])
+                                 winner=winner_settings, finalists=[to_dict(c) for c in finalists])
             if "://" not in run_dir:  # the winner's settings, for `kdsweep results` while the stage runs
                 from orchestrator.results import FINAL_BASE_FILE
                 (Path(run_dir) / FINAL_DIR).mkdir(parents=True, exist_ok=True)
-                (Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE).write_text(json.dumps(to_dict(winner), indent=1) + "\n")
+                (Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE).write_text(json.dumps(winner_settings, indent=1) + "\n")
             log(f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
                 f"x {cfg.final.seeds} seed(s)")
             space = {"seed": tune.grid_search(list(range(cfg.final.seeds)))}
