@@ -56,3 +56,16 @@ def test_students_command_and_speed(capsys):
     assert "res3_w16_32_76_d111" in out and "96,906" in out and "OVER" not in out
     assert all(name in out for name in list_students())
     assert train_speed("resdw_w24_d111", steps=2, warmup=1) > 0
+
+
+def test_strides_trade_compute_for_resolution_not_parameters():
+    """A stage kept at a higher resolution has the same weights (the budget counts parameters) and
+    a larger last feature map; a stride other than 1 or 2 is refused with the rule."""
+    base = create_student("res3_w16_32_76_d111")
+    for name, side in [("res3_w16_32_76_d111", 7), ("res3_w16_32_76_s121", 14), ("res3_w16_32_76_s112", 14)]:
+        model = create_student(name).eval()
+        assert count_params(model) == count_params(base) == 96_906
+        assert model.features(torch.zeros(2, 1, 28, 28)).shape == (2, 76, side, side)
+    assert create_student("res3", widths=(8, 8, 8), strides=(1, 1, 1)).features(torch.zeros(1, 1, 28, 28)).shape[-1] == 28
+    with pytest.raises(ValueError, match="strides must be three values of 1 or 2"):
+        create_student("res3", strides=(1, 3, 2))
