@@ -34,13 +34,15 @@ class DSBlock(nn.Module):
 
 
 class ResDW(StagedNet):
-    def __init__(self, width: int = 32, depths: tuple[int, int, int] = (1, 2, 2), dropout: float = 0.0):
-        super().__init__(DSBlock, (width, 2 * width, 4 * width), depths, dropout)
+    def __init__(self, width: int = 32, depths: tuple[int, int, int] = (1, 2, 2), dropout: float = 0.0,
+                 strides: tuple[int, int, int] = (1, 2, 2)):
+        super().__init__(DSBlock, (width, 2 * width, 4 * width), depths, dropout, strides)
 
 
 @register_student()
-def resdw(width: int = 32, depths=(1, 2, 2), dropout: float = 0.0):
-    return ResDW(width, tuple(depths), dropout)
+def resdw(width: int = 32, depths=(1, 2, 2), dropout: float = 0.0, strides=(1, 2, 2)):
+    """`strides`: each stage's first stride (see students/stages.py)."""
+    return ResDW(width, tuple(depths), dropout, tuple(strides))
 
 
 # Variants fitted to the 100k budget (`kdsweep students` prints their counts).
