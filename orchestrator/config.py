@@ -115,17 +115,37 @@ def to_dict(obj) -> dict:
     return dataclasses.asdict(obj)
 
 
-def load_yaml(path: str | Path) -> dict:
-    path = Path(resolve_path(str(path)))
+def _merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`: mappings merge key by key; anything else (lists included) is replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_yaml(path: str | Path, _chain: tuple = ()) -> dict:
+    """A config file as a dict. `base: other.yaml` (relative to this file) starts from that file's dict and
+    sets only what this one changes, so a variant of a recorded config is a few lines, not a copy."""
+    path = Path(resolve_path(str(path))).resolve()
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found; see configs/ for examples")
+        raise ConfigError(f"config file {path} not found" + (f" (the base of {_chain[-1]})" if _chain else "")
+                          + "; see configs/ for examples")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    return data
+    if "base" not in data:
+        return data
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base must be the path of another config file, relative to this one")
+    base_path = (path.parent / base).resolve()
+    if base_path in _chain or base_path == path:
+        raise ConfigError(f"{path}: base {base} leads back to itself ({' -> '.join(map(str, (*_chain, path, base_path)))}); "
+                          "a config can only build on one that does not build on it")
+    return _merge(load_yaml(base_path, (*_chain, path)), data)
 
 
 def _check(cond: bool, msg: str):

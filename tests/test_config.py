@@ -8,7 +8,8 @@ from orchestrator.config import ConfigError, SweepConfig, TeacherTrainConfig, fr
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["smoke", "sweep", "full", "release"])
+@pytest.mark.parametrize("name", ["smoke", "sweep", "full", "release", "release_long", "release_res", "release_res140",
+                                  "depth_check", "release_gpu", "seed_repro"])
 def test_shipped_sweep_configs_load(name):
     cfg = load_sweep_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.students()
@@ -19,6 +20,27 @@ def test_shipped_sweep_configs_load(name):
 def test_teacher_configs_load(name):
     cfg = load_teacher_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.arch == "resnet50" and cfg.data.val_size == 5000
+
+
+def test_a_config_builds_on_its_base(tmp_path):
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "base.yaml").write_text(
+        "name: base\ntrain: {epochs: 75, lr: 0.1, erase: 0.5}\ntrials:\n  - {loss: kd}\n  - {loss: ce}\n"
+        "sweep: {max_concurrent_trials: 2, grace_period: 75}\n")
+    (tmp_path / "long.yaml").write_text(
+        "base: common/base.yaml\nname: long\ntrain: {epochs: 120}\ntrials: []\nsweep: {grace_period: 120}\n")
+    cfg = load_sweep_config(tmp_path / "long.yaml", {"train.lr": 0.2})
+    assert cfg.name == "long" and cfg.train.epochs == 120 and cfg.sweep.grace_period == 120
+    assert cfg.train.erase == 0.5 and cfg.sweep.max_concurrent_trials == 2   # mappings merge key by key
+    assert cfg.train.lr == 0.2                                               # --set applies on top
+    assert list(cfg.trials) == []                                            # a list is replaced, not extended
+    (tmp_path / "a.yaml").write_text("base: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nname: b\n")
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        load_sweep_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: nowhere.yaml\nname: c\n")
+    with pytest.raises(ConfigError, match=r"nowhere.yaml not found \(the base of .*c.yaml\)"):
+        load_sweep_config(tmp_path / "c.yaml")
 
 
 @pytest.mark.parametrize("raw, match", [
