@@ -143,8 +143,9 @@ def load_yaml(path: str | Path, _chain: tuple = ()) -> dict:
         raise ConfigError(f"{path}: base must be the path of another config file, relative to this one")
     base_path = (path.parent / base).resolve()
     if base_path in _chain or base_path == path:
-        raise ConfigError(f"{path}: base {base} leads back to itself ({' -> '.join(map(str, (*_chain, path, base_path)))}); "
-                          "a config can only build on one that does not build on it")
+        chain = " -> ".join(map(str, (*_chain, path, base_path)))
+        raise ConfigError(f"{path}: base {base} leads back to itself ({chain}); a config can only build on one "
+                          "that does not build on it")
     return _merge(load_yaml(base_path, (*_chain, path)), data)
 
 
