@@ -110,7 +110,7 @@ def _cache(a) -> int:
 def _export(a) -> int:
     from orchestrator.export import export
     export(Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}"), data_dir=a.data_dir, budget=a.budget,
-           log=lambda m: print(m, flush=True), force=a.force)
+           log=lambda m: print(m, flush=True), force=a.force, trial=a.trial)
     return 0
 
 
@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", default=None)
     e.add_argument("--budget", type=int, default=100_000)
     e.add_argument("--force", action="store_true", help="replace an export of another run in --out")
+    e.add_argument("--trial", default=None, help="export this trial's best checkpoint (a substring of its "
+                   "directory name, e.g. 00001 or seed_model_2) instead of the run's best")
     e.set_defaults(func=_export)
 
     r = sub.add_parser("results", help="the trials table of a run (running or finished), without Ray")

@@ -46,10 +46,19 @@ def find_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(Path(run_dir).rglob(CKPT_FILE))
 
 
-def best_checkpoint(run_dir: Path) -> tuple[Path, dict]:
-    """The kept checkpoint with the highest validation accuracy (ties: fewer epochs, then path)."""
+def best_checkpoint(run_dir: Path, trial: str | None = None) -> tuple[Path, dict]:
+    """The kept checkpoint with the highest validation accuracy (ties: fewer epochs, then path); with `trial`,
+    only the checkpoints of the one trial whose directory name contains it."""
+    paths = find_checkpoints(run_dir)
+    if trial is not None:
+        dirs = sorted({p.parent.parent.name for p in paths})   # <trial>/checkpoint_<epoch>/checkpoint.pt
+        hits = [d for d in dirs if trial in d]
+        if len(hits) != 1:
+            raise ValueError(f"--trial {trial!r} matches {len(hits)} trials of {run_dir} (it must name one); "
+                             f"its trials: {', '.join(dirs) or 'none'}")
+        paths = [p for p in paths if p.parent.parent.name == hits[0]]
     best = None
-    for p in find_checkpoints(run_dir):
+    for p in paths:
         state = torch.load(p, map_location="cpu", weights_only=True)
         key = (state["metrics"]["val_acc"], -state["epoch"])
         if best is None or key > best[0]:
@@ -119,11 +128,13 @@ def predict(model: nn.Module, images_u8: np.ndarray, batch_size: int = 1000) -> 
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=print, force: bool = False) -> dict:
+def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=print, force: bool = False,
+           trial: str | None = None) -> dict:
     """Write the export into a temporary directory beside `out` and rename it into place, so `out` is
     either the previous complete export or the new complete one, never half of either. Replacing an
     export of another run needs `force`. Files in `out` that the export does not write (a README beside
-    a release) are carried over into the new export."""
+    a release) are carried over into the new export. `trial`: export that trial's best checkpoint rather
+    than the run's (a substring of its directory name)."""
     import shutil
     out = Path(out)
     if not (Path(run_dir) / CONFIG_FILE).is_file():
@@ -139,7 +150,7 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        metrics = _export_into(Path(run_dir), tmp, data_dir, budget)
+        metrics = _export_into(Path(run_dir), tmp, data_dir, budget, trial)
         for f in (out.iterdir() if out.is_dir() else ()):
             if not (tmp / f.name).exists():   # not one of the export's own files: keep it
                 (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
@@ -155,12 +166,12 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
     return metrics
 
 
-def _export_into(run_dir: Path, out: Path, data_dir, budget: int) -> dict:
+def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | None = None) -> dict:
     import torchinfo
     from orchestrator.teacher import sha256_file
     from orchestrator.teacher_train import machine
     t0 = time.time()
-    ckpt, state = best_checkpoint(export_dir(run_dir))
+    ckpt, state = best_checkpoint(export_dir(run_dir), trial)
     student = rebuild(state)
     params = count_params(student)
     if params > budget:

@@ -124,6 +124,11 @@ def test_local_run_trains_each_trial_resumes_and_exports(tmp_path, tiny_teacher,
     m = export(run, tmp_path / "out", log=lambda m: None)
     best = max(ts.values(), key=lambda t: t["best_val_acc"])
     assert m["val_acc"] == pytest.approx(best["best_val_acc"]) and 0 <= m["test_acc"] <= 1
+    # --trial: one named trial's best checkpoint instead of the run's; a name that is not one trial is refused
+    m0 = export(run, tmp_path / "out_00", log=lambda m: None, trial="local_00")
+    assert m0["val_acc"] == pytest.approx(ts["local_00"]["best_val_acc"]) and "local_00" in m0["trial_checkpoint"]
+    with pytest.raises(ValueError, match=r"'local_0' matches 2 trials .* its trials: local_00_loss=ce, local_01"):
+        export(run, tmp_path / "out_x", log=lambda m: None, trial="local_0")
     report = (tmp_path / "out" / "report.md").read_text()
     assert "trained to its last epoch without Ray" in report and "Ray Tune trials" not in report
     assert "inside every distillation trial" in report   # live mode: the teacher did run in the trials
