@@ -202,7 +202,7 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
     teacher = run_meta.get("teacher") or {}
     metrics = dict(student=state["student"], student_kwargs=state["student_kwargs"], params=params,
                    val_acc=state["metrics"]["val_acc"], test_acc=test_acc, epoch=state["epoch"],
-                   trial_checkpoint=str(ckpt.relative_to(run_dir)), loss=cfg["loss"],
+                   trial_checkpoint=str(ckpt.relative_to(run_dir)), exported_trial=trial, loss=cfg["loss"],
                    train_precision=state["metrics"].get("precision", cfg.get("precision", "fp32")),
                    teacher_val_acc=teacher.get("val_acc"), teacher_sha256=teacher.get("sha256"),
                    teacher_mode=teacher.get("mode"), teacher_forwards=run_meta.get("teacher_forwards"),

@@ -255,6 +255,9 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"{bk['best_val_acc']:.2%} validation accuracy against {bc['best_val_acc']:.2%} for the best no-teacher "
             f"control ({_label(bc['config'])}): {verdict} at this length ({bk['epochs']} epochs at most, one seed, "
             "so differences under about 0.3 points are within noise).")
+    if metrics.get("exported_trial"):
+        paras.append(f"**Exported trial.** Named at export (`--trial {metrics['exported_trial']}`): its best epoch by "
+                     "validation accuracy, not necessarily the run's best trial.")
     paras.append(
         "**Data.** Fashion-MNIST: 60,000 training images cut into a seeded, stratified training/validation split; "
         f"every choice above ({'' if local else 'ASHA, '}the winner, the best epoch) used validation accuracy only. "

@@ -127,6 +127,8 @@ def test_local_run_trains_each_trial_resumes_and_exports(tmp_path, tiny_teacher,
     # --trial: one named trial's best checkpoint instead of the run's; a name that is not one trial is refused
     m0 = export(run, tmp_path / "out_00", log=lambda m: None, trial="local_00")
     assert m0["val_acc"] == pytest.approx(ts["local_00"]["best_val_acc"]) and "local_00" in m0["trial_checkpoint"]
+    assert m0["exported_trial"] == "local_00" and m["exported_trial"] is None
+    assert "Named at export (`--trial local_00`)" in (tmp_path / "out_00" / "report.md").read_text()
     with pytest.raises(ValueError, match=r"'local_0' matches 2 trials .* its trials: local_00_loss=ce, local_01"):
         export(run, tmp_path / "out_x", log=lambda m: None, trial="local_0")
     report = (tmp_path / "out" / "report.md").read_text()
