@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from orchestrator.data import load_split  # noqa: E402
-from orchestrator.export import Deployable, predict, rebuild  # noqa: E402
+from orchestrator.export import deployable, predict  # noqa: E402
 from orchestrator.teacher import load_teacher, predict_logits  # noqa: E402
 
 
@@ -30,8 +30,7 @@ def member_logits(path: str, images) -> torch.Tensor:
     state = torch.load(path, map_location="cpu", weights_only=True)
     with torch.no_grad():
         if isinstance(state, dict) and "student" in state and "state_dict" in state:
-            cfg = state["config"]
-            return predict(Deployable(rebuild(state), cfg["mean"], cfg["std"]).eval(), images)
+            return predict(deployable(state), images)
         model, info = load_teacher(path)
         return predict_logits(model, images, info.preprocess)
 

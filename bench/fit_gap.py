@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from orchestrator.data import load_split  # noqa: E402
-from orchestrator.export import Deployable, predict, rebuild  # noqa: E402
+from orchestrator.export import deployable, predict  # noqa: E402
 
 
 def main():
@@ -31,8 +31,7 @@ def main():
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     a = p.parse_args()
     state = torch.load(a.student, map_location="cpu", weights_only=False)
-    cfg = state["config"]
-    model = Deployable(rebuild(state), cfg["mean"], cfg["std"]).eval()
+    model = deployable(state)
     split = load_split(a.data_dir, a.val_size, a.split_seed)
     out = dict(student=state["student"], checkpoint=a.student)
     with torch.no_grad():

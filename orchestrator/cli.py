@@ -130,7 +130,7 @@ def _report(a) -> int:
     """The report of an exported run: rebuilt from `out` when it holds the export, else export first."""
     import json
     import torch
-    from orchestrator.export import META_FILE, Deployable, export, rebuild
+    from orchestrator.export import META_FILE, deployable, export
     from orchestrator.report import write_report
     run, out = Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}")
     if not (out / "metrics.json").is_file():
@@ -140,7 +140,7 @@ def _report(a) -> int:
         state = torch.load(out / "student.pt", map_location="cpu", weights_only=True)
         meta = run / META_FILE
         write_report(run, out, metrics, json.loads(meta.read_text()) if meta.is_file() else {},
-                     model=Deployable(rebuild(state), state["config"]["mean"], state["config"]["std"]).eval())
+                     model=deployable(state))
     print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
     return 0
 

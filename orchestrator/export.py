@@ -75,6 +75,11 @@ def rebuild(state: dict) -> nn.Module:
     return model.eval()
 
 
+def deployable(state: dict) -> Deployable:
+    """A checkpoint (a trial's checkpoint.pt or an export's student.pt) as the pixels-in model, in eval mode."""
+    return Deployable(rebuild(state), state["config"]["mean"], state["config"]["std"]).eval()
+
+
 def export_program(model: Deployable, path: Path):
     """torch.export with a dynamic batch dimension, saved as .pt2."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
