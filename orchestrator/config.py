@@ -256,9 +256,15 @@ class TeacherConfig:
                                                      # Ray actors on every node of the cluster (cache_ray.py)
     cpus_per_actor: float = 1.0       # build: cluster -- resources of each teacher actor
     gpus_per_actor: float = 0.0
+    ensemble: tuple[str, ...] = ()    # more models whose logits on the same views are averaged with the
+                                      # teacher's into one target: teacher checkpoints, or student checkpoints
+                                      # (a trial's checkpoint.pt, an export's student.pt); each has its own
+                                      # cache, built in the driver (students are 8-25x cheaper than a ResNet-50)
 
     def __post_init__(self):
         _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(not self.ensemble or self.mode != "live", "ensemble averages cached logits: use mode views or "
+               "clean with it, not live")
         _check(self.cpus_per_actor > 0, "cpus_per_actor must be > 0")
         _check(self.gpus_per_actor >= 0, "gpus_per_actor must be >= 0")
 

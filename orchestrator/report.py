@@ -172,6 +172,13 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"validation split, from `{t.get('path')}` (sha256 {str(t.get('sha256'))[:12]}…). Teacher mode "
             f"`{t.get('mode')}`: {MODES.get(t.get('mode'), '')}. This run made {forwards:,} teacher forward passes "
             f"over training images ({how}).")
+        if t.get("ensemble"):
+            names = ", ".join(f"{m['arch']} ({m['val_acc']:.2%}, `{Path(m['path']).name}`)" for m in t["ensemble"])
+            paras.append(
+                f"**Teacher ensemble.** The distillation target is the average of the teacher's logits and those of "
+                f"{len(t['ensemble'])} more model(s) on the same view: {names}; the average scores "
+                f"{t.get('ensemble_val_acc', 0):.2%} on the validation split. Each member's logits are cached like "
+                f"the teacher's.")
     else:
         paras.append("**Teacher.** None: every loss in this run trains on the labels only.")
     a = run_cfg.get("augment", {})

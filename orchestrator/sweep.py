@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 if __package__ in (None, ""):  # `python orchestrator/sweep.py` / `ray submit`: make the packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -115,12 +117,42 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
         logits, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
                                                  cache_spec, resolve_path(t.cache_dir), t.batch_size, device, log=log,
                                                  runner=runner)
-        data.teacher_logits = logits
         meta["teacher_forwards"] = forwards
         meta["cache"] = cinfo
+        if t.ensemble:
+            logits = ensemble_logits(logits, val_logits, t, split, cache_spec, meta, device, log)
+        data.teacher_logits = logits
     data.mode = t.mode
     return data, meta
 
+
+
+def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, meta: dict, device: str, log) -> np.ndarray:
+    """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
+    member's own cache, keyed by its bytes like the teacher's); the members and the average's validation
+    accuracy go into meta["teacher"]."""
+    from orchestrator.cache import teacher_logits
+    from orchestrator.teacher import accuracy, load_member, predict_logits
+    total, val_total, members = logits.astype(np.float32), val_logits.clone(), []
+    for p in t.ensemble:
+        path = resolve_path(p)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"teacher.ensemble member {p} not found; give a teacher or student checkpoint")
+        model, info = load_member(path, device)
+        z, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y, spec,
+                                            resolve_path(t.cache_dir), t.batch_size, device, log=log)
+        v = predict_logits(model, split.val_x, info.preprocess, t.batch_size, device)
+        total += z
+        val_total += v
+        members.append(dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
+                            val_acc=accuracy(v, split.val_y), cache=cinfo))
+        meta["teacher_forwards"] += forwards
+        log(f"ensemble member {info.arch} ({info.params:,} params) val_acc {members[-1]['val_acc']:.4f}")
+    n = 1 + len(members)
+    meta["teacher"]["ensemble"] = members
+    meta["teacher"]["ensemble_val_acc"] = accuracy(val_total / n, split.val_y)
+    log(f"teacher ensemble of {n} (logits averaged) val_acc {meta['teacher']['ensemble_val_acc']:.4f}")
+    return (total / n).astype(np.float16)
 
 
 def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
@@ -135,7 +167,15 @@ def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
         raise FileNotFoundError(f"teacher checkpoint {path} not found; pass --teacher PATH or set teacher.checkpoint "
                                 "(the release is models/teacher/resnet50.pt; `kdsweep teacher train` makes one)")
     from orchestrator.teacher import sha256_file
-    return dict(path=str(p.resolve()), sha256=sha256_file(p))
+    ident = dict(path=str(p.resolve()), sha256=sha256_file(p))
+    if cfg.teacher.ensemble:   # only when set, so the claims of runs without one read as they always did
+        members = [Path(resolve_path(m)) for m in cfg.teacher.ensemble]
+        missing = [str(m) for m in members if not m.is_file()]
+        if missing:
+            raise FileNotFoundError(f"teacher.ensemble member {missing[0]} not found; give a teacher or student "
+                                    "checkpoint")
+        ident["ensemble"] = [dict(path=str(m.resolve()), sha256=sha256_file(m)) for m in members]
+    return ident
 
 
 def _normalized(theirs: dict, mine: dict) -> dict:

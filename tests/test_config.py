@@ -9,10 +9,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", ["smoke", "sweep", "full", "release", "release_long", "release_res", "release_res140",
-                                  "depth_check", "release_gpu", "seed_repro"])
+                                  "depth_check", "release_gpu", "seed_repro", "seed_repro_12", "release_ens"])
 def test_shipped_sweep_configs_load(name):
     cfg = load_sweep_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.students()
+    assert all((ROOT / m).is_file() for m in cfg.teacher.ensemble)   # its members ship with it
     assert cfg.augment.shift == 2 or name == "smoke"   # the code's default (2) and the shipped configs agree
 
 

@@ -121,3 +121,61 @@ def test_interrupted_build_keeps_finished_chunks(small_split, teacher, tmp_path,
     assert forwards == 2 * spec.n_views  # only the unfinished last chunk ran
     full, _, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path / "fresh", log=lambda m: None)
     assert np.array_equal(logits, full)
+
+
+def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
+    """teacher.ensemble: the target is the mean of the teacher's and each member's logits on the same view;
+    a student checkpoint is a member; each member has its own cache (a rerun hits both) and its bytes are
+    part of the run's identity."""
+    from orchestrator.config import ConfigError, load_sweep_config
+    from orchestrator.sweep import prepare_data, teacher_identity
+    from orchestrator.teacher import load_member, load_teacher, predict_logits
+    from students import create_student
+    torch.manual_seed(0)
+    member = tmp_path / "student.pt"
+    net = create_student("resdw_w24_d111")
+    torch.save(dict(student="resdw_w24_d111", student_kwargs={}, state_dict=net.state_dict(),
+                    config=dict(mean=0.3, std=0.4)), member)
+    teacher = dict(checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "cache"), ensemble=[str(member)])
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(json.dumps(dict(name="c", data=dict(train_limit=64, val_limit=32), teacher=teacher,
+                                        train=dict(student="resdw_w24_d111", loss="kd", epochs=1))))
+    cfg = load_sweep_config(cfg_file)
+    data, meta = prepare_data(cfg, log=lambda m: None)
+    assert data.teacher_logits.shape == (64, 1, 10) and meta["teacher_forwards"] == 2 * 64
+    x = data.train_x
+    t_model, t_info = load_teacher(tiny_teacher)
+    s_model, s_info = load_member(member)
+    assert s_info.arch == "resdw_w24_d111" and s_info.preprocess.channels == 1 and s_info.preprocess.mean == 0.3
+    with torch.no_grad():
+        want = (predict_logits(t_model, x, t_info.preprocess) + predict_logits(s_model, x, s_info.preprocess)) / 2
+    assert torch.allclose(torch.as_tensor(data.teacher_logits[:, 0]).float(), want, atol=2e-2, rtol=1e-2)
+    (m,) = meta["teacher"]["ensemble"]
+    assert m["arch"] == "resdw_w24_d111" and 0 <= m["val_acc"] <= 1 and 0 <= meta["teacher"]["ensemble_val_acc"] <= 1
+    again, meta2 = prepare_data(cfg, log=lambda m: None)
+    assert meta2["teacher_forwards"] == 0 and np.array_equal(again.teacher_logits, data.teacher_logits)
+    ident = teacher_identity(cfg, None)
+    torch.save(dict(student="resdw_w24_d111", student_kwargs={}, state_dict=create_student("resdw_w24_d111").state_dict(),
+                    config=dict(mean=0.3, std=0.4)), member)
+    assert teacher_identity(cfg, None)["ensemble"][0]["sha256"] != ident["ensemble"][0]["sha256"]
+    assert "ensemble" not in teacher_identity(load_sweep_config(cfg_file, overrides={"teacher.ensemble": []}), None)
+    cfg_file.write_text(cfg_file.read_text().replace('"clean"', '"live"'))
+    with pytest.raises(ConfigError, match="ensemble averages cached logits"):
+        load_sweep_config(cfg_file)
+
+
+def test_report_names_the_teacher_ensemble():
+    """The export's report says that the target was an average, of which members, and how it scores."""
+    from orchestrator.config import TrainConfig, to_dict
+    from orchestrator.report import method_text
+    teacher = dict(arch="resnet50", params=23_528_522, val_acc=0.9466, path="t.pt", sha256="ab" * 32, mode="views",
+                   ensemble=[dict(arch="res3_w16_32_76_s121", val_acc=0.946, path="/m/s121.pt")],
+                   ensemble_val_acc=0.9482)
+    metrics = dict(config=to_dict(TrainConfig()), student="res3_w16_32_76_s121", params=96_906,
+                   train_precision="fp32")
+    text = "\n".join(method_text([], metrics, dict(teacher=teacher, teacher_forwards=0),
+                                 dict(augment=dict(shift=2, flip=True), train=dict(epochs=1), sweep={})))
+    assert "**Teacher ensemble.**" in text and "res3_w16_32_76_s121 (94.60%, `s121.pt`)" in text and "94.82%" in text
+    plain = "\n".join(method_text([], metrics, dict(teacher={k: v for k, v in teacher.items() if "ensemble" not in k}),
+                                  dict(augment={}, train=dict(epochs=1), sweep={})))
+    assert "ensemble" not in plain
