@@ -132,16 +132,18 @@ def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, me
     member's own cache, keyed by its bytes like the teacher's); the members and the average's validation
     accuracy go into meta["teacher"]."""
     from orchestrator.cache import teacher_logits
-    from orchestrator.teacher import accuracy, load_member, predict_logits
+    from orchestrator.teacher import MEMBER_INFER_BATCH, accuracy, load_member, predict_logits
+    from students import list_students
     total, val_total, members = logits.astype(np.float32), val_logits.clone(), []
     for p in t.ensemble:
         path = resolve_path(p)
         if not Path(path).is_file():
             raise FileNotFoundError(f"teacher.ensemble member {p} not found; give a teacher or student checkpoint")
         model, info = load_member(path, device)
+        bs = MEMBER_INFER_BATCH if info.arch in list_students() else t.batch_size
         z, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y, spec,
-                                            resolve_path(t.cache_dir), t.batch_size, device, log=log)
-        v = predict_logits(model, split.val_x, info.preprocess, t.batch_size, device)
+                                            resolve_path(t.cache_dir), bs, device, log=log)
+        v = predict_logits(model, split.val_x, info.preprocess, bs, device)
         total += z
         val_total += v
         members.append(dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,

@@ -197,6 +197,10 @@ def load_member(path: str | Path, device: str = "cpu") -> tuple[nn.Module, Teach
 # Teacher inference batch on CPU: at 1000 images each ~50 MB activation is mmap'd and re-faulted by glibc
 # (~1/4 core in system time); 256 is 7% faster for ResNet-50 on 2 cores (bench/teacher_infer.py).
 INFER_BATCH = 256
+# A student's inference batch in a teacher ensemble: above 64 its activations cross glibc's mmap threshold
+# too and 0.4-0.6 cores go to system time; 64 is 1.3x (res3 _s121) to 2.0x (_d111) faster than 256 on
+# 2 cores (bench/teacher_infer.py --teacher models/teacher/ensemble/s121.pt --batches 16 32 64 128 256).
+MEMBER_INFER_BATCH = 64
 
 
 @torch.no_grad()
