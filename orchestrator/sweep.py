@@ -126,8 +126,18 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
     return data, meta
 
 
+def ensemble_paths(t) -> list[Path]:
+    """teacher.ensemble's members as files, each checked to exist."""
+    paths = [Path(resolve_path(m)) for m in t.ensemble]
+    for m, p in zip(t.ensemble, paths):
+        if not p.is_file():
+            raise FileNotFoundError(f"teacher.ensemble member {m} not found ({p}); give a teacher or student "
+                                    "checkpoint")
+    return paths
 
-def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, meta: dict, device: str, log) -> np.ndarray:
+
+def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, meta: dict, device: str,
+                    log) -> np.ndarray:
     """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
     member's own cache, keyed by its bytes like the teacher's); the members and the average's validation
     accuracy go into meta["teacher"]."""
@@ -135,10 +145,7 @@ def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, me
     from orchestrator.teacher import MEMBER_INFER_BATCH, accuracy, load_member, predict_logits
     from students import list_students
     total, val_total, members = logits.astype(np.float32), val_logits.clone(), []
-    for p in t.ensemble:
-        path = resolve_path(p)
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"teacher.ensemble member {p} not found; give a teacher or student checkpoint")
+    for path in ensemble_paths(t):
         model, info = load_member(path, device)
         bs = MEMBER_INFER_BATCH if info.arch in list_students() else t.batch_size
         z, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y, spec,
@@ -171,12 +178,7 @@ def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
     from orchestrator.teacher import sha256_file
     ident = dict(path=str(p.resolve()), sha256=sha256_file(p))
     if cfg.teacher.ensemble:   # only when set, so the claims of runs without one read as they always did
-        members = [Path(resolve_path(m)) for m in cfg.teacher.ensemble]
-        missing = [str(m) for m in members if not m.is_file()]
-        if missing:
-            raise FileNotFoundError(f"teacher.ensemble member {missing[0]} not found; give a teacher or student "
-                                    "checkpoint")
-        ident["ensemble"] = [dict(path=str(m.resolve()), sha256=sha256_file(m)) for m in members]
+        ident["ensemble"] = [dict(path=str(m.resolve()), sha256=sha256_file(m)) for m in ensemble_paths(cfg.teacher)]
     return ident
 
 

@@ -179,7 +179,6 @@ def load_teacher(path: str | Path, mean: float | None = None, std: float | None 
     return model, info
 
 
-
 def load_member(path: str | Path, device: str = "cpu") -> tuple[nn.Module, TeacherInfo]:
     """A member of a teacher ensemble (teacher.ensemble) in eval mode and what it expects as input: a
     student checkpoint (a trial's checkpoint.pt or an export's student.pt; `arch` is the student's name)
@@ -193,6 +192,7 @@ def load_member(path: str | Path, device: str = "cpu") -> tuple[nn.Module, Teach
                      channels=model.in_chans, size=28)
     return model, TeacherInfo(state["student"], pre, sha256_file(path), str(Path(path).resolve()),
                               sum(p.numel() for p in model.parameters()))
+
 
 # Teacher inference batch on CPU: at 1000 images each ~50 MB activation is mmap'd and re-faulted by glibc
 # (~1/4 core in system time); 256 is 7% faster for ResNet-50 on 2 cores (bench/teacher_infer.py).

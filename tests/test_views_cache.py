@@ -159,6 +159,11 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
                     config=dict(mean=0.3, std=0.4)), member)
     assert teacher_identity(cfg, None)["ensemble"][0]["sha256"] != ident["ensemble"][0]["sha256"]
     assert "ensemble" not in teacher_identity(load_sweep_config(cfg_file, overrides={"teacher.ensemble": []}), None)
+    gone = load_sweep_config(cfg_file, overrides={"teacher.ensemble": [str(tmp_path / "gone.pt")]})
+    with pytest.raises(FileNotFoundError, match="teacher.ensemble member .*gone.pt not found"):
+        teacher_identity(gone, None)
+    with pytest.raises(FileNotFoundError, match="teacher.ensemble member .*gone.pt not found"):
+        prepare_data(gone, log=lambda m: None)
     cfg_file.write_text(cfg_file.read_text().replace('"clean"', '"live"'))
     with pytest.raises(ConfigError, match="ensemble averages cached logits"):
         load_sweep_config(cfg_file)
