@@ -21,18 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from orchestrator.data import load_split  # noqa: E402
-from orchestrator.export import deployable, predict  # noqa: E402
-from orchestrator.teacher import load_teacher, predict_logits  # noqa: E402
+from orchestrator.teacher import load_member, predict_logits  # noqa: E402
 
 
 def member_logits(path: str, images) -> torch.Tensor:
-    """(N, 10) logits of one member on uint8 images: a student checkpoint if it names a student, else a teacher."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    with torch.no_grad():
-        if isinstance(state, dict) and "student" in state and "state_dict" in state:
-            return predict(deployable(state), images)
-        model, info = load_teacher(path)
-        return predict_logits(model, images, info.preprocess)
+    """(N, 10) logits of one member (a teacher or a student checkpoint, as teacher.ensemble takes) on uint8 images."""
+    model, info = load_member(path)
+    return predict_logits(model, images, info.preprocess)
 
 
 def main():

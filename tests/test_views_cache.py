@@ -133,10 +133,13 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     from students import create_student
     torch.manual_seed(0)
     member = tmp_path / "student.pt"
-    net = create_student("resdw_w24_d111")
-    torch.save(dict(student="resdw_w24_d111", student_kwargs={}, state_dict=net.state_dict(),
-                    config=dict(mean=0.3, std=0.4)), member)
-    teacher = dict(checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "cache"), ensemble=[str(member)])
+
+    def save_student():   # fresh random weights each call
+        torch.save(dict(student="resdw_w24_d111", student_kwargs={}, config=dict(mean=0.3, std=0.4),
+                        state_dict=create_student("resdw_w24_d111").state_dict()), member)
+    save_student()
+    teacher = dict(checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "cache"),
+                   ensemble=[str(member)])
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(json.dumps(dict(name="c", data=dict(train_limit=64, val_limit=32), teacher=teacher,
                                         train=dict(student="resdw_w24_d111", loss="kd", epochs=1))))
@@ -155,8 +158,7 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     again, meta2 = prepare_data(cfg, log=lambda m: None)
     assert meta2["teacher_forwards"] == 0 and np.array_equal(again.teacher_logits, data.teacher_logits)
     ident = teacher_identity(cfg, None)
-    torch.save(dict(student="resdw_w24_d111", student_kwargs={}, state_dict=create_student("resdw_w24_d111").state_dict(),
-                    config=dict(mean=0.3, std=0.4)), member)
+    save_student()   # new weights, same path
     assert teacher_identity(cfg, None)["ensemble"][0]["sha256"] != ident["ensemble"][0]["sha256"]
     assert "ensemble" not in teacher_identity(load_sweep_config(cfg_file, overrides={"teacher.ensemble": []}), None)
     gone = load_sweep_config(cfg_file, overrides={"teacher.ensemble": [str(tmp_path / "gone.pt")]})
