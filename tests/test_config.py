@@ -8,8 +8,16 @@ from orchestrator.config import ConfigError, SweepConfig, TeacherTrainConfig, fr
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["smoke", "sweep", "full", "release", "release_long", "release_res", "release_res140",
-                                  "depth_check", "release_gpu", "seed_repro", "seed_repro_12", "release_ens"])
+TEACHER_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("teacher*.yaml"))
+SWEEP_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if p.stem not in TEACHER_CONFIGS)
+
+
+def test_every_shipped_config_is_covered():
+    assert {"smoke", "sweep", "release", "release_res", "release_seeds"} <= set(SWEEP_CONFIGS)
+    assert {"teacher", "teacher_cycle2", "teacher_x56"} <= set(TEACHER_CONFIGS)
+
+
+@pytest.mark.parametrize("name", SWEEP_CONFIGS)
 def test_shipped_sweep_configs_load(name):
     cfg = load_sweep_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.students()
@@ -17,7 +25,7 @@ def test_shipped_sweep_configs_load(name):
     assert cfg.augment.shift == 2 or name == "smoke"   # the code's default (2) and the shipped configs agree
 
 
-@pytest.mark.parametrize("name", ["teacher", "teacher_cycle2"])
+@pytest.mark.parametrize("name", TEACHER_CONFIGS)
 def test_teacher_configs_load(name):
     cfg = load_teacher_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.arch == "resnet50" and cfg.data.val_size == 5000
