@@ -16,10 +16,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).parent / "ray")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """n distinct free ports: every socket stays bound until all are picked (ports picked one at a time can
+    repeat, and Ray refuses a head whose GCS and dashboard share one)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @pytest.fixture
@@ -29,8 +36,8 @@ def head():
     from orchestrator.ray_session import stop
     temp = tempfile.mkdtemp(prefix="kdr", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(ROOT)}
-    dash = _free_port()
-    start = [RAY, "start", "--head", f"--port={_free_port()}", "--node-ip-address=127.0.0.1",
+    gcs, dash = _free_ports(2)
+    start = [RAY, "start", "--head", f"--port={gcs}", "--node-ip-address=127.0.0.1",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}", "--num-cpus=2",
              "--include-dashboard=true", "--disable-usage-stats"]
     out = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
