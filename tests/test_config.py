@@ -12,7 +12,7 @@ TEACHER_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("teacher*.yaml"
 SWEEP_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if p.stem not in TEACHER_CONFIGS)
 
 
-def test_every_shipped_config_is_covered():
+def test_the_config_globs_find_the_shipped_configs():
     assert {"smoke", "sweep", "release", "release_res", "release_seeds"} <= set(SWEEP_CONFIGS)
     assert {"teacher", "teacher_cycle2", "teacher_x56"} <= set(TEACHER_CONFIGS)
 
@@ -23,6 +23,20 @@ def test_shipped_sweep_configs_load(name):
     assert cfg.students()
     assert all((ROOT / m).is_file() for m in cfg.teacher.ensemble)   # its members ship with it
     assert cfg.augment.shift == 2 or name == "smoke"   # the code's default (2) and the shipped configs agree
+
+
+def test_release_seeds_changes_only_the_seed_of_the_released_trial():
+    """Its figures are read as seed-to-seed spread of the released recipe: nothing else may differ."""
+    rel = load_sweep_config(ROOT / "configs" / "release_res.yaml")
+    seeds = load_sweep_config(ROOT / "configs" / "release_seeds.yaml")
+    released = {**to_dict(rel.train), **rel.trials[0]}
+    assert released["student"] == "res3_w16_32_76_s121" and released["seed"] == 0
+    for t in seeds.trials:
+        trial = {**to_dict(seeds.train), **t}
+        assert {k for k in trial if trial[k] != released[k]} == {"seed"}
+    assert sorted(t["seed"] for t in seeds.trials) == [1, 2]
+    for part in ("data", "teacher", "augment"):
+        assert to_dict(getattr(seeds, part)) == to_dict(getattr(rel, part))
 
 
 @pytest.mark.parametrize("name", TEACHER_CONFIGS)
