@@ -142,12 +142,11 @@ def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, me
     member's own cache, keyed by its bytes like the teacher's); the members and the average's validation
     accuracy go into meta["teacher"]."""
     from orchestrator.cache import teacher_logits
-    from orchestrator.teacher import MEMBER_INFER_BATCH, accuracy, load_member, predict_logits
-    from students import list_students
+    from orchestrator.teacher import accuracy, load_member, predict_logits
     total, val_total, members = logits.astype(np.float32), val_logits.clone(), []
     for path in ensemble_paths(t):
         model, info = load_member(path, device)
-        bs = MEMBER_INFER_BATCH if info.arch in list_students() else t.batch_size
+        bs = info.infer_batch or t.batch_size
         z, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y, spec,
                                             resolve_path(t.cache_dir), bs, device, log=log)
         v = predict_logits(model, split.val_x, info.preprocess, bs, device)

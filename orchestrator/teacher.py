@@ -63,6 +63,7 @@ class TeacherInfo:
     sha256: str
     path: str
     params: int
+    infer_batch: int | None = None   # the loader's own inference batch (a student member's); None: teacher.batch_size
 
 
 def _strip(sd: dict) -> dict:
@@ -191,7 +192,7 @@ def load_member(path: str | Path, device: str = "cpu") -> tuple[nn.Module, Teach
     pre = Preprocess(mean=float(state["config"]["mean"]), std=float(state["config"]["std"]),
                      channels=model.in_chans, size=28)
     return model, TeacherInfo(state["student"], pre, sha256_file(path), str(Path(path).resolve()),
-                              sum(p.numel() for p in model.parameters()))
+                              sum(p.numel() for p in model.parameters()), infer_batch=MEMBER_INFER_BATCH)
 
 
 # Teacher inference batch on CPU: at 1000 images each ~50 MB activation is mmap'd and re-faulted by glibc
