@@ -39,6 +39,21 @@ def test_release_seeds_changes_only_the_seed_of_the_released_trial():
         assert to_dict(getattr(seeds, part)) == to_dict(getattr(rel, part))
 
 
+def test_sweep_epochs_varies_only_epochs_and_seed_of_the_default_sweeps_kd_finalist():
+    """configs/sweep_epochs.yaml chose make sweep's final.epochs: its trials must be the default's KD setting,
+    the shipped final.epochs among them, with nothing but epochs and seed changed."""
+    default = load_sweep_config(ROOT / "configs" / "sweep.yaml")
+    probe = load_sweep_config(ROOT / "configs" / "sweep_epochs.yaml")
+    kd = next(t for t in default.trials if t.get("loss") == "kd")
+    finalist = {**to_dict(default.train), **kd, "epochs": default.final.epochs, "seed": 0}
+    for t in probe.trials:
+        trial = {**to_dict(probe.train), **t}
+        assert {k for k in trial if trial[k] != finalist[k]} <= {"epochs", "seed"}
+    assert default.final.epochs in {t["epochs"] for t in probe.trials}
+    for part in ("data", "teacher", "augment"):
+        assert to_dict(getattr(probe, part)) == to_dict(getattr(default, part))
+
+
 @pytest.mark.parametrize("name", TEACHER_CONFIGS)
 def test_teacher_configs_load(name):
     cfg = load_teacher_config(ROOT / "configs" / f"{name}.yaml")
