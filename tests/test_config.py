@@ -39,11 +39,12 @@ def test_release_seeds_changes_only_the_seed_of_the_released_trial():
         assert to_dict(getattr(seeds, part)) == to_dict(getattr(rel, part))
 
 
-def test_sweep_epochs_varies_only_epochs_and_seed_of_the_default_sweeps_kd_finalist():
-    """configs/sweep_epochs.yaml chose make sweep's final.epochs: its trials must be the default's KD setting,
-    the shipped final.epochs among them, with nothing but epochs and seed changed."""
+@pytest.mark.parametrize("name", ["sweep_epochs", "sweep_seeds"])
+def test_sweep_probes_vary_only_epochs_and_seed_of_the_default_sweeps_kd_finalist(name):
+    """configs/sweep_epochs.yaml chose make sweep's final.epochs and sweep_seeds.yaml measures its spread: their
+    trials must be the default's KD setting, the shipped final.epochs among them, nothing else changed."""
     default = load_sweep_config(ROOT / "configs" / "sweep.yaml")
-    probe = load_sweep_config(ROOT / "configs" / "sweep_epochs.yaml")
+    probe = load_sweep_config(ROOT / "configs" / f"{name}.yaml")
     kd = next(t for t in default.trials if t.get("loss") == "kd")
     finalist = {**to_dict(default.train), **kd, "epochs": default.final.epochs, "seed": 0}
     for t in probe.trials:
