@@ -300,9 +300,13 @@ class FinalSettings:
     seeds: int = 1                    # retrainings of each finalist with seeds 0..seeds-1
     top: int = 1                      # finalists: a short search ranks close settings by noise, so several
                                       # of its best can go on to the long run, where they separate
+    minutes: float = 0.0              # > 0: a wall-clock budget for the stage; `epochs` becomes a cap, lowered
+                                      # to what fits at the seconds per epoch the search measured (fit_final_epochs)
 
     def __post_init__(self):
         _check(self.epochs >= 0, "epochs must be >= 0 (0 turns the final stage off)")
+        _check(self.minutes >= 0, "minutes must be >= 0 (0: no time budget, train final.epochs)")
+        _check(not self.minutes or self.epochs, "minutes needs final.epochs > 0 (the cap the budget may lower)")
         _check(self.seeds >= 1, "seeds must be >= 1")
         _check(self.top >= 1, "top must be >= 1")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -285,6 +286,34 @@ def best_trial_configs(results, base: dict, top: int = 1) -> list[TrainConfig]:
     return out[:top]
 
 
+def search_seconds_per_epoch(results, base: dict, finalists: list[TrainConfig]) -> list[float]:
+    """Each finalist's wall seconds per epoch (training + validation) in the search, where trials ran side by
+    side as the final stage's will: the median over the search trials with its settings."""
+    from trainables.tune_trainable import trial_config
+    rates: list[tuple[TrainConfig, float]] = []
+    for r in results:
+        df = r.metrics_dataframe
+        if df is not None and {"elapsed_s", "epoch"} <= set(df) and len(df) and r.config is not None:
+            last = df.sort_values("epoch").iloc[-1]
+            rates.append((trial_config(r.config, base), float(last["elapsed_s"]) / int(last["epoch"])))
+    out = []
+    for f in finalists:
+        mine = [sec for c, sec in rates if dataclasses.replace(c, epochs=f.epochs) == f]
+        if not mine:
+            raise RuntimeError(f"final.minutes: the search holds no timed epoch of finalist {f.student} {f.loss}, "
+                               f"so the stage's length cannot be fitted to the budget; unset final.minutes")
+        out.append(statistics.median(mine))
+    return out
+
+
+def fit_final_epochs(cap: int, minutes: float, seconds_per_epoch: list[float], seeds: int, slots: int) -> int:
+    """The final stage's epochs under a wall-clock budget: at most `cap`, at least 1. Each finalist trains
+    `seeds` trials at its measured seconds per epoch; `slots` trials run at a time, so an epoch of the whole
+    stage takes the slowest trial's time, or the total work spread over the slots when trials queue."""
+    per_epoch = max(max(seconds_per_epoch), sum(seconds_per_epoch) * seeds / max(1, slots))
+    return max(1, min(cap, int(minutes * 60 // per_epoch)))
+
+
 def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
               export_to: str | None = None, log=print, force: bool = False, dashboard: bool = False) -> Path:
     """Run the sweep (resuming an interrupted one of the same name), then the final stage if configured,
@@ -363,18 +392,32 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         errors = sum(r.error is not None for r in results)
         if cfg.final.epochs:
             # search, then train: the finalists' resolved settings, longer, from scratch, once per seed each
-            finalists = [dataclasses.replace(c, epochs=cfg.final.epochs)
+            from orchestrator.results import FINAL_BASE_FILE
+            epochs = cfg.final.epochs
+            finalists = [dataclasses.replace(c, epochs=epochs)
                          for c in best_trial_configs(results, to_dict(cfg.train), cfg.final.top)]
             if not finalists:
                 raise RuntimeError(f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
                                    f"finalist; the trials' errors are in {run_dir} (error.txt per trial)")
+            meta["final"] = dict(epochs=epochs, seeds=cfg.final.seeds, top=cfg.final.top)
+            if cfg.final.minutes:
+                sec = search_seconds_per_epoch(results, to_dict(cfg.train), finalists)
+                slots = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
+                            + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
+                epochs = fit_final_epochs(cfg.final.epochs, cfg.final.minutes, sec, cfg.final.seeds, slots)
+                started = Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE
+                if "://" not in run_dir and started.is_file():   # a resumed stage keeps the length it began with
+                    epochs = json.loads(started.read_text())["epochs"]
+                log(f"final stage: {cfg.final.minutes:g}-minute budget, {max(sec):.1f} s an epoch in the search "
+                    f"({slots} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs})")
+                meta["final"].update(epochs=epochs, minutes=cfg.final.minutes, epochs_cap=cfg.final.epochs,
+                                     search_seconds_per_epoch=sec)
+                finalists = [dataclasses.replace(c, epochs=epochs) for c in finalists]
             winner = finalists[0]   # the final stage's base; the others differ from it by their variant
             winner_settings = to_dict(winner)
             variants = [{k: v for k, v in to_dict(c).items() if winner_settings[k] != v} for c in finalists]
-            meta["final"] = dict(epochs=cfg.final.epochs, seeds=cfg.final.seeds, top=cfg.final.top,
-                                 winner=winner_settings, finalists=[to_dict(c) for c in finalists])
+            meta["final"].update(winner=winner_settings, finalists=[to_dict(c) for c in finalists])
             if "://" not in run_dir:  # the winner's settings, for `kdsweep results` while the stage runs
-                from orchestrator.results import FINAL_BASE_FILE
                 (Path(run_dir) / FINAL_DIR).mkdir(parents=True, exist_ok=True)
                 (Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE).write_text(json.dumps(winner_settings, indent=1) + "\n")
             log(f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "

@@ -130,6 +130,8 @@ def test_run_dir_refuses_another_config(tmp_path):
     ({"search_space": {"student": {"choice": ["seed_model_1", "nope"]}}}, "unknown student 'nope'"),
     ({"final.seeds": 0}, "seeds must be >= 1"),
     ({"final.top": 0}, "top must be >= 1"),
+    ({"final.minutes": -1}, "minutes must be >= 0"),
+    ({"final.epochs": 0, "final.minutes": 25}, r"minutes needs final.epochs > 0 \(the cap"),
     ({"train.erase": 1.5}, "erase must be a probability"),
     ({"train.ema": 1.0}, r"ema must be in \[0, 1\)"),
     ({"train.kd_warmup": 50}, "kd_warmup must be in 0..epochs"),
@@ -189,3 +191,30 @@ def test_claims_of_an_older_schema_still_match(tmp_path):
     (tmp_path / CONFIG_FILE).write_text(_json.dumps(old))
     with pytest.raises(ValueError, match="differs in train"):
         _claim_run_dir(str(tmp_path), cfg, dict(path="/t.pt", sha256="ab"))
+
+
+def test_final_epochs_fit_the_budget_at_the_searchs_speed():
+    from orchestrator.sweep import fit_final_epochs
+    # two finalists side by side on two slots: an epoch of the stage takes the slower one's 40 s
+    assert fit_final_epochs(40, 25, [35.0, 40.0], seeds=1, slots=2) == 37      # 1500 s // 40 s
+    assert fit_final_epochs(40, 60, [35.0, 40.0], seeds=1, slots=2) == 40      # the cap binds
+    # four trials (2 finalists x 2 seeds) queue on two slots: (35 + 40) * 2 / 2 = 75 s an epoch of the stage
+    assert fit_final_epochs(40, 25, [35.0, 40.0], seeds=2, slots=2) == 20
+    assert fit_final_epochs(40, 0.01, [35.0], seeds=1, slots=1) == 1           # never less than one epoch
+
+
+def test_search_seconds_per_epoch_are_each_finalists_own():
+    import pandas as pd
+    from types import SimpleNamespace
+    from orchestrator.sweep import search_seconds_per_epoch
+    from trainables.config import TrainConfig
+    base = to_dict(load_sweep_config(ROOT / "configs" / "sweep.yaml").train)
+    def trial(variant, elapsed):   # a search trial's history: elapsed_s after each epoch
+        df = pd.DataFrame({"epoch": range(1, len(elapsed) + 1), "elapsed_s": elapsed, "val_acc": 0.5})
+        return SimpleNamespace(metrics_dataframe=df, config={"_variant": variant})
+    results = [trial({"loss": "kd"}, [30.0, 62.0]), trial({"loss": "kd"}, [34.0, 70.0, 102.0, 140.0]),
+               trial({"loss": "dkd"}, [40.0, 84.0]), trial({"loss": "ce"}, [10.0])]
+    finalists = [TrainConfig(**{**base, "loss": loss, "epochs": 40}) for loss in ("dkd", "kd")]
+    assert search_seconds_per_epoch(results, base, finalists) == [42.0, 33.0]   # kd: the median of 31 and 35
+    with pytest.raises(RuntimeError, match="no timed epoch of finalist .* lskd"):
+        search_seconds_per_epoch(results, base, [TrainConfig(**{**base, "loss": "lskd", "epochs": 40})])

@@ -238,7 +238,7 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
         "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
         "train.student": "resdw_w24_d111", "search_space": {},
         "trials": [{"lr": 0.05, "loss": "lskd", "temperature": 2.0}, {"lr": 1.0e-6}],
-        "final.epochs": 2, "final.seeds": 2, "final.top": 2})
+        "final.epochs": 2, "final.seeds": 2, "final.top": 2, "final.minutes": 60})   # a budget the cap fits in
     opened, real_open = [], data_mod._open_idx
     mp = pytest.MonkeyPatch()
     mp.setattr(data_mod, "_open_idx", lambda path: opened.append(str(path)) or real_open(path))
@@ -256,6 +256,8 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["final"]["winner"]["loss"] == "lskd" and meta["final"]["winner"]["epochs"] == 2
     assert [f["lr"] for f in meta["final"]["finalists"]] == [0.05, 1e-6]   # best first
+    assert meta["final"]["minutes"] == 60 and meta["final"]["epochs_cap"] == 2 and meta["final"]["epochs"] == 2
+    assert len(meta["final"]["search_seconds_per_epoch"]) == 2 and min(meta["final"]["search_seconds_per_epoch"]) > 0
     assert export_dir(run_dir) == run_dir / "final"
     from orchestrator.results import table as results_table   # `kdsweep results`, without Ray
     shown = results_table(run_dir)
@@ -268,6 +270,36 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     # rerunning the finished run trains nothing again: both experiments are restored as they are
     again = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
     assert len(pd.read_csv(again / "results.csv")) == 6
+
+
+def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(ray_local, tiny_teacher, tmp_path):
+    """final.minutes: the stage trains what fits at the search's measured seconds per epoch (here one epoch,
+    not the cap's 30), and a resumed stage keeps the length it began with."""
+    from orchestrator.sweep import run_sweep
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+        "name": "t_budget", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
+        "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
+        "train.student": "resdw_w24_d111", "search_space": {}, "trials": [{"lr": 0.05}],
+        "final.epochs": 30, "final.minutes": 0.001})   # 0.06 s: less than any epoch
+    logs = []
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=logs.append)
+    meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
+    assert meta["final"]["epochs"] == 1 and meta["final"]["epochs_cap"] == 30
+    final = pd.read_csv(run_dir / "results.csv").query("stage == 'final'")
+    assert list(final["epoch"]) == [1]
+    assert any("0.001-minute budget" in m and "-> 1 epochs (cap 30)" in m for m in logs)
+    # a driver killed after the stage began: the rerun restores it, and a new measurement (faked here: 5
+    # epochs would fit now) must not change the length of trials that began with one
+    import orchestrator.sweep as sweep_mod
+    (run_dir / "kdsweep_meta.json").unlink()
+    logs.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep_mod, "fit_final_epochs", lambda *a, **k: 5)
+        run_sweep(cfg, teacher_path=str(tiny_teacher), log=logs.append)
+    assert any("resuming the interrupted experiment" in m and "final" in m for m in logs)
+    assert any("-> 1 epochs (cap 30)" in m for m in logs)
+    assert json.loads((run_dir / "kdsweep_meta.json").read_text())["final"]["epochs"] == 1
+    assert list(pd.read_csv(run_dir / "results.csv").query("stage == 'final'")["epoch"]) == [1]
 
 
 def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path, monkeypatch):
