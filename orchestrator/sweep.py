@@ -406,10 +406,12 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
                             + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
                 epochs = fit_final_epochs(cfg.final.epochs, cfg.final.minutes, sec, cfg.final.seeds, slots)
                 started = Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE
-                if "://" not in run_dir and started.is_file():   # a resumed stage keeps the length it began with
+                kept = "://" not in run_dir and started.is_file()
+                if kept:   # a resumed stage keeps the length it began with, whatever the clock says now
                     epochs = json.loads(started.read_text())["epochs"]
                 log(f"final stage: {cfg.final.minutes:g}-minute budget, {max(sec):.1f} s an epoch in the search "
-                    f"({slots} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs})")
+                    f"({slots} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs})"
+                    + (", as when the stage began" if kept else ""))
                 meta["final"].update(epochs=epochs, minutes=cfg.final.minutes, epochs_cap=cfg.final.epochs,
                                      search_seconds_per_epoch=sec)
                 finalists = [dataclasses.replace(c, epochs=epochs) for c in finalists]
@@ -419,7 +421,9 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             meta["final"].update(winner=winner_settings, finalists=[to_dict(c) for c in finalists])
             if "://" not in run_dir:  # the winner's settings, for `kdsweep results` while the stage runs
                 (Path(run_dir) / FINAL_DIR).mkdir(parents=True, exist_ok=True)
-                (Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE).write_text(json.dumps(winner_settings, indent=1) + "\n")
+                tmp = Path(run_dir) / FINAL_DIR / f".{FINAL_BASE_FILE}.tmp{os.getpid()}"   # a resume reads its epochs
+                tmp.write_text(json.dumps(winner_settings, indent=1) + "\n")
+                os.replace(tmp, Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE)
             log(f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
                 f"x {cfg.final.seeds} seed(s)")
             space = {"seed": tune.grid_search(list(range(cfg.final.seeds)))}

@@ -297,7 +297,7 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(r
         mp.setattr(sweep_mod, "fit_final_epochs", lambda *a, **k: 5)
         run_sweep(cfg, teacher_path=str(tiny_teacher), log=logs.append)
     assert any("resuming the interrupted experiment" in m and "final" in m for m in logs)
-    assert any("-> 1 epochs (cap 30)" in m for m in logs)
+    assert any("-> 1 epochs (cap 30), as when the stage began" in m for m in logs)
     assert json.loads((run_dir / "kdsweep_meta.json").read_text())["final"]["epochs"] == 1
     assert list(pd.read_csv(run_dir / "results.csv").query("stage == 'final'")["epoch"]) == [1]
 
