@@ -1,7 +1,7 @@
 """Seconds per epoch of `make sweep`'s KD finalist in fp32 and in bf16, two trials side by side on one core
 each (as the search and the final stage run them), and the final epochs `final.minutes` grants each.
 
-    bash scripts/loopback.sh .venv/bin/python bench/epoch_precision.py   # ~5 min on 2 cores
+    bash scripts/loopback.sh .venv/bin/python bench/epoch_precision.py   # ~3 min on 2 cores
 
 A CPU without native bf16 (avx512_bf16 / AMX) trains in fp32 (`precision: auto`); this machine has both,
 so the fp32 figure is what the same cores do without bf16, not what another CPU does.
