@@ -108,7 +108,7 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
               device: str = "auto", export_to: str | None = None, force: bool = False, log=print) -> Path:
     """Train the config's trials (all, or `only`) here; finish the run when every trial has ended."""
     import shutil
-    from orchestrator.results import FINAL_BASE_FILE, table
+    from orchestrator.results import table, write_final_base
     from orchestrator.sweep import (RESULTS_FILE, _claim_run_dir, check_budget, prepare_data, run_dir_of,
                                     teacher_identity, with_absolute_sources)
     from orchestrator.teacher_train import machine
@@ -130,10 +130,7 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
         shutil.rmtree(run_dir)
     _claim_run_dir(str(run_dir), cfg, teacher)
     root = run_dir / FINAL_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{FINAL_BASE_FILE}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(to_dict(cfg.train), indent=1) + "\n")
-    os.replace(tmp, root / FINAL_BASE_FILE)
+    write_final_base(root, to_dict(cfg.train))
     started = root / STARTED_FILE
     if not started.is_file():
         started.write_text(json.dumps({"t": time.time()}) + "\n")

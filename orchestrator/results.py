@@ -8,6 +8,7 @@ stage, the winner's resolved settings (`final/final_base.json`).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -17,6 +18,15 @@ FINAL_BASE_FILE = "final_base.json"
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_final_base(final_dir: Path, settings: dict) -> None:
+    """The final stage's resolved base settings, written whole (temp file + rename): `kdsweep results` reads
+    them while the stage runs, and a resumed budgeted stage reads its epochs from them."""
+    final_dir.mkdir(parents=True, exist_ok=True)
+    tmp = final_dir / f".{FINAL_BASE_FILE}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(settings, indent=1) + "\n")
+    os.replace(tmp, final_dir / FINAL_BASE_FILE)
 
 
 def result_lines(path: Path) -> list[dict]:

@@ -392,16 +392,15 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         errors = sum(r.error is not None for r in results)
         if cfg.final.epochs:
             # search, then train: the finalists' resolved settings, longer, from scratch, once per seed each
-            from orchestrator.results import FINAL_BASE_FILE
-            epochs = cfg.final.epochs
-            finalists = [dataclasses.replace(c, epochs=epochs)
-                         for c in best_trial_configs(results, to_dict(cfg.train), cfg.final.top)]
-            if not finalists:
+            from orchestrator.results import FINAL_BASE_FILE, write_final_base
+            found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top)
+            if not found:
                 raise RuntimeError(f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
                                    f"finalist; the trials' errors are in {run_dir} (error.txt per trial)")
-            meta["final"] = dict(epochs=epochs, seeds=cfg.final.seeds, top=cfg.final.top)
+            epochs = cfg.final.epochs
+            meta["final"] = dict(seeds=cfg.final.seeds, top=cfg.final.top)
             if cfg.final.minutes:
-                sec = search_seconds_per_epoch(results, to_dict(cfg.train), finalists)
+                sec = search_seconds_per_epoch(results, to_dict(cfg.train), found)
                 slots = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
                             + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
                 epochs = fit_final_epochs(cfg.final.epochs, cfg.final.minutes, sec, cfg.final.seeds, slots)
@@ -412,18 +411,15 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
                 log(f"final stage: {cfg.final.minutes:g}-minute budget, {max(sec):.1f} s an epoch in the search "
                     f"({slots} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs})"
                     + (", as when the stage began" if kept else ""))
-                meta["final"].update(epochs=epochs, minutes=cfg.final.minutes, epochs_cap=cfg.final.epochs,
+                meta["final"].update(minutes=cfg.final.minutes, epochs_cap=cfg.final.epochs,
                                      search_seconds_per_epoch=sec)
-                finalists = [dataclasses.replace(c, epochs=epochs) for c in finalists]
+            finalists = [dataclasses.replace(c, epochs=epochs) for c in found]
             winner = finalists[0]   # the final stage's base; the others differ from it by their variant
             winner_settings = to_dict(winner)
             variants = [{k: v for k, v in to_dict(c).items() if winner_settings[k] != v} for c in finalists]
-            meta["final"].update(winner=winner_settings, finalists=[to_dict(c) for c in finalists])
+            meta["final"].update(epochs=epochs, winner=winner_settings, finalists=[to_dict(c) for c in finalists])
             if "://" not in run_dir:  # the winner's settings, for `kdsweep results` while the stage runs
-                (Path(run_dir) / FINAL_DIR).mkdir(parents=True, exist_ok=True)
-                tmp = Path(run_dir) / FINAL_DIR / f".{FINAL_BASE_FILE}.tmp{os.getpid()}"   # a resume reads its epochs
-                tmp.write_text(json.dumps(winner_settings, indent=1) + "\n")
-                os.replace(tmp, Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE)
+                write_final_base(Path(run_dir) / FINAL_DIR, winner_settings)
             log(f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
                 f"x {cfg.final.seeds} seed(s)")
             space = {"seed": tune.grid_search(list(range(cfg.final.seeds)))}
