@@ -28,6 +28,7 @@ def source_ckpt(small_split, tmp_path_factory):
 @pytest.mark.parametrize("importance", ["magnitude", "taylor"])
 def test_prune_to_a_target_and_rebuild(source_ckpt, importance):
     from students.pruned import layer_shapes
+    from trainables.layout import hits_onednn_1x1_bug
     from trainables.prune import prune_to_budget
     path, data = source_ckpt
     src = torch.load(path, weights_only=True)
@@ -37,6 +38,9 @@ def test_prune_to_a_target_and_rebuild(source_ckpt, importance):
     batch = (x, torch.randint(10, (16,)))
     info = prune_to_budget(model, 20_000, importance, steps=10, batch=batch)
     assert count_params(model) == info["params_after"] <= 20_000 < info["params_before"]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.out_channels % 8 == 0 for m in convs)              # round_to 8: whole SIMD blocks ...
+    assert not any(hits_onednn_1x1_bug(m) for m in convs)           # ... and no oneDNN AVX2 1x1 bug shape
     model.eval()
     with torch.no_grad():
         out = model(x)

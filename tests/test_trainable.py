@@ -96,10 +96,17 @@ def test_bf16_without_native_support_warns(small_split, monkeypatch):
 def test_auto_precision_follows_the_hardware(small_split, monkeypatch):
     from trainables.train import resolve_precision
     cfg = TrainConfig(student="resdw_w24_d111", loss="ce", epochs=1, batch_size=128, precision="auto")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     for native, expected in [(True, "bf16"), (False, "fp32")]:
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
         assert resolve_precision("auto", "cpu") == expected
         assert train_student(cfg, data_for(small_split))["precision"] == expected
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")       # a bf16 CPU limited to AVX2 trains as an AVX2 one
+    assert resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert resolve_precision("auto", "cpu") == "bf16"
     assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
 
 

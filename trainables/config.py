@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 LOSS_NAMES = ("kd", "lskd", "dkd", "seed", "seed_combined", "mse", "ce")
+FATAL_FILE = "fatal_error.txt"   # in a trial's directory: how its worker died (signal, stack), if it did
 
 
 def _check(cond: bool, msg: str):
@@ -40,6 +41,8 @@ class TrainConfig:
     prune_importance: Literal["magnitude", "taylor"] = "magnitude"
     prune_steps: int = 10             # iterative pruning steps (the ratio rises linearly; stops at the target)
     prune_to: int = 100_000           # parameters (torchinfo) the pruned student may keep
+    prune_round_to: int = 8           # pruned layers keep a multiple of this many channels: 8 keeps oneDNN's
+                                      # fast kernels and avoids its AVX2 1x1 bug (trainables/layout.py)
     mean: float = 0.2860              # student input normalization (pixels / 255)
     std: float = 0.3530
     seed: int = 0
@@ -62,3 +65,4 @@ class TrainConfig:
         _check(self.std > 0, "std must be > 0")
         _check(self.prune_steps >= 1, "prune_steps must be >= 1")
         _check(self.prune_to >= 1, "prune_to must be >= 1")
+        _check(self.prune_round_to >= 1, "prune_round_to must be >= 1")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from students import count_params, create_student
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.config import TrainConfig
+from trainables.layout import onednn_native_bf16, prepare_for_training
 from trainables.losses import LOSSES, NEEDS_TEACHER
 from trainables.optim import make_optimizer, make_scheduler
 
@@ -89,7 +90,7 @@ class EMA:
 
 def _native_bf16(kind: str) -> bool:
     """Whether device kind 'cpu'/'cuda' computes bf16 in hardware (avx512_bf16/AMX CPUs, bf16 GPUs)."""
-    return torch.cpu._is_avx512_bf16_supported() if kind == "cpu" else kind == "cuda" and torch.cuda.is_bf16_supported()
+    return onednn_native_bf16() if kind == "cpu" else kind == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -125,7 +126,8 @@ def _pruned_source(cfg: TrainConfig, data: TrialData):
         idx = torch.arange(min(256, len(data.train_x)))
         x = to_input(_tensor(data.train_x, "cpu")[idx], cfg.mean, cfg.std, model.in_chans)
         batch = (x, _tensor(data.train_y, "cpu")[idx])
-    info = prune_to_budget(model, cfg.prune_to, cfg.prune_importance, cfg.prune_steps, batch)
+    info = prune_to_budget(model, cfg.prune_to, cfg.prune_importance, cfg.prune_steps, batch,
+                           round_to=cfg.prune_round_to)
     info["source"] = f"{src['student']} {dict(src['student_kwargs']) or ''}".strip()
     kwargs = dict(base=src["student"], base_kwargs=dict(src["student_kwargs"]), shapes=layer_shapes(model))
     return model, "pruned", kwargs, info
@@ -155,8 +157,7 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
     params = count_params(model)
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick the fastest kernels once
-    # channels_last: 1.2-1.6x faster convolutions on CPU (oneDNN) for every registered student
-    model.to(device, memory_format=torch.channels_last)
+    prepare_for_training(model, device)   # channels_last, but for the layers oneDNN's AVX2 kernel breaks
     spec = data.spec
     train_x, train_y = _tensor(data.train_x, device), _tensor(data.train_y, device)
     val_x, val_y = _tensor(data.val_x, device), _tensor(data.val_y, device)
@@ -246,7 +247,8 @@ def train_speed(name: str, batch_size: int = 128, steps: int = 20, warmup: int =
                 **student_kwargs) -> float:
     """Training images/s of student `name` alone (forward, CE, backward, SGD step; random data, channels_last):
     the student's compute bound, for comparing families on this machine."""
-    model = create_student(name, **student_kwargs).to(memory_format=torch.channels_last).train()
+    model = create_student(name, **student_kwargs).train()
+    prepare_for_training(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch_size, model.in_chans, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(10, (batch_size,))
