@@ -244,7 +244,9 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             + f", {s.get('max_concurrent_trials')} at a time with {s.get('cpus_per_trial')} CPU each, "
             f"ASHA early stopping on validation accuracy (grace period {s.get('grace_period')} epochs, reduction "
             f"factor {s.get('reduction_factor')}, at most {run_cfg['train']['epochs']} epochs); "
-            f"{sum(x['status'].startswith('stopped') for x in search)} stopped early.")
+            f"{sum(x['status'].startswith('stopped') for x in search)} stopped early"
+            + (f", {failed} failed (why: the table's status)" if (failed := sum(x['status'].startswith('failed')
+                                                                            for x in search)) else "") + ".")
     if final:
         settings = sorted({_label(x['config']) for x in final})
         paras.append(

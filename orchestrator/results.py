@@ -13,7 +13,11 @@ import re
 from pathlib import Path
 
 from orchestrator.export import CONFIG_FILE, FINAL_DIR, META_FILE
+from trainables.config import FATAL_FILE
 FINAL_BASE_FILE = "final_base.json"
+_SIGNALS = {"Segmentation fault": "SIGSEGV", "Aborted": "SIGABRT", "Bus error": "SIGBUS",
+            "Floating-point exception": "SIGFPE", "Floating point exception": "SIGFPE",
+            "Illegal instruction": "SIGILL"}
 
 
 def _read_json(path: Path) -> dict:
@@ -37,6 +41,42 @@ def result_lines(path: Path) -> list[dict]:
         except json.JSONDecodeError:  # a line being written right now
             break
     return out
+
+
+def trial_id_of(dir_name: str) -> str:
+    """Tune's trial id from a trial directory's name (`<trainable>_<id>_<n>_<tag>`), for a trial that never
+    reported."""
+    named = re.search(r"_([0-9a-f]{5}_\d{5})_", dir_name)
+    return named.group(1) if named else dir_name
+
+
+def _short(path: str) -> str:
+    """A source path as a reader knows it: from the package root (torch/nn/..., students/...)."""
+    return re.split(r"/site-packages/|/(?=(?:orchestrator|trainables|students|bench|tests)/)", path)[-1]
+
+
+def failure(trial_dir: Path) -> str:
+    """Why a trial failed, in one line: the signal that killed its worker and the innermost Python frame (from
+    faulthandler's FATAL_FILE), else the last exception line of Tune's error.txt."""
+    fatal = trial_dir / FATAL_FILE
+    text = fatal.read_text(errors="replace") if fatal.is_file() else ""
+    if m := re.findall(r"Fatal Python error: (.+)", text):
+        name = m[-1].strip()
+        # the innermost frame of the thread that was training (the one whose stack passes through trainables/)
+        threads = re.split(r"\n(?=(?:Current thread|Thread) 0x)", text.rsplit("Fatal Python error", 1)[-1])
+        stack = next((t for t in threads if "/trainables/" in t), threads[-1])
+        frame = re.search(r'File "([^"]+)", line (\d+) in (\S+)', stack)
+        where = f" in {_short(frame.group(1))}:{frame.group(2)} ({frame.group(3)})" if frame else ""
+        return f"failed: {_SIGNALS.get(name, name)}{where}"
+    err = (trial_dir / "error.txt").read_text(errors="replace") if (trial_dir / "error.txt").is_file() else ""
+    if "OutOfMemoryError" in err or "low on memory" in err:
+        return "failed: out of memory (Ray's memory monitor killed the worker)"
+    if "worker process has died" in err:
+        return ("failed: the worker process died with no signal recorded (the kernel's OOM killer, SIGKILL, "
+                "or storage without the crash file)")
+    lines = [ln.strip() for ln in err.splitlines()
+             if re.match(r"^(\w+\.)*\w*(Error|Exception|Interrupt|Exit)\b", ln.strip())]
+    return f"failed: {lines[-1][:200]}" if lines else "failed"
 
 
 def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
@@ -71,16 +111,15 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
             if diverged:
                 status = diverged
             elif (d / "error.txt").is_file() and run < epochs:
-                status = "failed"
+                status = failure(d)
             elif run >= epochs:
                 status = "finished"
             elif done:
                 status = f"stopped by ASHA after epoch {run}"
             else:
                 status = "running or interrupted"
-            named = re.search(r"_([0-9a-f]{5}_\d{5})_", d.name)   # Tune's trial id, before its first report
             out.append(dict(stage=stage, trial=next((r["trial_id"] for r in lines if "trial_id" in r),
-                                                    named.group(1) if named else d.name),
+                                                    trial_id_of(d.name)),
                             dir=str(d), config=cfg, history=hist, epochs_run=run, epochs=epochs, status=status,
                             best_val_acc=best["val_acc"] if best else float("nan"),
                             best_epoch=best["epoch"] if best else 0,

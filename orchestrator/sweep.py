@@ -255,9 +255,22 @@ def _check_complete(results, name: str, run_dir: str):
                           f"to resume it from {run_dir}")
 
 
+def _trial_id(result) -> str:
+    """Tune's trial id (its last report's, else the one in its directory's name)."""
+    from orchestrator.results import trial_id_of
+    return result.metrics.get("trial_id") or trial_id_of(Path(result.path).name)
+
+
 def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
     """Tune's results as one row per trial: what it ran with (resolved) and its best validation epoch."""
+    import pandas as pd
     df = results.get_dataframe(filter_metric="val_acc", filter_mode="max")
+    # a trial that died before its first report has no metric, so Tune leaves it out: it gets a row (its
+    # status, from its directory, says why it failed)
+    seen = set(df["trial_id"]) if "trial_id" in df else set()
+    dead = [pd.json_normalize({"trial_id": _trial_id(r), "config": r.config or {}}, sep="/")
+            for r in results if r.error is not None and _trial_id(r) not in seen]
+    df = pd.concat([df, *dead], ignore_index=True) if dead else df
     keep = [c for c in df.columns if c.startswith("config/")]
     cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "precision", "images_per_s", "elapsed_s",
             "node"]

@@ -320,7 +320,8 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
                 rt.report(metrics, checkpoint=checkpoint)
                 open(marker, "w").close()
                 raise RuntimeError("injected: the worker dies after its first checkpoint")
-            tt.tune = SimpleNamespace(report=report_then_die, Checkpoint=rt.Checkpoint, get_checkpoint=rt.get_checkpoint)
+            tt.tune = SimpleNamespace(report=report_then_die, Checkpoint=rt.Checkpoint, get_checkpoint=rt.get_checkpoint,
+                                      get_context=rt.get_context)
         return tt.distill_trainable(config, data, base, threads, use_gpu)
 
     monkeypatch.setattr(tune_trainable, "distill_trainable", flaky)
@@ -478,3 +479,52 @@ def test_prune_and_fine_tune_trials_in_a_sweep(ray_local, tiny_teacher, small_sp
     assert m["student"] == "pruned" and m["params"] <= 25_000 and m["pruned"]["params_before"] > 25_000
     md = (tmp_path / "out" / "report.md").read_text()
     assert "**Pruning.** 2 trial(s)" in md and "wide/student.pt" in md and f"to {m['params']:,} parameters" in md
+
+
+def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, tmp_path, monkeypatch):
+    """A trial whose process is killed by a signal (here SIGSEGV before its first report, SIGABRT after it, as
+    oneDNN's crashes did) appears in results.csv, `kdsweep results` and the report as failed, with the signal,
+    beside the trial that finished."""
+    from orchestrator.export import export
+    from orchestrator.results import table as results_table
+    from orchestrator.sweep import run_sweep
+    from trainables import tune_trainable
+
+    def dying(config, data, base, threads, use_gpu):  # pickled by value into the worker, which has the real one
+        import signal
+        from ray import tune as rt
+        import trainables.tune_trainable as tt
+        tt.tune = rt
+        lr = config["_variant"]["lr"]
+        real_train = tt.train_student
+        tt.train_student = real_train
+        if lr == 0.02:  # dies inside the training call, as in a native kernel
+            tt.train_student = lambda *a, **k: signal.raise_signal(signal.SIGSEGV)
+        if lr == 0.03:
+            def report_then_abort(metrics, checkpoint=None):
+                rt.report(metrics, checkpoint=checkpoint)
+                signal.raise_signal(signal.SIGABRT)
+            from types import SimpleNamespace
+            tt.tune = SimpleNamespace(report=report_then_abort, Checkpoint=rt.Checkpoint,
+                                      get_checkpoint=rt.get_checkpoint, get_context=rt.get_context)
+        return tt.distill_trainable(config, data, base, threads, use_gpu)
+
+    monkeypatch.setattr(tune_trainable, "distill_trainable", dying)
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+        "name": "t_dead", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
+        "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 64, "train.epochs": 2,
+        "sweep.grace_period": 2, "sweep.max_failures": 0, "search_space": {}, "train.student": "resdw_w24_d111",
+        "trials": [{"lr": 0.01}, {"lr": 0.02}, {"lr": 0.03}]})
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    csv_table = pd.read_csv(run_dir / "results.csv")
+    assert sorted(csv_table["lr"]) == [0.01, 0.02, 0.03]
+    status = dict(zip(csv_table["lr"], csv_table["status"]))
+    assert status[0.01] == "finished"
+    assert status[0.02].startswith("failed") and "SIGSEGV" in status[0.02], status
+    assert status[0.03].startswith("failed") and "SIGABRT" in status[0.03], status
+    assert json.loads((run_dir / "kdsweep_meta.json").read_text())["errors"] == 2
+    cli_status = dict(zip(results_table(run_dir)["lr"], results_table(run_dir)["status"]))
+    assert cli_status == status
+    export(run_dir, tmp_path / "out", log=lambda s: None)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "SIGSEGV" in md and "SIGABRT" in md and "2 failed" in md

@@ -11,10 +11,40 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from trainables.config import TrainConfig
+from trainables.config import FATAL_FILE, TrainConfig
 from trainables.train import TrialData, train_student
 
 CKPT_FILE = "checkpoint.pt"
+_fatal_log = None                # kept open for the worker's lifetime: faulthandler writes to it as it dies
+
+
+def _record_fatal_signals():
+    """Have faulthandler write a native crash (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL) of this worker into
+    the trial's directory: Ray's error then says only that the worker died, this file says how and where.
+    Local (or shared-mount) storage only; on an object store the error's first line is all there is."""
+    import faulthandler
+    global _fatal_log
+    st = tune.get_context().get_storage()
+    if type(st.storage_filesystem).__name__ != "LocalFileSystem":
+        return
+    if _fatal_log is not None:
+        _fatal_log.close()
+    Path(st.trial_fs_path).mkdir(parents=True, exist_ok=True)
+    _fatal_log = open(Path(st.trial_fs_path) / FATAL_FILE, "a")
+    faulthandler.enable(_fatal_log)
+
+
+def _close_fatal_log():
+    """The trial's Python code has ended (returned or raised, so Tune records why): no crash file needed."""
+    import faulthandler
+    global _fatal_log
+    if _fatal_log is None:
+        return
+    faulthandler.disable()
+    _fatal_log.close()
+    path, _fatal_log = Path(_fatal_log.name), None
+    if path.is_file() and path.stat().st_size == 0:
+        path.unlink()
 
 
 def trial_config(config: dict, base: dict) -> TrainConfig:
@@ -28,6 +58,14 @@ def trial_config(config: dict, base: dict) -> TrainConfig:
 def distill_trainable(config: dict, data: TrialData, base: dict, threads: int, use_gpu: bool):
     """One Tune trial. `data` (arrays, teacher logits) comes from the object store via `tune.with_parameters`."""
     torch.set_num_threads(threads)
+    _record_fatal_signals()
+    try:
+        _distill(config, data, base, use_gpu)
+    finally:
+        _close_fatal_log()
+
+
+def _distill(config: dict, data: TrialData, base: dict, use_gpu: bool):
     cfg = trial_config(config, base)
     resume = None
     ckpt = tune.get_checkpoint()
