@@ -7,29 +7,16 @@ checkpoint; both end by writing the best-validation weights as a release
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from orchestrator.config import TeacherTrainConfig
+from orchestrator.config import TeacherTrainConfig, from_dict
 from orchestrator.data import load_split
-from orchestrator.teacher import atomic_save, fit_teacher, release_weights
-
-
-def machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} CPU cores ({cpu}), {torch.get_num_threads()} torch threads, {gpu}, torch {torch.__version__}"
+from orchestrator.machine import machine
+from orchestrator.teacher.model import atomic_save, fit_teacher, release_weights
 
 
 def _split(cfg: TeacherTrainConfig):
@@ -88,7 +75,6 @@ def _ray_train_loop(config: dict):
     import ray.train
     import ray.train.torch
 
-    from orchestrator.config import from_dict
 
     cfg = from_dict(TeacherTrainConfig, config["cfg"])
     torch.set_num_threads(max(1, cfg.cpus_per_worker))
@@ -114,18 +100,13 @@ def _ray_train_loop(config: dict):
                 torch.save(state, Path(tmp) / STATE_FILE)
                 torch.save(best_sd, Path(tmp) / BEST_FILE)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
-        marker = config.get("fail_once_marker")  # test hook: crash once after the first checkpoint
-        if marker and not Path(marker).exists():
-            Path(marker).touch()
-            raise RuntimeError("injected failure (fail_once_marker): Ray Train should restart from the checkpoint")
 
     wrap = ray.train.torch.prepare_model if world > 1 else (lambda m: m)
     fit_teacher(cfg, d["train_x"], d["train_y"], d["val_x"], d["val_y"], resume=resume, save=save,
                 log=lambda m: print(m, flush=True), device=str(device), rank=rank, world=world, wrap=wrap)
 
 
-def train_ray(cfg: TeacherTrainConfig, run_dir: Path, out: Path, address: str | None = None, log=print,
-              fail_once_marker: str | None = None) -> Path:
+def train_ray(cfg: TeacherTrainConfig, run_dir: Path, out: Path, address: str | None = None, log=print) -> Path:
     """TorchTrainer with `cfg.workers` workers; rerunning with the same run_dir resumes from its last checkpoint."""
     import ray
     import ray.train
@@ -141,7 +122,7 @@ def train_ray(cfg: TeacherTrainConfig, run_dir: Path, out: Path, address: str | 
         data = ray.put(dict(train_x=s.train_x, train_y=s.train_y, val_x=s.val_x, val_y=s.val_y))
         trainer = TorchTrainer(
             _ray_train_loop,
-            train_loop_config=dict(cfg=asdict(cfg), data=data, fail_once_marker=fail_once_marker),
+            train_loop_config=dict(cfg=asdict(cfg), data=data),
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                                    resources_per_worker={"CPU": cfg.cpus_per_worker}),
             run_config=ray.train.RunConfig(name=run_dir.name, storage_path=str(run_dir.parent),

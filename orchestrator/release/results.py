@@ -8,29 +8,21 @@ stage, the winner's resolved settings (`final/final_base.json`).
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
-from orchestrator.export import CONFIG_FILE, FINAL_DIR, META_FILE
-from trainables.config import FATAL_FILE
-FINAL_BASE_FILE = "final_base.json"
+from orchestrator.run.io import atomic_write_json, read_json as _read_json
+from orchestrator.run.layout import CONFIG_FILE, FATAL_FILE, FINAL_BASE_FILE, FINAL_DIR, META_FILE
+
 _SIGNALS = {"Segmentation fault": "SIGSEGV", "Aborted": "SIGABRT", "Bus error": "SIGBUS",
             "Floating-point exception": "SIGFPE", "Floating point exception": "SIGFPE",
             "Illegal instruction": "SIGILL"}
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def write_final_base(final_dir: Path, settings: dict) -> None:
-    """The final stage's resolved base settings, written whole (temp file + rename): `kdsweep results` reads
-    them while the stage runs, and a resumed budgeted stage reads its epochs from them."""
-    final_dir.mkdir(parents=True, exist_ok=True)
-    tmp = final_dir / f".{FINAL_BASE_FILE}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(settings, indent=1) + "\n")
-    os.replace(tmp, final_dir / FINAL_BASE_FILE)
+    """The final stage's resolved base settings, written atomically: `kdsweep results` reads them while the
+    stage runs, and a resumed budgeted stage reads its epochs from them."""
+    atomic_write_json(Path(final_dir) / FINAL_BASE_FILE, settings)
 
 
 def result_lines(path: Path) -> list[dict]:

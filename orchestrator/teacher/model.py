@@ -1,15 +1,13 @@
 """The teacher: a torchvision ResNet on 28x28 Fashion-MNIST.
 
 Load any reasonable checkpoint (`load_teacher`), evaluate it (`evaluate`), and
-train one (`fit_teacher`, plain PyTorch; `orchestrator.teacher_train` runs it on
+train one (`fit_teacher`, plain PyTorch; `orchestrator.teacher.train` runs it on
 Ray Train). The preprocessing a teacher expects travels with it in a JSON
 sidecar next to the weights (`<weights>.json`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import pickle
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +19,8 @@ import torch.nn as nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from orchestrator.config import Preprocess, TeacherTrainConfig
+from orchestrator.run.io import atomic_save, sha256_file
+from students import rebuild
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.layout import prepare_for_training
 from trainables.train import _autocast, resolve_precision
@@ -47,14 +47,6 @@ def build_resnet(arch: str = "resnet50", in_chans: int = 3, num_classes: int = N
     if in_chans != 3:
         model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return model
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -188,7 +180,6 @@ def load_member(path: str | Path, device: str = "cpu") -> tuple[nn.Module, Teach
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not (isinstance(state, dict) and "student" in state and "state_dict" in state):
         return load_teacher(path, device=device)
-    from orchestrator.export import rebuild
     model = rebuild(state).to(device)
     pre = Preprocess(mean=float(state["config"]["mean"]), std=float(state["config"]["std"]),
                      channels=model.in_chans, size=28)
@@ -227,15 +218,6 @@ def accuracy(logits: torch.Tensor, labels) -> float:
 
 
 # ---------------------------------------------------------------- training
-
-def atomic_save(obj, path: Path):
-    """torch.save to a temp file, then rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
 
 def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resume: dict | None = None,
                 save=None, log=print, device: str = "cpu", rank: int = 0, world: int = 1,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ray
 
-from orchestrator.cache import chunk_images, compute_chunk
+from orchestrator.teacher.cache import chunk_images, compute_chunk
 
 
 @ray.remote
@@ -22,7 +22,7 @@ class TeacherActor:
 
     def __init__(self, arch: str, in_chans: int, state_dict: dict, threads: int, use_gpu: bool):
         import torch
-        from orchestrator.teacher import build_resnet
+        from orchestrator.teacher.model import build_resnet
         torch.set_num_threads(threads)
         self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.model = build_resnet(arch, in_chans)

@@ -1,7 +1,7 @@
-"""The sweep driver: config -> data -> teacher logits (once) -> Ray Tune with ASHA -> results -> export.
-
-Ray API calls live here and in trainables/tune_trainable.py only. Also runnable
-as a script on a cluster head: `ray submit cluster.yaml orchestrator/sweep.py -- --config ...`.
+"""The sweep driver: prepare (data, teacher logits once) -> search (Ray Tune with ASHA) -> select -> final
+stage -> finish (results table, meta, export). Ray API calls live here, in trainables/tune_trainable.py and
+in the teacher's cluster code (orchestrator/teacher/cache_ray.py, train.py). On a cluster head:
+`ray submit cluster.yaml orchestrator/submit.py -- --config ...`.
 """
 from __future__ import annotations
 
@@ -9,63 +9,17 @@ import dataclasses
 import json
 import os
 import statistics
-import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
-if __package__ in (None, ""):  # `python orchestrator/sweep.py` / `ray submit`: make the packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from orchestrator.config import SweepConfig, TrainConfig, resolve_path, to_dict
-from orchestrator.data import load_split
-from orchestrator.export import CONFIG_FILE, FINAL_DIR, META_FILE
-from students import count_params, create_student
-from trainables.augment import ViewSpec
-from trainables.losses import NEEDS_TEACHER
-from trainables.train import TrialData
-
-RESULTS_FILE = "results.csv"
-
-
-class BudgetError(ValueError):
-    pass
-
-
-def check_budget(cfg: SweepConfig) -> dict[str, int]:
-    """torchinfo parameter count of every student the config can train; over budget is an error."""
-    counts = {}
-    for name in cfg.students():
-        n = count_params(create_student(name, **cfg.train.student_kwargs))
-        if n > cfg.budget:
-            raise BudgetError(f"student {name} has {n:,} parameters, over the budget of {cfg.budget:,}; "
-                              "pick a smaller variant (`kdsweep students`) or prune it")
-        counts[name] = n
-    return counts
-
-
-def with_absolute_sources(cfg: SweepConfig) -> SweepConfig:
-    """prune_from paths made absolute (trials run in other directories and on other nodes), and checked."""
-    def fix(d: dict) -> dict:
-        if d.get("prune_from"):
-            p = resolve_path(d["prune_from"])
-            if "://" not in p and not Path(p).is_file():
-                raise FileNotFoundError(f"prune_from {d['prune_from']}: no such checkpoint; export the source sweep "
-                                        "first (`kdsweep sweep --config ...` writes artifacts/<name>/student.pt)")
-            d = {**d, "prune_from": p}
-        return d
-    space = dict(cfg.search_space)
-    if "prune_from" in space:
-        kind, vals = next(iter(space["prune_from"].items()))
-        space["prune_from"] = {kind: [fix({"prune_from": v})["prune_from"] for v in vals]}
-    train = dataclasses.replace(cfg.train, prune_from=fix({"prune_from": cfg.train.prune_from})["prune_from"])
-    return dataclasses.replace(cfg, train=train, search_space=space, trials=[fix(dict(t)) for t in cfg.trials])
-
-
-def uses_teacher(cfg: SweepConfig) -> bool:
-    return bool(set(cfg.losses()) & NEEDS_TEACHER)
+from orchestrator.config import SweepConfig, TrainConfig, to_dict
+from orchestrator.run.identity import claim_run_dir, run_dir_of
+from orchestrator.run.io import atomic_write_json
+from orchestrator.release.export import export
+from orchestrator.release.results import trial_id_of, trials, write_final_base
+from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE, RESULTS_FILE
+from orchestrator.sweep import ray_session
+from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
 
 
 def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
@@ -78,154 +32,6 @@ def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
     if trials:
         out["_variant"] = tune.grid_search([dict(t) for t in trials])
     return out
-
-
-def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
-                 device: str = "cpu") -> tuple[TrialData, dict]:
-    """Everything trials need, computed in the driver: split, teacher logits (the only teacher run).
-    `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`)."""
-    d = cfg.data
-    split = load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
-    spec = ViewSpec(cfg.augment.shift, cfg.augment.flip)
-    meta = dict(teacher_forwards=0, n_train=len(split.train_x), n_val=len(split.val_x), views=asdict(spec))
-    data = TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec, mode="none")
-    if not uses_teacher(cfg):
-        return data, meta
-    from orchestrator.cache import teacher_logits
-    from orchestrator.teacher import accuracy, load_teacher, predict_logits
-    path = resolve_path(teacher_path or cfg.teacher.checkpoint)
-    if path is None:
-        raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
-    t = cfg.teacher
-    model, info = load_teacher(path, t.mean, t.std)
-    meta["teacher"] = dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
-                           preprocess=asdict(info.preprocess), mode=t.mode)
-    model = model.to(device)
-    val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size, device)  # for the report only
-    meta["teacher"]["val_acc"] = accuracy(val_logits, split.val_y)
-    meta["teacher_val_forwards"] = len(split.val_x)
-    log(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
-    if t.mode == "live":
-        data.teacher = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
-                            channels=info.preprocess.channels, size=info.preprocess.size)
-    else:
-        cache_spec = spec if t.mode == "views" else ViewSpec(0, False)
-        runner = None
-        if t.build == "cluster":
-            from orchestrator.cache_ray import ray_runner
-            runner = ray_runner(model, info.arch, info.preprocess.channels, split.train_x, cache_spec, info.preprocess,
-                                t.batch_size, t.cpus_per_actor, t.gpus_per_actor, log=log)
-        logits, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
-                                                 cache_spec, resolve_path(t.cache_dir), t.batch_size, device, log=log,
-                                                 runner=runner)
-        meta["teacher_forwards"] = forwards
-        meta["cache"] = cinfo
-        if t.ensemble:
-            logits = ensemble_logits(logits, val_logits, t, split, cache_spec, meta, device, log)
-        data.teacher_logits = logits
-    data.mode = t.mode
-    return data, meta
-
-
-def ensemble_paths(t) -> list[Path]:
-    """teacher.ensemble's members as files, each checked to exist."""
-    paths = [Path(resolve_path(m)) for m in t.ensemble]
-    for m, p in zip(t.ensemble, paths):
-        if not p.is_file():
-            raise FileNotFoundError(f"teacher.ensemble member {m} not found ({p}); give a teacher or student "
-                                    "checkpoint")
-    return paths
-
-
-def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, meta: dict, device: str,
-                    log) -> np.ndarray:
-    """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
-    member's own cache, keyed by its bytes like the teacher's); the members and the average's validation
-    accuracy go into meta["teacher"]."""
-    from orchestrator.cache import teacher_logits
-    from orchestrator.teacher import accuracy, load_member, predict_logits
-    total, val_total, members = logits.astype(np.float32), val_logits.clone(), []
-    for path in ensemble_paths(t):
-        model, info = load_member(path, device)
-        bs = info.infer_batch or t.batch_size
-        z, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y, spec,
-                                            resolve_path(t.cache_dir), bs, device, log=log)
-        v = predict_logits(model, split.val_x, info.preprocess, bs, device)
-        total += z
-        val_total += v
-        members.append(dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
-                            val_acc=accuracy(v, split.val_y), cache=cinfo))
-        meta["teacher_forwards"] += forwards
-        log(f"ensemble member {info.arch} ({info.params:,} params) val_acc {members[-1]['val_acc']:.4f}")
-    n = 1 + len(members)
-    meta["teacher"]["ensemble"] = members
-    meta["teacher"]["ensemble_val_acc"] = accuracy(val_total / n, split.val_y)
-    log(f"teacher ensemble of {n} (logits averaged) val_acc {meta['teacher']['ensemble_val_acc']:.4f}")
-    return (total / n).astype(np.float16)
-
-
-def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
-    """The teacher a run distils from, as part of the run's identity: resolved path and sha256 of its bytes."""
-    if not uses_teacher(cfg):
-        return None
-    path = resolve_path(teacher_path or cfg.teacher.checkpoint)
-    if path is None:
-        raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"teacher checkpoint {path} not found; pass --teacher PATH or set teacher.checkpoint "
-                                "(the release is models/teacher/resnet50.pt; `kdsweep teacher train` makes one)")
-    from orchestrator.teacher import sha256_file
-    ident = dict(path=str(p.resolve()), sha256=sha256_file(p))
-    if cfg.teacher.ensemble:   # only when set, so the claims of runs without one read as they always did
-        ident["ensemble"] = [dict(path=str(m.resolve()), sha256=sha256_file(m)) for m in ensemble_paths(cfg.teacher)]
-    return ident
-
-
-def _normalized(theirs: dict, mine: dict) -> dict:
-    """A claim written by an older kdsweep, read through today's schema: keys added since take their
-    defaults (the computation they describe is unchanged); a claim without a teacher record cannot be
-    checked for one, so it takes this run's."""
-    from orchestrator.config import ConfigError, from_dict
-    teacher = theirs.pop("_teacher", mine.get("_teacher"))
-    try:
-        theirs = json.loads(json.dumps(to_dict(from_dict(SweepConfig, theirs)), default=str))
-    except ConfigError:
-        pass  # not readable today: compared as it is, and reported as different
-    return {**theirs, "_teacher": teacher}
-
-
-def _has_trials(run_dir: Path) -> bool:
-    return any(run_dir.glob("*/result.json")) or any(run_dir.glob("experiment_state*.json"))
-
-
-def _claim_run_dir(run_dir: str, cfg: SweepConfig, teacher: dict | None):
-    """A run directory belongs to one computation (the config after overrides and the teacher's bytes):
-    resuming it with another would mix two sweeps. A claim with no trial yet (a sweep that failed before
-    its first trial) is given up to a corrected config."""
-    if "://" in run_dir:
-        return
-    path = Path(run_dir) / CONFIG_FILE
-    mine = json.loads(json.dumps({**to_dict(cfg), "_teacher": teacher}, default=str))
-    if path.is_file() and _has_trials(Path(run_dir)):
-        theirs = _normalized(json.loads(path.read_text()), mine)
-        if theirs != mine:
-            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            if "_teacher" in diff:
-                diff[diff.index("_teacher")] = (f"the teacher: {(theirs.get('_teacher') or {}).get('path')} -> "
-                                                f"{(teacher or {}).get('path')}")
-            raise ValueError(f"{run_dir} holds a sweep that computed something else (differs in {', '.join(diff)}); "
-                             f"give this sweep another name (--set name=...) or pass --force to start it over")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")   # processes sharing a run dir (kdsweep train --trial) claim it at once
-    tmp.write_text(json.dumps(mine, indent=1) + "\n")
-    tmp.replace(path)
-
-
-def run_dir_of(cfg: SweepConfig) -> str:
-    s = cfg.sweep.storage
-    return f"{s.rstrip('/')}/{cfg.name}" if "://" in s else str(Path(resolve_path(s)) / cfg.name)
 
 
 def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, log):
@@ -257,7 +63,6 @@ def _check_complete(results, name: str, run_dir: str):
 
 def _trial_id(result) -> str:
     """Tune's trial id (its last report's, else the one in its directory's name)."""
-    from orchestrator.results import trial_id_of
     return result.metrics.get("trial_id") or trial_id_of(Path(result.path).name)
 
 
@@ -353,20 +158,18 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         if not force:
             log(f"sweep {cfg.name} already finished in {run_dir}; not training it again"
                 + (", exporting it" if export_to else "") + " (--force starts it over)")
-            _claim_run_dir(run_dir, cfg, teacher)  # the same computation, or a clear refusal
+            claim_run_dir(run_dir, cfg, teacher)  # the same computation, or a clear refusal
             if export_to is not None:
-                from orchestrator.export import export
                 export(Path(run_dir), Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log)
             return Path(run_dir)
     if force and "://" not in run_dir and Path(run_dir).exists():
         import shutil
         log(f"--force: deleting {run_dir} and starting over")
         shutil.rmtree(run_dir)
-    _claim_run_dir(run_dir, cfg, teacher)   # before any expensive work
+    claim_run_dir(run_dir, cfg, teacher)   # before any expensive work
     if "runtime_resources/working_dir_files" in run_dir:
         log(f"warning: the run directory {run_dir} is inside Ray's temporary copy of the project (ray job submit "
             "--working-dir) and goes when the job's session does; pass --set sweep.storage=/shared/path/runs")
-    from orchestrator import ray_session
     local = "://" not in run_dir
     if local:
         ray_session.reap(Path(run_dir), log)  # what a killed driver of this run left running
@@ -405,7 +208,6 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         errors = sum(r.error is not None for r in results)
         if cfg.final.epochs:
             # search, then train: the finalists' resolved settings, longer, from scratch, once per seed each
-            from orchestrator.results import FINAL_BASE_FILE, write_final_base
             found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top)
             if not found:
                 raise RuntimeError(f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
@@ -458,7 +260,6 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
                     table[col] = table[col].astype(object)
                     table.loc[mask, col] = getattr(winner, col)
     if "://" not in run_dir:  # why each trial ended: finished, stopped by ASHA, failed, diverged
-        from orchestrator.results import trials
         status = {t["trial"]: t["status"] for t in trials(Path(run_dir), finished=True)}
         table["status"] = table["trial_id"].map(status)
     out = Path(run_dir)
@@ -467,10 +268,9 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     n_trials = sum(len(t) for t in tables)
     meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t_start, n_trials=n_trials,
                 errors=errors, student_params=counts)
-    (out / META_FILE).write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    atomic_write_json(out / META_FILE, meta, default=str)   # last: the finished marker, never torn
     log("\n" + summary(table, meta))
     if export_to is not None:
-        from orchestrator.export import export
         export(out, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log, force=force)
     return out
 
@@ -485,12 +285,3 @@ def summary(table, meta: dict) -> str:
                f"{meta['teacher_forwards']:,} teacher forwards this run") if t else "no teacher (CE/MSE only)"
     return (f"sweep {meta['name']}: {meta['n_trials']} trials ({meta['errors']} errored) in {meta['wall_s'] / 60:.1f} min, "
             f"{meta['n_train']} train / {meta['n_val']} val images\n{teacher}\n{top}")
-
-
-def main(argv=None) -> int:
-    from orchestrator.cli import main as cli_main
-    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator import results as results_mod
+from orchestrator.data import CLASSES, load_split
+from orchestrator.release import results as results_mod
+from trainables.losses import NEEDS_TEACHER
 
 # How each loss is written, with its paper; {T} {alpha} {beta} {ls} are filled from the winner's settings.
 FORMULAS = {
@@ -39,11 +41,9 @@ MODES = {
              "views are taught with the clean image's logits",
     "live": "it ran on every student batch (the slow reference mode)",
 }
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 def _is_kd(loss: str) -> bool:
-    from trainables.losses import NEEDS_TEACHER
     return loss in NEEDS_TEACHER
 
 
@@ -140,7 +140,6 @@ def _save(fig, path: Path) -> Path:
 def val_confusion(model, run_cfg: dict) -> np.ndarray:
     """10x10 counts (true, predicted) of the exported model on the run's own validation split."""
     import torch
-    from orchestrator.data import load_split
     d = run_cfg["data"]
     s = load_split(d.get("data_dir"), d["val_size"], d["split_seed"], d.get("train_limit"), d.get("val_limit"))
     with torch.no_grad():

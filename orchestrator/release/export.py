@@ -7,7 +7,6 @@ measured here, once, and never fed back into selection.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,12 +15,12 @@ import torch
 import torch.nn as nn
 
 from orchestrator.data import load_test
-from students import BUDGET, count_params, create_student
-
-CKPT_FILE = "checkpoint.pt"
-FINAL_DIR = "final"   # a run's final-stage Tune experiment (search, then train), inside the run directory
-CONFIG_FILE = "kdsweep_config.json"   # what a run computes (its identity), written when the run is claimed
-META_FILE = "kdsweep_meta.json"       # teacher facts, wall time: written when the run has finished
+from orchestrator.machine import machine
+from orchestrator.release.promote import refuse_models
+from orchestrator.release.report import write_report
+from orchestrator.run.io import project_relative, read_json, replace_dir, sha256_file
+from orchestrator.run.layout import CKPT_FILE, CONFIG_FILE, FINAL_DIR, META_FILE
+from students import BUDGET, count_params, rebuild
 
 
 def export_dir(run_dir: Path) -> Path:
@@ -67,12 +66,6 @@ def best_checkpoint(run_dir: Path, trial: str | None = None) -> tuple[Path, dict
         raise FileNotFoundError(f"no {CKPT_FILE} under {run_dir}; is it a kdsweep run directory (runs/<name>)? "
                                 "Run `kdsweep sweep` first")
     return best[1], best[2]
-
-
-def rebuild(state: dict) -> nn.Module:
-    model = create_student(state["student"], **state["student_kwargs"])
-    model.load_state_dict(state["state_dict"])
-    return model.eval()
 
 
 def deployable(state: dict) -> Deployable:
@@ -140,32 +133,20 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
     export of another run needs `force`. Files in `out` that the export does not write (a README beside
     a release) are carried over into the new export. `trial`: export that trial's best checkpoint rather
     than the run's (a substring of its directory name)."""
-    import shutil
     out = Path(out)
+    refuse_models(out, "export")
     if not (Path(run_dir) / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a kdsweep run directory (no {CONFIG_FILE}); pass runs/<name> "
                                 "of a sweep (`kdsweep sweep` makes one)")
     previous = out / "metrics.json"
     if previous.is_file() and not force:
         theirs = json.loads(previous.read_text()).get("run_dir")
-        if theirs and Path(theirs).resolve() != Path(run_dir).resolve():
+        if theirs and Path(theirs).resolve() != Path(run_dir).resolve():   # relative to where it ran, like run_dir
             raise FileExistsError(f"{out} holds the export of another run ({theirs}); pass another --out, or "
                                   "--force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        metrics = _export_into(Path(run_dir), tmp, data_dir, budget, trial)
-        for f in (out.iterdir() if out.is_dir() else ()):
-            if not (tmp / f.name).exists():   # not one of the export's own files: keep it
-                (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    metrics: dict = {}
+    replace_dir(out, lambda tmp: metrics.update(_export_into(Path(run_dir), tmp, data_dir, budget, trial)))
     log(f"exported {metrics['student']} ({metrics['params']:,} params) val_acc {metrics['val_acc']:.4f} "
         f"test_acc {metrics['test_acc']:.4f} -> {out}")
     return metrics
@@ -173,8 +154,6 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
 
 def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | None = None) -> dict:
     import torchinfo
-    from orchestrator.teacher import sha256_file
-    from orchestrator.teacher_train import machine
     t0 = time.time()
     ckpt, state = best_checkpoint(export_dir(run_dir), trial)
     student = rebuild(state)
@@ -216,8 +195,8 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
                    latency_ms=lat, threads=torch.get_num_threads(),
                    file_bytes={f: (out / f).stat().st_size for f in ("student.pt", "student.pt2", "student.onnx")},
                    sha256={f: sha256_file(out / f) for f in ("student.pt", "student.pt2", "student.onnx")},
-                   run_dir=str(run_dir.resolve()), sweep_wall_s=run_meta.get("wall_s"), machine=machine())
-    from orchestrator.report import write_report
+                   data={k: (read_json(run_dir / CONFIG_FILE).get("data") or {}).get(k) for k in ("val_size", "split_seed")},
+                   run_dir=project_relative(run_dir), sweep_wall_s=run_meta.get("wall_s"), machine=machine())
     write_report(run_dir, out, metrics, run_meta, model=deploy)
     metrics["export_wall_s"] = time.time() - t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")

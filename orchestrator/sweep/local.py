@@ -17,16 +17,22 @@ claimed like a sweep's (same config and teacher bytes, or a clear refusal), and 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
 
 from orchestrator.config import SweepConfig, to_dict
-from orchestrator.export import CKPT_FILE, FINAL_DIR, META_FILE
-from orchestrator.results import result_lines
-from orchestrator.teacher import atomic_save
+from orchestrator.machine import machine
+from orchestrator.release.export import export
+from orchestrator.release.results import result_lines, table, write_final_base
+from orchestrator.run.identity import claim_run_dir, run_dir_of
+from orchestrator.run.io import atomic_save, atomic_write_json, atomic_write_text
+from orchestrator.run.layout import CKPT_FILE, FINAL_DIR, META_FILE, RESULTS_FILE
+from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
+from trainables.config import TrainConfig
+from trainables.losses import NEEDS_TEACHER
+from trainables.train import train_student
 
 STARTED_FILE = "local_started.json"
 
@@ -63,19 +69,17 @@ def trial_done(d: Path, epochs: int) -> bool:
 
 def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device: str, log=print) -> dict:
     """Train (or resume) trial k to its last epoch; returns its best epoch's metrics."""
-    from trainables.config import TrainConfig
-    from trainables.train import train_student
     tcfg = TrainConfig(**{**to_dict(cfg.train), **variant})
     d = root / trial_dir_name(k, variant)
     d.mkdir(parents=True, exist_ok=True)
-    (d / "params.json").write_text(json.dumps({"_variant": variant}, indent=1) + "\n")
+    atomic_write_json(d / "params.json", {"_variant": variant})
     trial_id = f"local_{k:02d}"
     last_path, best_path = d / "checkpoint_last" / CKPT_FILE, d / "checkpoint_best" / CKPT_FILE
     resume = torch.load(last_path, map_location="cpu", weights_only=True) if last_path.is_file() else None
     done = resume["epoch"] if resume else 0
     # the history up to the checkpoint: an epoch reported after it (none in the order below) would run again
     lines = [r for r in result_lines(d / "result.json") if r.get("epoch", 0) <= done and not r.get("diverged")]
-    (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    atomic_write_text(d / "result.json", "".join(json.dumps(r) + "\n" for r in lines))
     best = max((r["val_acc"] for r in lines), default=-1.0)
     if trial_done(d, tcfg.epochs):
         log(f"trial {trial_id}: already finished ({tcfg.epochs} epochs)")
@@ -108,10 +112,6 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
               device: str = "auto", export_to: str | None = None, force: bool = False, log=print) -> Path:
     """Train the config's trials (all, or `only`) here; finish the run when every trial has ended."""
     import shutil
-    from orchestrator.results import table, write_final_base
-    from orchestrator.sweep import (RESULTS_FILE, _claim_run_dir, check_budget, prepare_data, run_dir_of,
-                                    teacher_identity, with_absolute_sources)
-    from orchestrator.teacher_train import machine
     device = resolve_device(device)
     if force and only is not None:
         raise ValueError("--force starts the whole run over, which would delete the trials other processes train; "
@@ -128,12 +128,12 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
     if force and run_dir.exists():
         log(f"--force: deleting {run_dir} and starting over")
         shutil.rmtree(run_dir)
-    _claim_run_dir(str(run_dir), cfg, teacher)
+    claim_run_dir(str(run_dir), cfg, teacher)
     root = run_dir / FINAL_DIR
     write_final_base(root, to_dict(cfg.train))
     started = root / STARTED_FILE
     if not started.is_file():
-        started.write_text(json.dumps({"t": time.time()}) + "\n")
+        atomic_write_json(started, {"t": time.time()})
     if (run_dir / META_FILE).is_file():
         log(f"run {cfg.name} already finished in {run_dir}; not training it again (--force starts it over)")
     else:
@@ -151,7 +151,6 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
         if meta is None:   # the others ended them: the teacher's facts for the meta file
             _, meta = prepare_data(cfg, teacher_path, log, device=device)
         if meta.get("teacher", {}).get("mode") == "live":   # one teacher forward per image per epoch per KD trial
-            from trainables.losses import NEEDS_TEACHER
             meta["teacher_forwards"] = sum(
                 max((r.get("epoch", 0) for r in result_lines(root / trial_dir_name(k, v) / "result.json")), default=0)
                 for k, v in enumerate(variants) if v.get("loss", cfg.train.loss) in NEEDS_TEACHER) * meta["n_train"]
@@ -160,11 +159,8 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
         t0 = json.loads(started.read_text())["t"]
         meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t0, n_trials=len(variants), errors=0,
                     student_params=counts, trained_with=f"kdsweep train (no Ray) on {device}", machine=machine())
-        tmp = run_dir / f".{META_FILE}.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(meta, indent=1, default=str) + "\n")
-        os.replace(tmp, run_dir / META_FILE)
+        atomic_write_json(run_dir / META_FILE, meta, default=str)
         log(df.to_string(index=False))
     if export_to is not None:
-        from orchestrator.export import export
         export(run_dir, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log, force=force)
     return run_dir

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from orchestrator.config import Preprocess
-from orchestrator.teacher import INFER_BATCH
+from orchestrator.teacher.model import INFER_BATCH
 from trainables.augment import ViewSpec, apply_views, to_input
 
 CACHE_VERSION = 1
@@ -97,7 +97,7 @@ def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarr
 
     `spec` with shift 0 and no flip gives the clean-image logits (V = 1). `runner(missing_chunks)` yields
     (chunk, fp16 array) for each missing chunk in any order; the default computes them here, in order, with
-    `model` (orchestrator.cache_ray builds them on every node of a Ray cluster instead).
+    `model` (orchestrator.teacher.cache_ray builds them on every node of a Ray cluster instead).
     """
     cache_dir = Path(cache_dir)
     key = fingerprint(teacher_sha256, images, labels, spec, pre)

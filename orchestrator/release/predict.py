@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.report import CLASSES
+from orchestrator.data import CLASSES, DataFormatError, read_idx_images
 
 
 class NotAnImageError(ValueError):
@@ -41,7 +41,6 @@ def load_image(path: Path) -> np.ndarray:
 
 def load_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
     """(names, uint8 (N, 28, 28)) from image files and/or IDX image files (.gz or raw)."""
-    from orchestrator.data import DataFormatError, read_idx_images
     names, images = [], []
     for p in map(Path, paths):
         if not p.is_file():
