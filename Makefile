@@ -1,11 +1,12 @@
 # make sweep: fresh machine -> venv, dependencies, data -> the default sweep and export.
 # make test:  fresh machine -> venv, dependencies, data -> the test suite (loopback-only network).
+# make test-fast: the tier without Ray or slow runs (under a minute).
 PY      := .venv/bin/python
 CONFIG  ?= configs/sweep.yaml
 ARGS    ?=
 DATA    := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv data sweep test teacher clean
+.PHONY: venv data sweep test test-fast teacher clean
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -27,6 +28,9 @@ sweep: venv data
 
 test: venv data
 	bash scripts/loopback.sh $(PY) -m pytest -q $(ARGS)
+
+test-fast: venv data
+	$(PY) -m pytest -q -m "not ray and not slow" $(ARGS)
 
 teacher: venv data
 	bash scripts/loopback.sh $(PY) -m orchestrator teacher train --config configs/teacher.yaml $(ARGS)

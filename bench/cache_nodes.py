@@ -27,11 +27,11 @@ def main():
     args = p.parse_args()
     import ray
     from ray.cluster_utils import Cluster
-    from orchestrator import cache
-    from orchestrator.cache_ray import ray_runner
+    from orchestrator.teacher import cache
+    from orchestrator.teacher.cache_ray import ray_runner
     from orchestrator.data import load_split
-    from orchestrator.teacher import load_teacher
-    from orchestrator.teacher_train import machine
+    from orchestrator.teacher.model import load_teacher
+    from orchestrator.machine import machine
     from trainables.augment import ViewSpec
     cache.CHUNK_IMAGES = args.chunk
     s = load_split(train_limit=args.images, val_limit=100)

@@ -23,10 +23,10 @@ def one_epoch(precision: str, seed: int, q) -> None:
     import numpy as np
     import torch
     torch.set_num_threads(1)
-    from orchestrator.cache import teacher_logits
+    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.config import load_sweep_config, to_dict
     from orchestrator.data import load_split
-    from orchestrator.teacher import load_teacher
+    from orchestrator.teacher.model import load_teacher
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
     from trainables.train import TrialData, train_student
@@ -58,8 +58,8 @@ def main():
     p.add_argument("--json", default="bench/results/epoch_precision.json")
     args = p.parse_args()
     from orchestrator.config import load_sweep_config
-    from orchestrator.sweep import fit_final_epochs
-    from orchestrator.teacher_train import machine
+    from orchestrator.sweep.driver import fit_final_epochs
+    from orchestrator.machine import machine
     cfg = load_sweep_config(ROOT / "configs" / "sweep.yaml")
     ctx = mp.get_context("spawn")
     runs = {"fp32": [], "bf16": []}

@@ -67,10 +67,10 @@ def main():
     p.add_argument("--out", default="bench/results/kd_vs_control.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from orchestrator.cache import teacher_logits
+    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.data import load_split
-    from orchestrator.teacher import load_teacher
-    from orchestrator.teacher_train import machine
+    from orchestrator.teacher.model import load_teacher
+    from orchestrator.machine import machine
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
     from trainables.train import TrialData, train_student

@@ -41,11 +41,12 @@ def main():
     p.add_argument("--out", default="bench/results/prune_vs_design.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from orchestrator.cache import teacher_logits
+    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.data import load_split, load_test
-    from orchestrator.export import Deployable, predict, rebuild
-    from orchestrator.teacher import load_teacher
-    from orchestrator.teacher_train import machine
+    from orchestrator.release.export import Deployable, predict
+    from students import rebuild
+    from orchestrator.teacher.model import load_teacher
+    from orchestrator.machine import machine
     from students import count_params
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from orchestrator.data import load_split  # noqa: E402
-from orchestrator.teacher import load_member  # noqa: E402
+from orchestrator.teacher.model import load_member  # noqa: E402
 from trainables.augment import to_input  # noqa: E402
 
 

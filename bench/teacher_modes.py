@@ -44,7 +44,7 @@ def sweep_cfg(args, mode: str, storage: str, cache: str) -> SweepConfig:
 
 
 def part_speed(args):
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep.driver import run_sweep
     tmp = tempfile.mkdtemp(prefix="kdsweep-bench-")
     times, meta = {}, {}
     for mode in ("live", "views"):
@@ -64,9 +64,9 @@ def part_speed(args):
 
 def part_accuracy(args):
     import numpy as np
-    from orchestrator.cache import teacher_logits
+    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.data import load_split
-    from orchestrator.teacher import load_teacher
+    from orchestrator.teacher.model import load_teacher
     from trainables.augment import ViewSpec
     from trainables.train import TrialData, train_student
     s = load_split(train_limit=args.acc_train_limit)

@@ -28,16 +28,18 @@ def _teacher_train(a) -> int:
     if a.epochs is not None:
         raw.setdefault("optim", {})["epochs"] = a.epochs
     cfg = from_dict(TeacherTrainConfig, raw)
+    from orchestrator.release.promote import refuse_models
     run_dir = Path(a.run_dir or f"runs/teacher/{cfg.name}").resolve()
-    out = Path(a.out).resolve()
+    out = Path(a.out or f"artifacts/teacher/{cfg.name}.pt").resolve()
+    refuse_models(out, "teacher's weights")
     if a.no_ray:
-        from orchestrator.teacher_train import train_local
+        from orchestrator.teacher.train import train_local
         path = train_local(cfg, run_dir, out, log=lambda m: print(m, flush=True))
     else:
-        from orchestrator.teacher_train import train_ray
+        from orchestrator.teacher.train import train_ray
         path = train_ray(cfg, run_dir, out, address=a.address, log=lambda m: print(m, flush=True))
-    print(f"released {path} (+ {path.with_suffix('.json').name}); evaluate with "
-          f"`kdsweep teacher eval --checkpoint {path}`")
+    print(f"wrote {path} (+ {path.with_suffix('.json').name}); evaluate with `kdsweep teacher eval --checkpoint "
+          f"{path}`; release it with `kdsweep release teacher --from {path} --name NAME`")
     return 0
 
 
@@ -70,7 +72,7 @@ def _load_sweep_config(a):
 
 
 def _sweep(a) -> int:
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep.driver import run_sweep
     cfg = _load_sweep_config(a)
     from orchestrator.config import resolve_path
     export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
@@ -82,7 +84,7 @@ def _sweep(a) -> int:
 def _train(a) -> int:
     import torch
     from orchestrator.config import resolve_path
-    from orchestrator.local import run_local
+    from orchestrator.sweep.local import run_local
     cfg = _load_sweep_config(a)
     torch.set_num_threads(a.threads or max(1, int(cfg.sweep.cpus_per_trial)))
     export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
@@ -92,12 +94,12 @@ def _train(a) -> int:
 
 
 def _cache(a) -> int:
-    from orchestrator.sweep import prepare_data, uses_teacher
+    from orchestrator.sweep.prepare import prepare_data, uses_teacher
     cfg = _load_sweep_config(a)
     if not uses_teacher(cfg) or cfg.teacher.mode not in ("views", "clean"):
         raise ValueError(f"{a.config}: nothing to cache (teacher.mode {cfg.teacher.mode!r}, losses "
                          f"{sorted(cfg.losses())}); the cache serves teacher.mode views or clean")
-    from orchestrator.local import resolve_device
+    from orchestrator.sweep.local import resolve_device
     device = resolve_device(a.device)
     _, meta = prepare_data(cfg, a.teacher, log=lambda m: print(m, flush=True), device=device)
     c = meta["cache"]
@@ -108,15 +110,26 @@ def _cache(a) -> int:
 
 
 def _export(a) -> int:
-    from orchestrator.export import export
+    from orchestrator.release.export import export
     export(Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}"), data_dir=a.data_dir, budget=a.budget,
            log=lambda m: print(m, flush=True), force=a.force, trial=a.trial)
     return 0
 
 
+def _release(a) -> int:
+    from orchestrator.release.promote import release_student, release_teacher
+    if a.what == "student":
+        release_student(Path(a.source), log=lambda m: print(m, flush=True))
+    else:
+        if not a.name:
+            raise ValueError("kdsweep release teacher needs --name (the release's file name, e.g. resnet50_x56)")
+        release_teacher(Path(a.source), a.name, log=lambda m: print(m, flush=True))
+    return 0
+
+
 def _results(a) -> int:
     import pandas as pd
-    from orchestrator.results import table
+    from orchestrator.release.results import table
     df = table(Path(a.run))
     if df.empty:
         print(f"{a.run}: no trial has reported yet")
@@ -130,8 +143,9 @@ def _report(a) -> int:
     """The report of an exported run: rebuilt from `out` when it holds the export, else export first."""
     import json
     import torch
-    from orchestrator.export import META_FILE, deployable, export
-    from orchestrator.report import write_report
+    from orchestrator.release.export import deployable, export
+    from orchestrator.run.layout import META_FILE
+    from orchestrator.release.report import write_report
     run, out = Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}")
     if not (out / "metrics.json").is_file():
         export(run, out, data_dir=a.data_dir, log=lambda m: print(m, flush=True))
@@ -146,7 +160,7 @@ def _report(a) -> int:
 
 
 def _predict(a) -> int:
-    from orchestrator.predict import classify
+    from orchestrator.release.predict import classify
     for name, cls, p in classify(a.model, a.images):
         print(f"{name}\t{cls}\t{p:.3f}")
     return 0
@@ -156,7 +170,7 @@ def _teacher_eval(a) -> int:
     import json
     import torchinfo
     from orchestrator.data import load_split, load_test
-    from orchestrator.teacher import accuracy, load_teacher, predict_logits
+    from orchestrator.teacher.model import accuracy, load_teacher, predict_logits
     model, info = load_teacher(a.checkpoint, a.mean, a.std)
     params = torchinfo.summary(model, input_size=(1, info.preprocess.channels, 28, 28), verbose=0,
                                device="cpu").total_params
@@ -164,7 +178,7 @@ def _teacher_eval(a) -> int:
     val_acc = accuracy(predict_logits(model, s.val_x, info.preprocess), s.val_y)
     tx, ty = load_test(a.data_dir)
     test_acc = accuracy(predict_logits(model, tx, info.preprocess), ty)
-    from orchestrator.teacher import sidecar_path
+    from orchestrator.teacher.model import sidecar_path
     side = sidecar_path(a.checkpoint)
     trained = json.loads(side.read_text()) if side.is_file() else {}
     res = dict(checkpoint=str(a.checkpoint), arch=info.arch, params=params, val_acc=val_acc, test_acc=test_acc,
@@ -202,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--gpu", action="store_true", help="one GPU per worker")
     tt.add_argument("--epochs", type=int, default=None, help="override optim.epochs")
     tt.add_argument("--run-dir", default=None, help="default runs/teacher/<name>")
-    tt.add_argument("--out", default="models/teacher/resnet50.pt", help="where the released weights go")
+    tt.add_argument("--out", default=None, help="where the weights go (default artifacts/teacher/<name>.pt; "
+                    "models/teacher/ changes only through `kdsweep release teacher`)")
     tt.add_argument("--no-ray", action="store_true", help="plain PyTorch in this process (no Ray needed)")
     tt.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a config key, e.g. data.train_limit=512 or preprocess.size=56")
@@ -235,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a config's trials in this process, without Ray (e.g. on a GPU "
                                       "machine), in the layout export/results/report read")
-    _config_args(tr, "configs/release_gpu.yaml")
+    _config_args(tr, "configs/release.yaml")
     tr.add_argument("--trial", type=int, action="append", metavar="K",
                     help="train only trial K of the config's trials list (repeatable; one process per GPU share)")
     tr.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when PyTorch sees a GPU)")
@@ -275,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", default="models/student/student.pt2", help="student.pt2 or student.onnx")
     pr.add_argument("images", nargs="+", help="image files (any size, colour or grayscale) or IDX files")
     pr.set_defaults(func=_predict)
+    rl = sub.add_parser("release", help="replace the released student or teacher (models/) by a candidate, only "
+                        "if it is better on validation")
+    rl.add_argument("what", choices=["student", "teacher"])
+    rl.add_argument("--from", dest="source", required=True,
+                    help="student: an export directory (artifacts/<name>); teacher: its weights (.pt + .json)")
+    rl.add_argument("--name", default=None, help="teacher: the release's name in models/teacher/ (e.g. resnet50)")
+    rl.set_defaults(func=_release)
     return p
 
 
@@ -282,8 +304,8 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     from orchestrator.config import ConfigError
     from orchestrator.data import DataFormatError, DataNotFoundError
-    from orchestrator.sweep import Interrupted
-    from orchestrator.teacher import TeacherLoadError
+    from orchestrator.sweep.driver import Interrupted
+    from orchestrator.teacher.model import TeacherLoadError
     try:
         return a.func(a)
     except ConfigError as e:

@@ -36,6 +36,14 @@ def create_student(name: str, **kwargs) -> nn.Module:
     return _REGISTRY[name](**kwargs)
 
 
+def rebuild(state: dict) -> nn.Module:
+    """The student a checkpoint holds (a trial's checkpoint.pt or an export's student.pt), in eval mode:
+    its registered name and kwargs, then its weights."""
+    model = create_student(state["student"], **state["student_kwargs"])
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
+
+
 def count_params(model: nn.Module) -> int:
     """torchinfo's total parameter count (what the 100k budget is measured in)."""
     import torchinfo

@@ -24,7 +24,7 @@ def small_split():
 def tiny_teacher(tmp_path_factory) -> Path:
     """A resnet10 trained for one epoch on 384 images, saved like a release (fp16 + JSON sidecar)."""
     from orchestrator.config import TeacherTrainConfig, from_dict
-    from orchestrator.teacher_train import train_local
+    from orchestrator.teacher.train import train_local
     d = tmp_path_factory.mktemp("teacher")
     cfg = from_dict(TeacherTrainConfig, dict(arch="resnet10", data=dict(train_limit=384, val_limit=200),
                                              optim=dict(epochs=1, batch_size=64, lr=0.05)))
@@ -47,3 +47,14 @@ def ray_local():
         start_local_ray()
     yield ray
     ray.shutdown()
+
+
+RAY_MODULES = {"test_ray.py", "test_cluster.py", "test_launch.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tiers: `ray` (starts Ray: a local instance, simulated nodes or a head) and `slow` (a subprocess or a
+    training run of more than a few seconds); `make test-fast` runs the rest."""
+    for item in items:
+        if item.path.name in RAY_MODULES or "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)

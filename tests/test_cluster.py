@@ -35,9 +35,9 @@ def cluster():
 
 
 def test_cache_on_the_cluster_equals_the_local_build(cluster, tiny_teacher, small_split, tmp_path, monkeypatch):
-    from orchestrator import cache
-    from orchestrator.cache_ray import ray_runner
-    from orchestrator.teacher import load_teacher
+    from orchestrator.teacher import cache
+    from orchestrator.teacher.cache_ray import ray_runner
+    from orchestrator.teacher.model import load_teacher
     from trainables.augment import ViewSpec
     monkeypatch.setattr(cache, "CHUNK_IMAGES", 64)        # 384 images -> 6 chunks for 2 actors
     model, info = load_teacher(tiny_teacher)
@@ -76,8 +76,8 @@ def _sweep_cfg(tmp_path, name, **over):
 def test_sweep_on_two_nodes_and_a_lost_node(cluster, tiny_teacher, tmp_path):
     """Two trials run side by side, one per worker node. The node under one of them is removed after its
     second epoch: that trial resumes from its checkpoint on the other node and nothing finished is redone."""
-    from orchestrator.export import export
-    from orchestrator.sweep import run_sweep
+    from orchestrator.release.export import export
+    from orchestrator.sweep.driver import run_sweep
     c, workers = cluster
     cfg = _sweep_cfg(tmp_path, "t_nodes", **{"train.epochs": 8, "sweep.grace_period": 8, "data.train_limit": 1024,
                                              "trials": [{"lr": 0.05}, {"lr": 0.03}]})

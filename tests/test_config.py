@@ -12,9 +12,16 @@ TEACHER_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("teacher*.yaml"
 SWEEP_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if p.stem not in TEACHER_CONFIGS)
 
 
-def test_the_config_globs_find_the_shipped_configs():
-    assert {"smoke", "sweep", "release", "release_res", "release_seeds"} <= set(SWEEP_CONFIGS)
-    assert {"teacher", "teacher_cycle2", "teacher_x56"} <= set(TEACHER_CONFIGS)
+def test_configs_hold_what_a_user_runs():
+    """configs/ is the product's: a handful of files, each saying in its first line what it is for; an
+    experiment's config lives in experiments/<name>/ with its record."""
+    files = sorted((ROOT / "configs").glob("*.yaml"))
+    assert {"smoke", "sweep", "full", "release"} <= set(SWEEP_CONFIGS) and {"teacher", "teacher_x56"} <= set(TEACHER_CONFIGS)
+    assert len(files) <= 7
+    for f in files:
+        first = f.read_text().splitlines()[0]
+        assert first.startswith("# ") and len(first) > 20, f"{f.name}: the first line says what it is for"
+        assert "--force" not in f.read_text(), f"{f.name}: a release changes only through `kdsweep release`"
 
 
 @pytest.mark.parametrize("name", SWEEP_CONFIGS)
@@ -23,36 +30,6 @@ def test_shipped_sweep_configs_load(name):
     assert cfg.students()
     assert all((ROOT / m).is_file() for m in cfg.teacher.ensemble)   # its members ship with it
     assert cfg.augment.shift == 2 or name == "smoke"   # the code's default (2) and the shipped configs agree
-
-
-def test_release_seeds_changes_only_the_seed_of_the_released_trial():
-    """Its figures are read as seed-to-seed spread of the released recipe: nothing else may differ."""
-    rel = load_sweep_config(ROOT / "configs" / "release_res.yaml")
-    seeds = load_sweep_config(ROOT / "configs" / "release_seeds.yaml")
-    released = {**to_dict(rel.train), **rel.trials[0]}
-    assert released["student"] == "res3_w16_32_76_s121" and released["seed"] == 0
-    for t in seeds.trials:
-        trial = {**to_dict(seeds.train), **t}
-        assert {k for k in trial if trial[k] != released[k]} == {"seed"}
-    assert sorted(t["seed"] for t in seeds.trials) == [1, 2]
-    for part in ("data", "teacher", "augment"):
-        assert to_dict(getattr(seeds, part)) == to_dict(getattr(rel, part))
-
-
-@pytest.mark.parametrize("name", ["sweep_epochs", "sweep_seeds"])
-def test_sweep_probes_vary_only_epochs_and_seed_of_the_default_sweeps_kd_finalist(name):
-    """configs/sweep_epochs.yaml chose make sweep's final.epochs and sweep_seeds.yaml measures its spread: their
-    trials must be the default's KD setting, the shipped final.epochs among them, nothing else changed."""
-    default = load_sweep_config(ROOT / "configs" / "sweep.yaml")
-    probe = load_sweep_config(ROOT / "configs" / f"{name}.yaml")
-    kd = next(t for t in default.trials if t.get("loss") == "kd")
-    finalist = {**to_dict(default.train), **kd, "epochs": default.final.epochs, "seed": 0}
-    for t in probe.trials:
-        trial = {**to_dict(probe.train), **t}
-        assert {k for k in trial if trial[k] != finalist[k]} <= {"epochs", "seed"}
-    assert default.final.epochs in {t["epochs"] for t in probe.trials}
-    for part in ("data", "teacher", "augment"):
-        assert to_dict(getattr(probe, part)) == to_dict(getattr(default, part))
 
 
 @pytest.mark.parametrize("name", TEACHER_CONFIGS)
@@ -109,7 +86,7 @@ def test_overrides_and_types():
 
 def test_run_dir_refuses_another_config(tmp_path):
     import dataclasses
-    from orchestrator.sweep import _claim_run_dir
+    from orchestrator.run.identity import claim_run_dir as _claim_run_dir
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
     teacher = dict(path="/t.pt", sha256="ab")
     _claim_run_dir(str(tmp_path), cfg, teacher)
@@ -163,7 +140,7 @@ def test_cli_diagnoses_in_one_line(tmp_path, capsys):
 
 def test_interrupted_sweep_is_not_finished():
     """Tune returns normally after Ctrl-C: a run with trials neither finished nor failed is not complete."""
-    from orchestrator.sweep import Interrupted, _check_complete
+    from orchestrator.sweep.driver import Interrupted, _check_complete
 
     class Grid(list):
         def __init__(self, terminated, errors, n):
@@ -178,7 +155,8 @@ def test_interrupted_sweep_is_not_finished():
 def test_claims_of_an_older_schema_still_match(tmp_path):
     """A run claimed before new train keys existed (their defaults) and before teacher records resumes."""
     import json as _json
-    from orchestrator.sweep import CONFIG_FILE, _claim_run_dir
+    from orchestrator.run.identity import claim_run_dir as _claim_run_dir
+    from orchestrator.run.layout import CONFIG_FILE
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
     old = _json.loads(_json.dumps(to_dict(cfg), default=str))
     for key in ("prune_from", "prune_importance", "prune_steps", "prune_to", "ema", "erase"):
@@ -194,7 +172,7 @@ def test_claims_of_an_older_schema_still_match(tmp_path):
 
 
 def test_final_epochs_fit_the_budget_at_the_searchs_speed():
-    from orchestrator.sweep import fit_final_epochs
+    from orchestrator.sweep.driver import fit_final_epochs
     # two finalists side by side on two slots: an epoch of the stage takes the slower one's 40 s
     assert fit_final_epochs(40, 25, [35.0, 40.0], seeds=1, slots=2) == 37      # 1500 s // 40 s
     assert fit_final_epochs(40, 60, [35.0, 40.0], seeds=1, slots=2) == 40      # the cap binds
@@ -206,7 +184,7 @@ def test_final_epochs_fit_the_budget_at_the_searchs_speed():
 def test_search_seconds_per_epoch_are_each_finalists_own():
     import pandas as pd
     from types import SimpleNamespace
-    from orchestrator.sweep import search_seconds_per_epoch
+    from orchestrator.sweep.driver import search_seconds_per_epoch
     from trainables.config import TrainConfig
     base = to_dict(load_sweep_config(ROOT / "configs" / "sweep.yaml").train)
     def trial(variant, elapsed):   # a search trial's history: elapsed_s after each epoch

@@ -33,7 +33,7 @@ def _free_ports(n: int) -> list[int]:
 def head():
     """`ray start --head` with its job server on 127.0.0.1 and its own temp dir (short: socket paths are
     limited to 107 bytes); stopped by killing exactly that session's processes, never `ray stop`."""
-    from orchestrator.ray_session import stop
+    from orchestrator.sweep.ray_session import stop
     temp = tempfile.mkdtemp(prefix="kdr", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(ROOT)}
     gcs, dash = _free_ports(2)
@@ -85,7 +85,7 @@ def test_relative_paths_resolve_from_elsewhere(tmp_path, monkeypatch):
     """`ray submit` runs the script from the head's home directory: configs, teacher and runs still resolve
     against the project, not against wherever the process started."""
     from orchestrator.config import load_sweep_config, resolve_path
-    from orchestrator.sweep import run_dir_of
+    from orchestrator.run.identity import run_dir_of
     monkeypatch.chdir(tmp_path)
     cfg = load_sweep_config("configs/sweep.yaml")
     assert resolve_path(cfg.teacher.checkpoint) == str(ROOT / "models" / "teacher" / "resnet50.pt")
@@ -93,3 +93,12 @@ def test_relative_paths_resolve_from_elsewhere(tmp_path, monkeypatch):
     assert resolve_path("/abs/x") == "/abs/x" and resolve_path("s3://b/k") == "s3://b/k"
     (tmp_path / "configs").mkdir()                              # inside a checkout: its own directory wins
     assert resolve_path("runs") == str(tmp_path / "runs")
+
+
+def test_submit_script_runs_as_a_file_from_elsewhere(tmp_path):
+    """`ray submit cluster.yaml orchestrator/submit.py -- ...` runs the file by path on the head, from another
+    directory: it must import the project and reach `kdsweep sweep`'s parser."""
+    out = subprocess.run([sys.executable, str(ROOT / "orchestrator" / "submit.py"), "--help"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--config" in out.stdout and "usage: kdsweep sweep" in out.stdout

@@ -33,3 +33,52 @@ def test_trainable_runs_without_orchestrator():
             "import trainables.train, trainables.losses, trainables.config; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+# Ray API calls live in the sweep driver, the Tune trainable, the cluster cache builder, the Ray Train teacher
+# loop and the Ray session bookkeeping (shared/DESIGN.md); everything else runs where Ray is not installed.
+RAY_ALLOWED = {"orchestrator/sweep/driver.py", "orchestrator/sweep/ray_session.py", "orchestrator/teacher/cache_ray.py",
+               "orchestrator/teacher/train.py", "trainables/tune_trainable.py"}
+PACKAGES = ("orchestrator", "trainables", "students")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for p in (ROOT / pkg).rglob("*.py"):
+            name = ".".join(p.relative_to(ROOT).with_suffix("").parts)
+            out[name.removesuffix(".__init__")] = p
+    return out
+
+
+def _imports(path: Path, modules: dict) -> set[str]:
+    """Project modules `path` imports anywhere (in functions too), as module names."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in modules}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:   # `from pkg import module` names a module; `from module import name` not
+                found.add(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module)
+    return {m for m in found if m in modules}
+
+
+def test_no_import_cycles_and_ray_only_where_allowed():
+    modules = _modules()
+    graph = {m: _imports(p, modules) - {m} for m, p in modules.items()}
+    state, cycles = {}, []
+
+    def visit(m, stack):
+        state[m] = "open"
+        for d in sorted(graph[m]):
+            if state.get(d) == "open":
+                cycles.append(stack[stack.index(d):] + [d])
+            elif d not in state:
+                visit(d, stack + [d])
+        state[m] = "done"
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, f"import cycles: {cycles}"
+    ray_users = {str(p.relative_to(ROOT)) for p in modules.values() if "ray" in imported_packages(p)}
+    assert ray_users <= RAY_ALLOWED, f"Ray imported outside its modules: {sorted(ray_users - RAY_ALLOWED)}"

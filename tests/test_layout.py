@@ -71,6 +71,7 @@ def _close(a: dict, b: dict) -> bool:
     return all(torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-4) for k in a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 def test_guard_trains_the_bug_shape_like_channels_first_on_avx2(threads):
     guarded = _run("guarded", threads, verbose=threads == 1)

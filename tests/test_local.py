@@ -37,7 +37,7 @@ def test_cache_keys_of_28_px_teachers_are_unchanged():
     """`size` joined the preprocessing after caches were built: a 28-px teacher's key must not move."""
     import hashlib
     from dataclasses import asdict
-    from orchestrator.cache import CACHE_VERSION, fingerprint
+    from orchestrator.teacher.cache import CACHE_VERSION, fingerprint
     from trainables.augment import ViewSpec
     x, y = np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64)
     pre, spec = Preprocess(), ViewSpec(1, True)
@@ -55,8 +55,8 @@ def test_teacher_at_56_px_with_erasing_and_bf16_round_trips(tmp_path):
     """`kdsweep teacher train` with preprocess.size 56, erase and precision: the release records the size,
     load_teacher reads it back, and the teacher's logits are computed on the resized input."""
     from orchestrator.config import TeacherTrainConfig
-    from orchestrator.teacher import accuracy, load_teacher, predict_logits
-    from orchestrator.teacher_train import history_path, train_local
+    from orchestrator.teacher.model import accuracy, load_teacher, predict_logits
+    from orchestrator.teacher.train import history_path, train_local
     from orchestrator.data import load_split
     cfg = from_dict(TeacherTrainConfig, dict(arch="resnet10", data=dict(train_limit=256, val_limit=128),
                                              preprocess=dict(size=56), erase=0.5, precision="bf16",
@@ -83,25 +83,26 @@ def _local_cfg(tmp_path, teacher, **train) -> SweepConfig:
         sweep=dict(storage=str(tmp_path / "runs"), cpus_per_trial=1)))
 
 
+@pytest.mark.slow
 def test_local_run_trains_each_trial_resumes_and_exports(tmp_path, tiny_teacher, monkeypatch):
-    from orchestrator import local
-    from orchestrator.export import META_FILE, export
-    from orchestrator.results import trials
-    import trainables.train as tt
+    from orchestrator.sweep import local
+    from orchestrator.release.export import export
+    from orchestrator.run.layout import META_FILE
+    from orchestrator.release.results import trials
     cfg = _local_cfg(tmp_path, tiny_teacher)
     run = tmp_path / "runs" / "loc"
     # trial 1 alone, interrupted after its first epoch (a killed process): the run is not finished
-    real = tt.train_student
+    real = local.train_student
 
     def interrupted(c, data, report=None, resume=None, device="cpu"):
         def once(m, s):
             report(m, s)
             raise KeyboardInterrupt
         return real(c, data, report=once, resume=resume, device=device)
-    monkeypatch.setattr(tt, "train_student", interrupted)
+    monkeypatch.setattr(local, "train_student", interrupted)
     with pytest.raises(KeyboardInterrupt):
         local.run_local(cfg, only=[1], device="cpu", log=lambda m: None)
-    monkeypatch.setattr(tt, "train_student", real)
+    monkeypatch.setattr(local, "train_student", real)
     [t1] = [t for t in trials(run) if t["trial"] == "local_01"]
     assert [h["epoch"] for h in t1["history"]] == [1] and t1["status"] == "running or interrupted"
     # the same command resumes it at epoch 2; trial 0 is still to run, so the run is not finished
@@ -137,7 +138,7 @@ def test_local_run_trains_each_trial_resumes_and_exports(tmp_path, tiny_teacher,
 
 
 def test_local_run_refuses_what_it_cannot_do(tmp_path, tiny_teacher):
-    from orchestrator import local
+    from orchestrator.sweep import local
     cfg = _local_cfg(tmp_path, tiny_teacher)
     with pytest.raises(ValueError, match="pass it without --trial"):
         local.run_local(cfg, only=[0], force=True, device="cpu", log=lambda m: None)
@@ -151,6 +152,7 @@ def test_local_run_refuses_what_it_cannot_do(tmp_path, tiny_teacher):
             local.run_local(cfg, device="cuda", log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_kdsweep_train_runs_without_ray_installed(tmp_path, tiny_teacher):
     """The GPU machine has no Ray: the CLI's train and teacher-train paths must never import it."""
     cfg = tmp_path / "c.yaml"
@@ -183,7 +185,7 @@ def test_kdsweep_cache_builds_what_a_sweep_then_hits(tmp_path, tiny_teacher, cap
     """`kdsweep cache` builds the config's cache ahead (e.g. on a GPU); the run after it is a cache hit."""
     from orchestrator.cli import main
     from orchestrator.config import load_sweep_config
-    from orchestrator.sweep import prepare_data
+    from orchestrator.sweep.prepare import prepare_data
     cfg = tmp_path / "c.yaml"
     cfg.write_text(json.dumps(dict(
         name="c", data=dict(train_limit=96, val_limit=32),

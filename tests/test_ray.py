@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def sweep_run(ray_local, tiny_teacher, tmp_path_factory, request):
     """4 trials, sequential so that ASHA's first rung has a reference to cut against."""
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep.driver import run_sweep
     tmp = tmp_path_factory.mktemp("sweep")
     opened = []
     real_open = data_mod._open_idx
@@ -76,13 +76,14 @@ def test_sweep_never_opens_test_split(sweep_run):
 @pytest.fixture(scope="module")
 def exported(sweep_run):
     """The smoke sweep exported once, for the tests that read an export."""
-    from orchestrator.export import export
+    from orchestrator.release.export import export
     out = sweep_run[3] / "exported"
     return export(sweep_run[0], out, log=lambda s: None), out
 
 
 def test_export(sweep_run, exported):
-    from orchestrator.export import Deployable, predict, rebuild
+    from orchestrator.release.export import Deployable, predict
+    from students import rebuild
     run_dir = sweep_run[0]
     m, out = exported
     for f in ["student.pt", "student.pt2", "summary.txt", "metrics.json", "submission.csv", "report.md"]:
@@ -147,8 +148,8 @@ def test_predict_png_and_idx(exported, tmp_path):
     import struct
     from PIL import Image
     from orchestrator.cli import main as cli
-    from orchestrator.predict import NotAnImageError, classify
-    from orchestrator.report import CLASSES
+    from orchestrator.release.predict import NotAnImageError, classify
+    from orchestrator.release.report import CLASSES
     out = exported[1]
     expected = [int(r[1]) for r in list(csv.reader(open(out / "submission.csv")))[1:9]]
     test_x, _ = data_mod.load_test()
@@ -174,13 +175,13 @@ def test_predict_png_and_idx(exported, tmp_path):
 
 
 def test_export_refuses_over_budget(sweep_run, tmp_path):
-    from orchestrator.export import export
+    from orchestrator.release.export import export
     with pytest.raises(ValueError, match="budget"):
         export(sweep_run[0], tmp_path / "o", budget=1000, log=lambda s: None)
 
 
 def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_path, monkeypatch):
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep.driver import run_sweep
     from trainables.train import TrialData
     puts, real_put = [], ray_local.put
 
@@ -203,24 +204,41 @@ def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_pat
 
 
 def test_budget_checked_before_ray(tmp_path, monkeypatch):
-    from orchestrator import sweep
     from orchestrator.config import SweepConfig, from_dict
+    from orchestrator.sweep.driver import run_sweep
+    from orchestrator.sweep.prepare import BudgetError
     cfg = from_dict(SweepConfig, {"name": "b", "budget": 50_000, "train": {"student": "seed_model_1"}})
-    with pytest.raises(sweep.BudgetError, match="seed_model_1 has 95,530 parameters"):
-        sweep.run_sweep(cfg)
+    with pytest.raises(BudgetError, match="seed_model_1 has 95,530 parameters"):
+        run_sweep(cfg)
 
 
-def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path):
+def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path, monkeypatch):
     from orchestrator.config import TeacherTrainConfig, from_dict
-    from orchestrator.teacher import load_teacher
-    from orchestrator.teacher_train import history_path, train_ray
+    from orchestrator.teacher import train as train_mod
+    from orchestrator.teacher.model import load_teacher
+    from orchestrator.teacher.train import history_path, train_ray
     raw = dict(arch="resnet10", data=dict(train_limit=256, val_limit=128), cpus_per_worker=1,
                optim=dict(epochs=2, batch_size=64, lr=0.05))
     cfg = from_dict(TeacherTrainConfig, raw)
-    marker = tmp_path / "failed-once"
-    out = train_ray(cfg, tmp_path / "runs" / "t", tmp_path / "rel" / "teacher.pt", log=lambda m: None,
-                    fail_once_marker=str(marker))
-    assert marker.exists()  # the worker crashed after epoch 1 and Ray Train restarted it
+    marker = str(tmp_path / "failed-once")
+
+    def crash_once_after_a_checkpoint(config):  # pickled by value into the worker, which has the real loop
+        import os
+        import ray.train
+        import orchestrator.teacher.train as real
+        report = ray.train.report
+
+        def report_then_crash(metrics, checkpoint=None):
+            report(metrics, checkpoint=checkpoint)
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError("injected: the worker dies after its first checkpoint")
+        ray.train.report = report_then_crash
+        return real._ray_train_loop(config)
+
+    monkeypatch.setattr(train_mod, "_ray_train_loop", crash_once_after_a_checkpoint)
+    out = train_ray(cfg, tmp_path / "runs" / "t", tmp_path / "rel" / "teacher.pt", log=lambda m: None)
+    assert Path(marker).exists()  # the worker crashed after epoch 1 and Ray Train restarted it
     meta = json.loads(out.with_suffix(".json").read_text())
     history = json.loads(history_path(out).read_text())
     assert [h["epoch"] for h in history] == [1, 2]  # resumed at epoch 2, not restarted from 1
@@ -231,8 +249,8 @@ def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path):
 
 def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     """final.epochs retrains the search's `top` best (by val_acc) longer, once per seed; export reads that stage."""
-    from orchestrator.export import best_checkpoint, export, export_dir
-    from orchestrator.sweep import run_sweep
+    from orchestrator.release.export import best_checkpoint, export, export_dir
+    from orchestrator.sweep.driver import run_sweep
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
         "name": "t_final", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
         "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
@@ -259,7 +277,7 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     assert meta["final"]["minutes"] == 60 and meta["final"]["epochs_cap"] == 2 and meta["final"]["epochs"] == 2
     assert len(meta["final"]["search_seconds_per_epoch"]) == 2 and min(meta["final"]["search_seconds_per_epoch"]) > 0
     assert export_dir(run_dir) == run_dir / "final"
-    from orchestrator.results import table as results_table   # `kdsweep results`, without Ray
+    from orchestrator.release.results import table as results_table   # `kdsweep results`, without Ray
     shown = results_table(run_dir)
     assert list(shown["stage"]) == ["search"] * 2 + ["final"] * 4
     assert set(shown[shown.stage == "final"]["epochs"]) == {"2/2"} and "status" in shown
@@ -275,7 +293,7 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
 def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(ray_local, tiny_teacher, tmp_path):
     """final.minutes: the stage trains what fits at the search's measured seconds per epoch (here one epoch,
     not the cap's 30), and a resumed stage keeps the length it began with."""
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep.driver import run_sweep
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
         "name": "t_budget", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
         "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
@@ -290,7 +308,7 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(r
     assert any("0.001-minute budget" in m and "-> 1 epochs (cap 30)" in m for m in logs)
     # a driver killed after the stage began: the rerun restores it, and a new measurement (faked here: 5
     # epochs would fit now) must not change the length of trials that began with one
-    import orchestrator.sweep as sweep_mod
+    import orchestrator.sweep.driver as sweep_mod
     (run_dir / "kdsweep_meta.json").unlink()
     logs.clear()
     with pytest.MonkeyPatch.context() as mp:
@@ -306,7 +324,7 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
     """A trial that raises after its first checkpoint is retried from it (no epoch redone); a trial whose loss
     becomes inf ends as diverged, with its reason, without retries, and the sweep goes on."""
     from types import SimpleNamespace
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep.driver import run_sweep
     from trainables import tune_trainable
     marker = str(tmp_path / "raised-once")
 
@@ -348,7 +366,7 @@ def test_run_identity_and_finished_runs(ray_local, tiny_teacher, tmp_path):
     """Rerunning a name with another teacher is refused, naming it; a finished run is exported, not retrained;
     --force starts it over."""
     import shutil
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep.driver import run_sweep
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
         "name": "t_ident", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
         "teacher.mode": "clean", "data.train_limit": 128, "data.val_limit": 64, "train.epochs": 1,
@@ -376,7 +394,7 @@ def test_export_is_atomic_and_owned(sweep_run, tmp_path, monkeypatch):
     """An export that dies half-way leaves the previous export whole (or nothing); sha256s are recorded;
     exporting over another run's artifacts needs force; files the export does not write are kept."""
     import hashlib
-    from orchestrator import export as ex
+    from orchestrator.release import export as ex
     run_dir = sweep_run[0]
     out = tmp_path / "out"
 
@@ -412,7 +430,7 @@ def test_driver_killed_and_rerun_resumes(tiny_teacher, tmp_path):
     import subprocess
     import sys
     import time
-    from orchestrator.ray_session import SESSION_FILE, session_pids
+    from orchestrator.sweep.ray_session import SESSION_FILE, session_pids
     cmd = [sys.executable, "-m", "orchestrator", "sweep", "--config", str(ROOT / "configs" / "smoke.yaml"),
            "--teacher", str(tiny_teacher), "--no-export",
            "--set", "name=t_kill", "--set", f"sweep.storage={tmp_path / 'runs'}",
@@ -448,8 +466,8 @@ def test_prune_and_fine_tune_trials_in_a_sweep(ray_local, tiny_teacher, small_sp
     """Pruning trials (the source, importance and steps in the trial) run beside a designed student in one
     sweep; a pruned winner exports like any other and the report says what was pruned."""
     import copy
-    from orchestrator.export import export
-    from orchestrator.sweep import run_sweep
+    from orchestrator.release.export import export
+    from orchestrator.sweep.driver import run_sweep
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
     from trainables.train import TrialData, train_student
@@ -485,9 +503,9 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
     """A trial whose process is killed by a signal (here SIGSEGV before its first report, SIGABRT after it, as
     oneDNN's crashes did) appears in results.csv, `kdsweep results` and the report as failed, with the signal,
     beside the trial that finished."""
-    from orchestrator.export import export
-    from orchestrator.results import table as results_table
-    from orchestrator.sweep import run_sweep
+    from orchestrator.release.export import export
+    from orchestrator.release.results import table as results_table
+    from orchestrator.sweep.driver import run_sweep
     from trainables import tune_trainable
 
     def dying(config, data, base, threads, use_gpu):  # pickled by value into the worker, which has the real one

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from orchestrator.teacher import TeacherLoadError, build_resnet, load_teacher, sidecar_path
+from orchestrator.teacher.model import TeacherLoadError, build_resnet, load_teacher, sidecar_path
 
 X = torch.rand(2, 3, 28, 28)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.cache import teacher_logits
+from orchestrator.teacher.cache import teacher_logits
 from orchestrator.config import Preprocess, TrainConfig
-from orchestrator.teacher import load_teacher
+from orchestrator.teacher.model import load_teacher
 from students import create_student
 from trainables.augment import ViewSpec
 from trainables.train import TrialData, train_student

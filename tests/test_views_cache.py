@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator import cache
+from orchestrator.teacher import cache
 from orchestrator.config import Preprocess
-from orchestrator.teacher import build_resnet
+from orchestrator.teacher.model import build_resnet
 from trainables.augment import ViewSpec, apply_views, to_input
 
 PRE = Preprocess(mean=0.286, std=0.353, channels=3)
@@ -128,8 +128,8 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     a student checkpoint is a member; each member has its own cache (a rerun hits both) and its bytes are
     part of the run's identity."""
     from orchestrator.config import ConfigError, load_sweep_config
-    from orchestrator.sweep import prepare_data, teacher_identity
-    from orchestrator.teacher import load_member, load_teacher, predict_logits
+    from orchestrator.sweep.prepare import prepare_data, teacher_identity
+    from orchestrator.teacher.model import load_member, load_teacher, predict_logits
     from students import create_student
     torch.manual_seed(0)
     member = tmp_path / "student.pt"
@@ -174,7 +174,7 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
 def test_report_names_the_teacher_ensemble():
     """The export's report says that the target was an average, of which members, and how it scores."""
     from orchestrator.config import TrainConfig, to_dict
-    from orchestrator.report import method_text
+    from orchestrator.release.report import method_text
     teacher = dict(arch="resnet50", params=23_528_522, val_acc=0.9466, path="t.pt", sha256="ab" * 32, mode="views",
                    ensemble=[dict(arch="res3_w16_32_76_s121", val_acc=0.946, path="/m/s121.pt")],
                    ensemble_val_acc=0.9482)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 LOSS_NAMES = ("kd", "lskd", "dkd", "seed", "seed_combined", "mse", "ce")
+CKPT_FILE = "checkpoint.pt"      # in a trial's checkpoint directory: the state train_student reports
 FATAL_FILE = "fatal_error.txt"   # in a trial's directory: how its worker died (signal, stack), if it did
 
 

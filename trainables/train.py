@@ -66,7 +66,7 @@ class EMA:
 
     d_t = min(decay, (1 + t) / (10 + t)) warms the average up (TensorFlow's ExponentialMovingAverage with
     num_updates): without it, 0.999^t of the random initial weights would remain after t steps (0.24 after
-    a 12-epoch run's 1,416), which broke short runs (bench/README.md, the recipe table)."""
+    a 12-epoch run's 1,416), which broke short runs (bench/records.md, the recipe table)."""
 
     def __init__(self, model: nn.Module, decay: float):
         import copy

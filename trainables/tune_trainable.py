@@ -1,6 +1,6 @@
 """The Ray Tune face of `train_student`: config dict in, `tune.report` + `tune.Checkpoint` out.
 
-Ray API calls live here and in orchestrator/sweep.py only.
+Ray API calls live here, in the sweep driver and in the teacher's cluster code (orchestrator/).
 """
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from trainables.config import FATAL_FILE, TrainConfig
+from trainables.config import CKPT_FILE, FATAL_FILE, TrainConfig
 from trainables.train import TrialData, train_student
 
-CKPT_FILE = "checkpoint.pt"
 _fatal_log = None                # kept open for the worker's lifetime: faulthandler writes to it as it dies
 
 

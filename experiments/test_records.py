@@ -1,0 +1,58 @@
+"""The experiment records' configs: each loads (its `base:` chain included), and the protocols their figures
+rely on hold (a seeds probe changes only the seed, an epochs probe only epochs and seed)."""
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import load_sweep_config, load_teacher_config, to_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+EXP = ROOT / "experiments"
+CONFIGS = sorted(p.parent.name for p in EXP.glob("*/config.yaml"))
+TEACHERS = [n for n in CONFIGS if n.startswith("teacher_")]
+
+
+def test_every_experiment_has_its_record():
+    assert len(CONFIGS) >= 10
+    for d in EXP.iterdir():
+        if d.is_dir() and not d.name.startswith((".", "_")):
+            assert (d / "README.md").is_file(), f"experiments/{d.name}: no write-up (README.md)"
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_experiment_configs_load(name):
+    if name in TEACHERS:
+        assert load_teacher_config(EXP / name / "config.yaml").arch == "resnet50"
+    else:
+        cfg = load_sweep_config(EXP / name / "config.yaml")
+        assert cfg.students() and all((ROOT / m).is_file() for m in cfg.teacher.ensemble)
+
+
+def test_release_seeds_changes_only_the_seed_of_the_released_trial():
+    """Its figures are read as seed-to-seed spread of the released recipe: nothing else may differ."""
+    rel = load_sweep_config(ROOT / "configs" / "release.yaml")
+    seeds = load_sweep_config(EXP / "release_seeds" / "config.yaml")
+    released = {**to_dict(rel.train), **rel.trials[0]}
+    assert released["student"] == "res3_w16_32_76_s121" and released["seed"] == 0
+    for t in seeds.trials:
+        trial = {**to_dict(seeds.train), **t}
+        assert {k for k in trial if trial[k] != released[k]} == {"seed"}
+    assert sorted(t["seed"] for t in seeds.trials) == [1, 2]
+    for part in ("data", "teacher", "augment"):
+        assert to_dict(getattr(seeds, part)) == to_dict(getattr(rel, part))
+
+
+@pytest.mark.parametrize("name", ["sweep_epochs", "sweep_seeds"])
+def test_sweep_probes_vary_only_epochs_and_seed_of_the_default_sweeps_kd_finalist(name):
+    """experiments/sweep_epochs/config.yaml chose make sweep's final.epochs and sweep_seeds.yaml measures its spread: their
+    trials must be the default's KD setting, the shipped final.epochs among them, nothing else changed."""
+    default = load_sweep_config(ROOT / "configs" / "sweep.yaml")
+    probe = load_sweep_config(EXP / name / "config.yaml")
+    kd = next(t for t in default.trials if t.get("loss") == "kd")
+    finalist = {**to_dict(default.train), **kd, "epochs": default.final.epochs, "seed": 0}
+    for t in probe.trials:
+        trial = {**to_dict(probe.train), **t}
+        assert {k for k in trial if trial[k] != finalist[k]} <= {"epochs", "seed"}
+    assert default.final.epochs in {t["epochs"] for t in probe.trials}
+    for part in ("data", "teacher", "augment"):
+        assert to_dict(getattr(probe, part)) == to_dict(getattr(default, part))

@@ -1,0 +1,142 @@
+"""A run's trials read from its directory, without Ray: per-epoch histories, resolved settings, stop reasons.
+
+Works on a running, interrupted or finished sweep (`kdsweep results runs/<name>`): Tune writes one
+`result.json` line per reported epoch into each trial's directory, and the trial's sampled config in
+`params.json`; the run directory holds the sweep's config (`kdsweep_config.json`) and, for the final
+stage, the winner's resolved settings (`final/final_base.json`).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from orchestrator.run.io import atomic_write_json, read_json as _read_json
+from orchestrator.run.layout import CONFIG_FILE, FATAL_FILE, FINAL_BASE_FILE, FINAL_DIR, META_FILE
+
+_SIGNALS = {"Segmentation fault": "SIGSEGV", "Aborted": "SIGABRT", "Bus error": "SIGBUS",
+            "Floating-point exception": "SIGFPE", "Floating point exception": "SIGFPE",
+            "Illegal instruction": "SIGILL"}
+
+
+def write_final_base(final_dir: Path, settings: dict) -> None:
+    """The final stage's resolved base settings, written atomically: `kdsweep results` reads them while the
+    stage runs, and a resumed budgeted stage reads its epochs from them."""
+    atomic_write_json(Path(final_dir) / FINAL_BASE_FILE, settings)
+
+
+def result_lines(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written right now
+            break
+    return out
+
+
+def trial_id_of(dir_name: str) -> str:
+    """Tune's trial id from a trial directory's name (`<trainable>_<id>_<n>_<tag>`), for a trial that never
+    reported."""
+    named = re.search(r"_([0-9a-f]{5}_\d{5})_", dir_name)
+    return named.group(1) if named else dir_name
+
+
+def _short(path: str) -> str:
+    """A source path as a reader knows it: from the package root (torch/nn/..., students/...)."""
+    return re.split(r"/site-packages/|/(?=(?:orchestrator|trainables|students|bench|tests)/)", path)[-1]
+
+
+def failure(trial_dir: Path) -> str:
+    """Why a trial failed, in one line: the signal that killed its worker and the innermost Python frame (from
+    faulthandler's FATAL_FILE), else the last exception line of Tune's error.txt."""
+    fatal = trial_dir / FATAL_FILE
+    text = fatal.read_text(errors="replace") if fatal.is_file() else ""
+    if m := re.findall(r"Fatal Python error: (.+)", text):
+        name = m[-1].strip()
+        # the innermost frame of the thread that was training (the one whose stack passes through trainables/)
+        threads = re.split(r"\n(?=(?:Current thread|Thread) 0x)", text.rsplit("Fatal Python error", 1)[-1])
+        stack = next((t for t in threads if "/trainables/" in t), threads[-1])
+        frame = re.search(r'File "([^"]+)", line (\d+) in (\S+)', stack)
+        where = f" in {_short(frame.group(1))}:{frame.group(2)} ({frame.group(3)})" if frame else ""
+        return f"failed: {_SIGNALS.get(name, name)}{where}"
+    err = (trial_dir / "error.txt").read_text(errors="replace") if (trial_dir / "error.txt").is_file() else ""
+    if "OutOfMemoryError" in err or "low on memory" in err:
+        return "failed: out of memory (Ray's memory monitor killed the worker)"
+    if "worker process has died" in err:
+        return ("failed: the worker process died with no signal recorded (the kernel's OOM killer, SIGKILL, "
+                "or storage without the crash file)")
+    lines = [ln.strip() for ln in err.splitlines()
+             if re.match(r"^(\w+\.)*\w*(Error|Exception|Interrupt|Exit)\b", ln.strip())]
+    return f"failed: {lines[-1][:200]}" if lines else "failed"
+
+
+def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
+    """Every trial of the run (search, then final), each with its resolved settings and history.
+
+    `finished` says whether the sweep has ended (default: whether it wrote its meta file), which tells
+    a trial stopped by ASHA from one still running."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a kdsweep run directory (no {CONFIG_FILE}); "
+                                "pass runs/<name> of a sweep")
+    sweep_cfg = _read_json(run_dir / CONFIG_FILE)
+    finished = (run_dir / META_FILE).is_file() if finished is None else finished
+    stages = [("search", run_dir, sweep_cfg["train"]),
+              ("final", run_dir / FINAL_DIR, _read_json(run_dir / FINAL_DIR / FINAL_BASE_FILE))]
+    out = []
+    for stage, root, base in stages:
+        # the search is over once the final stage has begun
+        done = finished or (stage == "search" and (run_dir / FINAL_DIR / FINAL_BASE_FILE).is_file())
+        for rj in sorted(root.glob("*/result.json")):
+            d = rj.parent
+            params = _read_json(d / "params.json")
+            cfg = {**base, **params.get("_variant", {}), **{k: v for k, v in params.items() if k != "_variant"}}
+            lines = result_lines(rj)
+            hist = [dict(epoch=r["epoch"], val_acc=r["val_acc"], val_loss=r.get("val_loss"),
+                         train_loss=r.get("train_loss"), elapsed_s=r.get("elapsed_s"))
+                    for r in lines if "val_acc" in r and not r.get("diverged")]
+            diverged = next((r["diverged"] for r in lines if r.get("diverged")), None)
+            epochs = int(cfg.get("epochs", 0))
+            run = hist[-1]["epoch"] if hist else 0
+            best = max(hist, key=lambda h: h["val_acc"]) if hist else None
+            if diverged:
+                status = diverged
+            elif (d / "error.txt").is_file() and run < epochs:
+                status = failure(d)
+            elif run >= epochs:
+                status = "finished"
+            elif done:
+                status = f"stopped by ASHA after epoch {run}"
+            else:
+                status = "running or interrupted"
+            out.append(dict(stage=stage, trial=next((r["trial_id"] for r in lines if "trial_id" in r),
+                                                    trial_id_of(d.name)),
+                            dir=str(d), config=cfg, history=hist, epochs_run=run, epochs=epochs, status=status,
+                            best_val_acc=best["val_acc"] if best else float("nan"),
+                            best_epoch=best["epoch"] if best else 0,
+                            params=next((r.get("params") for r in lines if "params" in r), None),
+                            nodes=list(dict.fromkeys(r["node"] for r in lines if r.get("node")))))
+    return out
+
+
+def varying_keys(ts: list[dict]) -> list[str]:
+    """Settings that differ between the trials (what the table needs to show), student and loss first."""
+    keys = sorted({k for t in ts for k in t["config"]} - {"student_kwargs"})
+    vary = [k for k in keys if len({json.dumps(t["config"].get(k), sort_keys=True) for t in ts}) > 1]
+    return [k for k in ("student", "loss") if k in keys] + [k for k in vary if k not in ("student", "loss")]
+
+
+def table(run_dir: Path):
+    """One row per trial: stage, what it ran with, best validation accuracy and epoch, epochs, stop reason."""
+    import pandas as pd
+    ts = trials(run_dir)
+    keys = [k for k in varying_keys(ts) if k != "epochs"]   # the epochs column shows run/planned already
+    rows = [dict(stage=t["stage"], trial=t["trial"], **{k: t["config"].get(k) for k in keys},
+                 params=t["params"], val_acc=t["best_val_acc"], best_epoch=t["best_epoch"],
+                 epochs=f"{t['epochs_run']}/{t['epochs']}", status=t["status"]) for t in ts]
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["params"] = df["params"].astype("Int64")   # stays an integer where a trial has not reported yet
+        df = df.sort_values(["stage", "val_acc"], ascending=[False, False], ignore_index=True)
+    return df

@@ -1,0 +1,84 @@
+"""Every write a reader may see half done goes through `atomic_write`: a temp file in the same directory,
+then one rename, so a crash leaves the old file or the new one, never a torn one. And file hashing."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """`write(tmp)` writes the content to a temp path beside `path`; then it replaces `path` at once."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")   # keeps the suffix (np.save adds .npy)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def replace_dir(dest: str | Path, fill: Callable[[Path], None], keep_others: bool = True) -> Path:
+    """Rebuild directory `dest` at once: `fill(tmp)` writes the new content into a temp directory beside it,
+    the files of `dest` that `fill` did not write (a README beside a release) are carried over, and one
+    rename puts it in place; a crash leaves the old directory or the new one, never half of either."""
+    import shutil
+    dest = Path(dest)
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        fill(tmp)
+        for f in (dest.iterdir() if keep_others and dest.is_dir() else ()):
+            if not (tmp / f.name).exists():
+                (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
+        if dest.exists():
+            dest.rename(old)
+        tmp.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_json(path: str | Path, obj, **kwargs) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=1, **kwargs) + "\n")
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """torch.save, atomically: a crash never leaves half a checkpoint."""
+    import torch
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def read_json(path: str | Path) -> dict:
+    """The JSON object in `path`, or {} where there is none."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def project_relative(path: str | Path) -> str:
+    """`path` as committed files name it: relative to the working directory (the project) when inside it,
+    never an absolute path of the machine it ran on."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path(path))
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

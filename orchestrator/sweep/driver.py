@@ -1,0 +1,287 @@
+"""The sweep driver: prepare (data, teacher logits once) -> search (Ray Tune with ASHA) -> select -> final
+stage -> finish (results table, meta, export). Ray API calls live here, in trainables/tune_trainable.py and
+in the teacher's cluster code (orchestrator/teacher/cache_ray.py, train.py). On a cluster head:
+`ray submit cluster.yaml orchestrator/submit.py -- --config ...`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+from orchestrator.config import SweepConfig, TrainConfig, to_dict
+from orchestrator.run.identity import claim_run_dir, run_dir_of
+from orchestrator.run.io import atomic_write_json
+from orchestrator.release.export import export
+from orchestrator.release.results import trial_id_of, trials, write_final_base
+from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE, RESULTS_FILE
+from orchestrator.sweep import ray_session
+from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
+
+
+def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
+    """The YAML search space (+ explicit trial variants) as Ray Tune domains: the one place that knows both."""
+    from ray import tune
+    make = {"choice": tune.choice, "grid": tune.grid_search,
+            "uniform": lambda v: tune.uniform(float(v[0]), float(v[1])),
+            "loguniform": lambda v: tune.loguniform(float(v[0]), float(v[1]))}
+    out = {key: make[kind](list(vals)) for key, dom in space.items() for kind, vals in dom.items()}
+    if trials:
+        out["_variant"] = tune.grid_search([dict(t) for t in trials])
+    return out
+
+
+def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, log):
+    """One Tune experiment under storage/name, resumed when an interrupted one is there."""
+    from ray import tune
+    path = f"{storage}/{name}"
+    if "://" not in path and tune.Tuner.can_restore(path):
+        log(f"resuming the interrupted experiment in {path}")
+        return tune.Tuner.restore(path, trainable, resume_errored=True, param_space=param_space).fit()
+    return tune.Tuner(
+        trainable, param_space=param_space, tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, verbose=1,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=s.keep_checkpoints,
+                                                    checkpoint_score_attribute="val_acc",
+                                                    checkpoint_score_order="max"))).fit()
+
+
+class Interrupted(RuntimeError):
+    """Tune returned with trials neither finished nor failed (Ctrl-C / SIGINT): the run is not complete."""
+
+
+def _check_complete(results, name: str, run_dir: str):
+    if results.num_terminated + results.num_errors < len(results):
+        raise Interrupted(f"sweep {name} was interrupted before all its trials ended; run the same command again "
+                          f"to resume it from {run_dir}")
+
+
+def _trial_id(result) -> str:
+    """Tune's trial id (its last report's, else the one in its directory's name)."""
+    return result.metrics.get("trial_id") or trial_id_of(Path(result.path).name)
+
+
+def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
+    """Tune's results as one row per trial: what it ran with (resolved) and its best validation epoch."""
+    import pandas as pd
+    df = results.get_dataframe(filter_metric="val_acc", filter_mode="max")
+    # a trial that died before its first report has no metric, so Tune leaves it out: it gets a row (its
+    # status, from its directory, says why it failed)
+    seen = set(df["trial_id"]) if "trial_id" in df else set()
+    dead = [pd.json_normalize({"trial_id": _trial_id(r), "config": r.config or {}}, sep="/")
+            for r in results if r.error is not None and _trial_id(r) not in seen]
+    df = pd.concat([df, *dead], ignore_index=True) if dead else df
+    keep = [c for c in df.columns if c.startswith("config/")]
+    cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "precision", "images_per_s", "elapsed_s",
+            "node"]
+    table = df[[c for c in cols if c in df.columns]].rename(columns=lambda c: c.removeprefix("config/").removeprefix("_variant/"))
+    for col in table.columns:  # a variant that left a key alone ran with the base config's value
+        if col in TrainConfig.__dataclass_fields__ and table[col].isna().any():
+            table[col] = table[col].astype(object).where(table[col].notna(), getattr(base, col))
+    table.insert(0, "stage", stage)
+    return table
+
+
+def best_trial_configs(results, base: dict, top: int = 1) -> list[TrainConfig]:
+    """The resolved settings of the `top` trials with the best validation accuracy at any epoch, best first
+    (distinct settings only)."""
+    from trainables.tune_trainable import trial_config
+    ranked = []
+    for r in results:
+        df = r.metrics_dataframe
+        if df is not None and "val_acc" in df and len(df) and r.config is not None:
+            ranked.append((float(df["val_acc"].max()), trial_config(r.config, base)))
+    ranked.sort(key=lambda x: -x[0])
+    out = []
+    for _, c in ranked:
+        if c not in out:
+            out.append(c)
+    return out[:top]
+
+
+def search_seconds_per_epoch(results, base: dict, finalists: list[TrainConfig]) -> list[float]:
+    """Each finalist's wall seconds per epoch (training + validation) in the search, where trials ran side by
+    side as the final stage's will: the median over the search trials with its settings."""
+    from trainables.tune_trainable import trial_config
+    rates: list[tuple[TrainConfig, float]] = []
+    for r in results:
+        df = r.metrics_dataframe
+        if df is not None and {"elapsed_s", "epoch"} <= set(df) and len(df) and r.config is not None:
+            last = df.sort_values("epoch").iloc[-1]
+            rates.append((trial_config(r.config, base), float(last["elapsed_s"]) / int(last["epoch"])))
+    out = []
+    for f in finalists:
+        mine = [sec for c, sec in rates if dataclasses.replace(c, epochs=f.epochs) == f]
+        if not mine:
+            raise RuntimeError(f"final.minutes: the search holds no timed epoch of finalist {f.student} {f.loss}, "
+                               f"so the stage's length cannot be fitted to the budget; unset final.minutes")
+        out.append(statistics.median(mine))
+    return out
+
+
+def fit_final_epochs(cap: int, minutes: float, seconds_per_epoch: list[float], seeds: int, slots: int) -> int:
+    """The final stage's epochs under a wall-clock budget: at most `cap`, at least 1. Each finalist trains
+    `seeds` trials at its measured seconds per epoch; `slots` trials run at a time, so an epoch of the whole
+    stage takes the slowest trial's time, or the total work spread over the slots when trials queue."""
+    per_epoch = max(max(seconds_per_epoch), sum(seconds_per_epoch) * seeds / max(1, slots))
+    return max(1, min(cap, int(minutes * 60 // per_epoch)))
+
+
+def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
+              export_to: str | None = None, log=print, force: bool = False, dashboard: bool = False) -> Path:
+    """Run the sweep (resuming an interrupted one of the same name), then the final stage if configured,
+    and return the run directory (export reads `final/` when there is one).
+
+    A finished run is not trained again: it is exported as it is, unless `force` starts it over."""
+    import pandas as pd
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from trainables.tune_trainable import distill_trainable
+
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # 1 ckpt/epoch is intended
+    # Snapshot the experiment state at least every 5 s (Tune's "auto" can wait far longer): a driver killed
+    # mid-sweep then loses at most the epoch in progress, since an epoch takes longer than that here.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+    t_start = time.time()
+    counts = check_budget(cfg)
+    log("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in counts.items()))
+    cfg = with_absolute_sources(cfg)
+    run_dir = run_dir_of(cfg)
+    teacher = teacher_identity(cfg, teacher_path)
+    if "://" not in run_dir and (Path(run_dir) / META_FILE).is_file():
+        if not force:
+            log(f"sweep {cfg.name} already finished in {run_dir}; not training it again"
+                + (", exporting it" if export_to else "") + " (--force starts it over)")
+            claim_run_dir(run_dir, cfg, teacher)  # the same computation, or a clear refusal
+            if export_to is not None:
+                export(Path(run_dir), Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log)
+            return Path(run_dir)
+    if force and "://" not in run_dir and Path(run_dir).exists():
+        import shutil
+        log(f"--force: deleting {run_dir} and starting over")
+        shutil.rmtree(run_dir)
+    claim_run_dir(run_dir, cfg, teacher)   # before any expensive work
+    if "runtime_resources/working_dir_files" in run_dir:
+        log(f"warning: the run directory {run_dir} is inside Ray's temporary copy of the project (ray job submit "
+            "--working-dir) and goes when the job's session does; pass --set sweep.storage=/shared/path/runs")
+    local = "://" not in run_dir
+    if local:
+        ray_session.reap(Path(run_dir), log)  # what a killed driver of this run left running
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        # the local default: no dashboard (no open ports beyond Ray's own); --dashboard: on 127.0.0.1 only
+        kwargs = {} if address else dict(include_dashboard=dashboard, dashboard_host="127.0.0.1")
+        ctx = ray.init(address=address, **kwargs)
+        if dashboard and getattr(ctx, "dashboard_url", None):
+            log(f"Ray dashboard: http://{ctx.dashboard_url}  (per-epoch curves: tensorboard --logdir {run_dir})")
+        if local and not address:
+            ray_session.record(Path(run_dir))
+    try:
+        s = cfg.sweep
+        have = ray.cluster_resources()
+        for res, need in (("CPU", s.cpus_per_trial), ("GPU", s.gpus_per_trial)):
+            if need > have.get(res, 0):
+                raise ValueError(f"sweep.{res.lower()}s_per_trial is {need:g} but the Ray cluster has "
+                                 f"{have.get(res, 0):g} {res}s: no trial could ever start; lower it or add nodes")
+        data, meta = prepare_data(cfg, teacher_path, log)
+        storage = run_dir.rsplit("/", 1)[0]  # the storage root run_dir_of resolved
+
+        def trainable_for(base: TrainConfig):
+            t = tune.with_parameters(distill_trainable, data=data, base=to_dict(base),
+                                     threads=max(1, int(s.cpus_per_trial)), use_gpu=s.gpus_per_trial > 0)
+            return tune.with_resources(t, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+
+        asha = ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=s.grace_period,
+                             reduction_factor=s.reduction_factor)
+        results = _fit(trainable_for(cfg.train), to_tune_space(cfg.search_space, cfg.trials), cfg.name, storage,
+                       tune.TuneConfig(metric="val_acc", mode="max", num_samples=s.num_samples,
+                                       max_concurrent_trials=s.max_concurrent_trials, scheduler=asha), s, log)
+        _check_complete(results, cfg.name, run_dir)
+        tables = [_table(results, cfg, cfg.train, "search")]
+        errors = sum(r.error is not None for r in results)
+        if cfg.final.epochs:
+            # search, then train: the finalists' resolved settings, longer, from scratch, once per seed each
+            found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top)
+            if not found:
+                raise RuntimeError(f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
+                                   f"finalist; the trials' errors are in {run_dir} (error.txt per trial)")
+            epochs = cfg.final.epochs
+            meta["final"] = dict(seeds=cfg.final.seeds, top=cfg.final.top)
+            if cfg.final.minutes:
+                sec = search_seconds_per_epoch(results, to_dict(cfg.train), found)
+                slots = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
+                            + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
+                epochs = fit_final_epochs(cfg.final.epochs, cfg.final.minutes, sec, cfg.final.seeds, slots)
+                started = Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE
+                kept = "://" not in run_dir and started.is_file()
+                if kept:   # a resumed stage keeps the length it began with, whatever the clock says now
+                    epochs = json.loads(started.read_text())["epochs"]
+                log(f"final stage: {cfg.final.minutes:g}-minute budget, {max(sec):.1f} s an epoch in the search "
+                    f"({slots} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs})"
+                    + (", as when the stage began" if kept else ""))
+                meta["final"].update(minutes=cfg.final.minutes, epochs_cap=cfg.final.epochs,
+                                     search_seconds_per_epoch=sec)
+            finalists = [dataclasses.replace(c, epochs=epochs) for c in found]
+            winner = finalists[0]   # the final stage's base; the others differ from it by their variant
+            winner_settings = to_dict(winner)
+            variants = [{k: v for k, v in to_dict(c).items() if winner_settings[k] != v} for c in finalists]
+            meta["final"].update(epochs=epochs, winner=winner_settings, finalists=[to_dict(c) for c in finalists])
+            if "://" not in run_dir:  # the winner's settings, for `kdsweep results` while the stage runs
+                write_final_base(Path(run_dir) / FINAL_DIR, winner_settings)
+            log(f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
+                f"x {cfg.final.seeds} seed(s)")
+            space = {"seed": tune.grid_search(list(range(cfg.final.seeds)))}
+            if len(finalists) > 1:
+                space["_variant"] = tune.grid_search(variants)
+            final = _fit(trainable_for(winner), space, FINAL_DIR,
+                         run_dir, tune.TuneConfig(metric="val_acc", mode="max",
+                                                  max_concurrent_trials=s.max_concurrent_trials), s, log)
+            _check_complete(final, cfg.name, run_dir)
+            tables.append(_table(final, cfg, winner, "final"))
+            errors += sum(r.error is not None for r in final)
+    finally:
+        if started_ray:
+            ray.shutdown()
+            if local:
+                ray_session.forget(Path(run_dir))
+    table = pd.concat(tables, ignore_index=True).sort_values(["stage", "val_acc"], ascending=[False, False])
+    if cfg.final.epochs:  # final rows ran with the winner's settings: show them, not blanks
+        for col in table.columns:
+            if col in TrainConfig.__dataclass_fields__:
+                mask = (table["stage"] == "final") & table[col].isna()
+                if mask.any():
+                    table[col] = table[col].astype(object)
+                    table.loc[mask, col] = getattr(winner, col)
+    if "://" not in run_dir:  # why each trial ended: finished, stopped by ASHA, failed, diverged
+        status = {t["trial"]: t["status"] for t in trials(Path(run_dir), finished=True)}
+        table["status"] = table["trial_id"].map(status)
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / RESULTS_FILE, index=False)
+    n_trials = sum(len(t) for t in tables)
+    meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t_start, n_trials=n_trials,
+                errors=errors, student_params=counts)
+    atomic_write_json(out / META_FILE, meta, default=str)   # last: the finished marker, never torn
+    log("\n" + summary(table, meta))
+    if export_to is not None:
+        export(out, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log, force=force)
+    return out
+
+
+def summary(table, meta: dict) -> str:
+    """One screen: the best trials and where the teacher's time went."""
+    import pandas as pd
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        top = table.head(10).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    t = meta.get("teacher")
+    teacher = (f"teacher {t['arch']} val_acc {t['val_acc']:.4f}, mode {t['mode']}, "
+               f"{meta['teacher_forwards']:,} teacher forwards this run") if t else "no teacher (CE/MSE only)"
+    return (f"sweep {meta['name']}: {meta['n_trials']} trials ({meta['errors']} errored) in {meta['wall_s'] / 60:.1f} min, "
+            f"{meta['n_train']} train / {meta['n_val']} val images\n{teacher}\n{top}")

@@ -1,0 +1,166 @@
+"""`kdsweep train`: a config's trials as plain PyTorch in this process, no Ray (a GPU machine without Ray).
+
+Each entry of the config's `trials:` list (or the base `train:` settings alone) is trained to its last
+epoch on `--device` and writes what a Tune trial of the final stage writes, where `kdsweep results`,
+`export` and `report` read it:
+
+    runs/<name>/final/<trial>/params.json                 the trial's variant
+    runs/<name>/final/<trial>/result.json                 one line per epoch
+    runs/<name>/final/<trial>/checkpoint_best/checkpoint.pt   best validation epoch (selection: validation only)
+    runs/<name>/final/<trial>/checkpoint_last/checkpoint.pt   last epoch (what a rerun resumes from)
+
+Checkpoints are written atomically after every epoch; the same command again resumes each unfinished
+trial. `trials=[K]` trains only those, so several processes can share one GPU. The run directory is
+claimed like a sweep's (same config and teacher bytes, or a clear refusal), and the run is finished
+(its meta file written) when every trial has ended, by whichever process ends the last one.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from orchestrator.config import SweepConfig, to_dict
+from orchestrator.machine import machine
+from orchestrator.release.export import export
+from orchestrator.release.results import result_lines, table, write_final_base
+from orchestrator.run.identity import claim_run_dir, run_dir_of
+from orchestrator.run.io import atomic_save, atomic_write_json, atomic_write_text
+from orchestrator.run.layout import CKPT_FILE, FINAL_DIR, META_FILE, RESULTS_FILE
+from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
+from trainables.config import TrainConfig
+from trainables.losses import NEEDS_TEACHER
+from trainables.train import train_student
+
+STARTED_FILE = "local_started.json"
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda when PyTorch sees a GPU, else cpu; cuda without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: PyTorch sees no GPU here; use --device cpu")
+    return device
+
+
+def local_trials(cfg: SweepConfig) -> list[dict]:
+    """The variants a local run trains: the explicit `trials:` list, or the base settings alone."""
+    if cfg.search_space:
+        raise ValueError("kdsweep train runs the config's explicit trials only; a search_space needs "
+                         "`kdsweep sweep` (Ray Tune with ASHA). List the variants under `trials:` instead")
+    if cfg.final.epochs:
+        raise ValueError("kdsweep train has no search stage to pick a winner from: set train.epochs to the "
+                         "length you want and leave `final` unset")
+    return [dict(t) for t in cfg.trials] or [{}]
+
+
+def trial_dir_name(k: int, variant: dict) -> str:
+    tag = "_".join(f"{key}={variant[key]}" for key in sorted(variant))[:80].replace("/", "-")
+    return f"local_{k:02d}" + (f"_{tag}" if tag else "")
+
+
+def trial_done(d: Path, epochs: int) -> bool:
+    lines = result_lines(d / "result.json")
+    return any(r.get("diverged") for r in lines) or any(r.get("epoch", 0) >= epochs for r in lines)
+
+
+def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device: str, log=print) -> dict:
+    """Train (or resume) trial k to its last epoch; returns its best epoch's metrics."""
+    tcfg = TrainConfig(**{**to_dict(cfg.train), **variant})
+    d = root / trial_dir_name(k, variant)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(d / "params.json", {"_variant": variant})
+    trial_id = f"local_{k:02d}"
+    last_path, best_path = d / "checkpoint_last" / CKPT_FILE, d / "checkpoint_best" / CKPT_FILE
+    resume = torch.load(last_path, map_location="cpu", weights_only=True) if last_path.is_file() else None
+    done = resume["epoch"] if resume else 0
+    # the history up to the checkpoint: an epoch reported after it (none in the order below) would run again
+    lines = [r for r in result_lines(d / "result.json") if r.get("epoch", 0) <= done and not r.get("diverged")]
+    atomic_write_text(d / "result.json", "".join(json.dumps(r) + "\n" for r in lines))
+    best = max((r["val_acc"] for r in lines), default=-1.0)
+    if trial_done(d, tcfg.epochs):
+        log(f"trial {trial_id}: already finished ({tcfg.epochs} epochs)")
+        return max(lines, key=lambda r: r["val_acc"]) if lines else {}
+    log(f"trial {trial_id} {variant or '(base settings)'}: {tcfg.student} {tcfg.loss}, "
+        f"{'resuming after epoch ' + str(done) if resume else 'from scratch'}, {tcfg.epochs} epochs on {device}")
+
+    def report(metrics: dict, state: dict):
+        nonlocal best
+        atomic_save(state, last_path)              # first the state, then the line that reports it
+        if metrics["val_acc"] > best:
+            best = metrics["val_acc"]
+            atomic_save(state, best_path)
+        with open(d / "result.json", "a") as f:
+            f.write(json.dumps({**metrics, "trial_id": trial_id, "device": device}) + "\n")
+        log(f"  {trial_id} epoch {metrics['epoch']}/{tcfg.epochs} val_acc {metrics['val_acc']:.4f} "
+            f"(best {best:.4f}) {metrics['images_per_s']:.0f} img/s")
+
+    try:
+        train_student(tcfg, data, report=report, resume=resume, device=device)
+    except FloatingPointError as e:   # a property of the settings: recorded, never selected, not retried
+        with open(d / "result.json", "a") as f:
+            f.write(json.dumps({"epoch": done + 1, "val_acc": 0.0, "diverged": str(e), "trial_id": trial_id}) + "\n")
+        log(f"trial {trial_id}: {e}")
+    lines = result_lines(d / "result.json")
+    return max(lines, key=lambda r: r["val_acc"]) if lines else {}
+
+
+def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int] | None = None,
+              device: str = "auto", export_to: str | None = None, force: bool = False, log=print) -> Path:
+    """Train the config's trials (all, or `only`) here; finish the run when every trial has ended."""
+    import shutil
+    device = resolve_device(device)
+    if force and only is not None:
+        raise ValueError("--force starts the whole run over, which would delete the trials other processes train; "
+                         "pass it without --trial")
+    variants = local_trials(cfg)
+    todo = list(range(len(variants))) if only is None else list(only)
+    bad = [k for k in todo if not 0 <= k < len(variants)]
+    if bad:
+        raise ValueError(f"trial {bad[0]} does not exist: the config lists {len(variants)} trial(s), 0..{len(variants) - 1}")
+    counts = check_budget(cfg)
+    cfg = with_absolute_sources(cfg)
+    run_dir = Path(run_dir_of(cfg))
+    teacher = teacher_identity(cfg, teacher_path)
+    if force and run_dir.exists():
+        log(f"--force: deleting {run_dir} and starting over")
+        shutil.rmtree(run_dir)
+    claim_run_dir(str(run_dir), cfg, teacher)
+    root = run_dir / FINAL_DIR
+    write_final_base(root, to_dict(cfg.train))
+    started = root / STARTED_FILE
+    if not started.is_file():
+        atomic_write_json(started, {"t": time.time()})
+    if (run_dir / META_FILE).is_file():
+        log(f"run {cfg.name} already finished in {run_dir}; not training it again (--force starts it over)")
+    else:
+        epochs = [int(v.get("epochs", cfg.train.epochs)) for v in variants]
+        pending = [k for k in todo if not trial_done(root / trial_dir_name(k, variants[k]), epochs[k])]
+        meta = None
+        if pending:
+            data, meta = prepare_data(cfg, teacher_path, log, device=device)
+            for k in pending:
+                run_trial(k, variants[k], cfg, data, root, device, log)
+        ended = [trial_done(root / trial_dir_name(k, v), epochs[k]) for k, v in enumerate(variants)]
+        if not all(ended):
+            log(f"{sum(ended)}/{len(variants)} trials of {cfg.name} have ended; the run finishes with the last one")
+            return run_dir
+        if meta is None:   # the others ended them: the teacher's facts for the meta file
+            _, meta = prepare_data(cfg, teacher_path, log, device=device)
+        if meta.get("teacher", {}).get("mode") == "live":   # one teacher forward per image per epoch per KD trial
+            meta["teacher_forwards"] = sum(
+                max((r.get("epoch", 0) for r in result_lines(root / trial_dir_name(k, v) / "result.json")), default=0)
+                for k, v in enumerate(variants) if v.get("loss", cfg.train.loss) in NEEDS_TEACHER) * meta["n_train"]
+        df = table(run_dir)
+        df.to_csv(run_dir / RESULTS_FILE, index=False)
+        t0 = json.loads(started.read_text())["t"]
+        meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t0, n_trials=len(variants), errors=0,
+                    student_params=counts, trained_with=f"kdsweep train (no Ray) on {device}", machine=machine())
+        atomic_write_json(run_dir / META_FILE, meta, default=str)
+        log(df.to_string(index=False))
+    if export_to is not None:
+        export(run_dir, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log, force=force)
+    return run_dir

@@ -1,0 +1,156 @@
+"""What a sweep needs before any trial runs: the budget checked, the data split, the teacher's logits (once,
+cached; on a cluster built on every node), an ensemble's averaged logits, and the teacher's identity."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.config import SweepConfig, resolve_path
+from orchestrator.data import load_split
+from orchestrator.run.io import sha256_file
+from orchestrator.teacher.cache import teacher_logits
+from orchestrator.teacher.model import accuracy, load_member, load_teacher, predict_logits
+from students import count_params, create_student
+from trainables.augment import ViewSpec
+from trainables.losses import NEEDS_TEACHER
+from trainables.train import TrialData
+
+
+class BudgetError(ValueError):
+    pass
+
+
+def check_budget(cfg: SweepConfig) -> dict[str, int]:
+    """torchinfo parameter count of every student the config can train; over budget is an error."""
+    counts = {}
+    for name in cfg.students():
+        n = count_params(create_student(name, **cfg.train.student_kwargs))
+        if n > cfg.budget:
+            raise BudgetError(f"student {name} has {n:,} parameters, over the budget of {cfg.budget:,}; "
+                              "pick a smaller variant (`kdsweep students`) or prune it")
+        counts[name] = n
+    return counts
+
+
+def with_absolute_sources(cfg: SweepConfig) -> SweepConfig:
+    """prune_from paths made absolute (trials run in other directories and on other nodes), and checked."""
+    def fix(d: dict) -> dict:
+        if d.get("prune_from"):
+            p = resolve_path(d["prune_from"])
+            if "://" not in p and not Path(p).is_file():
+                raise FileNotFoundError(f"prune_from {d['prune_from']}: no such checkpoint; export the source sweep "
+                                        "first (`kdsweep sweep --config ...` writes artifacts/<name>/student.pt)")
+            d = {**d, "prune_from": p}
+        return d
+    space = dict(cfg.search_space)
+    if "prune_from" in space:
+        kind, vals = next(iter(space["prune_from"].items()))
+        space["prune_from"] = {kind: [fix({"prune_from": v})["prune_from"] for v in vals]}
+    train = dataclasses.replace(cfg.train, prune_from=fix({"prune_from": cfg.train.prune_from})["prune_from"])
+    return dataclasses.replace(cfg, train=train, search_space=space, trials=[fix(dict(t)) for t in cfg.trials])
+
+
+def uses_teacher(cfg: SweepConfig) -> bool:
+    return bool(set(cfg.losses()) & NEEDS_TEACHER)
+
+
+def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
+                 device: str = "cpu") -> tuple[TrialData, dict]:
+    """Everything trials need, computed in the driver: split, teacher logits (the only teacher run).
+    `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`)."""
+    d = cfg.data
+    split = load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
+    spec = ViewSpec(cfg.augment.shift, cfg.augment.flip)
+    meta = dict(teacher_forwards=0, n_train=len(split.train_x), n_val=len(split.val_x), views=asdict(spec))
+    data = TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec, mode="none")
+    if not uses_teacher(cfg):
+        return data, meta
+    path = resolve_path(teacher_path or cfg.teacher.checkpoint)
+    if path is None:
+        raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
+    t = cfg.teacher
+    model, info = load_teacher(path, t.mean, t.std)
+    meta["teacher"] = dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
+                           preprocess=asdict(info.preprocess), mode=t.mode)
+    model = model.to(device)
+    val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size, device)  # for the report only
+    meta["teacher"]["val_acc"] = accuracy(val_logits, split.val_y)
+    meta["teacher_val_forwards"] = len(split.val_x)
+    log(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
+    if t.mode == "live":
+        data.teacher = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
+                            channels=info.preprocess.channels, size=info.preprocess.size)
+    else:
+        cache_spec = spec if t.mode == "views" else ViewSpec(0, False)
+        runner = None
+        if t.build == "cluster":
+            from orchestrator.teacher.cache_ray import ray_runner
+            runner = ray_runner(model, info.arch, info.preprocess.channels, split.train_x, cache_spec, info.preprocess,
+                                t.batch_size, t.cpus_per_actor, t.gpus_per_actor, log=log)
+        logits, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
+                                                 cache_spec, resolve_path(t.cache_dir), t.batch_size, device, log=log,
+                                                 runner=runner)
+        meta["teacher_forwards"] = forwards
+        meta["cache"] = cinfo
+        if t.ensemble:
+            logits = ensemble_logits(logits, val_logits, t, split, cache_spec, meta, device, log)
+        data.teacher_logits = logits
+    data.mode = t.mode
+    return data, meta
+
+
+def ensemble_paths(t) -> list[Path]:
+    """teacher.ensemble's members as files, each checked to exist."""
+    paths = [Path(resolve_path(m)) for m in t.ensemble]
+    for m, p in zip(t.ensemble, paths):
+        if not p.is_file():
+            raise FileNotFoundError(f"teacher.ensemble member {m} not found ({p}); give a teacher or student "
+                                    "checkpoint")
+    return paths
+
+
+def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, meta: dict, device: str,
+                    log) -> np.ndarray:
+    """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
+    member's own cache, keyed by its bytes like the teacher's); the members and the average's validation
+    accuracy go into meta["teacher"]."""
+    total, val_total, members = logits.astype(np.float32), val_logits.clone(), []
+    for path in ensemble_paths(t):
+        model, info = load_member(path, device)
+        bs = info.infer_batch or t.batch_size
+        z, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y, spec,
+                                            resolve_path(t.cache_dir), bs, device, log=log)
+        v = predict_logits(model, split.val_x, info.preprocess, bs, device)
+        total += z
+        val_total += v
+        members.append(dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
+                            val_acc=accuracy(v, split.val_y), cache=cinfo))
+        meta["teacher_forwards"] += forwards
+        log(f"ensemble member {info.arch} ({info.params:,} params) val_acc {members[-1]['val_acc']:.4f}")
+    n = 1 + len(members)
+    meta["teacher"]["ensemble"] = members
+    meta["teacher"]["ensemble_val_acc"] = accuracy(val_total / n, split.val_y)
+    log(f"teacher ensemble of {n} (logits averaged) val_acc {meta['teacher']['ensemble_val_acc']:.4f}")
+    return (total / n).astype(np.float16)
+
+
+def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
+    """The teacher a run distils from, as part of the run's identity: resolved path and sha256 of its bytes."""
+    if not uses_teacher(cfg):
+        return None
+    path = resolve_path(teacher_path or cfg.teacher.checkpoint)
+    if path is None:
+        raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"teacher checkpoint {path} not found; pass --teacher PATH or set teacher.checkpoint "
+                                "(the release is models/teacher/resnet50.pt; `kdsweep teacher train` makes one)")
+    ident = dict(path=str(p.resolve()), sha256=sha256_file(p))
+    if cfg.teacher.ensemble:   # only when set, so the claims of runs without one read as they always did
+        ident["ensemble"] = [dict(path=str(m.resolve()), sha256=sha256_file(m)) for m in ensemble_paths(cfg.teacher)]
+    return ident
+
+

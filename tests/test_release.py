@@ -1,0 +1,68 @@
+"""Releases change only through `kdsweep release`, and only for a candidate better on validation."""
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.release import promote
+from orchestrator.release.promote import ReleaseRefused, release_student, release_teacher
+
+
+def _export(d: Path, val: float, params: int = 90_000, split=(5000, 0), size: int = 1000) -> Path:
+    d.mkdir(parents=True)
+    (d / "student.pt").write_bytes(b"w" * size)
+    (d / "student.pt2").write_bytes(b"p")
+    (d / "metrics.json").write_text(json.dumps(dict(student="res3", val_acc=val, params=params, budget=100_000,
+                                                    data=dict(val_size=split[0], split_seed=split[1]))))
+    return d
+
+
+def test_release_student_only_when_better_on_validation(tmp_path):
+    dest = tmp_path / "models" / "student"
+    _export(dest, 0.9400)
+    (dest / "README.md").write_text("how it was made\n")
+    with pytest.raises(ReleaseRefused, match="0.9390 on validation, not above the release's 0.9400"):
+        release_student(_export(tmp_path / "worse", 0.9390), dest, log=lambda m: None)
+    with pytest.raises(ReleaseRefused, match="not above"):
+        release_student(_export(tmp_path / "same", 0.9400), dest, log=lambda m: None)
+    assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9400      # untouched
+    with pytest.raises(ReleaseRefused, match="another split"):
+        release_student(_export(tmp_path / "other", 0.95, split=(10000, 0)), dest, log=lambda m: None)
+    with pytest.raises(ReleaseRefused, match="over the budget"):
+        release_student(_export(tmp_path / "big", 0.95, params=100_001), dest, log=lambda m: None)
+    with pytest.raises(ReleaseRefused, match="over 1 MB"):
+        release_student(_export(tmp_path / "heavy", 0.95, size=1_000_001), dest, log=lambda m: None)
+    release_student(_export(tmp_path / "better", 0.9410), dest, log=lambda m: None)
+    assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9410
+    assert (dest / "README.md").read_text() == "how it was made\n"                  # what it does not write stays
+    assert not list(dest.parent.glob(".student.*"))                                 # no temp dirs left
+
+
+def test_release_teacher_only_when_better(tmp_path):
+    dest = tmp_path / "teacher"
+    dest.mkdir()
+    (dest / "resnet50.pt").write_bytes(b"old")
+    (dest / "resnet50.json").write_text(json.dumps(dict(arch="resnet50", val_acc=0.92)))
+    cand = tmp_path / "artifacts" / "t.pt"
+    cand.parent.mkdir()
+    cand.write_bytes(b"new")
+    cand.with_suffix(".json").write_text(json.dumps(dict(arch="resnet50", val_acc=0.91)))
+    with pytest.raises(ReleaseRefused, match="not above the release's 0.9200"):
+        release_teacher(cand, "resnet50", dest, log=lambda m: None)
+    assert (dest / "resnet50.pt").read_bytes() == b"old"
+    cand.with_suffix(".json").write_text(json.dumps(dict(arch="resnet50", val_acc=0.93)))
+    release_teacher(cand, "resnet50", dest, log=lambda m: None)
+    assert (dest / "resnet50.pt").read_bytes() == b"new"
+    assert json.loads((dest / "resnet50.json").read_text())["val_acc"] == 0.93
+
+
+def test_nothing_else_writes_into_models(tmp_path, capsys):
+    from orchestrator.cli import main
+    from orchestrator.release.export import export
+    assert promote.inside_models(promote.MODELS / "student") and not promote.inside_models(tmp_path)
+    with pytest.raises(ReleaseRefused, match="changes only through `kdsweep release`"):
+        export(tmp_path, promote.MODELS / "student", log=lambda m: None)
+    assert main(["teacher", "train", "--out", str(promote.MODELS / "teacher" / "x.pt")]) == 2
+    assert "changes only through `kdsweep release`" in capsys.readouterr().err
+    assert main(["release", "student", "--from", str(tmp_path / "nothing")]) == 2
+    assert "is not an export" in capsys.readouterr().err
