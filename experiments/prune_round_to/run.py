@@ -37,10 +37,10 @@ def main():
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     args = p.parse_args()
-    from orchestrator.cache import teacher_logits
+    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.data import load_split
-    from orchestrator.teacher import load_teacher
-    from orchestrator.teacher_train import machine
+    from orchestrator.teacher.model import load_teacher
+    from orchestrator.machine import machine
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
     from trainables.layout import hits_onednn_1x1_bug
