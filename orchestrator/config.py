@@ -326,9 +326,13 @@ class SweepConfig:
     sweep: SweepSettings = field(default_factory=SweepSettings)
     final: FinalSettings = field(default_factory=FinalSettings)
     budget: int = 100_000             # max student parameters (torchinfo count)
+    minutes: float = 0.0              # > 0: a wall-clock budget for the whole run (cache, search, final, export):
+                                      # the plan logged at the start says whether this CPU can hold it, and the
+                                      # final stage gets what the earlier stages left (within final.minutes)
 
     def __post_init__(self):
         _check(bool(self.name) and "/" not in self.name, "name must be a non-empty string without '/'")
+        _check(self.minutes >= 0, "minutes must be >= 0 (0: no budget for the whole run)")
         train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
         for key, dom in self.search_space.items():
             if key not in train_keys:

@@ -298,9 +298,13 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(r
         "name": "t_budget", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
         "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
         "train.student": "resdw_w24_d111", "search_space": {}, "trials": [{"lr": 0.05}],
-        "final.epochs": 30, "final.minutes": 0.001})   # 0.06 s: less than any epoch
+        "final.epochs": 30, "final.minutes": 0.001, "minutes": 0.01})   # 0.06 s: less than any epoch
     logs = []
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=logs.append)
+    # the plan, from speeds measured here, before the cache: over the whole run's 0.6 s, and said so
+    [plan] = [m for m in logs if m.startswith("plan: ~")]
+    assert "cache " in plan and "search " in plan and "OVER the 0.01-minute budget" in plan
+    assert logs.index(plan) < next(i for i, m in enumerate(logs) if m.startswith("teacher logits"))
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["final"]["epochs"] == 1 and meta["final"]["epochs_cap"] == 30
     final = pd.read_csv(run_dir / "results.csv").query("stage == 'final'")

@@ -19,6 +19,7 @@ from orchestrator.release.export import export
 from orchestrator.release.results import trial_id_of, trials, write_final_base
 from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE, RESULTS_FILE
 from orchestrator.sweep import ray_session
+from orchestrator.sweep.plan import EXPORT_S, make_plan, student_epoch_seconds
 from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
 
 
@@ -124,6 +125,15 @@ def search_seconds_per_epoch(results, base: dict, finalists: list[TrainConfig]) 
     return out
 
 
+def _final_minutes(cfg: SweepConfig, elapsed_s: float) -> float:
+    """The final stage's wall-clock budget: `final.minutes`, and within a whole-run `minutes` what is left of
+    it after `elapsed_s` and the export (0: no budget)."""
+    budgets = [cfg.final.minutes] if cfg.final.minutes else []
+    if cfg.minutes:
+        budgets.append(max(1e-3, cfg.minutes - elapsed_s / 60 - EXPORT_S / 60))   # spent: 1 epoch
+    return min(budgets) if budgets else 0.0
+
+
 def fit_final_epochs(cap: int, minutes: float, seconds_per_epoch: list[float], seeds: int, slots: int) -> int:
     """The final stage's epochs under a wall-clock budget: at most `cap`, at least 1. Each finalist trains
     `seeds` trials at its measured seconds per epoch; `slots` trials run at a time, so an epoch of the whole
@@ -190,7 +200,23 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             if need > have.get(res, 0):
                 raise ValueError(f"sweep.{res.lower()}s_per_trial is {need:g} but the Ray cluster has "
                                  f"{have.get(res, 0):g} {res}s: no trial could ever start; lower it or add nodes")
-        data, meta = prepare_data(cfg, teacher_path, log)
+        slots = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
+                    + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
+        plan: dict = {}
+
+        def log_plan(n_train, n_val, teacher_img_s, cache_forwards):
+            """The run's plan from speeds measured here, before the cache and the trials cost anything."""
+            if s.gpus_per_trial:   # the probe times the CPU; a GPU plan would need a GPU probe
+                return
+            p = make_plan(cfg, student_epoch_seconds(cfg, n_train, n_val, int(s.cpus_per_trial)), cache_forwards,
+                          teacher_img_s, slots, _final_minutes(cfg, time.time() - t_start))
+            plan.update(estimate_s=p.total_s, cache_s=p.cache_s, search_s=p.search_s, final_s=p.final_s,
+                        final_epochs=p.final_epochs, teacher_img_s=teacher_img_s, epoch_s=p.epoch_s)
+            log(p.line(cfg.minutes))
+
+        data, meta = prepare_data(cfg, teacher_path, log, before_cache=log_plan)
+        if plan:
+            meta["plan"] = plan
         storage = run_dir.rsplit("/", 1)[0]  # the storage root run_dir_of resolved
 
         def trainable_for(base: TrainConfig):
@@ -214,19 +240,20 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
                                    f"finalist; the trials' errors are in {run_dir} (error.txt per trial)")
             epochs = cfg.final.epochs
             meta["final"] = dict(seeds=cfg.final.seeds, top=cfg.final.top)
-            if cfg.final.minutes:
+            final_minutes = _final_minutes(cfg, time.time() - t_start)
+            if final_minutes:
                 sec = search_seconds_per_epoch(results, to_dict(cfg.train), found)
-                slots = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
-                            + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
-                epochs = fit_final_epochs(cfg.final.epochs, cfg.final.minutes, sec, cfg.final.seeds, slots)
+                epochs = fit_final_epochs(cfg.final.epochs, final_minutes, sec, cfg.final.seeds, slots)
                 started = Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE
                 kept = "://" not in run_dir and started.is_file()
                 if kept:   # a resumed stage keeps the length it began with, whatever the clock says now
                     epochs = json.loads(started.read_text())["epochs"]
-                log(f"final stage: {cfg.final.minutes:g}-minute budget, {max(sec):.1f} s an epoch in the search "
+                log(f"final stage: {final_minutes:.3g}-minute budget"
+                    + (f" (what the run's {cfg.minutes:g} minutes leave)" if cfg.minutes else "")
+                    + f", {max(sec):.1f} s an epoch in the search "
                     f"({slots} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs})"
                     + (", as when the stage began" if kept else ""))
-                meta["final"].update(minutes=cfg.final.minutes, epochs_cap=cfg.final.epochs,
+                meta["final"].update(minutes=final_minutes, epochs_cap=cfg.final.epochs,
                                      search_seconds_per_epoch=sec)
             finalists = [dataclasses.replace(c, epochs=epochs) for c in found]
             winner = finalists[0]   # the final stage's base; the others differ from it by their variant

@@ -3,6 +3,7 @@ cached; on a cluster built on every node), an ensemble's averaged logits, and th
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 from orchestrator.config import SweepConfig, resolve_path
 from orchestrator.data import load_split
 from orchestrator.run.io import sha256_file
-from orchestrator.teacher.cache import teacher_logits
+from orchestrator.teacher.cache import missing_forwards, teacher_logits
 from orchestrator.teacher.model import accuracy, load_member, load_teacher, predict_logits
 from students import count_params, create_student
 from trainables.augment import ViewSpec
@@ -58,15 +59,19 @@ def uses_teacher(cfg: SweepConfig) -> bool:
 
 
 def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
-                 device: str = "cpu") -> tuple[TrialData, dict]:
+                 device: str = "cpu", before_cache=None) -> tuple[TrialData, dict]:
     """Everything trials need, computed in the driver: split, teacher logits (the only teacher run).
-    `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`)."""
+    `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`).
+    `before_cache(n_train, n_val, teacher_img_s, cache_forwards)` is called once the teacher's speed is known
+    (timed on the validation forwards) and before the cache is built: the sweep's plan."""
     d = cfg.data
     split = load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
     spec = ViewSpec(cfg.augment.shift, cfg.augment.flip)
     meta = dict(teacher_forwards=0, n_train=len(split.train_x), n_val=len(split.val_x), views=asdict(spec))
     data = TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec, mode="none")
     if not uses_teacher(cfg):
+        if before_cache is not None:
+            before_cache(len(split.train_x), len(split.val_x), 0.0, 0)
         return data, meta
     path = resolve_path(teacher_path or cfg.teacher.checkpoint)
     if path is None:
@@ -76,10 +81,17 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
     meta["teacher"] = dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
                            preprocess=asdict(info.preprocess), mode=t.mode)
     model = model.to(device)
+    t0 = time.perf_counter()
     val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size, device)  # for the report only
+    meta["teacher"]["infer_img_s"] = len(split.val_x) / (time.perf_counter() - t0)
     meta["teacher"]["val_acc"] = accuracy(val_logits, split.val_y)
     meta["teacher_val_forwards"] = len(split.val_x)
     log(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
+    if before_cache is not None:
+        forwards = 0 if t.mode == "live" else missing_forwards(
+            info.sha256, info.preprocess, split.train_x, split.train_y, spec if t.mode == "views" else ViewSpec(0, False),
+            resolve_path(t.cache_dir))
+        before_cache(len(split.train_x), len(split.val_x), meta["teacher"]["infer_img_s"], forwards)
     if t.mode == "live":
         data.teacher = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
                             channels=info.preprocess.channels, size=info.preprocess.size)

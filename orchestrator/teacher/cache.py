@@ -90,6 +90,20 @@ def compute_chunk(model, images: np.ndarray | torch.Tensor, rows: slice, spec: V
     return _views_logits(model, x, spec, pre, batch_size, device).half().numpy()
 
 
+def missing_forwards(teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray, spec: ViewSpec,
+                     cache_dir: str | Path) -> int:
+    """How many teacher forwards `teacher_logits` would run now: 0 when the cache file is there, else every
+    (image, view) of the chunks not written yet (for a plan; the build itself checks every file)."""
+    cache_dir = Path(cache_dir)
+    key = fingerprint(teacher_sha256, images, labels, spec, pre)
+    if (cache_dir / f"logits-{key}.npy").is_file():
+        return 0
+    parts = cache_dir / f"logits-{key}.partial"
+    done = sum(chunk_images(int(p.stem), len(images)).stop - chunk_images(int(p.stem), len(images)).start
+               for p in parts.glob("[0-9]*.npy")) if parts.is_dir() else 0
+    return (len(images) - done) * spec.n_views
+
+
 def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray,
                    spec: ViewSpec, cache_dir: str | Path, batch_size: int = INFER_BATCH, device: str = "cpu",
                    log=print, runner=None) -> tuple[np.ndarray, int, dict]:

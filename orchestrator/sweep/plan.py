@@ -1,0 +1,95 @@
+"""The whole run's plan, from speeds measured on this machine before the expensive work: the teacher's
+cache (its rate timed on the validation forwards the sweep runs anyway), the search and the final stage
+(each student's training rate timed by a few steps of `train_speed`), the export. Logged at the start, so
+that a budget this CPU cannot hold is said before the time is spent, not found out at the end.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from orchestrator.config import SweepConfig
+from trainables.train import resolve_precision, train_speed
+
+EXPORT_S = 20.0       # an export on 2 cores: 13-21 s measured (bench/results/sweep_cold, models/student)
+# A trial's epoch in a sweep runs below `train_speed`'s bare step (data views, the teacher's logits, the
+# loss, validation, a checkpoint, another trial on the other core): 300 against 413 img/s on an AVX2 EPYC
+# (issue 23), so the estimate divides the bare rate by this.
+SWEEP_OVERHEAD = 1.35
+
+
+@dataclass
+class Plan:
+    cache_s: float
+    search_s: float
+    final_s: float
+    export_s: float
+    search_trial_epochs: float
+    final_epochs: int
+    final_cap: int
+    epoch_s: dict[str, float]        # seconds per epoch of each student, as a trial runs it here
+
+    @property
+    def total_s(self) -> float:
+        return self.cache_s + self.search_s + self.final_s + self.export_s
+
+    def line(self, budget_min: float = 0.0) -> str:
+        m = lambda s: f"{s / 60:.1f}"   # noqa: E731
+        parts = [f"cache {m(self.cache_s)}", f"search {m(self.search_s)} (~{self.search_trial_epochs:g} trial-epochs)"]
+        if self.final_cap:
+            parts.append(f"final {m(self.final_s)} ({self.final_epochs} epochs"
+                         + (f" of a cap of {self.final_cap}" if self.final_epochs < self.final_cap else "") + ")")
+        parts.append(f"export {m(self.export_s)}")
+        rates = ", ".join(f"{k} {v:.0f} s an epoch" for k, v in self.epoch_s.items())
+        text = f"plan: ~{m(self.total_s)} min on this CPU: {', '.join(parts)} [measured here: {rates}]"
+        if budget_min and self.total_s > budget_min * 60 * 1.05:
+            text += (f"; OVER the {budget_min:g}-minute budget: this CPU cannot hold it with this config "
+                     "(fewer or cheaper trials, fewer epochs, or a faster CPU)")
+        return text
+
+
+def student_epoch_seconds(cfg: SweepConfig, n_train: int, n_val: int, threads: int) -> dict[str, float]:
+    """Seconds per epoch of each student the config trains from scratch, as one trial runs it here."""
+    precision = resolve_precision(cfg.train.precision, "cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        out = {}
+        for name in cfg.students():
+            rate = train_speed(name, batch_size=cfg.train.batch_size, steps=8, warmup=2, precision=precision,
+                               **cfg.train.student_kwargs)
+            out[name] = SWEEP_OVERHEAD * (n_train + n_val / 3) / rate   # validation: a forward, ~1/3 of a step
+        return out
+    finally:
+        torch.set_num_threads(before)
+
+
+def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, teacher_rate: float,
+              slots: int, final_minutes: float) -> Plan:
+    """The stages' estimated wall times. Search: ASHA's expected trial-epochs (every trial to the grace
+    period, then 1 / reduction_factor of them to the end), `slots` trials at a time. Final: the top
+    finalists x seeds at the slowest student's epoch, within `final_minutes` when > 0."""
+    t, s, f = cfg.train, cfg.sweep, cfg.final
+    n_trials = max(1, len(cfg.trials) or 1) * max(1, s.num_samples) * _grid_size(cfg)
+    per_trial = min(t.epochs, s.grace_period) + max(0, t.epochs - s.grace_period) / max(1, s.reduction_factor)
+    slowest = max(epoch_s.values()) if epoch_s else 0.0
+    search_epochs = n_trials * per_trial
+    search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots))   # a trial runs on one slot
+    final_s, final_epochs = 0.0, 0
+    if f.epochs:
+        trials = f.top * f.seeds
+        per_epoch = slowest * max(1.0, trials / max(1, slots))
+        final_epochs = f.epochs if not final_minutes else max(1, min(f.epochs, int(final_minutes * 60 // per_epoch)))
+        final_s = final_epochs * per_epoch
+    cache_s = cache_forwards / teacher_rate if teacher_rate and cache_forwards else 0.0
+    return Plan(cache_s, search_s, final_s, EXPORT_S, search_epochs, final_epochs, f.epochs, epoch_s)
+
+
+def _grid_size(cfg: SweepConfig) -> int:
+    n = 1
+    for dom in cfg.search_space.values():
+        kind, vals = next(iter(dom.items()))
+        if kind == "grid":
+            n *= len(vals)
+    return n

@@ -1,0 +1,49 @@
+"""The run's plan: stage estimates from measured speeds, the whole-run budget the final stage gets."""
+import pytest
+
+from orchestrator.config import SweepConfig, from_dict
+from orchestrator.sweep.driver import _final_minutes
+from orchestrator.sweep.plan import EXPORT_S, make_plan, student_epoch_seconds
+
+
+def _cfg(**over) -> SweepConfig:
+    raw = dict(name="p", train=dict(student="res3_w16_d111", epochs=4),
+               trials=[{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}, {"loss": "ce"}],
+               sweep=dict(grace_period=2, reduction_factor=2, max_concurrent_trials=2),
+               final=dict(epochs=40, top=2, seeds=1))
+    for k, v in over.items():
+        raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
+    return from_dict(SweepConfig, raw)
+
+
+def test_plan_adds_the_stages_from_measured_rates():
+    cfg = _cfg()
+    p = make_plan(cfg, {"res3_w16_d111": 30.0}, cache_forwards=55_000, teacher_rate=500.0, slots=2,
+                  final_minutes=0)
+    assert p.cache_s == pytest.approx(110.0)
+    assert p.search_trial_epochs == 4 * (2 + 2 / 2)                  # all to the grace period, half to the end
+    assert p.search_s == pytest.approx(12 * 30 / 2)                   # two at a time
+    assert p.final_epochs == 40 and p.final_s == pytest.approx(40 * 30)   # two finalists side by side
+    assert p.total_s == pytest.approx(110 + 180 + 1200 + EXPORT_S)
+    line = p.line(budget_min=10)
+    assert line.startswith("plan: ~25.2 min on this CPU: cache 1.8, search 3.0") and "OVER the 10-minute" in line
+    assert "OVER" not in p.line(budget_min=30)
+    budgeted = make_plan(cfg, {"res3_w16_d111": 30.0}, 0, 500.0, slots=2, final_minutes=10)
+    assert budgeted.final_epochs == 20 and budgeted.cache_s == 0       # 10 min at 30 s an epoch; cache hit
+    assert "(20 epochs of a cap of 40)" in budgeted.line()
+
+
+def test_the_whole_run_budget_leaves_the_final_stage_the_rest():
+    assert _final_minutes(_cfg(), 0) == 0                               # no budget at all
+    assert _final_minutes(_cfg(final=dict(minutes=30)), 600) == 30      # a stage budget alone
+    run = _cfg(minutes=10)
+    assert _final_minutes(run, 120) == pytest.approx(10 - 2 - EXPORT_S / 60)
+    assert _final_minutes(_cfg(minutes=10, final=dict(minutes=5)), 120) == 5   # the tighter of the two
+    assert 0 < _final_minutes(run, 3600) < 0.01                         # spent: one epoch, not none
+    with pytest.raises(ValueError, match="minutes must be >= 0"):
+        _cfg(minutes=-1)
+
+
+def test_student_rates_are_measured_here():
+    sec = student_epoch_seconds(_cfg(), n_train=1000, n_val=300, threads=1)
+    assert set(sec) == {"res3_w16_d111"} and 0 < sec["res3_w16_d111"] < 60
