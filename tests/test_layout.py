@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 # One epoch of train_student (the product's train step: channels_last input, CE, backward, SGD) on 256
-# random images; prints the trained weights. MODE: guarded (the product), unguarded (channels_last for every
-# layer, the guard off), reference (every convolution channels-first).
+# random images; prints the trained weights. MODE guarded: the product, then the reference (every
+# convolution channels-first) in the same process; unguarded: channels_last for every layer, the guard off.
 CHILD = r"""
 import json, sys
 import numpy as np, torch
@@ -35,19 +35,26 @@ import trainables.train as tr
 from trainables import layout
 from trainables.augment import ViewSpec
 from trainables.config import TrainConfig
-if mode == "unguarded":
-    tr.prepare_for_training = lambda m, d="cpu": m.to(d, memory_format=torch.channels_last) and []
-elif mode == "reference":
-    layout.hits_onednn_1x1_bug = lambda m: isinstance(m, torch.nn.Conv2d)
 rng = np.random.default_rng(0)
 x, y = rng.integers(0, 256, (256, 28, 28), dtype=np.uint8), rng.integers(0, 10, 256)
 data = tr.TrialData(x, y, x[:64], y[:64], ViewSpec(0, False), "none")
 cfg = TrainConfig(student="res3", student_kwargs={"widths": [7, 15, 30]}, loss="ce", epochs=1, batch_size=64,
                   ema=0.0, precision="fp32")
-out = {}
-tr.train_student(cfg, data, report=lambda m, s: out.update(s["state_dict"]))
-print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(),
-                  "weights": {k: v.double().flatten().tolist() for k, v in out.items() if v.is_floating_point()}}))
+
+def weights():
+    out = {}
+    tr.train_student(cfg, data, report=lambda m, s: out.update(s["state_dict"]))
+    return {k: v.double().flatten().tolist() for k, v in out.items() if v.is_floating_point()}
+
+runs = {}
+if mode == "unguarded":
+    tr.prepare_for_training = lambda m, d="cpu": m.to(d, memory_format=torch.channels_last) and []
+    runs["unguarded"] = weights()
+else:
+    runs["guarded"] = weights()
+    layout.hits_onednn_1x1_bug = lambda m: isinstance(m, torch.nn.Conv2d)   # every convolution channels-first
+    runs["reference"] = weights()
+print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "runs": runs}))
 """
 
 
@@ -60,11 +67,11 @@ def _run(mode: str, threads: int, verbose: bool = False) -> subprocess.Completed
         return subprocess.CompletedProcess(e.cmd, -9, "", "timed out")
 
 
-def _weights(p: subprocess.CompletedProcess) -> dict[str, torch.Tensor]:
+def _weights(p: subprocess.CompletedProcess) -> dict[str, dict[str, torch.Tensor]]:
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout.splitlines()[-1])
     assert out["capability"] == "AVX2"                                   # ATen took the AVX2 path
-    return {k: torch.tensor(v) for k, v in out["weights"].items()}
+    return {run: {k: torch.tensor(v) for k, v in w.items()} for run, w in out["runs"].items()}
 
 
 def _close(a: dict, b: dict) -> bool:
@@ -77,12 +84,12 @@ def test_guard_trains_the_bug_shape_like_channels_first_on_avx2(threads):
     guarded = _run("guarded", threads, verbose=threads == 1)
     if threads == 1:
         assert "isa:Intel AVX2" in guarded.stdout + guarded.stderr        # oneDNN took the AVX2 kernels
-    reference = _weights(_run("reference", threads))
-    assert _close(_weights(guarded), reference)
+    runs = _weights(guarded)
+    assert _close(runs["guarded"], runs["reference"])
     # Without the guard the same run crashes, hangs or trains wrong weights: if it ever stops doing so, the
     # pinned PyTorch has a oneDNN with the fix (issue 6035) and trainables/layout.py can go.
     bare = _run("unguarded", threads)
-    broken = bare.returncode != 0 or not _close(_weights(bare), reference)
+    broken = bare.returncode != 0 or not _close(_weights(bare)["unguarded"], runs["reference"])
     assert broken, "oneDNN's AVX2 1x1 backward-weights bug is gone in this PyTorch: remove trainables/layout.py"
 
 
