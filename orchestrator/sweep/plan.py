@@ -41,7 +41,8 @@ class Plan:
             parts.append(f"final {m(self.final_s)} ({self.final_epochs} epochs"
                          + (f" of a cap of {self.final_cap}" if self.final_epochs < self.final_cap else "") + ")")
         parts.append(f"export {m(self.export_s)}")
-        rates = ", ".join(f"{k} {v:.0f} s an epoch" for k, v in self.epoch_s.items())
+        rates = ", ".join(f"{k} {v:.2g} s an epoch" if v < 10 else f"{k} {v:.0f} s an epoch"
+                          for k, v in self.epoch_s.items())
         text = f"plan: ~{m(self.total_s)} min on this CPU: {', '.join(parts)} [measured here: {rates}]"
         if budget_min and self.total_s > budget_min * 60 * 1.05:
             text += (f"; OVER the {budget_min:g}-minute budget: this CPU cannot hold it with this config "
