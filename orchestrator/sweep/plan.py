@@ -58,7 +58,7 @@ def student_epoch_seconds(cfg: SweepConfig, n_train: int, n_val: int, threads: i
     try:
         out = {}
         for name in cfg.students():
-            rate = train_speed(name, batch_size=cfg.train.batch_size, steps=8, warmup=2, precision=precision,
+            rate = train_speed(name, batch_size=cfg.train.batch_size, steps=6, warmup=2, precision=precision,
                                **cfg.train.student_kwargs)
             out[name] = SWEEP_OVERHEAD * (n_train + n_val / 3) / rate   # validation: a forward, ~1/3 of a step
         return out
