@@ -6,7 +6,8 @@ A recipe is a sweep config's `train` section with one of its `trials` applied (d
 KD trial) and `--set key=value` overrides of any train key (student, epochs, batch_size, lr, ...). Runs go two
 at a time, one thread each (as the sweep's trials run), each in its own process; a run stops at the first
 epoch where every target is reached (the rest of its schedule is not needed to know its time to target).
-Teacher: the config's, clean logits (the cache is built once, outside the timing). No test data.
+Data and teacher as the sweep prepares them (`prepare_data`: the split, the config's teacher mode, its
+cache built once, outside the timing). No test data.
 
     bash scripts/loopback.sh .venv/bin/python bench/time_to_target.py [--precision fp32 bf16] [--seeds 3]
         [--targets 0.930 0.9234] [--set epochs=12 batch_size=256] [--avx2] [--out bench/results/x.json]
@@ -47,26 +48,16 @@ def matmul_gflops(precision: str, n: int = 2048, reps: int = 10) -> float:
 
 
 def run_one(job: dict, q) -> None:
-    import numpy as np
     import torch
     torch.set_num_threads(1)
-    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.config import load_sweep_config, to_dict
-    from orchestrator.data import load_split
-    from orchestrator.teacher.model import load_teacher
+    from orchestrator.sweep.prepare import prepare_data
     from students import create_student
-    from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
-    from trainables.train import TrialData, train_student
+    from trainables.train import train_student
     import torchinfo
     cfg = load_sweep_config(Path(job["config"]))
-    s = load_split(cfg.data.data_dir, cfg.data.val_size, cfg.data.split_seed)
-    model, info = load_teacher(str(ROOT / cfg.teacher.checkpoint))
-    logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, ViewSpec(0, False),
-                                  str(ROOT / cfg.teacher.cache_dir), log=lambda m: None)
-    del model
-    data = TrialData(s.train_x, s.train_y, s.val_x, s.val_y, ViewSpec(cfg.augment.shift, cfg.augment.flip), "clean",
-                     np.ascontiguousarray(logits))
+    data, _ = prepare_data(cfg, log=lambda m: None)   # as a sweep prepares it: split, the teacher's cached logits
     tc = TrainConfig(**{**to_dict(cfg.train), **job["trial"], **job["set"], "seed": job["seed"],
                         "precision": job["precision"]})
     student = create_student(tc.student, **tc.student_kwargs)
@@ -92,7 +83,7 @@ def run_one(job: dict, q) -> None:
     q.put(dict(precision=job["precision"], seed=job["seed"], capability=torch.backends.cpu.get_cpu_capability(),
                student=tc.student, macs_per_image=macs, epochs_planned=tc.epochs, history=hist,
                reached={str(t): v for t, v in reached.items()},
-               tflop_per_epoch=flop_image * len(s.train_x) / 1e12,
+               tflop_per_epoch=flop_image * len(data.train_x) / 1e12,
                train_gflops=ips * flop_image / 1e9, matmul_gflops_1thread=ceiling,
                fraction_of_ceiling=ips * flop_image / 1e9 / ceiling))
 
