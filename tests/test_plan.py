@@ -2,7 +2,7 @@
 import pytest
 
 from orchestrator.config import SweepConfig, from_dict
-from orchestrator.sweep.driver import _final_minutes
+from orchestrator.sweep.plan import final_stage_minutes as _final_minutes
 from orchestrator.sweep.plan import EXPORT_S, make_plan, student_epoch_seconds
 
 

@@ -19,7 +19,7 @@ from orchestrator.release.export import export
 from orchestrator.release.results import trial_id_of, trials, write_final_base
 from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE, RESULTS_FILE
 from orchestrator.sweep import ray_session
-from orchestrator.sweep.plan import EXPORT_S, make_plan, student_epoch_seconds
+from orchestrator.sweep.plan import final_stage_minutes, fit_final_epochs, make_plan, student_epoch_seconds
 from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
 
 
@@ -125,23 +125,6 @@ def search_seconds_per_epoch(results, base: dict, finalists: list[TrainConfig]) 
     return out
 
 
-def _final_minutes(cfg: SweepConfig, elapsed_s: float) -> float:
-    """The final stage's wall-clock budget: `final.minutes`, and within a whole-run `minutes` what is left of
-    it after `elapsed_s` and the export (0: no budget)."""
-    budgets = [cfg.final.minutes] if cfg.final.minutes else []
-    if cfg.minutes:
-        budgets.append(max(1e-3, cfg.minutes - elapsed_s / 60 - EXPORT_S / 60))   # spent: 1 epoch
-    return min(budgets) if budgets else 0.0
-
-
-def fit_final_epochs(cap: int, minutes: float, seconds_per_epoch: list[float], seeds: int, slots: int) -> int:
-    """The final stage's epochs under a wall-clock budget: at most `cap`, at least 1. Each finalist trains
-    `seeds` trials at its measured seconds per epoch; `slots` trials run at a time, so an epoch of the whole
-    stage takes the slowest trial's time, or the total work spread over the slots when trials queue."""
-    per_epoch = max(max(seconds_per_epoch), sum(seconds_per_epoch) * seeds / max(1, slots))
-    return max(1, min(cap, int(minutes * 60 // per_epoch)))
-
-
 def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
               export_to: str | None = None, log=print, force: bool = False, dashboard: bool = False) -> Path:
     """Run the sweep (resuming an interrupted one of the same name), then the final stage if configured,
@@ -209,7 +192,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             if s.gpus_per_trial:   # the probe times the CPU; a GPU plan would need a GPU probe
                 return
             p = make_plan(cfg, student_epoch_seconds(cfg, n_train, n_val, int(s.cpus_per_trial)), cache_forwards,
-                          teacher_img_s, slots, _final_minutes(cfg, time.time() - t_start))
+                          teacher_img_s, slots, final_stage_minutes(cfg, time.time() - t_start))
             plan.update(estimate_s=p.total_s, cache_s=p.cache_s, search_s=p.search_s, final_s=p.final_s,
                         final_epochs=p.final_epochs, teacher_img_s=teacher_img_s, epoch_s=p.epoch_s)
             log(p.line(cfg.minutes))
@@ -240,7 +223,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
                                    f"finalist; the trials' errors are in {run_dir} (error.txt per trial)")
             epochs = cfg.final.epochs
             meta["final"] = dict(seeds=cfg.final.seeds, top=cfg.final.top)
-            final_minutes = _final_minutes(cfg, time.time() - t_start)
+            final_minutes = final_stage_minutes(cfg, time.time() - t_start)
             if final_minutes:
                 sec = search_seconds_per_epoch(results, to_dict(cfg.train), found)
                 epochs = fit_final_epochs(cfg.final.epochs, final_minutes, sec, cfg.final.seeds, slots)

@@ -66,6 +66,23 @@ def student_epoch_seconds(cfg: SweepConfig, n_train: int, n_val: int, threads: i
         torch.set_num_threads(before)
 
 
+def final_stage_minutes(cfg: SweepConfig, elapsed_s: float) -> float:
+    """The final stage's wall-clock budget: `final.minutes`, and within a whole-run `minutes` what is left of
+    it after `elapsed_s` and the export (0: no budget)."""
+    budgets = [cfg.final.minutes] if cfg.final.minutes else []
+    if cfg.minutes:
+        budgets.append(max(1e-3, cfg.minutes - elapsed_s / 60 - EXPORT_S / 60))   # spent: 1 epoch
+    return min(budgets) if budgets else 0.0
+
+
+def fit_final_epochs(cap: int, minutes: float, seconds_per_epoch: list[float], seeds: int, slots: int) -> int:
+    """The final stage's epochs under a wall-clock budget: at most `cap`, at least 1. Each finalist trains
+    `seeds` trials at its measured seconds per epoch; `slots` trials run at a time, so an epoch of the whole
+    stage takes the slowest trial's time, or the total work spread over the slots when trials queue."""
+    per_epoch = max(max(seconds_per_epoch), sum(seconds_per_epoch) * seeds / max(1, slots))
+    return max(1, min(cap, int(minutes * 60 // per_epoch)))
+
+
 def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, teacher_rate: float,
               slots: int, final_minutes: float) -> Plan:
     """The stages' estimated wall times. Search: ASHA's expected trial-epochs (every trial to the grace
@@ -79,9 +96,9 @@ def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, 
     search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots))   # a trial runs on one slot
     final_s, final_epochs = 0.0, 0
     if f.epochs:
-        trials = f.top * f.seeds
-        per_epoch = slowest * max(1.0, trials / max(1, slots))
-        final_epochs = f.epochs if not final_minutes else max(1, min(f.epochs, int(final_minutes * 60 // per_epoch)))
+        per_epoch = slowest * max(1.0, f.top * f.seeds / max(1, slots))   # fit_final_epochs' stage epoch
+        final_epochs = fit_final_epochs(f.epochs, final_minutes, [slowest] * f.top, f.seeds, slots) \
+            if final_minutes else f.epochs
         final_s = final_epochs * per_epoch
     cache_s = cache_forwards / teacher_rate if teacher_rate and cache_forwards else 0.0
     return Plan(cache_s, search_s, final_s, EXPORT_S, search_epochs, final_epochs, f.epochs, epoch_s)

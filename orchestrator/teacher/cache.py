@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from orchestrator.config import Preprocess
+from orchestrator.run.io import atomic_write, atomic_write_json
 from orchestrator.teacher.model import INFER_BATCH
 from trainables.augment import ViewSpec, apply_views, to_input
 
@@ -90,6 +90,11 @@ def compute_chunk(model, images: np.ndarray | torch.Tensor, rows: slice, spec: V
     return _views_logits(model, x, spec, pre, batch_size, device).half().numpy()
 
 
+def _rows(c: int, n: int) -> int:
+    r = chunk_images(c, n)
+    return r.stop - r.start
+
+
 def missing_forwards(teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray, spec: ViewSpec,
                      cache_dir: str | Path) -> int:
     """How many teacher forwards `teacher_logits` would run now: 0 when the cache file is there, else every
@@ -99,8 +104,7 @@ def missing_forwards(teacher_sha256: str, pre: Preprocess, images: np.ndarray, l
     if (cache_dir / f"logits-{key}.npy").is_file():
         return 0
     parts = cache_dir / f"logits-{key}.partial"
-    done = sum(chunk_images(int(p.stem), len(images)).stop - chunk_images(int(p.stem), len(images)).start
-               for p in parts.glob("[0-9]*.npy")) if parts.is_dir() else 0
+    done = sum(_rows(int(p.stem), len(images)) for p in parts.glob("[0-9]*.npy")) if parts.is_dir() else 0
     return (len(images) - done) * spec.n_views
 
 
@@ -141,29 +145,22 @@ def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarr
         runner = lambda cs: ((c, compute_chunk(model, images, chunk_images(c, N), spec, pre, batch_size, device))  # noqa: E731
                              for c in cs)
     forwards, t0 = 0, time.time()
+    todo = sum(_rows(m, N) for m in missing) * V
     for i, (c, out) in enumerate(runner(missing)):
         rows = chunk_images(c, N)
         if out.shape != (rows.stop - rows.start, V, 10):
             raise RuntimeError(f"chunk {c}: got logits of shape {out.shape}, expected {(rows.stop - rows.start, V, 10)}")
         forwards += out.shape[0] * V
-        chunk = parts / f"{c:05d}.npy"
-        tmp = chunk.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        os.replace(tmp, chunk)
-        todo = sum(chunk_images(m, N).stop - chunk_images(m, N).start for m in missing) * V
+        atomic_write(parts / f"{c:05d}.npy", lambda tmp: np.save(tmp, out))
         rate = forwards / max(time.time() - t0, 1e-9)
         log(f"teacher logits: {i + 1}/{len(missing)} missing chunks ({forwards}/{todo} forwards, "
             f"{rate:.0f} img/s, eta {max(todo - forwards, 0) / max(rate, 1e-9) / 60:.1f} min)")
     a = np.concatenate([np.load(parts / f"{c:05d}.npy") for c in range(n_chunks)]) if n_chunks else \
         np.zeros((0, V, 10), np.float16)
-    tmp = npy.with_suffix(".tmp.npy")
-    np.save(tmp, a)
-    os.replace(tmp, npy)
+    atomic_write(npy, lambda tmp: np.save(tmp, a))
     build_s = time.time() - t0
-    tmp_meta = meta.with_suffix(".tmp")
-    tmp_meta.write_text(json.dumps(dict(key=key, sha256=_array_sha(a), shape=list(a.shape), teacher=teacher_sha256,
-                                        views=asdict(spec), preprocess=asdict(pre), build_s=build_s), indent=1))
-    os.replace(tmp_meta, meta)
+    atomic_write_json(meta, dict(key=key, sha256=_array_sha(a), shape=list(a.shape), teacher=teacher_sha256,
+                                 views=asdict(spec), preprocess=asdict(pre), build_s=build_s))
     shutil.rmtree(parts, ignore_errors=True)
     log(f"teacher logits: built {npy} in {build_s:.0f} s ({forwards} teacher forwards)")
     return a, forwards, {**info, "hit": False, "build_s": build_s}
