@@ -1,5 +1,6 @@
 """Time to target: for a recipe, the wall time, epochs and TFLOP until validation accuracy first reaches each
-target, median of several seeds, in fp32 and bf16 side by side; and the train step's achieved GFLOP/s
+target (plain, and with the flip test-time augmentation), median of several seeds, in fp32 and bf16 side by
+side; and the train step's achieved GFLOP/s
 against the core's measured matrix-multiply ceiling in the same precision.
 
 A recipe is a sweep config's `train` section with one of its `trials` applied (default: configs/sweep.yaml's
@@ -36,7 +37,7 @@ class _Reached(Exception):
 
 
 def matmul_gflops(precision: str, n: int = 2048, reps: int = 10) -> float:
-    """One thread's n x n matrix-multiply rate in `precision` (mean of `reps`, after a warm-up)."""
+    """The n x n matrix-multiply rate at torch's thread count in `precision` (mean of `reps`, after a warm-up)."""
     import torch
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
@@ -49,7 +50,7 @@ def matmul_gflops(precision: str, n: int = 2048, reps: int = 10) -> float:
 
 def run_one(job: dict, q) -> None:
     import torch
-    torch.set_num_threads(1)
+    torch.set_num_threads(job["threads"])
     from orchestrator.config import load_sweep_config, to_dict
     from orchestrator.sweep.prepare import prepare_data
     from students import create_student
@@ -63,15 +64,16 @@ def run_one(job: dict, q) -> None:
     student = create_student(tc.student, **tc.student_kwargs)
     macs = torchinfo.summary(student, input_size=(1, student.in_chans, 28, 28), verbose=0).total_mult_adds
     ceiling = matmul_gflops(job["precision"])
-    targets, hist, reached = sorted(job["targets"]), [], {}
+    targets, hist, reached = sorted(job["targets"]), [], {"none": {}, "flip": {}}
 
     def report(m, state):
-        hist.append(dict(epoch=m["epoch"], val_acc=m["val_acc"], elapsed_s=m["elapsed_s"],
-                         images_per_s=m["images_per_s"]))
-        for t in targets:
-            if t not in reached and m["val_acc"] >= t:
-                reached[t] = dict(epoch=m["epoch"], seconds=m["elapsed_s"])
-        if len(reached) == len(targets):
+        hist.append(dict(epoch=m["epoch"], val_acc=m["val_acc_plain"], val_acc_flip=m["val_acc_flip"],
+                         elapsed_s=m["elapsed_s"], images_per_s=m["images_per_s"]))
+        for tta, key in (("none", "val_acc_plain"), ("flip", "val_acc_flip")):
+            for t in targets:
+                if t not in reached[tta] and m[key] >= t:
+                    reached[tta][t] = dict(epoch=m["epoch"], seconds=m["elapsed_s"])
+        if all(len(r) == len(targets) for r in reached.values()):
             raise _Reached
 
     try:
@@ -82,9 +84,10 @@ def run_one(job: dict, q) -> None:
     flop_image = 6 * macs
     q.put(dict(precision=job["precision"], seed=job["seed"], capability=torch.backends.cpu.get_cpu_capability(),
                student=tc.student, macs_per_image=macs, epochs_planned=tc.epochs, history=hist,
-               reached={str(t): v for t, v in reached.items()},
+               threads=job["threads"], reached={str(t): v for t, v in reached["none"].items()},
+               reached_flip={str(t): v for t, v in reached["flip"].items()},
                tflop_per_epoch=flop_image * len(data.train_x) / 1e12,
-               train_gflops=ips * flop_image / 1e9, matmul_gflops_1thread=ceiling,
+               train_gflops=ips * flop_image / 1e9, matmul_gflops=ceiling,
                fraction_of_ceiling=ips * flop_image / 1e9 / ceiling))
 
 
@@ -106,7 +109,8 @@ def main():
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--targets", type=float, nargs="+", default=[0.930, 0.9234])
     p.add_argument("--avx2", action="store_true", help="restrict ATen and oneDNN to AVX2 kernels in the runs")
-    p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of each run")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     from orchestrator.config import load_sweep_config
@@ -116,7 +120,7 @@ def main():
     if args.avx2:
         os.environ.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
     jobs = [dict(config=args.config, trial=trial, set=_parse_set(args.set), seed=seed, precision=prec,
-                 targets=args.targets) for prec in args.precision for seed in range(args.seeds)]
+                 targets=args.targets, threads=args.threads) for prec in args.precision for seed in range(args.seeds)]
     ctx = mp.get_context("spawn")
     q, results, t0 = ctx.Queue(), [], time.time()
     print(f"{machine()}; {len(jobs)} runs, {args.parallel} at a time", flush=True)
@@ -127,9 +131,11 @@ def main():
         for _ in procs:
             r = q.get()
             results.append(r)
-            got = ", ".join(f"{t}: epoch {v['epoch']} ({v['seconds']:.0f} s)" for t, v in r["reached"].items()) or "none"
+            got = "; ".join(f"{k} " + (", ".join(f"{t}: epoch {v['epoch']} ({v['seconds']:.0f} s)"
+                                                  for t, v in r[key].items()) or "none")
+                            for k, key in (("plain", "reached"), ("flip TTA", "reached_flip")))
             print(f"  {r['precision']} seed {r['seed']}: reached {got}; {r['train_gflops']:.1f} GFLOP/s "
-                  f"({r['fraction_of_ceiling']:.0%} of the matmul ceiling {r['matmul_gflops_1thread']:.0f})", flush=True)
+                  f"({r['fraction_of_ceiling']:.0%} of the matmul ceiling {r['matmul_gflops']:.0f})", flush=True)
         for pr in procs:
             pr.join()
     summary = {}
@@ -139,14 +145,15 @@ def main():
                    fraction_of_ceiling=statistics.median(r["fraction_of_ceiling"] for r in rs),
                    capability=rs[0]["capability"])
         for t in args.targets:
-            hit = [r["reached"].get(str(t)) for r in rs]
-            if all(hit):
-                ep = statistics.median(h["epoch"] for h in hit)
-                row[str(t)] = dict(seeds_reached=len(hit), median_epochs=ep,
-                                   median_seconds=statistics.median(h["seconds"] for h in hit),
-                                   median_tflop=ep * rs[0]["tflop_per_epoch"])
-            else:
-                row[str(t)] = dict(seeds_reached=sum(map(bool, hit)), of=len(hit))
+            for suffix, key in (("", "reached"), (" flip", "reached_flip")):
+                hit = [r[key].get(str(t)) for r in rs]
+                if all(hit):
+                    ep = statistics.median(h["epoch"] for h in hit)
+                    row[str(t) + suffix] = dict(seeds_reached=len(hit), median_epochs=ep,
+                                                median_seconds=statistics.median(h["seconds"] for h in hit),
+                                                median_tflop=ep * rs[0]["tflop_per_epoch"])
+                else:
+                    row[str(t) + suffix] = dict(seeds_reached=sum(map(bool, hit)), of=len(hit))
         summary[prec] = row
         print(f"{prec}: {json.dumps(row)}", flush=True)
     out = dict(machine=machine(), date=time.strftime("%Y-%m-%d"), recipe=dict(config=os.path.relpath(args.config, ROOT),

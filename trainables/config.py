@@ -36,6 +36,9 @@ class TrainConfig:
     batch_size: int = 128
     erase: float = 0.0                # random erasing (Zhong et al. 2017): probability per image of one zeroed
                                       # rectangle on the student's input; the teacher's logits stay the uncut view's
+    tta: Literal["none", "flip"] = "none"   # test-time augmentation of the evaluated (and exported) model:
+                                      # flip averages its logits over the image and its mirror (no parameters);
+                                      # val_acc is then the flip-averaged accuracy. Both are reported each epoch
     ema: float = 0.0                  # decay per step of an EMA of the weights used for evaluation; 0 = off
     prune_from: str | None = None     # a trained student's checkpoint (student.pt / checkpoint.pt), wider than the
                                       # budget: it is pruned to `prune_to` parameters, then fine-tuned by this trial
@@ -62,6 +65,7 @@ class TrainConfig:
         _check(self.epochs >= 1, "epochs must be >= 1")
         _check(self.batch_size >= 1, "batch_size must be >= 1")
         _check(0 <= self.erase <= 1, "erase must be a probability in [0, 1]")
+        _check(self.tta in ("none", "flip"), f"tta must be none or flip, got {self.tta!r}")
         _check(0 <= self.ema < 1, "ema must be in [0, 1) (a decay per step, e.g. 0.999; 0 turns it off)")
         _check(self.std > 0, "std must be > 0")
         _check(self.prune_steps >= 1, "prune_steps must be >= 1")
