@@ -256,6 +256,9 @@ class TeacherConfig:
                                                      # Ray actors on every node of the cluster (cache_ray.py)
     cpus_per_actor: float = 1.0       # build: cluster -- resources of each teacher actor
     gpus_per_actor: float = 0.0
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"   # the teacher's forwards (cache, validation): bf16 autocast
+                                      # halves a ResNet-50's time where the CPU computes bf16 natively; auto: there.
+                                      # Its own cache key (the logits differ by more than fp16 rounding)
     ensemble: tuple[str, ...] = ()    # more models whose logits on the same views are averaged with the
                                       # teacher's into one target: teacher checkpoints, or student checkpoints
                                       # (a trial's checkpoint.pt, an export's student.pt); each has its own
@@ -297,11 +300,15 @@ class FinalSettings:
     with `epochs` epochs, once per seed, as Tune trials (checkpointed, resumable); export takes this stage's
     best by validation accuracy."""
     epochs: int = 0                   # 0: no final stage; export the search's best trial
-    seeds: int = 1                    # retrainings of each finalist with seeds 0..seeds-1
+    seeds: int = 1                    # retrainings of each finalist, seeds train.seed .. train.seed + seeds - 1
     top: int = 1                      # finalists: a short search ranks close settings by noise, so several
                                       # of its best can go on to the long run, where they separate
     minutes: float = 0.0              # > 0: a wall-clock budget for the stage; `epochs` becomes a cap, lowered
                                       # to what fits at the seconds per epoch the search measured (fit_final_epochs)
+    min_epochs: int = 1               # what no budget cuts below (what the result needs, measured): where the
+                                      # budget cannot hold them on this CPU, the plan says so at the start
+    cpus_per_trial: float = 0.0       # > 0: each final trial's CPUs (its torch threads), e.g. one finalist on
+                                      # both cores; 0: sweep.cpus_per_trial, as the search's trials
 
     def __post_init__(self):
         _check(self.epochs >= 0, "epochs must be >= 0 (0 turns the final stage off)")
@@ -309,6 +316,8 @@ class FinalSettings:
         _check(not self.minutes or self.epochs, "minutes needs final.epochs > 0 (the cap the budget may lower)")
         _check(self.seeds >= 1, "seeds must be >= 1")
         _check(self.top >= 1, "top must be >= 1")
+        _check(1 <= self.min_epochs <= max(1, self.epochs), "min_epochs must be in 1..final.epochs")
+        _check(self.cpus_per_trial >= 0, "cpus_per_trial must be >= 0 (0: sweep.cpus_per_trial)")
 
 
 DOMAINS = ("choice", "grid", "uniform", "loguniform")

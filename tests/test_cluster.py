@@ -63,6 +63,17 @@ def test_cache_on_the_cluster_equals_the_local_build(cluster, tiny_teacher, smal
     assert remote.dtype == np.float16 and remote.shape == local.shape
     ulp = np.spacing(np.abs(local).astype(np.float16)).astype(np.float32)
     assert (np.abs(remote.astype(np.float32) - local.astype(np.float32)) <= ulp).all()   # fp16 rounding at most
+    # teacher.precision bf16 reaches the actors: their chunks are the driver's bf16 forwards, not fp32 ones
+    from orchestrator.teacher.model import in_precision
+    few, fy = x[:64], y[:64]
+    bf16_local, _, _ = cache.teacher_logits(in_precision(model, "bf16"), "k", info.preprocess, few, fy, spec,
+                                            tmp_path / "c", log=lambda m: None)
+    bf16_remote, _, _ = cache.teacher_logits(model, "k", info.preprocess, few, fy, spec, tmp_path / "d",
+                                             log=lambda m: None, runner=ray_runner(
+                                                 model, info.arch, info.preprocess.channels, few, spec,
+                                                 info.preprocess, 256, log=lambda m: None, precision="bf16"))
+    assert np.abs(bf16_remote.astype(np.float32) - bf16_local.astype(np.float32)).max() <= 2 * ulp.max()
+    assert not np.array_equal(bf16_remote, local[:64])
 
 
 def _sweep_cfg(tmp_path, name, **over):

@@ -179,6 +179,7 @@ def test_final_epochs_fit_the_budget_at_the_searchs_speed():
     # four trials (2 finalists x 2 seeds) queue on two slots: (35 + 40) * 2 / 2 = 75 s an epoch of the stage
     assert fit_final_epochs(40, 25, [35.0, 40.0], seeds=2, slots=2) == 20
     assert fit_final_epochs(40, 0.01, [35.0], seeds=1, slots=1) == 1           # never less than one epoch
+    assert fit_final_epochs(40, 0.01, [35.0], seeds=1, slots=1, floor=12) == 12   # nor than final.min_epochs
 
 
 def test_search_seconds_per_epoch_are_each_finalists_own():

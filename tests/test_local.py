@@ -200,3 +200,22 @@ def test_kdsweep_cache_builds_what_a_sweep_then_hits(tmp_path, tiny_teacher, cap
     live.write_text(cfg.read_text().replace('"views"', '"live"'))
     assert main(["cache", "--config", str(live)]) == 2
     assert "nothing to cache" in capsys.readouterr().err
+
+
+def test_teacher_precision_bf16_has_its_own_cache_and_close_logits(tmp_path, tiny_teacher):
+    """teacher.precision bf16: the cache's logits come from bf16 forwards under their own key (fp32 caches keep
+    theirs), close to the fp32 ones; auto resolves to what this CPU computes natively."""
+    from orchestrator.sweep.prepare import prepare_data
+    from trainables.train import resolve_precision
+    base = dict(name="tp", data=dict(train_limit=64, val_limit=32), train=dict(loss="kd"),
+                teacher=dict(checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "c")))
+    d32, m32 = prepare_data(from_dict(SweepConfig, base), log=lambda m: None)
+    base["teacher"]["precision"] = "bf16"
+    d16, m16 = prepare_data(from_dict(SweepConfig, base), log=lambda m: None)
+    assert m32["teacher"]["precision"] == "fp32" and m16["teacher"]["precision"] == "bf16"
+    assert m16["cache"]["key"] != m32["cache"]["key"] and m16["teacher_forwards"] == 64   # built, not reused
+    diff = abs(d16.teacher_logits.astype("float32") - d32.teacher_logits.astype("float32"))
+    assert 0 < diff.max() < 0.25 * abs(d32.teacher_logits.astype("float32")).max()
+    base["teacher"]["precision"] = "auto"
+    _, ma = prepare_data(from_dict(SweepConfig, base), log=lambda m: None)
+    assert ma["teacher"]["precision"] == resolve_precision("auto", "cpu") and ma["teacher_forwards"] == 0

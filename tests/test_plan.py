@@ -3,7 +3,7 @@ import pytest
 
 from orchestrator.config import SweepConfig, from_dict
 from orchestrator.sweep.plan import final_stage_minutes as _final_minutes
-from orchestrator.sweep.plan import EXPORT_S, make_plan, student_epoch_seconds
+from orchestrator.sweep.plan import EXPORT_S, final_slots, make_plan, student_epoch_seconds
 
 
 def _cfg(**over) -> SweepConfig:
@@ -31,6 +31,22 @@ def test_plan_adds_the_stages_from_measured_rates():
     budgeted = make_plan(cfg, {"res3_w16_d111": 30.0}, 0, 500.0, slots=2, final_minutes=10)
     assert budgeted.final_epochs == 20 and budgeted.cache_s == 0       # 10 min at 30 s an epoch; cache hit
     assert "(20 epochs of a cap of 40)" in budgeted.line()
+
+
+def test_a_faster_final_stage_and_its_floor():
+    """final.cpus_per_trial: the finalist's epoch at its measured speed-up, one at a time; final.min_epochs:
+    a budget too small for what the result needs keeps the floor and says that this run takes longer."""
+    cfg = _cfg(final=dict(top=1, cpus_per_trial=2, min_epochs=16))
+    assert final_slots(cfg, cpus=2, search_slots=2) == 1 and final_slots(_cfg(), 2, 2) == 2
+    p = make_plan(cfg, {"res3_w16_d111": 30.0}, 0, 500.0, slots=2, final_minutes=6, final_speedup=1.5,
+                  final_slots=1)
+    assert p.final_epochs == 18 and p.final_s == pytest.approx(18 * 20)   # 360 s at 30 / 1.5 s an epoch
+    tight = make_plan(cfg, {"res3_w16_d111": 30.0}, 0, 500.0, slots=2, final_minutes=2, final_speedup=1.5,
+                      final_slots=1)
+    assert tight.final_epochs == 16                                       # 6 would fit; the floor holds
+    assert "keeps the 16 epochs the result needs" in tight.line(budget_min=3)
+    with pytest.raises(ValueError, match="min_epochs must be in 1..final.epochs"):
+        _cfg(final=dict(min_epochs=41))
 
 
 def test_the_whole_run_budget_leaves_the_final_stage_the_rest():

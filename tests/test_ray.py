@@ -298,18 +298,24 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(r
         "name": "t_budget", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
         "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
         "train.student": "resdw_w24_d111", "search_space": {}, "trials": [{"lr": 0.05}],
-        "final.epochs": 30, "final.minutes": 0.001, "minutes": 0.01})   # 0.06 s: less than any epoch
+        "final.epochs": 30, "final.minutes": 0.001, "minutes": 0.01,   # 0.06 s: less than any epoch
+        "final.min_epochs": 2, "final.cpus_per_trial": 2})    # what the result needs; the finalist on both cores
     logs = []
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=logs.append)
-    # the plan, from speeds measured here, before the cache: over the whole run's 0.6 s, and said so
+    # the plan, from speeds measured here, before the cache: over the whole run's 0.6 s, and said so, with
+    # the final stage at its floor and its trials' two threads timed
     [plan] = [m for m in logs if m.startswith("plan: ~")]
     assert "cache " in plan and "search " in plan and "OVER the 0.01-minute budget" in plan
+    assert "keeps the 2 epochs the result needs" in plan and "final trials on 2 CPUs" in plan
     assert logs.index(plan) < next(i for i, m in enumerate(logs) if m.startswith("teacher logits"))
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
-    assert meta["final"]["epochs"] == 1 and meta["final"]["epochs_cap"] == 30
+    assert meta["final"]["epochs"] == 2 and meta["final"]["epochs_cap"] == 30 and meta["plan"]["final_speedup"] > 0
     final = pd.read_csv(run_dir / "results.csv").query("stage == 'final'")
-    assert list(final["epoch"]) == [1]
-    assert any("0.001-minute budget" in m and "-> 1 epochs (cap 30)" in m for m in logs)
+    assert list(final["epoch"]) == [2]
+    assert any("0.001-minute budget" in m and "-> 2 epochs (cap 30, floor 2)" in m for m in logs)
+    def threads(pattern):
+        return {json.loads(x)["threads"] for p in run_dir.glob(pattern) for x in p.read_text().splitlines()}
+    assert threads("*/result.json") == {1} and threads("final/*/result.json") == {2}   # search: one thread each
     # a driver killed after the stage began: the rerun restores it, and a new measurement (faked here: 5
     # epochs would fit now) must not change the length of trials that began with one
     import orchestrator.sweep.driver as sweep_mod
@@ -319,9 +325,9 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(r
         mp.setattr(sweep_mod, "fit_final_epochs", lambda *a, **k: 5)
         run_sweep(cfg, teacher_path=str(tiny_teacher), log=logs.append)
     assert any("resuming the interrupted experiment" in m and "final" in m for m in logs)
-    assert any("-> 1 epochs (cap 30), as when the stage began" in m for m in logs)
-    assert json.loads((run_dir / "kdsweep_meta.json").read_text())["final"]["epochs"] == 1
-    assert list(pd.read_csv(run_dir / "results.csv").query("stage == 'final'")["epoch"]) == [1]
+    assert any("-> 2 epochs (cap 30, floor 2), as when the stage began" in m for m in logs)
+    assert json.loads((run_dir / "kdsweep_meta.json").read_text())["final"]["epochs"] == 2
+    assert list(pd.read_csv(run_dir / "results.csv").query("stage == 'final'")["epoch"]) == [2]
 
 
 def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path, monkeypatch):

@@ -66,3 +66,27 @@ def test_nothing_else_writes_into_models(tmp_path, capsys):
     assert "changes only through `kdsweep release`" in capsys.readouterr().err
     assert main(["release", "student", "--from", str(tmp_path / "nothing")]) == 2
     assert "is not an export" in capsys.readouterr().err
+
+
+def test_flip_tta_ships_only_where_it_helped_and_exports(tmp_path):
+    """The exported model averages over the mirror when train.tta asked for it and it helped that checkpoint
+    on validation; .pt2 and ONNX carry it (the parameter count does not change)."""
+    import torch
+    from orchestrator.release.export import Deployable, export_onnx, export_program, shipped_tta
+    from students import count_params, create_student
+    asked = dict(config=dict(tta="flip"), metrics=dict(val_acc_plain=0.90, val_acc_flip=0.91))
+    assert shipped_tta(asked) == "flip"
+    assert shipped_tta(dict(config=dict(tta="flip"), metrics=dict(val_acc_plain=0.91, val_acc_flip=0.91))) == "none"
+    assert shipped_tta(dict(config=dict(tta="none"), metrics=dict(val_acc_plain=0.90, val_acc_flip=0.95))) == "none"
+    assert shipped_tta(dict(config={}, metrics={})) == "none"            # checkpoints from before the option
+    student = create_student("resdw_w24_d111").eval()
+    flip = Deployable(student, 0.286, 0.353, "flip").eval()
+    x = torch.rand(5, 1, 28, 28)
+    plain = Deployable(student, 0.286, 0.353).eval()
+    with torch.no_grad():
+        assert torch.allclose(flip(x), (plain(x) + plain(x.flip(-1))) / 2, atol=1e-6)
+        export_program(flip, tmp_path / "s.pt2")
+        prog = torch.export.load(str(tmp_path / "s.pt2")).module()
+        assert torch.allclose(prog(x), flip(x), atol=1e-5)
+    export_onnx(flip, tmp_path / "s.onnx")                               # checked against eager inside
+    assert count_params(flip.student) == count_params(student)

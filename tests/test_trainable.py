@@ -170,3 +170,27 @@ def test_ema_warms_up_then_holds_its_decay():
     steps = np.arange(1, 1417)                             # a 12-epoch run of the recipe table
     init_share = np.prod([ema.decay_at(int(t)) for t in steps])
     assert init_share < 1e-3                               # was 0.999 ** 1416 = 0.24 without the warm-up
+
+
+def test_flip_tta_is_the_mirror_averaged_accuracy_and_selects_when_asked(small_split):
+    """Every epoch reports the plain and the flip-averaged validation accuracy; train.tta flip makes val_acc
+    (what selection and ASHA see) the flip-averaged one."""
+    from trainables.train import evaluate, evaluate_tta
+    from trainables.augment import to_input
+    cfg = TrainConfig(student="resdw_w24_d111", loss="ce", epochs=1, batch_size=64, tta="flip")
+    states = []
+    m = train_student(cfg, data_for(small_split), report=lambda met, st: states.append(st))
+    assert m["tta"] == "flip" and m["val_acc"] == m["val_acc_flip"] and 0 < m["val_acc_plain"] <= 1
+    model = create_student(states[0]["student"]).eval()
+    model.load_state_dict(states[0]["state_dict"])
+    vx, vy = torch.as_tensor(small_split.val_x), torch.as_tensor(small_split.val_y)
+    both = evaluate_tta(model, vx, vy, cfg.mean, cfg.std, batch_size=50)
+    assert both["none"][0] == pytest.approx(evaluate(model, vx, vy, cfg.mean, cfg.std)[0])
+    with torch.no_grad():
+        x = to_input(vx, cfg.mean, cfg.std, model.in_chans)
+        by_hand = ((model(x) + model(torch.flip(x, dims=[3]))).argmax(1) == vy).float().mean().item()
+    assert both["flip"][0] == pytest.approx(by_hand) == pytest.approx(m["val_acc_flip"])
+    plain = train_student(dataclasses.replace(cfg, tta="none"), data_for(small_split))
+    assert plain["val_acc"] == plain["val_acc_plain"] and plain["val_acc_flip"] == m["val_acc_flip"]
+    with pytest.raises(ValueError, match="tta must be none or flip"):
+        TrainConfig(tta="shift")

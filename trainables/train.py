@@ -245,7 +245,7 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
         elapsed += time.time() - t0
         metrics = dict(epoch=epoch + 1, val_acc=val_acc, val_loss=val_loss, train_loss=loss_sum / n,
                        lr=opt.param_groups[0]["lr"], params=params, images_per_s=n / train_s, elapsed_s=elapsed,
-                       precision=precision, tta=cfg.tta, val_acc_plain=acc["none"][0], val_acc_flip=acc["flip"][0])
+                       precision=precision, threads=torch.get_num_threads(), tta=cfg.tta, val_acc_plain=acc["none"][0], val_acc_flip=acc["flip"][0])
         if ema is not None:  # the live weights' accuracy too: what the average adds, measured in the same run
             metrics["val_acc_raw"] = evaluate(model, val_x, val_y, cfg.mean, cfg.std)[0]
         if prune_info is not None:

@@ -29,16 +29,31 @@ def export_dir(run_dir: Path) -> Path:
 
 
 class Deployable(nn.Module):
-    """(N, 1, 28, 28) pixels in [0, 1] -> (N, 10) logits; normalization and channel repetition inside."""
+    """(N, 1, 28, 28) pixels in [0, 1] -> (N, 10) logits; normalization and channel repetition inside.
+    tta "flip": the logits averaged over the image and its horizontal mirror (no parameters; twice the
+    compute)."""
 
-    def __init__(self, student: nn.Module, mean: float, std: float):
+    def __init__(self, student: nn.Module, mean: float, std: float, tta: str = "none"):
         super().__init__()
+        if tta not in ("none", "flip"):
+            raise ValueError(f"tta must be none or flip, got {tta!r}")
         self.student = student
-        self.mean, self.std, self.channels = float(mean), float(std), student.in_chans
+        self.mean, self.std, self.channels, self.tta = float(mean), float(std), student.in_chans, tta
 
     def forward(self, x):
-        x = (x - self.mean) / self.std
-        return self.student(x.expand(-1, self.channels, -1, -1))
+        x = ((x - self.mean) / self.std).expand(-1, self.channels, -1, -1)
+        if self.tta == "flip":
+            return (self.student(x) + self.student(x.flip(-1))) / 2
+        return self.student(x)
+
+
+def shipped_tta(state: dict) -> str:
+    """The test-time augmentation an export ships: the trial's train.tta where it helped this checkpoint on
+    validation (flip-averaged above plain), else none."""
+    m, tta = state.get("metrics", {}), state.get("config", {}).get("tta", "none")
+    if tta == "flip" and m.get("val_acc_flip", 0) <= m.get("val_acc_plain", 1):
+        return "none"
+    return tta
 
 
 def find_checkpoints(run_dir: Path) -> list[Path]:
@@ -70,7 +85,7 @@ def best_checkpoint(run_dir: Path, trial: str | None = None) -> tuple[Path, dict
 
 def deployable(state: dict) -> Deployable:
     """A checkpoint (a trial's checkpoint.pt or an export's student.pt) as the pixels-in model, in eval mode."""
-    return Deployable(rebuild(state), state["config"]["mean"], state["config"]["std"]).eval()
+    return Deployable(rebuild(state), state["config"]["mean"], state["config"]["std"], shipped_tta(state)).eval()
 
 
 def export_program(model: Deployable, path: Path):
@@ -161,7 +176,8 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
     if params > budget:
         raise ValueError(f"refusing to export {state['student']}: {params:,} parameters > budget {budget:,}")
     cfg = state["config"]
-    deploy = Deployable(student, cfg["mean"], cfg["std"]).eval()
+    tta = shipped_tta(state)
+    deploy = Deployable(student, cfg["mean"], cfg["std"], tta).eval()
     out.mkdir(parents=True, exist_ok=True)
     torch.save(dict(student=state["student"], student_kwargs=state["student_kwargs"], config=cfg,
                     state_dict=student.state_dict(), metrics=state["metrics"]), out / "student.pt")
@@ -171,6 +187,10 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
     with torch.no_grad():
         lat = {"student.pt2 (torch)": latency_ms(lambda x: prog(x)),
                "student.onnx (onnxruntime)": latency_ms(lambda x: sess.run(None, {"pixels": x.numpy()}))}
+        if tta != "none":   # what the augmentation costs: the same weights without it, eager
+            plain = Deployable(student, cfg["mean"], cfg["std"]).eval()
+            lat["eager torch, with flip TTA"] = latency_ms(lambda x: deploy(x))
+            lat["eager torch, without TTA"] = latency_ms(lambda x: plain(x))
     summary = torchinfo.summary(student, input_size=(1, student.in_chans, 28, 28), verbose=0, device="cpu",
                                 col_names=("output_size", "num_params"))
     (out / "summary.txt").write_text(f"{state['student']} {state['student_kwargs']}\n{summary}\n")
@@ -181,11 +201,15 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
     with open(out / "submission.csv", "w") as f:
         f.write("id,label\n")
         f.writelines(f"{i},{int(p)}\n" for i, p in enumerate(pred))
+    m = state["metrics"]
     meta_path = run_dir / META_FILE
     run_meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     teacher = run_meta.get("teacher") or {}
     metrics = dict(student=state["student"], student_kwargs=state["student_kwargs"], params=params,
-                   val_acc=state["metrics"]["val_acc"], test_acc=test_acc, epoch=state["epoch"],
+                   val_acc=m.get("val_acc_flip" if tta == "flip" else "val_acc_plain", m["val_acc"]),
+                   test_acc=test_acc, epoch=state["epoch"], tta=tta,
+                   val_acc_plain=state["metrics"].get("val_acc_plain"),
+                   val_acc_flip=state["metrics"].get("val_acc_flip"),
                    trial_checkpoint=str(ckpt.relative_to(run_dir)), exported_trial=trial, loss=cfg["loss"],
                    train_precision=state["metrics"].get("precision", cfg.get("precision", "fp32")),
                    teacher_val_acc=teacher.get("val_acc"), teacher_sha256=teacher.get("sha256"),

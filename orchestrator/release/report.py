@@ -287,6 +287,18 @@ model = torch.export.load("student.pt2").module()        # or onnxruntime.Infere
 logits = model(torch.rand(8, 1, 28, 28))                 # pixels in [0, 1], white garment on black'''
 
 
+def _tta_text(m: dict) -> str:
+    """What the shipped model averages over, and what validation said about it."""
+    plain, flip = m.get("val_acc_plain"), m.get("val_acc_flip")
+    if plain is None or flip is None:
+        return m.get("tta", "none")
+    if m.get("tta") == "flip":
+        return f"horizontal flip (logits averaged): validation {flip:.4f} against {plain:.4f} without"
+    asked = (m.get("config") or {}).get("tta") == "flip"
+    return (f"none: {'train.tta flip did not help here' if asked else 'not asked for'} "
+            f"(validation {plain:.4f}; flip-averaged {flip:.4f})")
+
+
 def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=None) -> Path:
     """report.md + report.html (+ PNG plots) in `out`; `model` (pixels in [0,1] -> logits) adds the confusion
     matrix. Returns the path of report.md."""
@@ -303,6 +315,7 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
         ("student", f"{metrics['student']} {metrics.get('student_kwargs') or ''}"),
         ("parameters (torchinfo)", f"{metrics['params']:,} of {metrics.get('budget', 100_000):,}"),
         ("validation accuracy (used for selection)", f"{metrics['val_acc']:.4f}"),
+        ("test-time augmentation", _tta_text(metrics)),
         ("test accuracy (measured once, at export; never used to choose)", f"{metrics['test_acc']:.4f}"),
         ("teacher", f"{t.get('arch', 'none')}, {t.get('params', 0):,} params, val {t.get('val_acc', float('nan')):.4f}"),
         ("compression (teacher / student parameters)", f"{t['params'] / metrics['params']:.0f}x" if t.get("params") else "-"),

@@ -19,7 +19,8 @@ from orchestrator.release.export import export
 from orchestrator.release.results import trial_id_of, trials, write_final_base
 from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE, RESULTS_FILE
 from orchestrator.sweep import ray_session
-from orchestrator.sweep.plan import final_stage_minutes, fit_final_epochs, make_plan, student_epoch_seconds
+from orchestrator.sweep.plan import (final_slots, final_stage_minutes, fit_final_epochs, make_plan,
+                                     student_epoch_seconds)
 from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
 
 
@@ -185,27 +186,39 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
                                  f"{have.get(res, 0):g} {res}s: no trial could ever start; lower it or add nodes")
         slots = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
                     + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
+        final_cpus = cfg.final.cpus_per_trial or s.cpus_per_trial
+        if cfg.final.epochs and final_cpus > have.get("CPU", 0):
+            raise ValueError(f"final.cpus_per_trial is {final_cpus:g} but the Ray cluster has {have.get('CPU', 0):g} "
+                             "CPUs: no final trial could ever start; lower it or add nodes")
+        fslots = final_slots(cfg, have.get("CPU", 1), slots)
         plan: dict = {}
 
         def log_plan(n_train, n_val, teacher_img_s, cache_forwards):
             """The run's plan from speeds measured here, before the cache and the trials cost anything."""
             if s.gpus_per_trial:   # the probe times the CPU; a GPU plan would need a GPU probe
                 return
-            p = make_plan(cfg, student_epoch_seconds(cfg, n_train, n_val, int(s.cpus_per_trial)), cache_forwards,
-                          teacher_img_s, slots, final_stage_minutes(cfg, time.time() - t_start))
+            epoch_s = student_epoch_seconds(cfg, n_train, n_val, int(s.cpus_per_trial))
+            speedup = 1.0
+            if cfg.final.epochs and int(final_cpus) != int(s.cpus_per_trial):   # the final trials' threads, timed
+                fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus))
+                speedup = statistics.median(epoch_s[k] / fast[k] for k in epoch_s)
+            p = make_plan(cfg, epoch_s, cache_forwards, teacher_img_s, slots,
+                          final_stage_minutes(cfg, time.time() - t_start), speedup, fslots)
             plan.update(estimate_s=p.total_s, cache_s=p.cache_s, search_s=p.search_s, final_s=p.final_s,
-                        final_epochs=p.final_epochs, teacher_img_s=teacher_img_s, epoch_s=p.epoch_s)
-            log(p.line(cfg.minutes))
+                        final_epochs=p.final_epochs, teacher_img_s=teacher_img_s, epoch_s=p.epoch_s,
+                        final_speedup=speedup)
+            log(p.line(cfg.minutes) + (f"; final trials on {final_cpus:g} CPUs: {speedup:.2f}x an epoch's speed"
+                                       if speedup != 1.0 else ""))
 
         data, meta = prepare_data(cfg, teacher_path, log, before_cache=log_plan)
         if plan:
             meta["plan"] = plan
         storage = run_dir.rsplit("/", 1)[0]  # the storage root run_dir_of resolved
 
-        def trainable_for(base: TrainConfig):
+        def trainable_for(base: TrainConfig, cpus: float = s.cpus_per_trial):
             t = tune.with_parameters(distill_trainable, data=data, base=to_dict(base),
-                                     threads=max(1, int(s.cpus_per_trial)), use_gpu=s.gpus_per_trial > 0)
-            return tune.with_resources(t, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+                                     threads=max(1, int(cpus)), use_gpu=s.gpus_per_trial > 0)
+            return tune.with_resources(t, {"cpu": cpus, "gpu": s.gpus_per_trial})
 
         asha = ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=s.grace_period,
                              reduction_factor=s.reduction_factor)
@@ -225,16 +238,20 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             meta["final"] = dict(seeds=cfg.final.seeds, top=cfg.final.top)
             final_minutes = final_stage_minutes(cfg, time.time() - t_start)
             if final_minutes:
-                sec = search_seconds_per_epoch(results, to_dict(cfg.train), found)
-                epochs = fit_final_epochs(cfg.final.epochs, final_minutes, sec, cfg.final.seeds, slots)
+                speedup = plan.get("final_speedup", 1.0)   # the final trials' threads against the search's
+                sec = [x / speedup for x in search_seconds_per_epoch(results, to_dict(cfg.train), found)]
+                epochs = fit_final_epochs(cfg.final.epochs, final_minutes, sec, cfg.final.seeds, fslots,
+                                          cfg.final.min_epochs)
                 started = Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE
                 kept = "://" not in run_dir and started.is_file()
                 if kept:   # a resumed stage keeps the length it began with, whatever the clock says now
                     epochs = json.loads(started.read_text())["epochs"]
                 log(f"final stage: {final_minutes:.3g}-minute budget"
                     + (f" (what the run's {cfg.minutes:g} minutes leave)" if cfg.minutes else "")
-                    + f", {max(sec):.1f} s an epoch in the search "
-                    f"({slots} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs})"
+                    + f", {max(sec):.1f} s an epoch (the search's" + (f" / {speedup:.2f} on {final_cpus:g} CPUs"
+                                                                     if speedup != 1.0 else "")
+                    + f"; {fslots} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs}"
+                    + (f", floor {cfg.final.min_epochs}" if cfg.final.min_epochs > 1 else "") + ")"
                     + (", as when the stage began" if kept else ""))
                 meta["final"].update(minutes=final_minutes, epochs_cap=cfg.final.epochs,
                                      search_seconds_per_epoch=sec)
@@ -247,10 +264,11 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
                 write_final_base(Path(run_dir) / FINAL_DIR, winner_settings)
             log(f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
                 f"x {cfg.final.seeds} seed(s)")
-            space = {"seed": tune.grid_search(list(range(cfg.final.seeds)))}
+            # seeds train.seed .. train.seed + seeds - 1: `--set train.seed=N` reseeds the whole run
+            space = {"seed": tune.grid_search([cfg.train.seed + i for i in range(cfg.final.seeds)])}
             if len(finalists) > 1:
                 space["_variant"] = tune.grid_search(variants)
-            final = _fit(trainable_for(winner), space, FINAL_DIR,
+            final = _fit(trainable_for(winner, final_cpus), space, FINAL_DIR,
                          run_dir, tune.TuneConfig(metric="val_acc", mode="max",
                                                   max_concurrent_trials=s.max_concurrent_trials), s, log)
             _check_complete(final, cfg.name, run_dir)

@@ -28,6 +28,7 @@ class Plan:
     search_trial_epochs: float
     final_epochs: int
     final_cap: int
+    final_floor: int                 # final.min_epochs
     epoch_s: dict[str, float]        # seconds per epoch of each student, as a trial runs it here
 
     @property
@@ -45,8 +46,10 @@ class Plan:
                           for k, v in self.epoch_s.items())
         text = f"plan: ~{m(self.total_s)} min on this CPU: {', '.join(parts)} [measured here: {rates}]"
         if budget_min and self.total_s > budget_min * 60 * 1.05:
-            text += (f"; OVER the {budget_min:g}-minute budget: this CPU cannot hold it with this config "
-                     "(fewer or cheaper trials, fewer epochs, or a faster CPU)")
+            text += f"; OVER the {budget_min:g}-minute budget: this CPU cannot hold it with this config"
+            text += (f" (its final stage keeps the {self.final_floor} epochs the result needs, final.min_epochs; "
+                     "this run takes the estimate above)" if self.final_cap and self.final_epochs <= self.final_floor
+                     else " (fewer or cheaper trials, fewer epochs, or a faster CPU)")
         return text
 
 
@@ -75,19 +78,30 @@ def final_stage_minutes(cfg: SweepConfig, elapsed_s: float) -> float:
     return min(budgets) if budgets else 0.0
 
 
-def fit_final_epochs(cap: int, minutes: float, seconds_per_epoch: list[float], seeds: int, slots: int) -> int:
-    """The final stage's epochs under a wall-clock budget: at most `cap`, at least 1. Each finalist trains
-    `seeds` trials at its measured seconds per epoch; `slots` trials run at a time, so an epoch of the whole
-    stage takes the slowest trial's time, or the total work spread over the slots when trials queue."""
+def fit_final_epochs(cap: int, minutes: float, seconds_per_epoch: list[float], seeds: int, slots: int,
+                     floor: int = 1) -> int:
+    """The final stage's epochs under a wall-clock budget: at most `cap`, at least `floor` (final.min_epochs:
+    what the result needs, whatever the budget). Each finalist trains `seeds` trials at its measured seconds
+    per epoch; `slots` trials run at a time, so an epoch of the whole stage takes the slowest trial's time,
+    or the total work spread over the slots when trials queue."""
     per_epoch = max(max(seconds_per_epoch), sum(seconds_per_epoch) * seeds / max(1, slots))
-    return max(1, min(cap, int(minutes * 60 // per_epoch)))
+    return max(floor, 1, min(cap, int(minutes * 60 // per_epoch)))
+
+
+def final_slots(cfg: SweepConfig, cpus: float, search_slots: int) -> int:
+    """Final trials at a time: the search's, or what the CPUs hold at final.cpus_per_trial."""
+    f = cfg.final
+    if not f.cpus_per_trial:
+        return search_slots
+    return max(1, min(cfg.sweep.max_concurrent_trials, int(cpus // f.cpus_per_trial)))
 
 
 def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, teacher_rate: float,
-              slots: int, final_minutes: float) -> Plan:
+              slots: int, final_minutes: float, final_speedup: float = 1.0, final_slots: int | None = None) -> Plan:
     """The stages' estimated wall times. Search: ASHA's expected trial-epochs (every trial to the grace
     period, then 1 / reduction_factor of them to the end), `slots` trials at a time. Final: the top
-    finalists x seeds at the slowest student's epoch, within `final_minutes` when > 0."""
+    finalists x seeds at the slowest student's epoch (divided by `final_speedup`, its measured gain at
+    final.cpus_per_trial threads), `final_slots` at a time, within `final_minutes` when > 0."""
     t, s, f = cfg.train, cfg.sweep, cfg.final
     n_trials = max(1, len(cfg.trials) or 1) * max(1, s.num_samples) * _grid_size(cfg)
     per_trial = min(t.epochs, s.grace_period) + max(0, t.epochs - s.grace_period) / max(1, s.reduction_factor)
@@ -96,12 +110,14 @@ def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, 
     search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots))   # a trial runs on one slot
     final_s, final_epochs = 0.0, 0
     if f.epochs:
-        per_epoch = slowest * max(1.0, f.top * f.seeds / max(1, slots))   # fit_final_epochs' stage epoch
-        final_epochs = fit_final_epochs(f.epochs, final_minutes, [slowest] * f.top, f.seeds, slots) \
-            if final_minutes else f.epochs
+        fslots = final_slots if final_slots is not None else slots
+        fastest = slowest / max(final_speedup, 1e-9)
+        per_epoch = fastest * max(1.0, f.top * f.seeds / max(1, fslots))   # fit_final_epochs' stage epoch
+        final_epochs = fit_final_epochs(f.epochs, final_minutes, [fastest] * f.top, f.seeds, fslots,
+                                        f.min_epochs) if final_minutes else f.epochs
         final_s = final_epochs * per_epoch
     cache_s = cache_forwards / teacher_rate if teacher_rate and cache_forwards else 0.0
-    return Plan(cache_s, search_s, final_s, EXPORT_S, search_epochs, final_epochs, f.epochs, epoch_s)
+    return Plan(cache_s, search_s, final_s, EXPORT_S, search_epochs, final_epochs, f.epochs, f.min_epochs, epoch_s)
 
 
 def _grid_size(cfg: SweepConfig) -> int:

@@ -13,11 +13,12 @@ from orchestrator.config import SweepConfig, resolve_path
 from orchestrator.data import load_split
 from orchestrator.run.io import sha256_file
 from orchestrator.teacher.cache import missing_forwards, teacher_logits
-from orchestrator.teacher.model import accuracy, load_member, load_teacher, predict_logits
+from orchestrator.teacher.model import (accuracy, identity, in_precision, load_member, load_teacher,
+                                      predict_logits)
 from students import count_params, create_student
 from trainables.augment import ViewSpec
 from trainables.losses import NEEDS_TEACHER
-from trainables.train import TrialData
+from trainables.train import TrialData, resolve_precision
 
 
 class BudgetError(ValueError):
@@ -78,9 +79,11 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
         raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
     t = cfg.teacher
     model, info = load_teacher(path, t.mean, t.std)
+    precision = resolve_precision(t.precision, device)
     meta["teacher"] = dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
-                           preprocess=asdict(info.preprocess), mode=t.mode)
-    model = model.to(device)
+                           preprocess=asdict(info.preprocess), mode=t.mode, precision=precision)
+    plain = model.to(device)
+    model, key = in_precision(plain, precision, device), identity(info.sha256, precision)
     t0 = time.perf_counter()
     val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size, device)  # for the report only
     meta["teacher"]["infer_img_s"] = len(split.val_x) / (time.perf_counter() - t0)
@@ -89,7 +92,7 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
     log(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
     if before_cache is not None:
         forwards = 0 if t.mode == "live" else missing_forwards(
-            info.sha256, info.preprocess, split.train_x, split.train_y, spec if t.mode == "views" else ViewSpec(0, False),
+            key, info.preprocess, split.train_x, split.train_y, spec if t.mode == "views" else ViewSpec(0, False),
             resolve_path(t.cache_dir))
         before_cache(len(split.train_x), len(split.val_x), meta["teacher"]["infer_img_s"], forwards)
     if t.mode == "live":
@@ -100,15 +103,15 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
         runner = None
         if t.build == "cluster":
             from orchestrator.teacher.cache_ray import ray_runner
-            runner = ray_runner(model, info.arch, info.preprocess.channels, split.train_x, cache_spec, info.preprocess,
-                                t.batch_size, t.cpus_per_actor, t.gpus_per_actor, log=log)
-        logits, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
+            runner = ray_runner(plain, info.arch, info.preprocess.channels, split.train_x, cache_spec, info.preprocess,
+                                t.batch_size, t.cpus_per_actor, t.gpus_per_actor, log=log, precision=precision)
+        logits, forwards, cinfo = teacher_logits(model, key, info.preprocess, split.train_x, split.train_y,
                                                  cache_spec, resolve_path(t.cache_dir), t.batch_size, device, log=log,
                                                  runner=runner)
         meta["teacher_forwards"] = forwards
         meta["cache"] = cinfo
         if t.ensemble:
-            logits = ensemble_logits(logits, val_logits, t, split, cache_spec, meta, device, log)
+            logits = ensemble_logits(logits, val_logits, t, split, cache_spec, meta, device, log, precision)
         data.teacher_logits = logits
     data.mode = t.mode
     return data, meta
@@ -125,15 +128,16 @@ def ensemble_paths(t) -> list[Path]:
 
 
 def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, meta: dict, device: str,
-                    log) -> np.ndarray:
+                    log, precision: str = "fp32") -> np.ndarray:
     """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
     member's own cache, keyed by its bytes like the teacher's); the members and the average's validation
     accuracy go into meta["teacher"]."""
     total, val_total, members = logits.astype(np.float32), val_logits.clone(), []
     for path in ensemble_paths(t):
         model, info = load_member(path, device)
+        model = in_precision(model, precision, device)
         bs = info.infer_batch or t.batch_size
-        z, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y, spec,
+        z, forwards, cinfo = teacher_logits(model, identity(info.sha256, precision), info.preprocess, split.train_x, split.train_y, spec,
                                             resolve_path(t.cache_dir), bs, device, log=log)
         v = predict_logits(model, split.val_x, info.preprocess, bs, device)
         total += z

@@ -196,6 +196,30 @@ INFER_BATCH = 256
 MEMBER_INFER_BATCH = 64
 
 
+class InPrecision(nn.Module):
+    """A model whose forwards run under bf16 autocast on `device_type` and return fp32 logits (teacher.precision
+    bf16); the identity string of its logits is `identity(sha256, "bf16")`."""
+
+    def __init__(self, model: nn.Module, device_type: str = "cpu"):
+        super().__init__()
+        self.model, self.device_type = model, device_type
+
+    def forward(self, x):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.model(x).float()
+
+
+def in_precision(model: nn.Module, precision: str, device: str = "cpu") -> nn.Module:
+    """`model` as it runs in `precision` (fp32: itself)."""
+    return InPrecision(model, torch.device(device).type) if precision == "bf16" else model
+
+
+def identity(sha256: str, precision: str) -> str:
+    """What a cache keys a teacher's logits by: its weights, and the precision its forwards ran in (fp32 keeps
+    the bare sha256, so caches built before teacher.precision keep their keys)."""
+    return sha256 if precision == "fp32" else f"{sha256}+{precision}"
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images_u8: np.ndarray | torch.Tensor, pre: Preprocess,
                    batch_size: int = INFER_BATCH, device: str = "cpu", views: torch.Tensor | None = None,
