@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from orchestrator.errors import UserError
+
 
 def _overrides(items) -> dict:
     """--set KEY=VALUE items as {dotted key: YAML value}."""
@@ -68,7 +70,12 @@ def _load_sweep_config(a):
         overrides["teacher.mean"] = a.teacher_mean
     if a.teacher_std is not None:
         overrides["teacher.std"] = a.teacher_std
-    return load_sweep_config(a.config, {**overrides, **_overrides(a.set)})
+    from orchestrator.config import shadowed_overrides
+    given = _overrides(a.set)
+    cfg = load_sweep_config(a.config, {**overrides, **given})
+    for warning in shadowed_overrides(cfg, given):
+        print(f"kdsweep: warning: {warning}", file=sys.stderr)
+    return cfg
 
 
 def _sweep(a) -> int:
@@ -97,7 +104,7 @@ def _cache(a) -> int:
     from orchestrator.sweep.prepare import prepare_data, uses_teacher
     cfg = _load_sweep_config(a)
     if not uses_teacher(cfg) or cfg.teacher.mode not in ("views", "clean"):
-        raise ValueError(f"{a.config}: nothing to cache (teacher.mode {cfg.teacher.mode!r}, losses "
+        raise UserError(f"{a.config}: nothing to cache (teacher.mode {cfg.teacher.mode!r}, losses "
                          f"{sorted(cfg.losses())}); the cache serves teacher.mode views or clean")
     from orchestrator.sweep.local import resolve_device
     device = resolve_device(a.device)
@@ -122,7 +129,7 @@ def _release(a) -> int:
         release_student(Path(a.source), log=lambda m: print(m, flush=True))
     else:
         if not a.name:
-            raise ValueError("kdsweep release teacher needs --name (the release's file name, e.g. resnet50_x56)")
+            raise UserError("kdsweep release teacher needs --name (the release's file name, e.g. resnet50_x56)")
         release_teacher(Path(a.source), a.name, log=lambda m: print(m, flush=True))
     return 0
 
@@ -303,26 +310,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     from orchestrator.config import ConfigError
-    from orchestrator.data import DataFormatError, DataNotFoundError
     from orchestrator.sweep.driver import Interrupted
-    from orchestrator.teacher.model import TeacherLoadError
     try:
         return a.func(a)
     except ConfigError as e:
         print(f"kdsweep: config error: {e}", file=sys.stderr)
         return 2
-    except (DataNotFoundError, DataFormatError, TeacherLoadError) as e:
-        print(f"kdsweep: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("kdsweep: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (FileNotFoundError, FileExistsError) as e:  # a missing run, model or checkpoint: the message says what to pass
+    except (FileNotFoundError, FileExistsError) as e:  # a missing run, model, data or checkpoint: the message says what to pass
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:  # the message says to rerun
         print(f"kdsweep: {e}", file=sys.stderr)
         return 130
-    except ValueError as e:  # budget, bad arguments, not an image: the message says what to do
+    except UserError as e:  # a config, budget, argument or file the user can fix: the message says how
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2

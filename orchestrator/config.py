@@ -15,9 +15,10 @@ from typing import Any, Literal
 import yaml
 
 from trainables.config import LOSS_NAMES, TrainConfig  # noqa: F401  (a trial's settings live with the trainable)
+from orchestrator.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     pass
 
 
@@ -307,6 +308,9 @@ class FinalSettings:
                                       # to what fits at the seconds per epoch the search measured (fit_final_epochs)
     min_epochs: int = 1               # what no budget cuts below (what the result needs, measured): where the
                                       # budget cannot hold them on this CPU, the plan says so at the start
+    control: Literal["finalist", "reference"] = "finalist"   # the no-teacher trials: finalists like any other, or
+                                      # the search's reference row only (the final stage takes the best
+                                      # distillation trials), where a short search cannot rank them
     cpus_per_trial: float = 0.0       # > 0: each final trial's CPUs (its torch threads), e.g. one finalist on
                                       # both cores; 0: sweep.cpus_per_trial, as the search's trials
 
@@ -428,3 +432,19 @@ def apply_overrides(data: dict, overrides: dict | None) -> dict:
 
 def load_sweep_config(path, overrides: dict | None = None) -> SweepConfig:
     return from_dict(SweepConfig, apply_overrides(load_yaml(path), overrides))
+
+
+def shadowed_overrides(cfg: SweepConfig, keys) -> list[str]:
+    """The `train.<key>` overrides among `keys` that no trial will see: every explicit trial sets that key, or
+    the search space draws it (a --set that changes nothing, said rather than silently dropped)."""
+    out = []
+    for k in keys:
+        head, _, key = k.partition(".")
+        if head != "train" or not key:
+            continue
+        if key in cfg.search_space:
+            out.append(f"--set {k} has no effect: search_space draws {key}; override search_space.{key} instead")
+        elif cfg.trials and all(key in t for t in cfg.trials):
+            out.append(f"--set {k} has no effect: every one of the config's trials sets {key}; override "
+                       f"trials instead (e.g. --set 'trials=[{{{key}: ...}}]')")
+    return out

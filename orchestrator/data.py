@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.errors import UserError
+
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60_000),
@@ -37,7 +39,7 @@ class DataNotFoundError(FileNotFoundError):
     """The Fashion-MNIST files are nowhere we looked; the message says how to get them."""
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError):
     """A file exists but is not the IDX file it should be."""
 
 
@@ -152,7 +154,7 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
     """
     n = len(labels)
     if not 0 < val_size < n:
-        raise ValueError(f"val_size must be in 1..{n - 1}, got {val_size}")
+        raise UserError(f"val_size must be in 1..{n - 1}, got {val_size}")
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
     exact = val_size * counts / n

@@ -138,6 +138,34 @@ def test_cli_diagnoses_in_one_line(tmp_path, capsys):
     assert main(["predict", "--model", str(tmp_path / "none.pt2"), str(tmp_path / "x.png")]) == 2
 
 
+def test_an_override_no_trial_sees_is_said(capsys):
+    from orchestrator.cli import _load_sweep_config, build_parser
+    a = build_parser().parse_args(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"),
+                                   "--set", "train.loss=dkd", "--set", "train.epochs=3"])
+    cfg = _load_sweep_config(a)
+    err = capsys.readouterr().err
+    assert cfg.train.loss == "dkd" and "--set train.loss has no effect: every one of the config's trials" in err
+    assert "train.epochs" not in err                                    # the trials do not set it: it applies
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """Only a UserError is a one-line diagnosis; a ValueError from inside the code is a bug and propagates."""
+    import orchestrator.cli as cli
+    from orchestrator.errors import UserError
+
+    def buggy(a):
+        raise ValueError("an internal invariant broke")
+    parser = cli.build_parser()
+    parser._subparsers._group_actions[0].choices["results"].set_defaults(func=buggy)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    with pytest.raises(ValueError, match="internal invariant"):
+        cli.main(["results", "runs/x"])
+    from orchestrator.config import ConfigError
+    from orchestrator.release.predict import NotAnImageError
+    from orchestrator.sweep.prepare import BudgetError
+    assert all(issubclass(e, UserError) for e in (ConfigError, NotAnImageError, BudgetError))
+
+
 def test_interrupted_sweep_is_not_finished():
     """Tune returns normally after Ctrl-C: a run with trials neither finished nor failed is not complete."""
     from orchestrator.sweep.driver import Interrupted, _check_complete
@@ -197,3 +225,20 @@ def test_search_seconds_per_epoch_are_each_finalists_own():
     assert search_seconds_per_epoch(results, base, finalists) == [42.0, 33.0]   # kd: the median of 31 and 35
     with pytest.raises(RuntimeError, match="no timed epoch of finalist .* lskd"):
         search_seconds_per_epoch(results, base, [TrainConfig(**{**base, "loss": "lskd", "epochs": 40})])
+
+
+def test_a_reference_control_is_never_a_finalist():
+    """final.control reference: the best distillation trials go on, even where the control tied or won the
+    short search; with only no-teacher trials, they do."""
+    import pandas as pd
+    from types import SimpleNamespace
+    from orchestrator.sweep.driver import best_trial_configs
+    base = to_dict(load_sweep_config(ROOT / "configs" / "sweep.yaml").train)
+    def trial(loss, acc):
+        return SimpleNamespace(metrics_dataframe=pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, acc]}),
+                               config={"_variant": {"loss": loss}})
+    results = [trial("kd", 0.888), trial("ce", 0.890)]
+    assert [c.loss for c in best_trial_configs(results, base, 1)] == ["ce"]
+    assert [c.loss for c in best_trial_configs(results, base, 1, control=False)] == ["kd"]
+    assert [c.loss for c in best_trial_configs([trial("ce", 0.9)], base, 1, control=False)] == ["ce"]
+    assert load_sweep_config(ROOT / "configs" / "sweep.yaml").final.control == "reference"

@@ -18,8 +18,7 @@ def _cfg(**over) -> SweepConfig:
 
 def test_plan_adds_the_stages_from_measured_rates():
     cfg = _cfg()
-    p = make_plan(cfg, {"res3_w16_d111": 30.0}, cache_forwards=55_000, teacher_rate=500.0, slots=2,
-                  final_minutes=0)
+    p = make_plan(cfg, {"res3_w16_d111": 30.0}, cache_forwards=55_000, teacher_rate=500.0, slots=2)
     assert p.cache_s == pytest.approx(110.0)
     assert p.search_trial_epochs == 4 * (2 + 2 / 2)                  # all to the grace period, half to the end
     assert p.search_s == pytest.approx(12 * 30 / 2)                   # two at a time
@@ -28,21 +27,25 @@ def test_plan_adds_the_stages_from_measured_rates():
     line = p.line(budget_min=10)
     assert line.startswith("plan: ~25.2 min on this CPU: cache 1.8, search 3.0") and "OVER the 10-minute" in line
     assert "OVER" not in p.line(budget_min=30)
-    budgeted = make_plan(cfg, {"res3_w16_d111": 30.0}, 0, 500.0, slots=2, final_minutes=10)
+    budgeted = make_plan(_cfg(final=dict(minutes=10)), {"res3_w16_d111": 30.0}, 0, 500.0, slots=2)
     assert budgeted.final_epochs == 20 and budgeted.cache_s == 0       # 10 min at 30 s an epoch; cache hit
     assert "(20 epochs of a cap of 40)" in budgeted.line()
+    # a whole-run budget: the final stage gets what the cache and the search will have left of it
+    run = make_plan(_cfg(minutes=20), {"res3_w16_d111": 30.0}, 55_000, 500.0, slots=2, elapsed_s=60)
+    left = 20 * 60 - 60 - 110 - 180 - EXPORT_S                           # 830 s: 27 epochs of 30 s
+    assert run.final_epochs == int(left // 30) and run.total_s <= 20 * 60 - 60
+    assert "OVER" not in run.line(budget_min=20)
 
 
 def test_a_faster_final_stage_and_its_floor():
     """final.cpus_per_trial: the finalist's epoch at its measured speed-up, one at a time; final.min_epochs:
     a budget too small for what the result needs keeps the floor and says that this run takes longer."""
-    cfg = _cfg(final=dict(top=1, cpus_per_trial=2, min_epochs=16))
+    cfg = _cfg(final=dict(top=1, cpus_per_trial=2, min_epochs=16, minutes=6))
     assert final_slots(cfg, cpus=2, search_slots=2) == 1 and final_slots(_cfg(), 2, 2) == 2
-    p = make_plan(cfg, {"res3_w16_d111": 30.0}, 0, 500.0, slots=2, final_minutes=6, final_speedup=1.5,
-                  final_slots=1)
+    p = make_plan(cfg, {"res3_w16_d111": 30.0}, 0, 500.0, slots=2, final_speedup=1.5, final_slots=1)
     assert p.final_epochs == 18 and p.final_s == pytest.approx(18 * 20)   # 360 s at 30 / 1.5 s an epoch
-    tight = make_plan(cfg, {"res3_w16_d111": 30.0}, 0, 500.0, slots=2, final_minutes=2, final_speedup=1.5,
-                      final_slots=1)
+    tight = make_plan(_cfg(final=dict(top=1, cpus_per_trial=2, min_epochs=16, minutes=2)), {"res3_w16_d111": 30.0},
+                      0, 500.0, slots=2, final_speedup=1.5, final_slots=1)
     assert tight.final_epochs == 16                                       # 6 would fit; the floor holds
     assert "keeps the 16 epochs the result needs" in tight.line(budget_min=3)
     with pytest.raises(ValueError, match="min_epochs must be in 1..final.epochs"):

@@ -86,6 +86,8 @@ def test_flip_tta_ships_only_where_it_helped_and_exports(tmp_path):
     with torch.no_grad():
         assert torch.allclose(flip(x), (plain(x) + plain(x.flip(-1))) / 2, atol=1e-6)
         export_program(flip, tmp_path / "s.pt2")
+        root = str(Path(__file__).resolve().parent.parent).encode()
+        assert root not in (tmp_path / "s.pt2").read_bytes()             # no machine paths in a shipped file
         prog = torch.export.load(str(tmp_path / "s.pt2")).module()
         assert torch.allclose(prog(x), flip(x), atol=1e-5)
     export_onnx(flip, tmp_path / "s.onnx")                               # checked against eager inside

@@ -21,6 +21,7 @@ from orchestrator.release.report import write_report
 from orchestrator.run.io import project_relative, read_json, replace_dir, sha256_file
 from orchestrator.run.layout import CKPT_FILE, CONFIG_FILE, FINAL_DIR, META_FILE
 from students import BUDGET, count_params, rebuild
+from orchestrator.errors import UserError
 
 
 def export_dir(run_dir: Path) -> Path:
@@ -68,7 +69,7 @@ def best_checkpoint(run_dir: Path, trial: str | None = None) -> tuple[Path, dict
         dirs = sorted({p.parent.parent.name for p in paths})   # <trial>/checkpoint_<epoch>/checkpoint.pt
         hits = [d for d in dirs if trial in d]
         if len(hits) != 1:
-            raise ValueError(f"--trial {trial!r} matches {len(hits)} trials of {run_dir} (it must name one); "
+            raise UserError(f"--trial {trial!r} matches {len(hits)} trials of {run_dir} (it must name one); "
                              f"its trials: {', '.join(dirs) or 'none'}")
         paths = [p for p in paths if p.parent.parent.name == hits[0]]
     best = None
@@ -92,6 +93,8 @@ def export_program(model: Deployable, path: Path):
     """torch.export with a dynamic batch dimension, saved as .pt2."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     ep = torch.export.export(model.eval(), (torch.rand(4, 1, 28, 28),), dynamic_shapes={"x": {0: batch}})
+    for node in ep.graph.nodes:   # the tracing stack: this machine's absolute source paths, in a shipped file
+        node.meta.pop("stack_trace", None)
     torch.export.save(ep, str(path))
 
 
@@ -174,7 +177,7 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
     student = rebuild(state)
     params = count_params(student)
     if params > budget:
-        raise ValueError(f"refusing to export {state['student']}: {params:,} parameters > budget {budget:,}")
+        raise UserError(f"refusing to export {state['student']}: {params:,} parameters > budget {budget:,}")
     cfg = state["config"]
     tta = shipped_tta(state)
     deploy = Deployable(student, cfg["mean"], cfg["std"], tta).eval()

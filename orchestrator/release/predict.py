@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.data import CLASSES, DataFormatError, read_idx_images
+from orchestrator.errors import UserError
 
 
-class NotAnImageError(ValueError):
+class NotAnImageError(UserError):
     pass
 
 

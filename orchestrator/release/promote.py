@@ -12,6 +12,7 @@ from pathlib import Path
 
 from orchestrator.run.io import replace_dir
 from students import BUDGET
+from orchestrator.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
@@ -21,7 +22,7 @@ STUDENT_FILES = ("student.pt", "student.pt2", "student.onnx", "metrics.json")
 MAX_STUDENT_BYTES = 1_000_000   # the released student.pt is committed: under 1 MB
 
 
-class ReleaseRefused(ValueError):
+class ReleaseRefused(UserError):
     """The candidate is not better than the release, or not a candidate at all: nothing was changed."""
 
 

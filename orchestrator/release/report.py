@@ -15,6 +15,7 @@ import numpy as np
 
 from orchestrator.data import CLASSES, load_split
 from orchestrator.release import results as results_mod
+from orchestrator.run.io import project_relative
 from trainables.losses import NEEDS_TEACHER
 
 # How each loss is written, with its paper; {T} {alpha} {beta} {ls} are filled from the winner's settings.
@@ -168,7 +169,7 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             how = "once, then shared with the trials; no trial ran the teacher network"
         paras.append(
             f"**Teacher.** A {t.get('arch')} with {t.get('params', 0):,} parameters, {t.get('val_acc', 0):.2%} on the "
-            f"validation split, from `{t.get('path')}` (sha256 {str(t.get('sha256'))[:12]}…). Teacher mode "
+            f"validation split, from `{project_relative(t.get('path') or '')}` (sha256 {str(t.get('sha256'))[:12]}…). Teacher mode "
             f"`{t.get('mode')}`: {MODES.get(t.get('mode'), '')}. This run made {forwards:,} teacher forward passes "
             f"over training images ({how}).")
         if t.get("ensemble"):

@@ -11,6 +11,7 @@ from filelock import FileLock   # installed with Ray; imported here without Ray
 from orchestrator.config import ConfigError, SweepConfig, from_dict, resolve_path, to_dict
 from orchestrator.run.io import atomic_write_json
 from orchestrator.run.layout import CLAIM_LOCK, CONFIG_FILE
+from orchestrator.errors import UserError
 
 
 def _normalized(theirs: dict, mine: dict) -> dict:
@@ -50,7 +51,7 @@ def _claim(run_dir: str, cfg: SweepConfig, teacher: dict | None):
             if "_teacher" in diff:
                 diff[diff.index("_teacher")] = (f"the teacher: {(theirs.get('_teacher') or {}).get('path')} -> "
                                                 f"{(teacher or {}).get('path')}")
-            raise ValueError(f"{run_dir} holds a sweep that computed something else (differs in {', '.join(diff)}); "
+            raise UserError(f"{run_dir} holds a sweep that computed something else (differs in {', '.join(diff)}); "
                              f"give this sweep another name (--set name=...) or pass --force to start it over")
         return
     atomic_write_json(path, mine)

@@ -22,6 +22,8 @@ from orchestrator.sweep import ray_session
 from orchestrator.sweep.plan import (final_slots, final_stage_minutes, fit_final_epochs, make_plan,
                                      student_epoch_seconds)
 from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
+from orchestrator.errors import UserError
+from trainables.losses import NEEDS_TEACHER
 
 
 def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
@@ -89,9 +91,10 @@ def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
     return table
 
 
-def best_trial_configs(results, base: dict, top: int = 1) -> list[TrainConfig]:
+def best_trial_configs(results, base: dict, top: int = 1, control: bool = True) -> list[TrainConfig]:
     """The resolved settings of the `top` trials with the best validation accuracy at any epoch, best first
-    (distinct settings only)."""
+    (distinct settings only). `control` False (final.control: reference) leaves out the no-teacher trials
+    where any distillation trial reported."""
     from trainables.tune_trainable import trial_config
     ranked = []
     for r in results:
@@ -99,6 +102,8 @@ def best_trial_configs(results, base: dict, top: int = 1) -> list[TrainConfig]:
         if df is not None and "val_acc" in df and len(df) and r.config is not None:
             ranked.append((float(df["val_acc"].max()), trial_config(r.config, base)))
     ranked.sort(key=lambda x: -x[0])
+    if not control and any(c.loss in NEEDS_TEACHER for _, c in ranked):
+        ranked = [(v, c) for v, c in ranked if c.loss in NEEDS_TEACHER]
     out = []
     for _, c in ranked:
         if c not in out:
@@ -182,13 +187,13 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         have = ray.cluster_resources()
         for res, need in (("CPU", s.cpus_per_trial), ("GPU", s.gpus_per_trial)):
             if need > have.get(res, 0):
-                raise ValueError(f"sweep.{res.lower()}s_per_trial is {need:g} but the Ray cluster has "
+                raise UserError(f"sweep.{res.lower()}s_per_trial is {need:g} but the Ray cluster has "
                                  f"{have.get(res, 0):g} {res}s: no trial could ever start; lower it or add nodes")
         slots = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
                     + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
         final_cpus = cfg.final.cpus_per_trial or s.cpus_per_trial
         if cfg.final.epochs and final_cpus > have.get("CPU", 0):
-            raise ValueError(f"final.cpus_per_trial is {final_cpus:g} but the Ray cluster has {have.get('CPU', 0):g} "
+            raise UserError(f"final.cpus_per_trial is {final_cpus:g} but the Ray cluster has {have.get('CPU', 0):g} "
                              "CPUs: no final trial could ever start; lower it or add nodes")
         fslots = final_slots(cfg, have.get("CPU", 1), slots)
         plan: dict = {}
@@ -202,8 +207,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             if cfg.final.epochs and int(final_cpus) != int(s.cpus_per_trial):   # the final trials' threads, timed
                 fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus))
                 speedup = statistics.median(epoch_s[k] / fast[k] for k in epoch_s)
-            p = make_plan(cfg, epoch_s, cache_forwards, teacher_img_s, slots,
-                          final_stage_minutes(cfg, time.time() - t_start), speedup, fslots)
+            p = make_plan(cfg, epoch_s, cache_forwards, teacher_img_s, slots, time.time() - t_start, speedup, fslots)
             plan.update(estimate_s=p.total_s, cache_s=p.cache_s, search_s=p.search_s, final_s=p.final_s,
                         final_epochs=p.final_epochs, teacher_img_s=teacher_img_s, epoch_s=p.epoch_s,
                         final_speedup=speedup)
@@ -230,7 +234,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         errors = sum(r.error is not None for r in results)
         if cfg.final.epochs:
             # search, then train: the finalists' resolved settings, longer, from scratch, once per seed each
-            found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top)
+            found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top, cfg.final.control == "finalist")
             if not found:
                 raise RuntimeError(f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
                                    f"finalist; the trials' errors are in {run_dir} (error.txt per trial)")

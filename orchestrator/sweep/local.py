@@ -33,6 +33,7 @@ from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_ident
 from trainables.config import TrainConfig
 from trainables.losses import NEEDS_TEACHER
 from trainables.train import train_student
+from orchestrator.errors import UserError
 
 STARTED_FILE = "local_started.json"
 
@@ -42,17 +43,17 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: PyTorch sees no GPU here; use --device cpu")
+        raise UserError("--device cuda: PyTorch sees no GPU here; use --device cpu")
     return device
 
 
 def local_trials(cfg: SweepConfig) -> list[dict]:
     """The variants a local run trains: the explicit `trials:` list, or the base settings alone."""
     if cfg.search_space:
-        raise ValueError("kdsweep train runs the config's explicit trials only; a search_space needs "
+        raise UserError("kdsweep train runs the config's explicit trials only; a search_space needs "
                          "`kdsweep sweep` (Ray Tune with ASHA). List the variants under `trials:` instead")
     if cfg.final.epochs:
-        raise ValueError("kdsweep train has no search stage to pick a winner from: set train.epochs to the "
+        raise UserError("kdsweep train has no search stage to pick a winner from: set train.epochs to the "
                          "length you want and leave `final` unset")
     return [dict(t) for t in cfg.trials] or [{}]
 
@@ -114,13 +115,13 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
     import shutil
     device = resolve_device(device)
     if force and only is not None:
-        raise ValueError("--force starts the whole run over, which would delete the trials other processes train; "
+        raise UserError("--force starts the whole run over, which would delete the trials other processes train; "
                          "pass it without --trial")
     variants = local_trials(cfg)
     todo = list(range(len(variants))) if only is None else list(only)
     bad = [k for k in todo if not 0 <= k < len(variants)]
     if bad:
-        raise ValueError(f"trial {bad[0]} does not exist: the config lists {len(variants)} trial(s), 0..{len(variants) - 1}")
+        raise UserError(f"trial {bad[0]} does not exist: the config lists {len(variants)} trial(s), 0..{len(variants) - 1}")
     counts = check_budget(cfg)
     cfg = with_absolute_sources(cfg)
     run_dir = Path(run_dir_of(cfg))

@@ -97,11 +97,12 @@ def final_slots(cfg: SweepConfig, cpus: float, search_slots: int) -> int:
 
 
 def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, teacher_rate: float,
-              slots: int, final_minutes: float, final_speedup: float = 1.0, final_slots: int | None = None) -> Plan:
-    """The stages' estimated wall times. Search: ASHA's expected trial-epochs (every trial to the grace
-    period, then 1 / reduction_factor of them to the end), `slots` trials at a time. Final: the top
-    finalists x seeds at the slowest student's epoch (divided by `final_speedup`, its measured gain at
-    final.cpus_per_trial threads), `final_slots` at a time, within `final_minutes` when > 0."""
+              slots: int, elapsed_s: float = 0.0, final_speedup: float = 1.0, final_slots: int | None = None) -> Plan:
+    """The stages' estimated wall times, `elapsed_s` into the run. Search: ASHA's expected trial-epochs (every
+    trial to the grace period, then 1 / reduction_factor of them to the end), `slots` trials at a time. Final:
+    the top finalists x seeds at the slowest student's epoch (divided by `final_speedup`, its measured gain at
+    final.cpus_per_trial threads), `final_slots` at a time, within what the budgets leave it once the cache
+    and the search are done (final_stage_minutes, as the driver fits it then)."""
     t, s, f = cfg.train, cfg.sweep, cfg.final
     n_trials = max(1, len(cfg.trials) or 1) * max(1, s.num_samples) * _grid_size(cfg)
     per_trial = min(t.epochs, s.grace_period) + max(0, t.epochs - s.grace_period) / max(1, s.reduction_factor)
@@ -109,6 +110,8 @@ def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, 
     search_epochs = n_trials * per_trial
     search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots))   # a trial runs on one slot
     final_s, final_epochs = 0.0, 0
+    cache_s = cache_forwards / teacher_rate if teacher_rate and cache_forwards else 0.0
+    final_minutes = final_stage_minutes(cfg, elapsed_s + cache_s + search_s)
     if f.epochs:
         fslots = final_slots if final_slots is not None else slots
         fastest = slowest / max(final_speedup, 1e-9)
@@ -116,7 +119,6 @@ def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, 
         final_epochs = fit_final_epochs(f.epochs, final_minutes, [fastest] * f.top, f.seeds, fslots,
                                         f.min_epochs) if final_minutes else f.epochs
         final_s = final_epochs * per_epoch
-    cache_s = cache_forwards / teacher_rate if teacher_rate and cache_forwards else 0.0
     return Plan(cache_s, search_s, final_s, EXPORT_S, search_epochs, final_epochs, f.epochs, f.min_epochs, epoch_s)
 
 

@@ -19,9 +19,10 @@ from students import count_params, create_student
 from trainables.augment import ViewSpec
 from trainables.losses import NEEDS_TEACHER
 from trainables.train import TrialData, resolve_precision
+from orchestrator.errors import UserError
 
 
-class BudgetError(ValueError):
+class BudgetError(UserError):
     pass
 
 
@@ -76,7 +77,7 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
         return data, meta
     path = resolve_path(teacher_path or cfg.teacher.checkpoint)
     if path is None:
-        raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
+        raise UserError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
     t = cfg.teacher
     model, info = load_teacher(path, t.mean, t.std)
     precision = resolve_precision(t.precision, device)
@@ -159,7 +160,7 @@ def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
         return None
     path = resolve_path(teacher_path or cfg.teacher.checkpoint)
     if path is None:
-        raise ValueError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
+        raise UserError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"teacher checkpoint {path} not found; pass --teacher PATH or set teacher.checkpoint "

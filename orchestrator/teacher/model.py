@@ -25,6 +25,7 @@ from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.layout import prepare_for_training
 from trainables.train import _autocast, resolve_precision
 from trainables.optim import make_optimizer, make_scheduler
+from orchestrator.errors import UserError
 
 ARCHS = {  # name -> (block, layers); resnet50 is torchvision's resnet50 layout
     "resnet50": (Bottleneck, [3, 4, 6, 3]),
@@ -34,7 +35,7 @@ ARCHS = {  # name -> (block, layers); resnet50 is torchvision's resnet50 layout
 NUM_CLASSES = 10
 
 
-class TeacherLoadError(ValueError):
+class TeacherLoadError(UserError):
     """A teacher checkpoint that cannot be used; the message says why and what was expected."""
 
 
@@ -264,7 +265,7 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
     n = len(train_x)
     steps_per_epoch = (n // world) // o.batch_size  # the last partial batch is dropped
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {o.batch_size} is larger than the {n // world} training images per worker")
+        raise UserError(f"batch_size {o.batch_size} is larger than the {n // world} training images per worker")
     # no weight decay on BN and biases (1-d tensors): decaying them only fights normalization
     decay = [p for p in model.parameters() if p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]
