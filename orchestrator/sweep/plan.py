@@ -5,6 +5,7 @@ that a budget this CPU cannot hold is said before the time is spent, not found o
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -61,8 +62,9 @@ def student_epoch_seconds(cfg: SweepConfig, n_train: int, n_val: int, threads: i
     try:
         out = {}
         for name in cfg.students():
-            rate = train_speed(name, batch_size=cfg.train.batch_size, steps=6, warmup=2, precision=precision,
-                               **cfg.train.student_kwargs)
+            rate = statistics.median(   # three short timings: one alone swung a 2-thread speed-up 1.27-1.69x
+                train_speed(name, batch_size=cfg.train.batch_size, steps=6, warmup=2, precision=precision,
+                            **cfg.train.student_kwargs) for _ in range(3))
             out[name] = SWEEP_OVERHEAD * (n_train + n_val / 3) / rate   # validation: a forward, ~1/3 of a step
         return out
     finally:
