@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
-from trainables.config import LOSS_NAMES, TrainConfig  # noqa: F401  (a trial's settings live with the trainable)
 from orchestrator.errors import UserError
+from trainables.config import LOSS_NAMES, TrainConfig  # noqa: F401  (a trial's settings live with the trainable)
 
 
 class ConfigError(UserError):

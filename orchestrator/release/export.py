@@ -15,13 +15,13 @@ import torch
 import torch.nn as nn
 
 from orchestrator.data import load_test
+from orchestrator.errors import UserError
 from orchestrator.machine import machine
 from orchestrator.release.promote import refuse_models
 from orchestrator.release.report import write_report
 from orchestrator.run.io import project_relative, read_json, replace_dir, sha256_file
 from orchestrator.run.layout import CKPT_FILE, CONFIG_FILE, FINAL_DIR, META_FILE
 from students import BUDGET, count_params, rebuild
-from orchestrator.errors import UserError
 
 
 def export_dir(run_dir: Path) -> Path:
@@ -211,8 +211,7 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
     metrics = dict(student=state["student"], student_kwargs=state["student_kwargs"], params=params,
                    val_acc=m.get("val_acc_flip" if tta == "flip" else "val_acc_plain", m["val_acc"]),
                    test_acc=test_acc, epoch=state["epoch"], tta=tta,
-                   val_acc_plain=state["metrics"].get("val_acc_plain"),
-                   val_acc_flip=state["metrics"].get("val_acc_flip"),
+                   val_acc_plain=m.get("val_acc_plain"), val_acc_flip=m.get("val_acc_flip"),
                    trial_checkpoint=str(ckpt.relative_to(run_dir)), exported_trial=trial, loss=cfg["loss"],
                    train_precision=state["metrics"].get("precision", cfg.get("precision", "fp32")),
                    teacher_val_acc=teacher.get("val_acc"), teacher_sha256=teacher.get("sha256"),

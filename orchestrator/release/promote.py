@@ -10,9 +10,9 @@ import json
 import shutil
 from pathlib import Path
 
+from orchestrator.errors import UserError
 from orchestrator.run.io import replace_dir
 from students import BUDGET
-from orchestrator.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"

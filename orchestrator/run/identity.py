@@ -9,9 +9,9 @@ from pathlib import Path
 from filelock import FileLock   # installed with Ray; imported here without Ray
 
 from orchestrator.config import ConfigError, SweepConfig, from_dict, resolve_path, to_dict
+from orchestrator.errors import UserError
 from orchestrator.run.io import atomic_write_json
 from orchestrator.run.layout import CLAIM_LOCK, CONFIG_FILE
-from orchestrator.errors import UserError
 
 
 def _normalized(theirs: dict, mine: dict) -> dict:

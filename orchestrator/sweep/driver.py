@@ -13,16 +13,16 @@ import time
 from pathlib import Path
 
 from orchestrator.config import SweepConfig, TrainConfig, to_dict
+from orchestrator.errors import UserError
 from orchestrator.run.identity import claim_run_dir, run_dir_of
 from orchestrator.run.io import atomic_write_json
 from orchestrator.release.export import export
 from orchestrator.release.results import trial_id_of, trials, write_final_base
 from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE, RESULTS_FILE
 from orchestrator.sweep import ray_session
-from orchestrator.sweep.plan import (final_slots, final_stage_minutes, fit_final_epochs, make_plan,
-                                     student_epoch_seconds)
+from orchestrator.sweep.plan import (final_cpus, final_slots, final_speedup, final_stage_minutes,
+                                     fit_final_epochs, make_plan, student_epoch_seconds)
 from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
-from orchestrator.errors import UserError
 from trainables.losses import NEEDS_TEACHER
 
 
@@ -191,9 +191,9 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
                                  f"{have.get(res, 0):g} {res}s: no trial could ever start; lower it or add nodes")
         slots = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
                     + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
-        final_cpus = cfg.final.cpus_per_trial or s.cpus_per_trial
-        if cfg.final.epochs and final_cpus > have.get("CPU", 0):
-            raise UserError(f"final.cpus_per_trial is {final_cpus:g} but the Ray cluster has {have.get('CPU', 0):g} "
+        fcpus = final_cpus(cfg)
+        if cfg.final.epochs and fcpus > have.get("CPU", 0):
+            raise UserError(f"final.cpus_per_trial is {fcpus:g} but the Ray cluster has {have.get('CPU', 0):g} "
                              "CPUs: no final trial could ever start; lower it or add nodes")
         fslots = final_slots(cfg, have.get("CPU", 1), slots)
         plan: dict = {}
@@ -203,15 +203,12 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             if s.gpus_per_trial:   # the probe times the CPU; a GPU plan would need a GPU probe
                 return
             epoch_s = student_epoch_seconds(cfg, n_train, n_val, int(s.cpus_per_trial))
-            speedup = 1.0
-            if cfg.final.epochs and int(final_cpus) != int(s.cpus_per_trial):   # the final trials' threads, timed
-                fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus))
-                speedup = statistics.median(epoch_s[k] / fast[k] for k in epoch_s)
+            speedup = final_speedup(cfg, n_train, n_val, epoch_s)
             p = make_plan(cfg, epoch_s, cache_forwards, teacher_img_s, slots, time.time() - t_start, speedup, fslots)
             plan.update(estimate_s=p.total_s, cache_s=p.cache_s, search_s=p.search_s, final_s=p.final_s,
                         final_epochs=p.final_epochs, teacher_img_s=teacher_img_s, epoch_s=p.epoch_s,
                         final_speedup=speedup)
-            log(p.line(cfg.minutes) + (f"; final trials on {final_cpus:g} CPUs: {speedup:.2f}x an epoch's speed"
+            log(p.line(cfg.minutes) + (f"; final trials on {fcpus:g} CPUs: {speedup:.2f}x an epoch's speed"
                                        if speedup != 1.0 else ""))
 
         data, meta = prepare_data(cfg, teacher_path, log, before_cache=log_plan)
@@ -252,7 +249,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
                     epochs = json.loads(started.read_text())["epochs"]
                 log(f"final stage: {final_minutes:.3g}-minute budget"
                     + (f" (what the run's {cfg.minutes:g} minutes leave)" if cfg.minutes else "")
-                    + f", {max(sec):.1f} s an epoch (the search's" + (f" / {speedup:.2f} on {final_cpus:g} CPUs"
+                    + f", {max(sec):.1f} s an epoch (the search's" + (f" / {speedup:.2f} on {fcpus:g} CPUs"
                                                                      if speedup != 1.0 else "")
                     + f"; {fslots} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs}"
                     + (f", floor {cfg.final.min_epochs}" if cfg.final.min_epochs > 1 else "") + ")"
@@ -272,7 +269,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             space = {"seed": tune.grid_search([cfg.train.seed + i for i in range(cfg.final.seeds)])}
             if len(finalists) > 1:
                 space["_variant"] = tune.grid_search(variants)
-            final = _fit(trainable_for(winner, final_cpus), space, FINAL_DIR,
+            final = _fit(trainable_for(winner, fcpus), space, FINAL_DIR,
                          run_dir, tune.TuneConfig(metric="val_acc", mode="max",
                                                   max_concurrent_trials=s.max_concurrent_trials), s, log)
             _check_complete(final, cfg.name, run_dir)

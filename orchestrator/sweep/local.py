@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from orchestrator.config import SweepConfig, to_dict
+from orchestrator.errors import UserError
 from orchestrator.machine import machine
 from orchestrator.release.export import export
 from orchestrator.release.results import result_lines, table, write_final_base
@@ -33,7 +34,6 @@ from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_ident
 from trainables.config import TrainConfig
 from trainables.losses import NEEDS_TEACHER
 from trainables.train import train_student
-from orchestrator.errors import UserError
 
 STARTED_FILE = "local_started.json"
 

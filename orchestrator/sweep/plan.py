@@ -90,12 +90,25 @@ def fit_final_epochs(cap: int, minutes: float, seconds_per_epoch: list[float], s
     return max(floor, 1, min(cap, int(minutes * 60 // per_epoch)))
 
 
+def final_cpus(cfg: SweepConfig) -> float:
+    """Each final trial's CPUs: final.cpus_per_trial, else the search's sweep.cpus_per_trial."""
+    return cfg.final.cpus_per_trial or cfg.sweep.cpus_per_trial
+
+
 def final_slots(cfg: SweepConfig, cpus: float, search_slots: int) -> int:
     """Final trials at a time: the search's, or what the CPUs hold at final.cpus_per_trial."""
-    f = cfg.final
-    if not f.cpus_per_trial:
+    if not cfg.final.cpus_per_trial:
         return search_slots
-    return max(1, min(cfg.sweep.max_concurrent_trials, int(cpus // f.cpus_per_trial)))
+    return max(1, min(cfg.sweep.max_concurrent_trials, int(cpus // cfg.final.cpus_per_trial)))
+
+
+def final_speedup(cfg: SweepConfig, n_train: int, n_val: int, epoch_s: dict[str, float]) -> float:
+    """How much faster a final trial's epoch runs than a search trial's (`epoch_s`), timed here at both
+    thread counts (1.0 where they are the same)."""
+    if not cfg.final.epochs or int(final_cpus(cfg)) == int(cfg.sweep.cpus_per_trial):
+        return 1.0
+    fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus(cfg)))
+    return statistics.median(epoch_s[k] / fast[k] for k in epoch_s)
 
 
 def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, teacher_rate: float,

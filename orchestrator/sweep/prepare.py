@@ -11,6 +11,7 @@ import numpy as np
 
 from orchestrator.config import SweepConfig, resolve_path
 from orchestrator.data import load_split
+from orchestrator.errors import UserError
 from orchestrator.run.io import sha256_file
 from orchestrator.teacher.cache import missing_forwards, teacher_logits
 from orchestrator.teacher.model import (accuracy, identity, in_precision, load_member, load_teacher,
@@ -19,7 +20,6 @@ from students import count_params, create_student
 from trainables.augment import ViewSpec
 from trainables.losses import NEEDS_TEACHER
 from trainables.train import TrialData, resolve_precision
-from orchestrator.errors import UserError
 
 
 class BudgetError(UserError):
@@ -138,8 +138,8 @@ def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, me
         model, info = load_member(path, device)
         model = in_precision(model, precision, device)
         bs = info.infer_batch or t.batch_size
-        z, forwards, cinfo = teacher_logits(model, identity(info.sha256, precision), info.preprocess, split.train_x, split.train_y, spec,
-                                            resolve_path(t.cache_dir), bs, device, log=log)
+        z, forwards, cinfo = teacher_logits(model, identity(info.sha256, precision), info.preprocess, split.train_x,
+                                            split.train_y, spec, resolve_path(t.cache_dir), bs, device, log=log)
         v = predict_logits(model, split.val_x, info.preprocess, bs, device)
         total += z
         val_total += v

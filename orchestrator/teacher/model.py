@@ -19,13 +19,13 @@ import torch.nn as nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from orchestrator.config import Preprocess, TeacherTrainConfig
+from orchestrator.errors import UserError
 from orchestrator.run.io import atomic_save, sha256_file
 from students import rebuild
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.layout import prepare_for_training
 from trainables.train import _autocast, resolve_precision
 from trainables.optim import make_optimizer, make_scheduler
-from orchestrator.errors import UserError
 
 ARCHS = {  # name -> (block, layers); resnet50 is torchvision's resnet50 layout
     "resnet50": (Bottleneck, [3, 4, 6, 3]),
