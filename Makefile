@@ -6,7 +6,7 @@ CONFIG  ?= configs/sweep.yaml
 ARGS    ?=
 DATA    := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv data sweep test test-fast teacher clean
+.PHONY: venv data browser sweep test test-fast teacher clean
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -23,10 +23,17 @@ data:
 	  echo "warning: apt-get install dataset-fashion-mnist failed; kdsweep will search ./data or download"; \
 	fi
 
+# Headless chromium, for the test that opens the report as a person would (Debian's package).
+browser:
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null || echo "warning: apt-get install chromium failed"; \
+	fi
+
 sweep: venv data
 	bash scripts/loopback.sh $(PY) -m orchestrator sweep --config $(CONFIG) $(ARGS)
 
-test: venv data
+test: venv data browser
 	bash scripts/loopback.sh $(PY) -m pytest -q $(ARGS)
 
 test-fast: venv data

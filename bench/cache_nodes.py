@@ -37,12 +37,11 @@ def main():
     s = load_split(train_limit=args.images, val_limit=100)
     model, info = load_teacher(args.teacher)
     spec = ViewSpec(0, False)
-    quiet = lambda m: None  # noqa: E731
 
     def build(runner=None) -> float:
         with tempfile.TemporaryDirectory() as d:
             t0 = time.time()
-            cache.teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, spec, d, log=quiet,
+            cache.teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, spec, d,
                                  runner=runner)
             return time.time() - t0
 
@@ -55,8 +54,7 @@ def main():
             c.add_node(num_cpus=1)
         ray.init(address=c.address, log_to_driver=False)
         c.wait_for_nodes()
-        runner = ray_runner(model, info.arch, info.preprocess.channels, s.train_x, spec, info.preprocess, 256,
-                            log=quiet)
+        runner = ray_runner(model, info.arch, info.preprocess.channels, s.train_x, spec, info.preprocess, 256)
         times[f"Ray actors, {nodes} worker node(s) x 1 CPU"] = [build(runner) for _ in range(args.runs)]
         ray.shutdown()
         c.shutdown()

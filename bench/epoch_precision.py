@@ -35,7 +35,7 @@ def one_epoch(precision: str, seed: int, q) -> None:
     s = load_split()
     model, info = load_teacher(str(ROOT / cfg.teacher.checkpoint))
     logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, ViewSpec(0, False),
-                                  str(ROOT / cfg.teacher.cache_dir), log=lambda m: None)
+                                  str(ROOT / cfg.teacher.cache_dir))
     del model
     data = TrialData(s.train_x, s.train_y, s.val_x, s.val_y, ViewSpec(cfg.augment.shift, cfg.augment.flip), "clean",
                      np.ascontiguousarray(logits))

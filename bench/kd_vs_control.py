@@ -66,6 +66,8 @@ def main():
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--out", default="bench/results/kd_vs_control.json")
     args = p.parse_args()
+    from orchestrator import logs
+    logs.setup()   # the product's progress lines on stdout
     torch.set_num_threads(args.threads)
     from orchestrator.teacher.cache import teacher_logits
     from orchestrator.data import load_split
@@ -79,7 +81,7 @@ def main():
     model, info = load_teacher(args.teacher)
     spec = ViewSpec(2, True)
     logits, forwards, _ = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y,
-                                         spec if args.views else ViewSpec(0, False), args.cache_dir, log=print)
+                                         spec if args.views else ViewSpec(0, False), args.cache_dir)
     n = args.train_limit or len(s.train_x)
     data = TrialData(s.train_x[:n], s.train_y[:n], s.val_x, s.val_y, spec, "views" if args.views else "clean",
                      np.ascontiguousarray(logits[:n]))

@@ -40,6 +40,8 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="bench/results/prune_vs_design.json")
     args = p.parse_args()
+    from orchestrator import logs
+    logs.setup()   # the product's progress lines on stdout
     torch.set_num_threads(args.threads)
     from orchestrator.teacher.cache import teacher_logits
     from orchestrator.data import load_split, load_test
@@ -47,7 +49,6 @@ def main():
     from students import rebuild
     from orchestrator.teacher.model import load_teacher
     from orchestrator.machine import machine
-    from students import count_params
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
     from trainables.train import TrialData, train_speed, train_student
@@ -55,7 +56,7 @@ def main():
     s = load_split()
     model, info = load_teacher(args.teacher)
     logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, ViewSpec(0, False),
-                                  "cache", log=print)
+                                  "cache")
     n = args.train_limit
     data = TrialData(s.train_x[:n], s.train_y[:n], s.val_x, s.val_y, ViewSpec(2, True), "clean",
                      np.ascontiguousarray(logits[:n]))

@@ -49,7 +49,7 @@ def part_speed(args):
     times, meta = {}, {}
     for mode in ("live", "views"):
         t0 = time.time()
-        run_dir = run_sweep(sweep_cfg(args, mode, f"{tmp}/runs", f"{tmp}/cache"), log=lambda m: None)
+        run_dir = run_sweep(sweep_cfg(args, mode, f"{tmp}/runs", f"{tmp}/cache"))
         times[mode] = time.time() - t0
         meta[mode] = json.loads((run_dir / "kdsweep_meta.json").read_text())
     build = meta["views"]["cache"]["build_s"]
@@ -74,7 +74,7 @@ def part_accuracy(args):
     spec = ViewSpec(args.shift, True)
     t0 = time.time()
     logits, forwards, cinfo = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, spec,
-                                             args.cache_dir, log=print)
+                                             args.cache_dir)
     print(f"views cache: {'hit' if cinfo['hit'] else 'built'} in {time.time() - t0:.0f} s ({forwards:,} forwards)")
     clean = np.ascontiguousarray(logits[:, spec.identity:spec.identity + 1])
     live = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
@@ -116,6 +116,8 @@ def main():
     p.add_argument("--bf16", action="store_true", help="accuracy: also views with train.precision bf16")
     p.add_argument("--part", choices=["speed", "accuracy", "both"], default="both")
     args = p.parse_args()
+    from orchestrator import logs
+    logs.setup()   # the product's progress lines on stdout
     if args.part in ("speed", "both"):
         part_speed(args)
     if args.part in ("accuracy", "both"):

@@ -58,7 +58,7 @@ def run_one(job: dict, q) -> None:
     from trainables.train import train_student
     import torchinfo
     cfg = load_sweep_config(Path(job["config"]))
-    data, _ = prepare_data(cfg, log=lambda m: None)   # as a sweep prepares it: split, the teacher's cached logits
+    data, _ = prepare_data(cfg)   # as a sweep prepares it: split, the teacher's cached logits
     tc = TrainConfig(**{**to_dict(cfg.train), **job["trial"], **job["set"], "seed": job["seed"],
                         "precision": job["precision"]})
     student = create_student(tc.student, **tc.student_kwargs)

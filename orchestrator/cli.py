@@ -36,10 +36,15 @@ def _teacher_train(a) -> int:
     refuse_models(out, "teacher's weights")
     if a.no_ray:
         from orchestrator.teacher.train import train_local
-        path = train_local(cfg, run_dir, out, log=lambda m: print(m, flush=True))
+        path = train_local(cfg, run_dir, out, chunk_minutes=a.chunk_minutes)
+        if path is None:
+            print(f"{run_dir}: this chunk is done; the same command goes on from its last epoch")
+            return 0
     else:
+        if a.chunk_minutes is not None:
+            raise UserError("--chunk-minutes goes with --no-ray (on Ray Train, stop the job; its rerun resumes)")
         from orchestrator.teacher.train import train_ray
-        path = train_ray(cfg, run_dir, out, address=a.address, log=lambda m: print(m, flush=True))
+        path = train_ray(cfg, run_dir, out, address=a.address)
     print(f"wrote {path} (+ {path.with_suffix('.json').name}); evaluate with `kdsweep teacher eval --checkpoint "
           f"{path}`; release it with `kdsweep release teacher --from {path} --name NAME`")
     return 0
@@ -83,7 +88,7 @@ def _sweep(a) -> int:
     cfg = _load_sweep_config(a)
     from orchestrator.config import resolve_path
     export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
-    run_sweep(cfg, teacher_path=a.teacher, address=a.address, export_to=export_to, log=lambda m: print(m, flush=True),
+    run_sweep(cfg, teacher_path=a.teacher, address=a.address, export_to=export_to,
               force=a.force, dashboard=a.dashboard)
     return 0
 
@@ -95,8 +100,7 @@ def _train(a) -> int:
     cfg = _load_sweep_config(a)
     torch.set_num_threads(a.threads or max(1, int(cfg.sweep.cpus_per_trial)))
     export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
-    run_local(cfg, teacher_path=a.teacher, only=a.trial, device=a.device, export_to=export_to, force=a.force,
-              log=lambda m: print(m, flush=True))
+    run_local(cfg, teacher_path=a.teacher, only=a.trial, device=a.device, export_to=export_to, force=a.force)
     return 0
 
 
@@ -108,7 +112,7 @@ def _cache(a) -> int:
                          f"{sorted(cfg.losses())}); the cache serves teacher.mode views or clean")
     from orchestrator.sweep.local import resolve_device
     device = resolve_device(a.device)
-    _, meta = prepare_data(cfg, a.teacher, log=lambda m: print(m, flush=True), device=device)
+    _, meta = prepare_data(cfg, a.teacher, device=device)
     c = meta["cache"]
     how = "cache hit" if c["hit"] else f"built in {c['build_s']:.1f} s on {device}"
     print(f"{c['path']}: {c['n_images']} images x {c['n_views']} views, {how}, "
@@ -118,26 +122,29 @@ def _cache(a) -> int:
 
 def _export(a) -> int:
     from orchestrator.release.export import export
-    export(Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}"), data_dir=a.data_dir, budget=a.budget,
-           log=lambda m: print(m, flush=True), force=a.force, trial=a.trial)
+    from orchestrator.run.rundir import Run
+    run = Run(a.run)   # a local directory, or shared storage (its records and checkpoints fetched here)
+    export(run.fetch(checkpoints=True), Path(a.out or f"artifacts/{run.name}"), data_dir=a.data_dir, budget=a.budget,
+           force=a.force, trial=a.trial)
     return 0
 
 
 def _release(a) -> int:
     from orchestrator.release.promote import release_student, release_teacher
     if a.what == "student":
-        release_student(Path(a.source), log=lambda m: print(m, flush=True))
+        release_student(Path(a.source))
     else:
         if not a.name:
             raise UserError("kdsweep release teacher needs --name (the release's file name, e.g. resnet50_x56)")
-        release_teacher(Path(a.source), a.name, log=lambda m: print(m, flush=True))
+        release_teacher(Path(a.source), a.name)
     return 0
 
 
 def _results(a) -> int:
     import pandas as pd
     from orchestrator.release.results import table
-    df = table(Path(a.run))
+    from orchestrator.run.rundir import Run
+    df = table(Run(a.run).fetch())
     if df.empty:
         print(f"{a.run}: no trial has reported yet")
         return 0
@@ -153,9 +160,12 @@ def _report(a) -> int:
     from orchestrator.release.export import deployable, export
     from orchestrator.run.layout import META_FILE
     from orchestrator.release.report import write_report
-    run, out = Path(a.run), Path(a.out or f"artifacts/{Path(a.run).name}")
+    from orchestrator.run.rundir import Run
+    r = Run(a.run)
+    out = Path(a.out or f"artifacts/{r.name}")
+    run = r.fetch(checkpoints=not (out / "metrics.json").is_file())
     if not (out / "metrics.json").is_file():
-        export(run, out, data_dir=a.data_dir, log=lambda m: print(m, flush=True))
+        export(run, out, data_dir=a.data_dir)
     else:
         metrics = json.loads((out / "metrics.json").read_text())
         state = torch.load(out / "student.pt", map_location="cpu", weights_only=True)
@@ -226,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--out", default=None, help="where the weights go (default artifacts/teacher/<name>.pt; "
                     "models/teacher/ changes only through `kdsweep release teacher`)")
     tt.add_argument("--no-ray", action="store_true", help="plain PyTorch in this process (no Ray needed)")
+    tt.add_argument("--chunk-minutes", type=float, default=None,
+                    help="with --no-ray: stop after the epoch that passes this many minutes; the same command "
+                         "goes on (a training of hours in chunks that fit a session)")
     tt.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a config key, e.g. data.train_limit=512 or preprocess.size=56")
     tt.set_defaults(func=_teacher_train)
@@ -309,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
+    from orchestrator import logs
     from orchestrator.config import ConfigError
+    logs.setup()
     from orchestrator.sweep.driver import Interrupted
     try:
         return a.func(a)

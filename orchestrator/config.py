@@ -15,7 +15,8 @@ from typing import Any, Literal
 import yaml
 
 from orchestrator.errors import UserError
-from trainables.config import LOSS_NAMES, TrainConfig  # noqa: F401  (a trial's settings live with the trainable)
+from orchestrator.run.io import is_uri
+from trainables.config import LOSS_NAMES, OptimSettings, TrainConfig  # noqa: F401  (a trial's settings live with the trainable)
 
 
 class ConfigError(UserError):
@@ -35,7 +36,7 @@ def base_dir() -> Path:
 
 def resolve_path(p: str | None) -> str | None:
     """An absolute path or URI as given; a relative one against base_dir()."""
-    if p is None or "://" in str(p) or Path(p).is_absolute():
+    if p is None or is_uri(p) or Path(p).is_absolute():
         return p
     return str((base_dir() / p).resolve())
 
@@ -196,30 +197,16 @@ class Preprocess:
         _check(isinstance(self.size, int) and 28 <= self.size <= 224, "size must be an integer in 28..224 (pixels)")
 
 
-@dataclass(frozen=True)
-class Optim:
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.05                  # peak learning rate
-    momentum: float = 0.9             # sgd only (Nesterov)
-    weight_decay: float = 5e-4
-    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
-    warmup_frac: float = 0.25         # onecycle: fraction of steps rising to the peak
-    epochs: int = 10
-    batch_size: int = 128
-
-    def __post_init__(self):
-        _check(self.lr > 0, "lr must be > 0")
-        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
-        _check(0 < self.warmup_frac < 1, "warmup_frac must be in (0, 1)")
-        _check(self.epochs >= 1, "epochs must be >= 1")
-        _check(self.batch_size >= 1, "batch_size must be >= 1")
+Optim = OptimSettings   # a teacher's `optim:` section: the same fields, defaults and checks as a trial's
 
 
 @dataclass(frozen=True)
 class TeacherTrainConfig:
     """configs/teacher.yaml: how `kdsweep teacher train` trains a ResNet."""
     name: str = "teacher"
-    arch: Literal["resnet50", "resnet18", "resnet10"] = "resnet50"   # resnet10: tiny, for tests
+    # torchvision layouts (resnet10: tiny, for tests) or CIFAR-style ones a CPU can train (teacher/cifar.py)
+    arch: Literal["resnet50", "resnet18", "resnet10", "cifar_resnet20", "cifar_resnet32", "cifar_resnet56",
+                  "cifar_wrn16_4"] = "resnet50"
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: Preprocess = field(default_factory=Preprocess)
     optim: Optim = field(default_factory=lambda: Optim(lr=0.1, epochs=15))
@@ -229,6 +216,10 @@ class TeacherTrainConfig:
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast in the train step (auto: where native)
     compile: bool = False             # torch.compile the training step
     init_from: str | None = None      # start from these weights (a second cycle), not from scratch
+    kd_from: str | None = None        # a teacher checkpoint distilled into this one (KD, Hinton et al. 2015: its
+                                      # clean-image logits, cached, for every view) plus the labels
+    kd_alpha: float = 0.5             # weight of the teacher term
+    kd_temperature: float = 4.0
     seed: int = 0
     workers: int = 1                  # Ray Train workers (DDP when > 1)
     use_gpu: bool = False
@@ -239,6 +230,8 @@ class TeacherTrainConfig:
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         _check(0 <= self.erase <= 1, "erase must be a probability in [0, 1]")
         _check(self.workers >= 1, "workers must be >= 1")
+        _check(0 <= self.kd_alpha <= 1, "kd_alpha must be in [0, 1]")
+        _check(self.kd_temperature > 0, "kd_temperature must be > 0")
 
 
 def load_teacher_config(path) -> TeacherTrainConfig:

@@ -1,7 +1,7 @@
 """Shared fixtures: small real data, a tiny teacher made here, one local Ray for the Ray tests."""
 from __future__ import annotations
 
-import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -12,6 +12,20 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(2)
+
+
+@pytest.fixture
+def said():
+    """What kdsweep logs during the test (its `orchestrator` loggers at INFO), one message an item."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger, level = logging.getLogger("orchestrator"), logging.getLogger("orchestrator").level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +42,7 @@ def tiny_teacher(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("teacher")
     cfg = from_dict(TeacherTrainConfig, dict(arch="resnet10", data=dict(train_limit=384, val_limit=200),
                                              optim=dict(epochs=1, batch_size=64, lr=0.05)))
-    return train_local(cfg, d / "run", d / "tiny.pt", log=lambda m: None)
+    return train_local(cfg, d / "run", d / "tiny.pt")
 
 
 def start_local_ray():

@@ -34,7 +34,7 @@ def cluster():
         start_local_ray()
 
 
-def test_cache_on_the_cluster_equals_the_local_build(cluster, tiny_teacher, small_split, tmp_path, monkeypatch):
+def test_cache_on_the_cluster_equals_the_local_build(said, cluster, tiny_teacher, small_split, tmp_path, monkeypatch):
     from orchestrator.teacher import cache
     from orchestrator.teacher.cache_ray import ray_runner
     from orchestrator.teacher.model import load_teacher
@@ -42,10 +42,9 @@ def test_cache_on_the_cluster_equals_the_local_build(cluster, tiny_teacher, smal
     monkeypatch.setattr(cache, "CHUNK_IMAGES", 64)        # 384 images -> 6 chunks for 2 actors
     model, info = load_teacher(tiny_teacher)
     spec, x, y = ViewSpec(1, True), small_split.train_x, small_split.train_y
-    local, n_local, _ = cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "a",
-                                             log=lambda m: None)
-    said = []
-    runner = ray_runner(model, info.arch, info.preprocess.channels, x, spec, info.preprocess, 256, log=said.append)
+    local, n_local, _ = cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "a")
+    said.clear()
+    runner = ray_runner(model, info.arch, info.preprocess.channels, x, spec, info.preprocess, 256)
 
     def dies_after_two(missing):                               # a build interrupted after 2 chunks...
         for i, item in enumerate(runner(missing)):
@@ -54,10 +53,9 @@ def test_cache_on_the_cluster_equals_the_local_build(cluster, tiny_teacher, smal
             yield item
 
     with pytest.raises(KeyboardInterrupt):
-        cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b", log=lambda m: None,
+        cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b",
                              runner=dies_after_two)
-    remote, n_remote, _ = cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b",
-                                               log=said.append, runner=runner)
+    remote, n_remote, _ = cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b", runner=runner)
     assert n_remote == (384 - 2 * 64) * 18 and n_local == 384 * 18       # ...resumes with the 4 missing chunks
     assert any("on 2 Ray actors" in s for s in said)
     assert remote.dtype == np.float16 and remote.shape == local.shape
@@ -67,11 +65,10 @@ def test_cache_on_the_cluster_equals_the_local_build(cluster, tiny_teacher, smal
     from orchestrator.teacher.model import in_precision
     few, fy = x[:64], y[:64]
     bf16_local, _, _ = cache.teacher_logits(in_precision(model, "bf16"), "k", info.preprocess, few, fy, spec,
-                                            tmp_path / "c", log=lambda m: None)
-    bf16_remote, _, _ = cache.teacher_logits(model, "k", info.preprocess, few, fy, spec, tmp_path / "d",
-                                             log=lambda m: None, runner=ray_runner(
+                                            tmp_path / "c")
+    bf16_remote, _, _ = cache.teacher_logits(model, "k", info.preprocess, few, fy, spec, tmp_path / "d", runner=ray_runner(
                                                  model, info.arch, info.preprocess.channels, few, spec,
-                                                 info.preprocess, 256, log=lambda m: None, precision="bf16"))
+                                                 info.preprocess, 256, precision="bf16"))
     assert np.abs(bf16_remote.astype(np.float32) - bf16_local.astype(np.float32)).max() <= 2 * ulp.max()
     assert not np.array_equal(bf16_remote, local[:64])
 
@@ -110,7 +107,7 @@ def test_sweep_on_two_nodes_and_a_lost_node(cluster, tiny_teacher, tmp_path):
 
     killer = threading.Thread(target=remove_a_node)
     killer.start()
-    run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    run_sweep(cfg, teacher_path=str(tiny_teacher))
     killer.join()
     assert removed, "no trial reached its second epoch"
     table = pd.read_csv(run_dir / "results.csv")
@@ -125,5 +122,5 @@ def test_sweep_on_two_nodes_and_a_lost_node(cluster, tiny_teacher, tmp_path):
     assert len(first_nodes) == 2                                     # the two trials started on two nodes
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["cache"]["n_images"] == 1024 and meta["teacher_forwards"] == 1024
-    m = export(run_dir, tmp_path / "out", log=lambda s: None)
+    m = export(run_dir, tmp_path / "out")
     assert (tmp_path / "out" / "student.pt2").is_file() and m["params"] > 0

@@ -35,7 +35,7 @@ def test_shipped_sweep_configs_load(name):
 @pytest.mark.parametrize("name", TEACHER_CONFIGS)
 def test_teacher_configs_load(name):
     cfg = load_teacher_config(ROOT / "configs" / f"{name}.yaml")
-    assert cfg.arch == "resnet50" and cfg.data.val_size == 5000
+    assert cfg.arch == ("cifar_resnet20" if name == "teacher_ta" else "resnet50") and cfg.data.val_size == 5000
 
 
 def test_a_config_builds_on_its_base(tmp_path):
@@ -84,21 +84,53 @@ def test_overrides_and_types():
         from_dict(TeacherTrainConfig, {"optim": {"epochs": 2.5}})
 
 
-def test_run_dir_refuses_another_config(tmp_path):
+@pytest.mark.parametrize("uri", [False, True], ids=["local", "uri"])
+def test_run_dir_refuses_another_config(tmp_path, uri):
+    """The claim holds on a local disk and on shared storage (a file:// URI goes through pyarrow's
+    filesystem, the code path of s3://)."""
     import dataclasses
-    from orchestrator.run.identity import claim_run_dir as _claim_run_dir
+    from orchestrator.run.rundir import Run
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
     teacher = dict(path="/t.pt", sha256="ab")
-    _claim_run_dir(str(tmp_path), cfg, teacher)
+    run = Run(f"file://{tmp_path}/r" if uri else str(tmp_path / "r"))
+    assert run.is_local is not uri
+    run.claim(cfg, teacher)
     other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=9))
-    _claim_run_dir(str(tmp_path), other, teacher)  # no trial ran yet: a corrected config takes the name over
-    (tmp_path / "trial_0").mkdir()
-    (tmp_path / "trial_0" / "result.json").write_text("{}\n")
-    _claim_run_dir(str(tmp_path), other, teacher)  # the same computation: resuming is fine
+    run.claim(other, teacher)  # no trial ran yet: a corrected config takes the name over
+    (tmp_path / "r" / "trial_0").mkdir()
+    (tmp_path / "r" / "trial_0" / "result.json").write_text("{}\n")
+    run.claim(other, teacher)  # the same computation: resuming is fine
     with pytest.raises(ValueError, match=r"computed something else \(differs in train\)"):
-        _claim_run_dir(str(tmp_path), cfg, teacher)
+        run.claim(cfg, teacher)
     with pytest.raises(ValueError, match=r"differs in the teacher: /t.pt -> /u.pt"):
-        _claim_run_dir(str(tmp_path), other, dict(path="/u.pt", sha256="cd"))
+        run.claim(other, dict(path="/u.pt", sha256="cd"))
+
+
+def test_a_run_on_shared_storage_reads_writes_and_fetches_its_records(tmp_path):
+    """Run is the one place that tells a local directory from a URI: records written through it land
+    whole, the finished marker is seen, `fetch` copies the records (and checkpoints when asked) for the
+    readers, and `remove` deletes it."""
+    import pandas as pd
+    from orchestrator.run.layout import CKPT_FILE, META_FILE, RESULTS_FILE
+    from orchestrator.run.rundir import Run
+    run = Run(f"file://{tmp_path}/store/r1")
+    assert not run.finished and run.read_json(META_FILE) == {} and run.final_base == {}
+    run.write_final_base({"epochs": 7})
+    run.write_results(pd.DataFrame({"trial_id": ["a"], "val_acc": [0.5]}))
+    (tmp_path / "store" / "r1" / "t0" / "checkpoint_000001").mkdir(parents=True)
+    (tmp_path / "store" / "r1" / "t0" / "result.json").write_text('{"epoch": 1}\n')
+    (tmp_path / "store" / "r1" / "t0" / "checkpoint_000001" / CKPT_FILE).write_bytes(b"w")
+    run.finish({"wall_s": 1.0})
+    assert run.finished and run.meta == {"wall_s": 1.0} and run.final_base == {"epochs": 7}
+    assert run.storage == f"file://{tmp_path}/store"
+    assert "t0/result.json" in run.listing() and "t0/result.json" not in run.listing(depth=1)
+    local = run.fetch(tmp_path / "copy")
+    assert (local / RESULTS_FILE).is_file() and (local / "t0" / "result.json").is_file()
+    assert not (local / "t0" / "checkpoint_000001").exists()               # records only, unless asked
+    assert (run.fetch(tmp_path / "copy2", checkpoints=True) / "t0" / "checkpoint_000001" / CKPT_FILE).read_bytes() == b"w"
+    assert not list((tmp_path / "store" / "r1").glob(".*tmp*"))           # nothing half-written left behind
+    run.remove()
+    assert not (tmp_path / "store" / "r1").exists() and not run.exists("")
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -183,8 +215,8 @@ def test_interrupted_sweep_is_not_finished():
 def test_claims_of_an_older_schema_still_match(tmp_path):
     """A run claimed before new train keys existed (their defaults) and before teacher records resumes."""
     import json as _json
-    from orchestrator.run.identity import claim_run_dir as _claim_run_dir
     from orchestrator.run.layout import CONFIG_FILE
+    from orchestrator.run.rundir import Run
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
     old = _json.loads(_json.dumps(to_dict(cfg), default=str))
     for key in ("prune_from", "prune_importance", "prune_steps", "prune_to", "ema", "erase"):
@@ -192,11 +224,11 @@ def test_claims_of_an_older_schema_still_match(tmp_path):
     (tmp_path / CONFIG_FILE).write_text(_json.dumps(old))
     (tmp_path / "t0").mkdir()
     (tmp_path / "t0" / "result.json").write_text("{}\n")
-    _claim_run_dir(str(tmp_path), cfg, dict(path="/t.pt", sha256="ab"))    # accepted
+    Run(str(tmp_path)).claim(cfg, dict(path="/t.pt", sha256="ab"))    # accepted
     old["train"]["epochs"] = 77
     (tmp_path / CONFIG_FILE).write_text(_json.dumps(old))
     with pytest.raises(ValueError, match="differs in train"):
-        _claim_run_dir(str(tmp_path), cfg, dict(path="/t.pt", sha256="ab"))
+        Run(str(tmp_path)).claim(cfg, dict(path="/t.pt", sha256="ab"))
 
 
 def test_final_epochs_fit_the_budget_at_the_searchs_speed():

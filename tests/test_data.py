@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from orchestrator import data
-from orchestrator.data import DataFormatError, DataNotFoundError, find_data_dir, load_split, stratified_split
+from orchestrator.data import DataFormatError, DataNotFoundError, find_data_dir, stratified_split
 
 
 def test_train_split_shapes():

@@ -85,11 +85,11 @@ def test_relative_paths_resolve_from_elsewhere(tmp_path, monkeypatch):
     """`ray submit` runs the script from the head's home directory: configs, teacher and runs still resolve
     against the project, not against wherever the process started."""
     from orchestrator.config import load_sweep_config, resolve_path
-    from orchestrator.run.identity import run_dir_of
+    from orchestrator.run.rundir import Run
     monkeypatch.chdir(tmp_path)
     cfg = load_sweep_config("configs/sweep.yaml")
     assert resolve_path(cfg.teacher.checkpoint) == str(ROOT / "models" / "teacher" / "resnet50.pt")
-    assert run_dir_of(cfg) == str(ROOT / "runs" / "default")
+    assert Run.of(cfg).path == str(ROOT / "runs" / "default")
     assert resolve_path("/abs/x") == "/abs/x" and resolve_path("s3://b/k") == "s3://b/k"
     (tmp_path / "configs").mkdir()                              # inside a checkout: its own directory wins
     assert resolve_path("runs") == str(tmp_path / "runs")

@@ -61,7 +61,7 @@ def test_teacher_at_56_px_with_erasing_and_bf16_round_trips(tmp_path):
     cfg = from_dict(TeacherTrainConfig, dict(arch="resnet10", data=dict(train_limit=256, val_limit=128),
                                              preprocess=dict(size=56), erase=0.5, precision="bf16",
                                              optim=dict(epochs=1, batch_size=64, lr=0.05)))
-    out = train_local(cfg, tmp_path / "run", tmp_path / "t56.pt", log=lambda m: None)
+    out = train_local(cfg, tmp_path / "run", tmp_path / "t56.pt")
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["preprocess"]["size"] == 56 and side["recipe"]["erase"] == 0.5
     assert json.loads(history_path(out).read_text())[0]["epoch"] == 1
@@ -84,7 +84,7 @@ def _local_cfg(tmp_path, teacher, **train) -> SweepConfig:
 
 
 @pytest.mark.slow
-def test_local_run_trains_each_trial_resumes_and_exports(tmp_path, tiny_teacher, monkeypatch):
+def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_teacher, monkeypatch):
     from orchestrator.sweep import local
     from orchestrator.release.export import export
     from orchestrator.run.layout import META_FILE
@@ -101,17 +101,17 @@ def test_local_run_trains_each_trial_resumes_and_exports(tmp_path, tiny_teacher,
         return real(c, data, report=once, resume=resume, device=device)
     monkeypatch.setattr(local, "train_student", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        local.run_local(cfg, only=[1], device="cpu", log=lambda m: None)
+        local.run_local(cfg, only=[1], device="cpu")
     monkeypatch.setattr(local, "train_student", real)
     [t1] = [t for t in trials(run) if t["trial"] == "local_01"]
     assert [h["epoch"] for h in t1["history"]] == [1] and t1["status"] == "running or interrupted"
     # the same command resumes it at epoch 2; trial 0 is still to run, so the run is not finished
-    logs = []
-    local.run_local(cfg, only=[1], device="cpu", log=logs.append)
-    assert any("resuming after epoch 1" in m for m in logs)
+    said.clear()
+    local.run_local(cfg, only=[1], device="cpu")
+    assert any("resuming after epoch 1" in m for m in said)
     assert not (run / META_FILE).is_file()
     # the other process's trial ends the run: meta, results table, both trials finished
-    local.run_local(cfg, only=[0], device="cpu", log=lambda m: None)
+    local.run_local(cfg, only=[0], device="cpu")
     meta = json.loads((run / META_FILE).read_text())
     assert meta["teacher"]["mode"] == "live" and meta["teacher_forwards"] == 2 * 256   # the KD trial's 2 epochs
     assert "no Ray" in meta["trained_with"] and (run / "results.csv").is_file()
@@ -119,19 +119,19 @@ def test_local_run_trains_each_trial_resumes_and_exports(tmp_path, tiny_teacher,
     assert ts["local_01"]["config"]["temperature"] == 2.0 and ts["local_00"]["config"]["loss"] == "ce"
     assert all(t["status"] == "finished" and [h["epoch"] for h in t["history"]] == [1, 2] for t in ts.values())
     # again: nothing is trained; export selects on validation over both trials
-    logs = []
-    local.run_local(cfg, device="cpu", log=logs.append)
-    assert any("already finished" in m for m in logs)
-    m = export(run, tmp_path / "out", log=lambda m: None)
+    said.clear()
+    local.run_local(cfg, device="cpu")
+    assert any("already finished" in m for m in said)
+    m = export(run, tmp_path / "out")
     best = max(ts.values(), key=lambda t: t["best_val_acc"])
     assert m["val_acc"] == pytest.approx(best["best_val_acc"]) and 0 <= m["test_acc"] <= 1
     # --trial: one named trial's best checkpoint instead of the run's; a name that is not one trial is refused
-    m0 = export(run, tmp_path / "out_00", log=lambda m: None, trial="local_00")
+    m0 = export(run, tmp_path / "out_00", trial="local_00")
     assert m0["val_acc"] == pytest.approx(ts["local_00"]["best_val_acc"]) and "local_00" in m0["trial_checkpoint"]
     assert m0["exported_trial"] == "local_00" and m["exported_trial"] is None
     assert "Named at export (`--trial local_00`)" in (tmp_path / "out_00" / "report.md").read_text()
     with pytest.raises(ValueError, match=r"'local_0' matches 2 trials .* its trials: local_00_loss=ce, local_01"):
-        export(run, tmp_path / "out_x", log=lambda m: None, trial="local_0")
+        export(run, tmp_path / "out_x", trial="local_0")
     report = (tmp_path / "out" / "report.md").read_text()
     assert "trained to its last epoch without Ray" in report and "Ray Tune trials" not in report
     assert "inside every distillation trial" in report   # live mode: the teacher did run in the trials
@@ -141,15 +141,15 @@ def test_local_run_refuses_what_it_cannot_do(tmp_path, tiny_teacher):
     from orchestrator.sweep import local
     cfg = _local_cfg(tmp_path, tiny_teacher)
     with pytest.raises(ValueError, match="pass it without --trial"):
-        local.run_local(cfg, only=[0], force=True, device="cpu", log=lambda m: None)
+        local.run_local(cfg, only=[0], force=True, device="cpu")
     with pytest.raises(ValueError, match="trial 5 does not exist"):
-        local.run_local(cfg, only=[5], device="cpu", log=lambda m: None)
+        local.run_local(cfg, only=[5], device="cpu")
     searched = dataclasses.replace(cfg, search_space={"lr": {"choice": [0.1, 0.2]}})
     with pytest.raises(ValueError, match="search_space needs `kdsweep sweep`"):
-        local.run_local(searched, device="cpu", log=lambda m: None)
+        local.run_local(searched, device="cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="sees no GPU"):
-            local.run_local(cfg, device="cuda", log=lambda m: None)
+            local.run_local(cfg, device="cuda")
 
 
 @pytest.mark.slow
@@ -194,7 +194,7 @@ def test_kdsweep_cache_builds_what_a_sweep_then_hits(tmp_path, tiny_teacher, cap
     assert main(["cache", "--config", str(cfg), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "96 images x 18 views, built in" in out and "1,728 teacher forwards now" in out
-    data, meta = prepare_data(load_sweep_config(cfg), log=lambda m: None)
+    data, meta = prepare_data(load_sweep_config(cfg))
     assert meta["cache"]["hit"] and meta["teacher_forwards"] == 0 and data.teacher_logits.shape == (96, 18, 10)
     live = tmp_path / "live.yaml"
     live.write_text(cfg.read_text().replace('"views"', '"live"'))
@@ -209,13 +209,39 @@ def test_teacher_precision_bf16_has_its_own_cache_and_close_logits(tmp_path, tin
     from trainables.train import resolve_precision
     base = dict(name="tp", data=dict(train_limit=64, val_limit=32), train=dict(loss="kd"),
                 teacher=dict(checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "c")))
-    d32, m32 = prepare_data(from_dict(SweepConfig, base), log=lambda m: None)
+    d32, m32 = prepare_data(from_dict(SweepConfig, base))
     base["teacher"]["precision"] = "bf16"
-    d16, m16 = prepare_data(from_dict(SweepConfig, base), log=lambda m: None)
+    d16, m16 = prepare_data(from_dict(SweepConfig, base))
     assert m32["teacher"]["precision"] == "fp32" and m16["teacher"]["precision"] == "bf16"
     assert m16["cache"]["key"] != m32["cache"]["key"] and m16["teacher_forwards"] == 64   # built, not reused
     diff = abs(d16.teacher_logits.astype("float32") - d32.teacher_logits.astype("float32"))
     assert 0 < diff.max() < 0.25 * abs(d32.teacher_logits.astype("float32")).max()
     base["teacher"]["precision"] = "auto"
-    _, ma = prepare_data(from_dict(SweepConfig, base), log=lambda m: None)
+    _, ma = prepare_data(from_dict(SweepConfig, base))
     assert ma["teacher"]["precision"] == resolve_precision("auto", "cpu") and ma["teacher_forwards"] == 0
+
+
+@pytest.mark.slow
+def test_a_run_written_by_an_earlier_kdsweep_resumes_and_exports(tmp_path, monkeypatch, said):
+    """tests/data/legacy_run/ was written by an earlier kdsweep (its WRITTEN_BY names the commit), killed
+    after epoch 1 of 2: today's code accepts its claim, resumes it at epoch 2, finishes and exports it."""
+    import shutil
+    from orchestrator.config import load_sweep_config
+    from orchestrator.release.export import export
+    from orchestrator.release.results import trials
+    from orchestrator.run.rundir import Run
+    from orchestrator.sweep import local
+    data = ROOT / "tests" / "data"
+    (tmp_path / "configs").mkdir()
+    shutil.copy(data / "legacy_run.yaml", tmp_path / "configs" / "legacy_run.yaml")
+    shutil.copytree(data / "legacy_run", tmp_path / "runs" / "legacy")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_sweep_config("configs/legacy_run.yaml")
+    run = Run.of(cfg)
+    assert run.dir == tmp_path / "runs" / "legacy" and not run.finished
+    local.run_local(cfg, device="cpu")
+    assert any("resuming after epoch 1" in m for m in said) and run.finished
+    [t] = trials(run.dir)
+    assert [h["epoch"] for h in t["history"]] == [1, 2] and t["status"] == "finished"
+    m = export(run.dir, tmp_path / "out")
+    assert m["params"] == t["params"] and (tmp_path / "out" / "student.pt2").is_file()

@@ -66,3 +66,17 @@ def test_the_whole_run_budget_leaves_the_final_stage_the_rest():
 def test_student_rates_are_measured_here():
     sec = student_epoch_seconds(_cfg(), n_train=1000, n_val=300, threads=1)
     assert set(sec) == {"res3_w16_d111"} and 0 < sec["res3_w16_d111"] < 60
+
+
+def test_a_final_trial_alone_is_timed_without_a_neighbours_overhead(monkeypatch):
+    """The search's trials share the machine (SWEEP_OVERHEAD); one final trial on every core does not
+    (ALONE_OVERHEAD): its speed-up is the thread gain times the overheads' ratio, not the thread gain alone."""
+    import orchestrator.sweep.plan as plan
+    monkeypatch.setattr(plan, "train_speed", lambda name, threads=None, **k: 1000.0 * plan.torch.get_num_threads())
+    cfg = _cfg(final=dict(top=1, cpus_per_trial=2))
+    search = student_epoch_seconds(cfg, 1000, 300, threads=1)
+    assert search["res3_w16_d111"] == pytest.approx(plan.SWEEP_OVERHEAD * 1100 / 1000)
+    shared = plan.final_speedup(cfg, 1000, 300, search)
+    alone = plan.final_speedup(cfg, 1000, 300, search, alone=True)
+    assert shared == pytest.approx(2.0) and alone == pytest.approx(2.0 * plan.SWEEP_OVERHEAD / plan.ALONE_OVERHEAD)
+    assert plan.final_speedup(_cfg(), 1000, 300, search, alone=True) == 1.0   # same threads: no probe

@@ -39,7 +39,7 @@ def sweep_run(ray_local, tiny_teacher, tmp_path_factory, request):
         "data.train_limit": 768, "train.epochs": 3, "sweep.grace_period": 1, "sweep.reduction_factor": 2,
         "search_space": {}, "train.student": "seed_model_2", "train.batch_size": 64,
         "trials": [{"lr": 0.05}, {"lr": 1.0e-5}, {"lr": 2.0e-5}, {"lr": 0.03, "loss": "ce"}]})
-    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     mp.undo()
     return run_dir, opened, cfg, tmp
 
@@ -78,7 +78,7 @@ def exported(sweep_run):
     """The smoke sweep exported once, for the tests that read an export."""
     from orchestrator.release.export import export
     out = sweep_run[3] / "exported"
-    return export(sweep_run[0], out, log=lambda s: None), out
+    return export(sweep_run[0], out), out
 
 
 def test_export(sweep_run, exported):
@@ -177,7 +177,7 @@ def test_predict_png_and_idx(exported, tmp_path):
 def test_export_refuses_over_budget(sweep_run, tmp_path):
     from orchestrator.release.export import export
     with pytest.raises(ValueError, match="budget"):
-        export(sweep_run[0], tmp_path / "o", budget=1000, log=lambda s: None)
+        export(sweep_run[0], tmp_path / "o", budget=1000)
 
 
 def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_path, monkeypatch):
@@ -194,12 +194,11 @@ def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_pat
         "name": "t_views", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
         "data.train_limit": 128, "data.val_limit": 64, "train.epochs": 1, "augment.shift": 1,
         "search_space": {"student": {"grid": ["resdw_w24_d111", "seed_model_1", "seed_model_3"]}}})
-    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["n_trials"] == 3 and meta["teacher_forwards"] == 128 * 18  # N x views, whatever the trials
     assert puts.count(TrialData.__name__) == 1  # arrays + logits enter the object store once for 3 trials
-    again = run_sweep(dataclasses.replace(cfg, name="t_views2", search_space={}), teacher_path=str(tiny_teacher),
-                      log=lambda m: None)
+    again = run_sweep(dataclasses.replace(cfg, name="t_views2", search_space={}), teacher_path=str(tiny_teacher))
     assert json.loads((again / "kdsweep_meta.json").read_text())["teacher_forwards"] == 0  # cache hit
 
 
@@ -237,7 +236,7 @@ def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path, monke
         return real._ray_train_loop(config)
 
     monkeypatch.setattr(train_mod, "_ray_train_loop", crash_once_after_a_checkpoint)
-    out = train_ray(cfg, tmp_path / "runs" / "t", tmp_path / "rel" / "teacher.pt", log=lambda m: None)
+    out = train_ray(cfg, tmp_path / "runs" / "t", tmp_path / "rel" / "teacher.pt")
     assert Path(marker).exists()  # the worker crashed after epoch 1 and Ray Train restarted it
     meta = json.loads(out.with_suffix(".json").read_text())
     history = json.loads(history_path(out).read_text())
@@ -260,7 +259,7 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     opened, real_open = [], data_mod._open_idx
     mp = pytest.MonkeyPatch()
     mp.setattr(data_mod, "_open_idx", lambda path: opened.append(str(path)) or real_open(path))
-    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     mp.undo()
     assert opened and not any("t10k" in p for p in opened)       # search and final never read the test split
     table = pd.read_csv(run_dir / "results.csv")
@@ -283,14 +282,14 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     assert set(shown[shown.stage == "final"]["epochs"]) == {"2/2"} and "status" in shown
     path, state = best_checkpoint(export_dir(run_dir))
     assert "final" in path.parts and state["config"]["epochs"] == 2 and state["config"]["temperature"] == 2.0
-    m = export(run_dir, tmp_path / "out", log=lambda s: None)
+    m = export(run_dir, tmp_path / "out")
     assert m["val_acc"] == final["val_acc"].max() and m["teacher_val_acc"] is not None
     # rerunning the finished run trains nothing again: both experiments are restored as they are
-    again = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    again = run_sweep(cfg, teacher_path=str(tiny_teacher))
     assert len(pd.read_csv(again / "results.csv")) == 6
 
 
-def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(ray_local, tiny_teacher, tmp_path):
+def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(said, ray_local, tiny_teacher, tmp_path):
     """final.minutes: the stage trains what fits at the search's measured seconds per epoch (here one epoch,
     not the cap's 30), and a resumed stage keeps the length it began with."""
     from orchestrator.sweep.driver import run_sweep
@@ -300,19 +299,19 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(r
         "train.student": "resdw_w24_d111", "search_space": {}, "trials": [{"lr": 0.05}],
         "final.epochs": 30, "final.minutes": 0.001, "minutes": 0.01,   # 0.06 s: less than any epoch
         "final.min_epochs": 2, "final.cpus_per_trial": 2})    # what the result needs; the finalist on both cores
-    logs = []
-    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=logs.append)
+    said.clear()
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     # the plan, from speeds measured here, before the cache: over the whole run's 0.6 s, and said so, with
     # the final stage at its floor and its trials' two threads timed
-    [plan] = [m for m in logs if m.startswith("plan: ~")]
+    [plan] = [m for m in said if m.startswith("plan: ~")]
     assert "cache " in plan and "search " in plan and "OVER the 0.01-minute budget" in plan
     assert "keeps the 2 epochs the result needs" in plan and "final trials on 2 CPUs" in plan
-    assert logs.index(plan) < next(i for i, m in enumerate(logs) if m.startswith("teacher logits"))
+    assert said.index(plan) < next(i for i, m in enumerate(said) if m.startswith("teacher logits"))
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["final"]["epochs"] == 2 and meta["final"]["epochs_cap"] == 30 and meta["plan"]["final_speedup"] > 0
     final = pd.read_csv(run_dir / "results.csv").query("stage == 'final'")
     assert list(final["epoch"]) == [2]
-    assert any("0.001-minute budget" in m and "-> 2 epochs (cap 30, floor 2)" in m for m in logs)
+    assert any("0.001-minute budget" in m and "-> 2 epochs (cap 30, floor 2)" in m for m in said)
     def threads(pattern):
         return {json.loads(x)["threads"] for p in run_dir.glob(pattern) for x in p.read_text().splitlines()}
     assert threads("*/result.json") == {1} and threads("final/*/result.json") == {2}   # search: one thread each
@@ -320,12 +319,12 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(r
     # epochs would fit now) must not change the length of trials that began with one
     import orchestrator.sweep.driver as sweep_mod
     (run_dir / "kdsweep_meta.json").unlink()
-    logs.clear()
+    said.clear()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sweep_mod, "fit_final_epochs", lambda *a, **k: 5)
-        run_sweep(cfg, teacher_path=str(tiny_teacher), log=logs.append)
-    assert any("resuming the interrupted experiment" in m and "final" in m for m in logs)
-    assert any("-> 2 epochs (cap 30, floor 2), as when the stage began" in m for m in logs)
+        run_sweep(cfg, teacher_path=str(tiny_teacher))
+    assert any("resuming the interrupted experiment" in m and "final" in m for m in said)
+    assert any("-> 2 epochs (cap 30, floor 2), as when the stage began" in m for m in said)
     assert json.loads((run_dir / "kdsweep_meta.json").read_text())["final"]["epochs"] == 2
     assert list(pd.read_csv(run_dir / "results.csv").query("stage == 'final'")["epoch"]) == [2]
 
@@ -358,7 +357,7 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
         "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 64, "train.epochs": 3,
         "sweep.grace_period": 3, "sweep.max_failures": 2, "search_space": {}, "train.student": "resdw_w24_d111",
         "trials": [{"lr": 0.05}, {"lr": 1.0e12, "loss": "ce", "optimizer": "sgd", "schedule": "constant"}]})
-    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     assert Path(marker).exists()                                   # the failure happened
     table = pd.read_csv(run_dir / "results.csv")
     ok, bad = table[table.lr == 0.05].iloc[0], table[table.lr == 1.0e12].iloc[0]
@@ -372,7 +371,7 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
     assert meta["errors"] == 0                                     # retried to success; divergence is no error
 
 
-def test_run_identity_and_finished_runs(ray_local, tiny_teacher, tmp_path):
+def test_run_identity_and_finished_runs(said, ray_local, tiny_teacher, tmp_path):
     """Rerunning a name with another teacher is refused, naming it; a finished run is exported, not retrained;
     --force starts it over."""
     import shutil
@@ -381,21 +380,21 @@ def test_run_identity_and_finished_runs(ray_local, tiny_teacher, tmp_path):
         "name": "t_ident", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
         "teacher.mode": "clean", "data.train_limit": 128, "data.val_limit": 64, "train.epochs": 1,
         "search_space": {}})
-    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     other = tmp_path / "other.pt"
     shutil.copy(tiny_teacher, other)
     shutil.copy(tiny_teacher.with_suffix(".json"), other.with_suffix(".json"))
     with open(other, "ab") as f:
         f.write(b"\0")                                             # other bytes, same loadable layout
     with pytest.raises(ValueError, match="the teacher: .*tiny.pt -> .*other.pt"):
-        run_sweep(cfg, teacher_path=str(other), log=lambda m: None)
-    said = []
+        run_sweep(cfg, teacher_path=str(other))
+    said.clear()
     before = sorted(p.stat().st_mtime for p in run_dir.glob("*/result.json"))
-    run_sweep(cfg, teacher_path=str(tiny_teacher), export_to=str(tmp_path / "out"), log=said.append)
+    run_sweep(cfg, teacher_path=str(tiny_teacher), export_to=str(tmp_path / "out"))
     assert any("already finished" in s for s in said) and (tmp_path / "out" / "student.pt2").is_file()
     assert sorted(p.stat().st_mtime for p in run_dir.glob("*/result.json")) == before   # nothing retrained
     said.clear()
-    run_sweep(cfg, teacher_path=str(other), log=said.append, force=True)
+    run_sweep(cfg, teacher_path=str(other), force=True)
     assert any("--force" in s for s in said)
     assert json.loads((run_dir / "kdsweep_config.json").read_text())["_teacher"]["path"] == str(other.resolve())
 
@@ -413,22 +412,22 @@ def test_export_is_atomic_and_owned(sweep_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ex, "export_onnx", boom)
     with pytest.raises(RuntimeError, match="injected"):
-        ex.export(run_dir, out, log=lambda s: None)
+        ex.export(run_dir, out)
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
     monkeypatch.undo()
-    m = ex.export(run_dir, out, log=lambda s: None)
+    m = ex.export(run_dir, out)
     assert m["sha256"]["student.pt2"] == hashlib.sha256((out / "student.pt2").read_bytes()).hexdigest()
     monkeypatch.setattr(ex, "export_onnx", boom)
     with pytest.raises(RuntimeError):
-        ex.export(run_dir, out, log=lambda s: None)
+        ex.export(run_dir, out)
     assert json.loads((out / "metrics.json").read_text())["sha256"] == m["sha256"]   # the previous export, whole
     monkeypatch.undo()
     fake_other = json.loads((out / "metrics.json").read_text()) | {"run_dir": str(tmp_path / "another_run")}
     (out / "metrics.json").write_text(json.dumps(fake_other))
     with pytest.raises(FileExistsError, match="another run"):
-        ex.export(run_dir, out, log=lambda s: None)
+        ex.export(run_dir, out)
     (out / "README.md").write_text("how this release was made")          # a file the export does not write
-    assert ex.export(run_dir, out, log=lambda s: None, force=True)["run_dir"] == str(Path(run_dir).resolve())
+    assert ex.export(run_dir, out, force=True)["run_dir"] == str(Path(run_dir).resolve())
     assert (out / "README.md").read_text() == "how this release was made"   # kept across the replacement
 
 
@@ -497,13 +496,13 @@ def test_prune_and_fine_tune_trials_in_a_sweep(ray_local, tiny_teacher, small_sp
                    {"prune_from": str(src), "prune_to": 25000, "prune_importance": "taylor", "prune_steps": 8},
                    {"lr": 1.0e-6}]})
     assert cfg.students() == ["resdw_w24_d111"]                  # only the designed student is budget-checked
-    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     table = pd.read_csv(run_dir / "results.csv")
     assert len(table) == 3 and set(table["status"]) == {"finished"}
     pruned = table[table["prune_from"].notna()]
     assert len(pruned) == 2 and (pruned["params"] <= 25_000).all()
     assert set(pruned["prune_importance"]) == {"magnitude", "taylor"}
-    m = export(run_dir, tmp_path / "out", log=lambda s: None)
+    m = export(run_dir, tmp_path / "out")
     assert m["student"] == "pruned" and m["params"] <= 25_000 and m["pruned"]["params_before"] > 25_000
     md = (tmp_path / "out" / "report.md").read_text()
     assert "**Pruning.** 2 trial(s)" in md and "wide/student.pt" in md and f"to {m['params']:,} parameters" in md
@@ -543,7 +542,7 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
         "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 64, "train.epochs": 2,
         "sweep.grace_period": 2, "sweep.max_failures": 0, "search_space": {}, "train.student": "resdw_w24_d111",
         "trials": [{"lr": 0.01}, {"lr": 0.02}, {"lr": 0.03}]})
-    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), log=lambda m: None)
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     csv_table = pd.read_csv(run_dir / "results.csv")
     assert sorted(csv_table["lr"]) == [0.01, 0.02, 0.03]
     status = dict(zip(csv_table["lr"], csv_table["status"]))
@@ -553,6 +552,6 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
     assert json.loads((run_dir / "kdsweep_meta.json").read_text())["errors"] == 2
     cli_status = dict(zip(results_table(run_dir)["lr"], results_table(run_dir)["status"]))
     assert cli_status == status
-    export(run_dir, tmp_path / "out", log=lambda s: None)
+    export(run_dir, tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
     assert "SIGSEGV" in md and "SIGABRT" in md and "2 failed" in md

@@ -22,17 +22,17 @@ def test_release_student_only_when_better_on_validation(tmp_path):
     _export(dest, 0.9400)
     (dest / "README.md").write_text("how it was made\n")
     with pytest.raises(ReleaseRefused, match="0.9390 on validation, not above the release's 0.9400"):
-        release_student(_export(tmp_path / "worse", 0.9390), dest, log=lambda m: None)
+        release_student(_export(tmp_path / "worse", 0.9390), dest)
     with pytest.raises(ReleaseRefused, match="not above"):
-        release_student(_export(tmp_path / "same", 0.9400), dest, log=lambda m: None)
+        release_student(_export(tmp_path / "same", 0.9400), dest)
     assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9400      # untouched
     with pytest.raises(ReleaseRefused, match="another split"):
-        release_student(_export(tmp_path / "other", 0.95, split=(10000, 0)), dest, log=lambda m: None)
+        release_student(_export(tmp_path / "other", 0.95, split=(10000, 0)), dest)
     with pytest.raises(ReleaseRefused, match="over the budget"):
-        release_student(_export(tmp_path / "big", 0.95, params=100_001), dest, log=lambda m: None)
+        release_student(_export(tmp_path / "big", 0.95, params=100_001), dest)
     with pytest.raises(ReleaseRefused, match="over 1 MB"):
-        release_student(_export(tmp_path / "heavy", 0.95, size=1_000_001), dest, log=lambda m: None)
-    release_student(_export(tmp_path / "better", 0.9410), dest, log=lambda m: None)
+        release_student(_export(tmp_path / "heavy", 0.95, size=1_000_001), dest)
+    release_student(_export(tmp_path / "better", 0.9410), dest)
     assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9410
     assert (dest / "README.md").read_text() == "how it was made\n"                  # what it does not write stays
     assert not list(dest.parent.glob(".student.*"))                                 # no temp dirs left
@@ -48,10 +48,10 @@ def test_release_teacher_only_when_better(tmp_path):
     cand.write_bytes(b"new")
     cand.with_suffix(".json").write_text(json.dumps(dict(arch="resnet50", val_acc=0.91)))
     with pytest.raises(ReleaseRefused, match="not above the release's 0.9200"):
-        release_teacher(cand, "resnet50", dest, log=lambda m: None)
+        release_teacher(cand, "resnet50", dest)
     assert (dest / "resnet50.pt").read_bytes() == b"old"
     cand.with_suffix(".json").write_text(json.dumps(dict(arch="resnet50", val_acc=0.93)))
-    release_teacher(cand, "resnet50", dest, log=lambda m: None)
+    release_teacher(cand, "resnet50", dest)
     assert (dest / "resnet50.pt").read_bytes() == b"new"
     assert json.loads((dest / "resnet50.json").read_text())["val_acc"] == 0.93
 
@@ -61,7 +61,7 @@ def test_nothing_else_writes_into_models(tmp_path, capsys):
     from orchestrator.release.export import export
     assert promote.inside_models(promote.MODELS / "student") and not promote.inside_models(tmp_path)
     with pytest.raises(ReleaseRefused, match="changes only through `kdsweep release`"):
-        export(tmp_path, promote.MODELS / "student", log=lambda m: None)
+        export(tmp_path, promote.MODELS / "student")
     assert main(["teacher", "train", "--out", str(promote.MODELS / "teacher" / "x.pt")]) == 2
     assert "changes only through `kdsweep release`" in capsys.readouterr().err
     assert main(["release", "student", "--from", str(tmp_path / "nothing")]) == 2

@@ -64,7 +64,7 @@ def test_wrong_class_count(tmp_path):
 
 def test_other_architecture(tmp_path):
     from students import create_student
-    with pytest.raises(TeacherLoadError, match="not a torchvision ResNet"):
+    with pytest.raises(TeacherLoadError, match="not a teacher of a known layout"):
         load_teacher(save(create_student("seed_model_1").state_dict(), tmp_path / "s.pt"))
 
 
@@ -120,3 +120,56 @@ def test_released_teacher_if_present():
         pytest.skip("no released teacher in this checkout")
     _, info = load_teacher(path)
     assert info.arch == "resnet50" and info.params == 23_528_522 and info.preprocess.channels == 3
+
+
+@pytest.mark.parametrize("arch, params, macs_m", [("cifar_resnet20", 272_474, 31.2), ("cifar_resnet32", 466_906, 52.9),
+                                                  ("cifar_resnet56", 855_770, 96.3), ("cifar_wrn16_4", 2_749_786, 300.6)])
+def test_cifar_teachers_build_count_and_load_back(tmp_path, arch, params, macs_m):
+    """The CPU-trainable teachers: their torchinfo counts at 28x28, and a saved one loads back as itself
+    (the loader tells the layouts apart) with the same logits."""
+    import torchinfo
+    torch.manual_seed(0)
+    m = build_resnet(arch).eval()
+    s = torchinfo.summary(m, input_size=(1, 3, 28, 28), verbose=0)
+    assert s.total_params == params and round(s.total_mult_adds / 1e6, 1) == macs_m
+    model, info = load_teacher(save(m.state_dict(), tmp_path / "c.pt"))
+    assert info.arch == arch and info.params == params
+    with torch.no_grad():
+        assert torch.allclose(model(X), m(X), atol=1e-4)
+
+
+def test_a_cifar_teacher_trains_in_chunks_and_resumes(tmp_path, said):
+    """A training of hours as chunks: a chunk stops after the epoch that passes its minutes and writes no
+    weights; the same call goes on from the next epoch (not from the first) and releases at the end."""
+    from orchestrator.config import TeacherTrainConfig, from_dict
+    from orchestrator.teacher.train import history_path, train_local
+    cfg = from_dict(TeacherTrainConfig, dict(arch="cifar_resnet20", data=dict(train_limit=256, val_limit=128),
+                                             optim=dict(epochs=2, batch_size=64, lr=0.05), erase=0.5))
+    out = tmp_path / "ta.pt"
+    assert train_local(cfg, tmp_path / "run", out, chunk_minutes=0) is None and not out.exists()
+    assert any("chunk over after epoch 1/2" in m for m in said)
+    said.clear()
+    assert train_local(cfg, tmp_path / "run", out, chunk_minutes=0) == out
+    assert any("resumed after epoch 1/2" in m for m in said)
+    assert [h["epoch"] for h in json.loads(history_path(out).read_text())] == [1, 2]
+    _, info = load_teacher(out)
+    assert info.arch == "cifar_resnet20" and info.preprocess.size == 28
+
+
+def test_a_teacher_distils_into_the_assistant(tmp_path, said, tiny_teacher, monkeypatch):
+    """kd_from: the teacher's clean logits (through the logits cache) are the KD targets of every step, and
+    its cache is reused by the next training."""
+    import orchestrator.teacher.model as tm
+    from orchestrator.config import TeacherTrainConfig, from_dict
+    from orchestrator.teacher.train import train_local
+    calls = []
+    real = tm.kd
+    monkeypatch.setattr(tm, "kd", lambda s, t, y, **k: calls.append((t.shape, k["alpha"])) or real(s, t, y, **k))
+    (tmp_path / "configs").mkdir()      # a checkout of its own: the cache goes to tmp_path/cache
+    monkeypatch.chdir(tmp_path)
+    cfg = from_dict(TeacherTrainConfig, dict(arch="cifar_resnet20", data=dict(train_limit=128, val_limit=64),
+                                             optim=dict(epochs=1, batch_size=64, lr=0.05), kd_from=str(tiny_teacher),
+                                             kd_alpha=0.7))
+    assert train_local(cfg, tmp_path / "run", tmp_path / "ta.pt") == tmp_path / "ta.pt"
+    assert calls == [((64, 10), 0.7)] * 2 and any("distilling resnet10" in m for m in said)
+    assert len(list((tmp_path / "cache").glob("logits-*.npy"))) == 1

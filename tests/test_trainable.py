@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from orchestrator.teacher.cache import teacher_logits
-from orchestrator.config import Preprocess, TrainConfig
+from orchestrator.config import TrainConfig
 from orchestrator.teacher.model import load_teacher
 from students import create_student
 from trainables.augment import ViewSpec
@@ -52,7 +52,7 @@ def test_teacher_modes_agree(small_split, tiny_teacher, tmp_path):
     model, info = load_teacher(tiny_teacher)
     spec = ViewSpec(1, True)
     logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, small_split.train_x, small_split.train_y,
-                                  spec, tmp_path, log=lambda m: None)
+                                  spec, tmp_path)
     live = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
                 channels=info.preprocess.channels)
     cfg = TrainConfig(student="resdw_w24_d111", loss="kd", epochs=1, batch_size=64, temperature=2.0)
@@ -146,7 +146,7 @@ def test_kd_warmup_changes_the_first_epochs(small_split, tiny_teacher, tmp_path)
     model, info = load_teacher(tiny_teacher)
     spec = ViewSpec(1, True)
     logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, small_split.train_x, small_split.train_y,
-                                  spec, tmp_path, log=lambda m: None)
+                                  spec, tmp_path)
     cfg = TrainConfig(student="resdw_w24_d111", loss="dkd", alpha=1.0, beta=2.0, epochs=2, batch_size=64)
     plain = train_student(cfg, data_for(small_split, "views", logits, spec=spec))
     warmed = train_student(dataclasses.replace(cfg, kd_warmup=2), data_for(small_split, "views", logits, spec=spec))

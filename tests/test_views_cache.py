@@ -57,8 +57,7 @@ def teacher():
 def test_cached_logits_equal_teacher_output(small_split, teacher, tmp_path):
     spec = ViewSpec(1, True)
     x, y = small_split.train_x[:6], small_split.train_y[:6]
-    logits, forwards, info = cache.teacher_logits(teacher, "sha-a", PRE, x, y, spec, tmp_path, batch_size=7,
-                                                  log=lambda m: None)
+    logits, forwards, info = cache.teacher_logits(teacher, "sha-a", PRE, x, y, spec, tmp_path, batch_size=7)
     assert logits.shape == (6, spec.n_views, 10) and logits.dtype == np.float16
     assert forwards == 6 * spec.n_views and not info["hit"]
     with torch.no_grad():
@@ -66,7 +65,7 @@ def test_cached_logits_equal_teacher_output(small_split, teacher, tmp_path):
             xb = apply_views(torch.as_tensor(x), torch.full((6,), v), spec)
             ref = teacher(to_input(xb, PRE.mean, PRE.std, PRE.channels))
             assert torch.allclose(torch.as_tensor(logits[:, v]).float(), ref, atol=2e-3, rtol=2e-3)
-    again, forwards2, info2 = cache.teacher_logits(teacher, "sha-a", PRE, x, y, spec, tmp_path, log=lambda m: None)
+    again, forwards2, info2 = cache.teacher_logits(teacher, "sha-a", PRE, x, y, spec, tmp_path)
     assert forwards2 == 0 and info2["hit"] and np.array_equal(again, logits)
 
 
@@ -79,25 +78,25 @@ def test_key_changes_with_teacher_data_views_preprocessing(small_split):
     assert base != cache.fingerprint("a", x, y, ViewSpec(1, True), Preprocess(0.5, 0.5, 3))
 
 
-def test_corrupt_or_stale_cache_is_rebuilt(small_split, teacher, tmp_path):
+def test_corrupt_or_stale_cache_is_rebuilt(said, small_split, teacher, tmp_path):
     spec = ViewSpec(0, True)
     x, y = small_split.train_x[:4], small_split.train_y[:4]
-    ref, _, info = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path, log=lambda m: None)
+    ref, _, info = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path)
     npy = tmp_path / f"logits-{info['key']}.npy"
     arr = np.load(npy)
     arr[0, 0, 0] += 1  # silent corruption: same shape, different bytes
     np.save(npy, arr)
-    logs = []
-    again, forwards, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path, log=logs.append)
+    said.clear()
+    again, forwards, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path)
     assert forwards == 4 * spec.n_views and np.array_equal(again, ref)
-    assert any("stale or corrupt" in m for m in logs)
+    assert any("stale or corrupt" in m for m in said)
     npy.write_bytes(npy.read_bytes()[:100])  # truncated
-    _, forwards, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path, log=lambda m: None)
+    _, forwards, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path)
     assert forwards == 4 * spec.n_views
     meta = tmp_path / f"logits-{info['key']}.json"
     m = json.loads(meta.read_text())
     meta.write_text(json.dumps({**m, "key": "something-else"}))  # stale
-    _, forwards, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path, log=lambda m: None)
+    _, forwards, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path)
     assert forwards == 4 * spec.n_views
 
 
@@ -115,11 +114,11 @@ def test_interrupted_build_keeps_finished_chunks(small_split, teacher, tmp_path,
 
     monkeypatch.setattr(cache, "_views_logits", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path, log=lambda m: None)
+        cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path)
     monkeypatch.setattr(cache, "_views_logits", real)
-    logits, forwards, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path, log=lambda m: None)
+    logits, forwards, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path)
     assert forwards == 2 * spec.n_views  # only the unfinished last chunk ran
-    full, _, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path / "fresh", log=lambda m: None)
+    full, _, _ = cache.teacher_logits(teacher, "s", PRE, x, y, spec, tmp_path / "fresh")
     assert np.array_equal(logits, full)
 
 
@@ -144,7 +143,7 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     cfg_file.write_text(json.dumps(dict(name="c", data=dict(train_limit=64, val_limit=32), teacher=teacher,
                                         train=dict(student="resdw_w24_d111", loss="kd", epochs=1))))
     cfg = load_sweep_config(cfg_file)
-    data, meta = prepare_data(cfg, log=lambda m: None)
+    data, meta = prepare_data(cfg)
     assert data.teacher_logits.shape == (64, 1, 10) and meta["teacher_forwards"] == 2 * 64
     x = data.train_x
     t_model, t_info = load_teacher(tiny_teacher)
@@ -155,7 +154,7 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     assert torch.allclose(torch.as_tensor(data.teacher_logits[:, 0]).float(), want, atol=2e-2, rtol=1e-2)
     (m,) = meta["teacher"]["ensemble"]
     assert m["arch"] == "resdw_w24_d111" and 0 <= m["val_acc"] <= 1 and 0 <= meta["teacher"]["ensemble_val_acc"] <= 1
-    again, meta2 = prepare_data(cfg, log=lambda m: None)
+    again, meta2 = prepare_data(cfg)
     assert meta2["teacher_forwards"] == 0 and np.array_equal(again.teacher_logits, data.teacher_logits)
     ident = teacher_identity(cfg, None)
     save_student()   # new weights, same path
@@ -165,7 +164,7 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     with pytest.raises(FileNotFoundError, match="teacher.ensemble member .*gone.pt not found"):
         teacher_identity(gone, None)
     with pytest.raises(FileNotFoundError, match="teacher.ensemble member .*gone.pt not found"):
-        prepare_data(gone, log=lambda m: None)
+        prepare_data(gone)
     cfg_file.write_text(cfg_file.read_text().replace('"clean"', '"live"'))
     with pytest.raises(ConfigError, match="ensemble averages cached logits"):
         load_sweep_config(cfg_file)

@@ -16,24 +16,38 @@ def _check(cond: bool, msg: str):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """One trial's settings: flat, so that any key can be a search-space dimension."""
+class OptimSettings:
+    """How a network is optimized, written once: a trial's (TrainConfig) and a teacher's training (the
+    teacher config's `optim:`) share these fields, their defaults and their checks."""
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.05                  # peak learning rate
+    momentum: float = 0.9             # sgd (Nesterov)
+    weight_decay: float = 5e-4        # a teacher's training leaves BN weights and biases out of it
+    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
+    warmup_frac: float = 0.25         # onecycle: fraction of steps rising to the peak
+    epochs: int = 10
+    batch_size: int = 128
+
+    def __post_init__(self):
+        _check(self.lr > 0, "lr must be > 0")
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        _check(0 < self.warmup_frac < 1, "warmup_frac must be in (0, 1)")
+        _check(self.epochs >= 1, "epochs must be >= 1")
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig(OptimSettings):
+    """One trial's settings: flat, so that any key can be a search-space dimension (the optimizer's fields
+    come from OptimSettings)."""
     student: str = "seed_model_2"
     student_kwargs: dict[str, Any] = field(default_factory=dict)
-    loss: Literal["kd", "lskd", "dkd", "seed", "seed_combined", "mse", "ce"] = "kd"
+    loss: Literal[LOSS_NAMES] = "kd"
     alpha: float = 0.9                # weight of the soft (teacher) term; dkd: weight of its target-class term
     temperature: float = 4.0
     beta: float = 8.0                 # dkd: weight of the non-target-class term
     kd_warmup: int = 0                # epochs over which the teacher term's weight rises linearly 0 -> 1
     label_smoothing: float = 0.0      # on the hard-label cross-entropy term
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.05                  # peak learning rate
-    momentum: float = 0.9             # sgd (Nesterov)
-    weight_decay: float = 5e-4
-    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
-    warmup_frac: float = 0.25
-    epochs: int = 10
-    batch_size: int = 128
     erase: float = 0.0                # random erasing (Zhong et al. 2017): probability per image of one zeroed
                                       # rectangle on the student's input; the teacher's logits stay the uncut view's
     tta: Literal["none", "flip"] = "none"   # test-time augmentation of the evaluated (and exported) model:
@@ -54,16 +68,12 @@ class TrainConfig:
                                                           # the hardware has it (avx512_bf16/AMX CPU, GPU)
 
     def __post_init__(self):
+        super().__post_init__()
         _check(0 <= self.alpha <= 1, "alpha must be in [0, 1]")
         _check(self.temperature > 0, "temperature must be > 0")
         _check(self.beta >= 0, "beta must be >= 0")
         _check(0 <= self.kd_warmup <= self.epochs, "kd_warmup must be in 0..epochs")
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
-        _check(self.lr > 0, "lr must be > 0")
-        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
-        _check(0 < self.warmup_frac < 1, "warmup_frac must be in (0, 1)")
-        _check(self.epochs >= 1, "epochs must be >= 1")
-        _check(self.batch_size >= 1, "batch_size must be >= 1")
         _check(0 <= self.erase <= 1, "erase must be a probability in [0, 1]")
         _check(self.tta in ("none", "flip"), f"tta must be none or flip, got {self.tta!r}")
         _check(0 <= self.ema < 1, "ema must be in [0, 1) (a decay per step, e.g. 0.999; 0 turns it off)")

@@ -37,6 +37,8 @@ def main():
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     args = p.parse_args()
+    from orchestrator import logs
+    logs.setup()   # the product's progress lines on stdout
     from orchestrator.teacher.cache import teacher_logits
     from orchestrator.data import load_split
     from orchestrator.teacher.model import load_teacher
@@ -50,7 +52,7 @@ def main():
     s = load_split()
     model, info = load_teacher(args.teacher)
     logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y, ViewSpec(0, False),
-                                  ROOT / "cache", log=print)
+                                  ROOT / "cache")
     n = args.train_limit
     data = TrialData(s.train_x[:n], s.train_y[:n], s.val_x, s.val_y, ViewSpec(2, True), "clean",
                      np.ascontiguousarray(logits[:n]))

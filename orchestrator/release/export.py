@@ -7,6 +7,7 @@ measured here, once, and never fed back into selection.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -18,10 +19,12 @@ from orchestrator.data import load_test
 from orchestrator.errors import UserError
 from orchestrator.machine import machine
 from orchestrator.release.promote import refuse_models
-from orchestrator.release.report import write_report
+from orchestrator.release.report import PLOT_FILES, write_report
 from orchestrator.run.io import project_relative, read_json, replace_dir, sha256_file
 from orchestrator.run.layout import CKPT_FILE, CONFIG_FILE, FINAL_DIR, META_FILE
 from students import BUDGET, count_params, rebuild
+
+log = logging.getLogger(__name__)
 
 
 def export_dir(run_dir: Path) -> Path:
@@ -144,7 +147,7 @@ def predict(model: nn.Module, images_u8: np.ndarray, batch_size: int = 1000) -> 
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=print, force: bool = False,
+def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, force: bool = False,
            trial: str | None = None) -> dict:
     """Write the export into a temporary directory beside `out` and rename it into place, so `out` is
     either the previous complete export or the new complete one, never half of either. Replacing an
@@ -164,8 +167,9 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, log=pr
                                   "--force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     metrics: dict = {}
-    replace_dir(out, lambda tmp: metrics.update(_export_into(Path(run_dir), tmp, data_dir, budget, trial)))
-    log(f"exported {metrics['student']} ({metrics['params']:,} params) val_acc {metrics['val_acc']:.4f} "
+    replace_dir(out, lambda tmp: metrics.update(_export_into(Path(run_dir), tmp, data_dir, budget, trial)),
+                generated=PLOT_FILES)
+    log.info(f"exported {metrics['student']} ({metrics['params']:,} params) val_acc {metrics['val_acc']:.4f} "
         f"test_acc {metrics['test_acc']:.4f} -> {out}")
     return metrics
 

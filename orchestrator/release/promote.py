@@ -7,12 +7,15 @@ says why. Exports and teacher trainings write elsewhere (artifacts/) and cannot 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
 from orchestrator.errors import UserError
 from orchestrator.run.io import replace_dir
 from students import BUDGET
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
@@ -57,7 +60,7 @@ def _swap_dir(src_files: dict[str, Path], dest: Path) -> None:
     replace_dir(dest, fill)
 
 
-def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE, log=print) -> dict:
+def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE) -> dict:
     """Replace the released student by the export in `candidate` if it is better on validation."""
     candidate = Path(candidate)
     mpath = candidate / "metrics.json"
@@ -76,12 +79,12 @@ def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE, log=pri
     _check_better(cand["val_acc"], current and current["val_acc"], f"student {cand['student']}", dest)
     files = {f.name: f for f in candidate.iterdir() if f.is_file()}
     _swap_dir(files, dest)
-    log(f"released {cand['student']} (val {cand['val_acc']:.4f}"
+    log.info(f"released {cand['student']} (val {cand['val_acc']:.4f}"
         + (f", was {current['val_acc']:.4f}" if current else "") + f") -> {dest}")
     return cand
 
 
-def release_teacher(candidate: str | Path, name: str, dest: Path = TEACHER_RELEASE, log=print) -> dict:
+def release_teacher(candidate: str | Path, name: str, dest: Path = TEACHER_RELEASE) -> dict:
     """Replace models/teacher/<name>.pt (+ .json, _history.json) by `candidate` (weights + sidecar) if it is
     better on validation."""
     candidate = Path(candidate)
@@ -99,6 +102,6 @@ def release_teacher(candidate: str | Path, name: str, dest: Path = TEACHER_RELEA
     if hist.is_file():
         files[f"{name}_history.json"] = hist
     _swap_dir(files, dest)
-    log(f"released teacher {cand.get('arch')} as {name} (val {cand['val_acc']:.4f}"
+    log.info(f"released teacher {cand.get('arch')} as {name} (val {cand['val_acc']:.4f}"
         + (f", was {current['val_acc']:.4f}" if current else "") + f") -> {dest}")
     return cand

@@ -59,6 +59,9 @@ def _label(cfg: dict) -> str:
 
 # ---------------------------------------------------------------- plots
 
+PLOT_FILES = frozenset({"val_curves.png", "acc_vs_params.png", "kd_vs_control.png", "confusion_val.png"})
+
+
 def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | None) -> dict[str, Path]:
     import matplotlib
     matplotlib.use("Agg")
@@ -84,37 +87,39 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
     ax.legend(fontsize=6, loc="lower right")
     paths["curves"] = _save(fig, out / "val_curves.png")
 
+    kd = [t for t in ts if _is_kd(t["config"].get("loss", ""))]
+    control = [t for t in ts if not _is_kd(t["config"].get("loss", ""))]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for t in ts:
-        if t["params"]:
-            kd = _is_kd(t["config"].get("loss", ""))
-            ax.scatter(t["params"], t["best_val_acc"], marker="o" if kd else "s", c="C0" if kd else "C3", alpha=0.7)
-    ax.axvline(metrics.get("budget", 100_000), color="k", ls=":", label="budget (100,000 params)")
+    for group, marker, color, label in ((kd, "o", "C0", "with teacher (KD)"), (control, "s", "C3", "no teacher (control)")):
+        sized = [t for t in group if t["params"]]
+        if sized:   # a legend entry only for what the run has
+            ax.scatter([t["params"] for t in sized], [t["best_val_acc"] for t in sized], marker=marker, c=color,
+                       alpha=0.7, label=label)
+    ax.axvline(metrics.get("budget", 100_000), color="k", ls=":", label=f"budget ({metrics.get('budget', 100_000):,} params)")
     if metrics.get("teacher_val_acc"):
-        ax.axhline(metrics["teacher_val_acc"], color="C2", ls="--", label="teacher (ResNet-50) val acc")
-    ax.scatter([], [], marker="o", c="C0", label="with teacher (KD)")
-    ax.scatter([], [], marker="s", c="C3", label="no teacher (control)")
+        ax.axhline(metrics["teacher_val_acc"], color="C2", ls="--", label="teacher val acc")
     ax.set(xlabel="parameters (torchinfo)", ylabel="best validation accuracy", title="Accuracy against size")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     paths["params"] = _save(fig, out / "acc_vs_params.png")
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    rows = sorted(ts, key=lambda t: (t["stage"] != "search", -t["best_val_acc"]))
-    names = [f"{t['stage'][0]}: {_label(t['config'])} s{t['config'].get('seed')}" for t in rows]
-    colors = ["C0" if _is_kd(t["config"].get("loss", "")) else "C3" for t in rows]
-    ax.barh(range(len(rows)), [t["best_val_acc"] for t in rows], color=colors)
-    ax.set_yticks(range(len(rows)), names, fontsize=7)
-    ax.invert_yaxis()
-    vals = [t["best_val_acc"] for t in rows if t["best_val_acc"] == t["best_val_acc"]]
-    if vals:
-        ax.set_xlim(max(min(vals) - 0.01, 0), min(max(vals) + 0.005, 1))
-    if metrics.get("teacher_val_acc"):
-        ax.axvline(metrics["teacher_val_acc"], color="C2", ls="--", label="teacher")
-        ax.legend(fontsize=7)
-    ax.set(xlabel="best validation accuracy", title="Distillation (blue) against the no-teacher control (red)")
-    ax.grid(alpha=0.3, axis="x")
-    paths["kd_vs_control"] = _save(fig, out / "kd_vs_control.png")
+    if kd and control:   # the comparison only where the run has both sides of it
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        rows = sorted(ts, key=lambda t: (t["stage"] != "search", -t["best_val_acc"]))
+        names = _bar_names(rows)
+        colors = ["C0" if _is_kd(t["config"].get("loss", "")) else "C3" for t in rows]
+        ax.barh(range(len(rows)), [t["best_val_acc"] for t in rows], color=colors)
+        ax.set_yticks(range(len(rows)), names, fontsize=7)
+        ax.invert_yaxis()
+        vals = [t["best_val_acc"] for t in rows if t["best_val_acc"] == t["best_val_acc"]]
+        if vals:
+            ax.set_xlim(max(min(vals) - 0.01, 0), min(max(vals) + 0.005, 1))
+        if metrics.get("teacher_val_acc"):
+            ax.axvline(metrics["teacher_val_acc"], color="C2", ls="--", label="teacher")
+            ax.legend(fontsize=7)
+        ax.set(xlabel="best validation accuracy", title="Distillation (blue) against the no-teacher control (red)")
+        ax.grid(alpha=0.3, axis="x")
+        paths["kd_vs_control"] = _save(fig, out / "kd_vs_control.png")
 
     if confusion is not None:
         fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -128,6 +133,19 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
         ax.set(xlabel="predicted", ylabel="true", title="Exported student, validation split")
         paths["confusion"] = _save(fig, out / "confusion_val.png")
     return paths
+
+
+def _bar_names(rows: list[dict]) -> list[str]:
+    """One label per trial that tells it from the others: stage, loss settings and seed, plus whatever else
+    differs between the trials (the student, a learning rate), so no two bars read the same."""
+    keys = [k for k in results_mod.varying_keys(rows)
+            if k not in ("loss", "temperature", "alpha", "beta", "label_smoothing", "seed", "epochs")]
+    names = []
+    for t in rows:
+        c = t["config"]
+        extra = "".join(f" {c.get(k)}" if k == "student" else f" {k}={c.get(k)}" for k in keys)
+        names.append(f"{t['stage'][0]}: {_label(c)}{extra} s{c.get('seed')}")
+    return [f"{n} ({t['trial']})" if names.count(n) > 1 else n for n, t in zip(names, rows)]
 
 
 def _save(fig, path: Path) -> Path:

@@ -11,18 +11,12 @@ import json
 import re
 from pathlib import Path
 
-from orchestrator.run.io import atomic_write_json, read_json as _read_json
+from orchestrator.run.io import read_json as _read_json
 from orchestrator.run.layout import CONFIG_FILE, FATAL_FILE, FINAL_BASE_FILE, FINAL_DIR, META_FILE
 
 _SIGNALS = {"Segmentation fault": "SIGSEGV", "Aborted": "SIGABRT", "Bus error": "SIGBUS",
             "Floating-point exception": "SIGFPE", "Floating point exception": "SIGFPE",
             "Illegal instruction": "SIGILL"}
-
-
-def write_final_base(final_dir: Path, settings: dict) -> None:
-    """The final stage's resolved base settings, written atomically: `kdsweep results` reads them while the
-    stage runs, and a resumed budgeted stage reads its epochs from them."""
-    atomic_write_json(Path(final_dir) / FINAL_BASE_FILE, settings)
 
 
 def result_lines(path: Path) -> list[dict]:

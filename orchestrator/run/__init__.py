@@ -1,2 +1,2 @@
-"""What a run is on disk: its layout and file names (layout), atomic writes and hashing (io), its identity
-and claim (identity). The sweep driver, the local runner, results, export and report all go through it."""
+"""What a run is: one object, `Run` (rundir: its location, local or shared storage, its identity and claim,
+its records and every write into it), its file names (layout), atomic writes and hashing (io)."""

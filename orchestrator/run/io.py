@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Callable
 
 
+def is_uri(path: str | Path) -> bool:
+    """A location on shared storage (s3://, gs://, file://...) rather than a path on this machine."""
+    return "://" in str(path)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """`write(tmp)` writes the content to a temp path beside `path`; then it replaces `path` at once."""
     path = Path(path)
@@ -22,10 +27,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def replace_dir(dest: str | Path, fill: Callable[[Path], None], keep_others: bool = True) -> Path:
+def replace_dir(dest: str | Path, fill: Callable[[Path], None], keep_others: bool = True,
+                generated: frozenset[str] = frozenset()) -> Path:
     """Rebuild directory `dest` at once: `fill(tmp)` writes the new content into a temp directory beside it,
-    the files of `dest` that `fill` did not write (a README beside a release) are carried over, and one
-    rename puts it in place; a crash leaves the old directory or the new one, never half of either."""
+    the files of `dest` that `fill` did not write (a README beside a release) are carried over unless they
+    are `generated` (a plot this export leaves out must not survive from the last one), and one rename puts
+    it in place; a crash leaves the old directory or the new one, never half of either."""
     import shutil
     dest = Path(dest)
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
@@ -35,7 +42,7 @@ def replace_dir(dest: str | Path, fill: Callable[[Path], None], keep_others: boo
     try:
         fill(tmp)
         for f in (dest.iterdir() if keep_others and dest.is_dir() else ()):
-            if not (tmp / f.name).exists():
+            if not (tmp / f.name).exists() and f.name not in generated:
                 (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
         if dest.exists():
             dest.rename(old)

@@ -6,24 +6,26 @@ in the teacher's cluster code (orchestrator/teacher/cache_ray.py, train.py). On 
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import SweepConfig, TrainConfig, to_dict
 from orchestrator.errors import UserError
-from orchestrator.run.identity import claim_run_dir, run_dir_of
-from orchestrator.run.io import atomic_write_json
 from orchestrator.release.export import export
-from orchestrator.release.results import trial_id_of, trials, write_final_base
-from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE, RESULTS_FILE
+from orchestrator.release.results import trial_id_of, trials
+from orchestrator.run.layout import FINAL_DIR
+from orchestrator.run.rundir import Run
 from orchestrator.sweep import ray_session
 from orchestrator.sweep.plan import (final_cpus, final_slots, final_speedup, final_stage_minutes,
                                      fit_final_epochs, make_plan, student_epoch_seconds)
 from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
 from trainables.losses import NEEDS_TEACHER
+
+log = logging.getLogger(__name__)
 
 
 def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
@@ -38,12 +40,12 @@ def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
     return out
 
 
-def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, log):
+def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s):
     """One Tune experiment under storage/name, resumed when an interrupted one is there."""
     from ray import tune
     path = f"{storage}/{name}"
-    if "://" not in path and tune.Tuner.can_restore(path):
-        log(f"resuming the interrupted experiment in {path}")
+    if tune.Tuner.can_restore(path):
+        log.info(f"resuming the interrupted experiment in {path}")
         return tune.Tuner.restore(path, trainable, resume_errored=True, param_space=param_space).fit()
     return tune.Tuner(
         trainable, param_space=param_space, tune_config=tune_config,
@@ -131,177 +133,201 @@ def search_seconds_per_epoch(results, base: dict, finalists: list[TrainConfig]) 
     return out
 
 
-def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
-              export_to: str | None = None, log=print, force: bool = False, dashboard: bool = False) -> Path:
-    """Run the sweep (resuming an interrupted one of the same name), then the final stage if configured,
-    and return the run directory (export reads `final/` when there is one).
+@dataclass(frozen=True)
+class Slots:
+    """What the cluster holds for the trials: search trials at a time, each final trial's CPUs, final trials
+    at a time."""
+    search: int
+    final_cpus: float
+    final: int
 
-    A finished run is not trained again: it is exported as it is, unless `force` starts it over."""
-    import pandas as pd
+
+def _slots(cfg: SweepConfig) -> Slots:
     import ray
+    s, have = cfg.sweep, ray.cluster_resources()
+    for res, need in (("CPU", s.cpus_per_trial), ("GPU", s.gpus_per_trial)):
+        if need > have.get(res, 0):
+            raise UserError(f"sweep.{res.lower()}s_per_trial is {need:g} but the Ray cluster has "
+                            f"{have.get(res, 0):g} {res}s: no trial could ever start; lower it or add nodes")
+    search = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
+                 + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
+    fcpus = final_cpus(cfg)
+    if cfg.final.epochs and fcpus > have.get("CPU", 0):
+        raise UserError(f"final.cpus_per_trial is {fcpus:g} but the Ray cluster has {have.get('CPU', 0):g} "
+                        "CPUs: no final trial could ever start; lower it or add nodes")
+    return Slots(search, fcpus, final_slots(cfg, have.get("CPU", 1), search))
+
+
+def _planner(cfg: SweepConfig, slots: Slots, t_start: float, plan: dict):
+    """prepare_data's hook before the cache: the run's plan from speeds measured here, logged before the
+    cache and the trials cost anything, and kept in `plan` for the meta record and the final stage."""
+    def log_plan(n_train, n_val, teacher_img_s, cache_forwards):
+        if cfg.sweep.gpus_per_trial:   # the probe times the CPU; a GPU plan would need a GPU probe
+            return
+        epoch_s = student_epoch_seconds(cfg, n_train, n_val, int(cfg.sweep.cpus_per_trial))
+        speedup = final_speedup(cfg, n_train, n_val, epoch_s, alone=slots.final == 1)
+        p = make_plan(cfg, epoch_s, cache_forwards, teacher_img_s, slots.search, time.time() - t_start, speedup,
+                      slots.final)
+        plan.update(estimate_s=p.total_s, cache_s=p.cache_s, search_s=p.search_s, final_s=p.final_s,
+                    final_epochs=p.final_epochs, teacher_img_s=teacher_img_s, epoch_s=p.epoch_s,
+                    final_speedup=speedup)
+        log.info(p.line(cfg.minutes) + (f"; final trials on {slots.final_cpus:g} CPUs: {speedup:.2f}x an epoch's speed"
+                                   if speedup != 1.0 else ""))
+    return log_plan
+
+
+def _trainable(cfg: SweepConfig, data, base: TrainConfig, cpus: float):
+    """The Tune trainable of one stage: the shared data (object store), `base` settings, `cpus` threads."""
+    from ray import tune
+    from trainables.tune_trainable import distill_trainable
+    s = cfg.sweep
+    t = tune.with_parameters(distill_trainable, data=data, base=to_dict(base), threads=max(1, int(cpus)),
+                             use_gpu=s.gpus_per_trial > 0)
+    return tune.with_resources(t, {"cpu": cpus, "gpu": s.gpus_per_trial})
+
+
+def _search(cfg: SweepConfig, run: Run, data):
+    """Stage 2: the search space and trials under ASHA."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from trainables.tune_trainable import distill_trainable
+    s = cfg.sweep
+    asha = ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=s.grace_period,
+                         reduction_factor=s.reduction_factor)
+    results = _fit(_trainable(cfg, data, cfg.train, s.cpus_per_trial), to_tune_space(cfg.search_space, cfg.trials),
+                   cfg.name, run.storage, tune.TuneConfig(metric="val_acc", mode="max", num_samples=s.num_samples,
+                                                          max_concurrent_trials=s.max_concurrent_trials,
+                                                          scheduler=asha), s)
+    _check_complete(results, cfg.name, run.path)
+    return results
 
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # 1 ckpt/epoch is intended
-    # Snapshot the experiment state at least every 5 s (Tune's "auto" can wait far longer): a driver killed
-    # mid-sweep then loses at most the epoch in progress, since an epoch takes longer than that here.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
-    t_start = time.time()
-    counts = check_budget(cfg)
-    log("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in counts.items()))
-    cfg = with_absolute_sources(cfg)
-    run_dir = run_dir_of(cfg)
-    teacher = teacher_identity(cfg, teacher_path)
-    if "://" not in run_dir and (Path(run_dir) / META_FILE).is_file():
-        if not force:
-            log(f"sweep {cfg.name} already finished in {run_dir}; not training it again"
-                + (", exporting it" if export_to else "") + " (--force starts it over)")
-            claim_run_dir(run_dir, cfg, teacher)  # the same computation, or a clear refusal
-            if export_to is not None:
-                export(Path(run_dir), Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log)
-            return Path(run_dir)
-    if force and "://" not in run_dir and Path(run_dir).exists():
-        import shutil
-        log(f"--force: deleting {run_dir} and starting over")
-        shutil.rmtree(run_dir)
-    claim_run_dir(run_dir, cfg, teacher)   # before any expensive work
-    if "runtime_resources/working_dir_files" in run_dir:
-        log(f"warning: the run directory {run_dir} is inside Ray's temporary copy of the project (ray job submit "
-            "--working-dir) and goes when the job's session does; pass --set sweep.storage=/shared/path/runs")
-    local = "://" not in run_dir
-    if local:
-        ray_session.reap(Path(run_dir), log)  # what a killed driver of this run left running
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        address = address or os.environ.get("RAY_ADDRESS") or None
-        # the local default: no dashboard (no open ports beyond Ray's own); --dashboard: on 127.0.0.1 only
-        kwargs = {} if address else dict(include_dashboard=dashboard, dashboard_host="127.0.0.1")
-        ctx = ray.init(address=address, **kwargs)
-        if dashboard and getattr(ctx, "dashboard_url", None):
-            log(f"Ray dashboard: http://{ctx.dashboard_url}  (per-epoch curves: tensorboard --logdir {run_dir})")
-        if local and not address:
-            ray_session.record(Path(run_dir))
-    try:
-        s = cfg.sweep
-        have = ray.cluster_resources()
-        for res, need in (("CPU", s.cpus_per_trial), ("GPU", s.gpus_per_trial)):
-            if need > have.get(res, 0):
-                raise UserError(f"sweep.{res.lower()}s_per_trial is {need:g} but the Ray cluster has "
-                                 f"{have.get(res, 0):g} {res}s: no trial could ever start; lower it or add nodes")
-        slots = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
-                    + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
-        fcpus = final_cpus(cfg)
-        if cfg.final.epochs and fcpus > have.get("CPU", 0):
-            raise UserError(f"final.cpus_per_trial is {fcpus:g} but the Ray cluster has {have.get('CPU', 0):g} "
-                             "CPUs: no final trial could ever start; lower it or add nodes")
-        fslots = final_slots(cfg, have.get("CPU", 1), slots)
-        plan: dict = {}
 
-        def log_plan(n_train, n_val, teacher_img_s, cache_forwards):
-            """The run's plan from speeds measured here, before the cache and the trials cost anything."""
-            if s.gpus_per_trial:   # the probe times the CPU; a GPU plan would need a GPU probe
-                return
-            epoch_s = student_epoch_seconds(cfg, n_train, n_val, int(s.cpus_per_trial))
-            speedup = final_speedup(cfg, n_train, n_val, epoch_s)
-            p = make_plan(cfg, epoch_s, cache_forwards, teacher_img_s, slots, time.time() - t_start, speedup, fslots)
-            plan.update(estimate_s=p.total_s, cache_s=p.cache_s, search_s=p.search_s, final_s=p.final_s,
-                        final_epochs=p.final_epochs, teacher_img_s=teacher_img_s, epoch_s=p.epoch_s,
-                        final_speedup=speedup)
-            log(p.line(cfg.minutes) + (f"; final trials on {fcpus:g} CPUs: {speedup:.2f}x an epoch's speed"
-                                       if speedup != 1.0 else ""))
+def _select(cfg: SweepConfig, run: Run, results, plan: dict, slots: Slots, t_start: float, meta: dict) -> list[TrainConfig]:
+    """Stage 3: the finalists (the best search trials' settings) and the final stage's length, fitted to
+    what the budget leaves; recorded in `meta` and in the run (for `kdsweep results` while it trains)."""
+    found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top, cfg.final.control == "finalist")
+    if not found:
+        raise RuntimeError(f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
+                           f"finalist; the trials' errors are in {run.path} (error.txt per trial)")
+    epochs = cfg.final.epochs
+    meta["final"] = dict(seeds=cfg.final.seeds, top=cfg.final.top)
+    final_minutes = final_stage_minutes(cfg, time.time() - t_start)
+    if final_minutes:
+        speedup = plan.get("final_speedup", 1.0)   # the final trials' threads against the search's
+        sec = [x / speedup for x in search_seconds_per_epoch(results, to_dict(cfg.train), found)]
+        epochs = fit_final_epochs(cfg.final.epochs, final_minutes, sec, cfg.final.seeds, slots.final,
+                                  cfg.final.min_epochs)
+        kept = run.final_base.get("epochs")
+        if kept:   # a resumed stage keeps the length it began with, whatever the clock says now
+            epochs = kept
+        log.info(f"final stage: {final_minutes:.3g}-minute budget"
+            + (f" (what the run's {cfg.minutes:g} minutes leave)" if cfg.minutes else "")
+            + f", {max(sec):.1f} s an epoch (the search's"
+            + (f" / {speedup:.2f} on {slots.final_cpus:g} CPUs" if speedup != 1.0 else "")
+            + f"; {slots.final} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs}"
+            + (f", floor {cfg.final.min_epochs}" if cfg.final.min_epochs > 1 else "") + ")"
+            + (", as when the stage began" if kept else ""))
+        meta["final"].update(minutes=final_minutes, epochs_cap=cfg.final.epochs, search_seconds_per_epoch=sec)
+    finalists = [dataclasses.replace(c, epochs=epochs) for c in found]
+    meta["final"].update(epochs=epochs, winner=to_dict(finalists[0]), finalists=[to_dict(c) for c in finalists])
+    run.write_final_base(to_dict(finalists[0]))
+    return finalists
 
-        data, meta = prepare_data(cfg, teacher_path, log, before_cache=log_plan)
-        if plan:
-            meta["plan"] = plan
-        storage = run_dir.rsplit("/", 1)[0]  # the storage root run_dir_of resolved
 
-        def trainable_for(base: TrainConfig, cpus: float = s.cpus_per_trial):
-            t = tune.with_parameters(distill_trainable, data=data, base=to_dict(base),
-                                     threads=max(1, int(cpus)), use_gpu=s.gpus_per_trial > 0)
-            return tune.with_resources(t, {"cpu": cpus, "gpu": s.gpus_per_trial})
+def _final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots: Slots):
+    """Stage 4: each finalist from scratch, longer, once per seed (train.seed .. train.seed + seeds - 1, so
+    that `--set train.seed=N` reseeds the whole run); the winner is the stage's base, the others its
+    variants."""
+    from ray import tune
+    winner = finalists[0]
+    log.info(f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
+        f"x {cfg.final.seeds} seed(s)")
+    space = {"seed": tune.grid_search([cfg.train.seed + i for i in range(cfg.final.seeds)])}
+    if len(finalists) > 1:
+        base = to_dict(winner)
+        space["_variant"] = tune.grid_search([{k: v for k, v in to_dict(c).items() if base[k] != v}
+                                              for c in finalists])
+    final = _fit(_trainable(cfg, data, winner, slots.final_cpus), space, FINAL_DIR, run.path,
+                 tune.TuneConfig(metric="val_acc", mode="max", max_concurrent_trials=cfg.sweep.max_concurrent_trials),
+                 cfg.sweep)
+    _check_complete(final, cfg.name, run.path)
+    return final
 
-        asha = ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=s.grace_period,
-                             reduction_factor=s.reduction_factor)
-        results = _fit(trainable_for(cfg.train), to_tune_space(cfg.search_space, cfg.trials), cfg.name, storage,
-                       tune.TuneConfig(metric="val_acc", mode="max", num_samples=s.num_samples,
-                                       max_concurrent_trials=s.max_concurrent_trials, scheduler=asha), s, log)
-        _check_complete(results, cfg.name, run_dir)
-        tables = [_table(results, cfg, cfg.train, "search")]
-        errors = sum(r.error is not None for r in results)
-        if cfg.final.epochs:
-            # search, then train: the finalists' resolved settings, longer, from scratch, once per seed each
-            found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top, cfg.final.control == "finalist")
-            if not found:
-                raise RuntimeError(f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
-                                   f"finalist; the trials' errors are in {run_dir} (error.txt per trial)")
-            epochs = cfg.final.epochs
-            meta["final"] = dict(seeds=cfg.final.seeds, top=cfg.final.top)
-            final_minutes = final_stage_minutes(cfg, time.time() - t_start)
-            if final_minutes:
-                speedup = plan.get("final_speedup", 1.0)   # the final trials' threads against the search's
-                sec = [x / speedup for x in search_seconds_per_epoch(results, to_dict(cfg.train), found)]
-                epochs = fit_final_epochs(cfg.final.epochs, final_minutes, sec, cfg.final.seeds, fslots,
-                                          cfg.final.min_epochs)
-                started = Path(run_dir) / FINAL_DIR / FINAL_BASE_FILE
-                kept = "://" not in run_dir and started.is_file()
-                if kept:   # a resumed stage keeps the length it began with, whatever the clock says now
-                    epochs = json.loads(started.read_text())["epochs"]
-                log(f"final stage: {final_minutes:.3g}-minute budget"
-                    + (f" (what the run's {cfg.minutes:g} minutes leave)" if cfg.minutes else "")
-                    + f", {max(sec):.1f} s an epoch (the search's" + (f" / {speedup:.2f} on {fcpus:g} CPUs"
-                                                                     if speedup != 1.0 else "")
-                    + f"; {fslots} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs}"
-                    + (f", floor {cfg.final.min_epochs}" if cfg.final.min_epochs > 1 else "") + ")"
-                    + (", as when the stage began" if kept else ""))
-                meta["final"].update(minutes=final_minutes, epochs_cap=cfg.final.epochs,
-                                     search_seconds_per_epoch=sec)
-            finalists = [dataclasses.replace(c, epochs=epochs) for c in found]
-            winner = finalists[0]   # the final stage's base; the others differ from it by their variant
-            winner_settings = to_dict(winner)
-            variants = [{k: v for k, v in to_dict(c).items() if winner_settings[k] != v} for c in finalists]
-            meta["final"].update(epochs=epochs, winner=winner_settings, finalists=[to_dict(c) for c in finalists])
-            if "://" not in run_dir:  # the winner's settings, for `kdsweep results` while the stage runs
-                write_final_base(Path(run_dir) / FINAL_DIR, winner_settings)
-            log(f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
-                f"x {cfg.final.seeds} seed(s)")
-            # seeds train.seed .. train.seed + seeds - 1: `--set train.seed=N` reseeds the whole run
-            space = {"seed": tune.grid_search([cfg.train.seed + i for i in range(cfg.final.seeds)])}
-            if len(finalists) > 1:
-                space["_variant"] = tune.grid_search(variants)
-            final = _fit(trainable_for(winner, fcpus), space, FINAL_DIR,
-                         run_dir, tune.TuneConfig(metric="val_acc", mode="max",
-                                                  max_concurrent_trials=s.max_concurrent_trials), s, log)
-            _check_complete(final, cfg.name, run_dir)
-            tables.append(_table(final, cfg, winner, "final"))
-            errors += sum(r.error is not None for r in final)
-    finally:
-        if started_ray:
-            ray.shutdown()
-            if local:
-                ray_session.forget(Path(run_dir))
+
+def _finish(cfg: SweepConfig, run: Run, tables: list, winner: TrainConfig | None, meta: dict, t_start: float) -> dict:
+    """Stage 5: the results table (final rows show the winner's settings; each trial's stop reason) and the
+    meta record, written last: the finished marker."""
+    import pandas as pd
     table = pd.concat(tables, ignore_index=True).sort_values(["stage", "val_acc"], ascending=[False, False])
-    if cfg.final.epochs:  # final rows ran with the winner's settings: show them, not blanks
+    if winner is not None:  # final rows ran with the winner's settings: show them, not blanks
         for col in table.columns:
             if col in TrainConfig.__dataclass_fields__:
                 mask = (table["stage"] == "final") & table[col].isna()
                 if mask.any():
                     table[col] = table[col].astype(object)
                     table.loc[mask, col] = getattr(winner, col)
-    if "://" not in run_dir:  # why each trial ended: finished, stopped by ASHA, failed, diverged
-        status = {t["trial"]: t["status"] for t in trials(Path(run_dir), finished=True)}
-        table["status"] = table["trial_id"].map(status)
-    out = Path(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / RESULTS_FILE, index=False)
-    n_trials = sum(len(t) for t in tables)
-    meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t_start, n_trials=n_trials,
-                errors=errors, student_params=counts)
-    atomic_write_json(out / META_FILE, meta, default=str)   # last: the finished marker, never torn
-    log("\n" + summary(table, meta))
+    # why each trial ended: finished, stopped by ASHA, failed, diverged
+    status = {t["trial"]: t["status"] for t in trials(run.fetch(), finished=True)}
+    table["status"] = table["trial_id"].map(status)
+    run.write_results(table)
+    meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t_start,
+                n_trials=sum(len(t) for t in tables))
+    run.finish(meta)
+    log.info("\n" + summary(table, meta))
+    return meta
+
+
+def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
+              export_to: str | None = None, force: bool = False, dashboard: bool = False) -> Path:
+    """Run the sweep (resuming an interrupted one of the same name) as its stages: prepare (data, the
+    teacher's logits once), search, select, final, finish; then export. Returns the run directory (of a run
+    on shared storage: the local copy of its records).
+
+    A finished run is not trained again: it is exported as it is, unless `force` starts it over."""
+    # one experiment-state snapshot per epoch is intended; at least every 5 s (Tune's "auto" can wait far
+    # longer), so that a driver killed mid-sweep loses at most the epoch in progress
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+    t_start = time.time()
+    counts = check_budget(cfg)
+    log.info("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in counts.items()))
+    cfg = with_absolute_sources(cfg)
+    run = Run.of(cfg)
+    teacher = teacher_identity(cfg, teacher_path)
+    if run.finished and not force:
+        log.info(f"sweep {cfg.name} already finished in {run.path}; not training it again"
+            + (", exporting it" if export_to else "") + " (--force starts it over)")
+        run.claim(cfg, teacher)  # the same computation, or a clear refusal
+    else:
+        if force and run.exists(""):
+            log.info(f"--force: deleting {run.path} and starting over")
+            run.remove()
+        run.claim(cfg, teacher)   # before any expensive work
+        if "runtime_resources/working_dir_files" in run.path:
+            log.info(f"warning: the run directory {run.path} is inside Ray's temporary copy of the project (ray job "
+                "submit --working-dir) and goes when the job's session does; pass --set sweep.storage=/shared/path/runs")
+        with ray_session.connected(run, address, dashboard):
+            slots, plan = _slots(cfg), {}
+            data, meta = prepare_data(cfg, teacher_path, before_cache=_planner(cfg, slots, t_start, plan))
+            if plan:
+                meta["plan"] = plan
+            results = _search(cfg, run, data)
+            tables, errors, winner = [_table(results, cfg, cfg.train, "search")], _errors(results), None
+            if cfg.final.epochs:
+                finalists = _select(cfg, run, results, plan, slots, t_start, meta)
+                final = _final(cfg, run, finalists, data, slots)
+                winner = finalists[0]
+                tables.append(_table(final, cfg, winner, "final"))
+                errors += _errors(final)
+        meta.update(errors=errors, student_params=counts)
+        _finish(cfg, run, tables, winner, meta, t_start)
     if export_to is not None:
-        export(out, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log, force=force)
-    return out
+        export(run.fetch(checkpoints=True), Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget,
+               force=force)
+    return run.fetch()
+
+
+def _errors(results) -> int:
+    return sum(r.error is not None for r in results)
 
 
 def summary(table, meta: dict) -> str:

@@ -17,6 +17,7 @@ claimed like a sweep's (same config and teacher bytes, or a clear refusal), and 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -26,14 +27,16 @@ from orchestrator.config import SweepConfig, to_dict
 from orchestrator.errors import UserError
 from orchestrator.machine import machine
 from orchestrator.release.export import export
-from orchestrator.release.results import result_lines, table, write_final_base
-from orchestrator.run.identity import claim_run_dir, run_dir_of
+from orchestrator.release.results import result_lines, table
 from orchestrator.run.io import atomic_save, atomic_write_json, atomic_write_text
-from orchestrator.run.layout import CKPT_FILE, FINAL_DIR, META_FILE, RESULTS_FILE
+from orchestrator.run.layout import CKPT_FILE, FINAL_DIR
+from orchestrator.run.rundir import Run
 from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
 from trainables.config import TrainConfig
 from trainables.losses import NEEDS_TEACHER
 from trainables.train import train_student
+
+log = logging.getLogger(__name__)
 
 STARTED_FILE = "local_started.json"
 
@@ -68,7 +71,7 @@ def trial_done(d: Path, epochs: int) -> bool:
     return any(r.get("diverged") for r in lines) or any(r.get("epoch", 0) >= epochs for r in lines)
 
 
-def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device: str, log=print) -> dict:
+def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device: str) -> dict:
     """Train (or resume) trial k to its last epoch; returns its best epoch's metrics."""
     tcfg = TrainConfig(**{**to_dict(cfg.train), **variant})
     d = root / trial_dir_name(k, variant)
@@ -83,9 +86,9 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
     atomic_write_text(d / "result.json", "".join(json.dumps(r) + "\n" for r in lines))
     best = max((r["val_acc"] for r in lines), default=-1.0)
     if trial_done(d, tcfg.epochs):
-        log(f"trial {trial_id}: already finished ({tcfg.epochs} epochs)")
+        log.info(f"trial {trial_id}: already finished ({tcfg.epochs} epochs)")
         return max(lines, key=lambda r: r["val_acc"]) if lines else {}
-    log(f"trial {trial_id} {variant or '(base settings)'}: {tcfg.student} {tcfg.loss}, "
+    log.info(f"trial {trial_id} {variant or '(base settings)'}: {tcfg.student} {tcfg.loss}, "
         f"{'resuming after epoch ' + str(done) if resume else 'from scratch'}, {tcfg.epochs} epochs on {device}")
 
     def report(metrics: dict, state: dict):
@@ -96,7 +99,7 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
             atomic_save(state, best_path)
         with open(d / "result.json", "a") as f:
             f.write(json.dumps({**metrics, "trial_id": trial_id, "device": device}) + "\n")
-        log(f"  {trial_id} epoch {metrics['epoch']}/{tcfg.epochs} val_acc {metrics['val_acc']:.4f} "
+        log.info(f"  {trial_id} epoch {metrics['epoch']}/{tcfg.epochs} val_acc {metrics['val_acc']:.4f} "
             f"(best {best:.4f}) {metrics['images_per_s']:.0f} img/s")
 
     try:
@@ -104,15 +107,14 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
     except FloatingPointError as e:   # a property of the settings: recorded, never selected, not retried
         with open(d / "result.json", "a") as f:
             f.write(json.dumps({"epoch": done + 1, "val_acc": 0.0, "diverged": str(e), "trial_id": trial_id}) + "\n")
-        log(f"trial {trial_id}: {e}")
+        log.info(f"trial {trial_id}: {e}")
     lines = result_lines(d / "result.json")
     return max(lines, key=lambda r: r["val_acc"]) if lines else {}
 
 
 def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int] | None = None,
-              device: str = "auto", export_to: str | None = None, force: bool = False, log=print) -> Path:
+              device: str = "auto", export_to: str | None = None, force: bool = False) -> Path:
     """Train the config's trials (all, or `only`) here; finish the run when every trial has ended."""
-    import shutil
     device = resolve_device(device)
     if force and only is not None:
         raise UserError("--force starts the whole run over, which would delete the trials other processes train; "
@@ -124,44 +126,48 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
         raise UserError(f"trial {bad[0]} does not exist: the config lists {len(variants)} trial(s), 0..{len(variants) - 1}")
     counts = check_budget(cfg)
     cfg = with_absolute_sources(cfg)
-    run_dir = Path(run_dir_of(cfg))
+    run = Run.of(cfg)
+    if not run.is_local:
+        raise UserError(f"kdsweep train writes its trials on this machine's disk; sweep.storage {cfg.sweep.storage} "
+                        "is shared storage: use `kdsweep sweep` there, or a local sweep.storage")
+    run_dir = run.dir
     teacher = teacher_identity(cfg, teacher_path)
     if force and run_dir.exists():
-        log(f"--force: deleting {run_dir} and starting over")
-        shutil.rmtree(run_dir)
-    claim_run_dir(str(run_dir), cfg, teacher)
+        log.info(f"--force: deleting {run_dir} and starting over")
+        run.remove()
+    run.claim(cfg, teacher)
     root = run_dir / FINAL_DIR
-    write_final_base(root, to_dict(cfg.train))
-    started = root / STARTED_FILE
-    if not started.is_file():
-        atomic_write_json(started, {"t": time.time()})
-    if (run_dir / META_FILE).is_file():
-        log(f"run {cfg.name} already finished in {run_dir}; not training it again (--force starts it over)")
+    run.write_final_base(to_dict(cfg.train))
+    started = f"{FINAL_DIR}/{STARTED_FILE}"
+    if not run.exists(started):
+        run.write_json(started, {"t": time.time()})
+    if run.finished:
+        log.info(f"run {cfg.name} already finished in {run_dir}; not training it again (--force starts it over)")
     else:
         epochs = [int(v.get("epochs", cfg.train.epochs)) for v in variants]
         pending = [k for k in todo if not trial_done(root / trial_dir_name(k, variants[k]), epochs[k])]
         meta = None
         if pending:
-            data, meta = prepare_data(cfg, teacher_path, log, device=device)
+            data, meta = prepare_data(cfg, teacher_path, device=device)
             for k in pending:
-                run_trial(k, variants[k], cfg, data, root, device, log)
+                run_trial(k, variants[k], cfg, data, root, device)
         ended = [trial_done(root / trial_dir_name(k, v), epochs[k]) for k, v in enumerate(variants)]
         if not all(ended):
-            log(f"{sum(ended)}/{len(variants)} trials of {cfg.name} have ended; the run finishes with the last one")
+            log.info(f"{sum(ended)}/{len(variants)} trials of {cfg.name} have ended; the run finishes with the last one")
             return run_dir
         if meta is None:   # the others ended them: the teacher's facts for the meta file
-            _, meta = prepare_data(cfg, teacher_path, log, device=device)
+            _, meta = prepare_data(cfg, teacher_path, device=device)
         if meta.get("teacher", {}).get("mode") == "live":   # one teacher forward per image per epoch per KD trial
             meta["teacher_forwards"] = sum(
                 max((r.get("epoch", 0) for r in result_lines(root / trial_dir_name(k, v) / "result.json")), default=0)
                 for k, v in enumerate(variants) if v.get("loss", cfg.train.loss) in NEEDS_TEACHER) * meta["n_train"]
         df = table(run_dir)
-        df.to_csv(run_dir / RESULTS_FILE, index=False)
-        t0 = json.loads(started.read_text())["t"]
+        run.write_results(df)
+        t0 = run.read_json(started)["t"]
         meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t0, n_trials=len(variants), errors=0,
                     student_params=counts, trained_with=f"kdsweep train (no Ray) on {device}", machine=machine())
-        atomic_write_json(run_dir / META_FILE, meta, default=str)
-        log(df.to_string(index=False))
+        run.finish(meta)
+        log.info(df.to_string(index=False))
     if export_to is not None:
-        export(run_dir, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, log=log, force=force)
+        export(run_dir, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, force=force)
     return run_dir

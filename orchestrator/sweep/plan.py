@@ -18,6 +18,10 @@ EXPORT_S = 20.0       # an export on 2 cores: 13-21 s measured (bench/results/sw
 # loss, validation, a checkpoint, another trial on the other core): 300 against 413 img/s on an AVX2 EPYC
 # (issue 23), so the estimate divides the bare rate by this.
 SWEEP_OVERHEAD = 1.35
+# A trial alone on the machine (the default's finalist on both cores) loses only the data, loss, validation
+# and checkpoint: 20 epochs in 569 s on the Zen 4 machine against 542 s at train_speed's 2,091 img/s
+# (experiments/fast_recipe); with SWEEP_OVERHEAD there the plan said 37 s an epoch for 28.5.
+ALONE_OVERHEAD = 1.05
 
 
 @dataclass
@@ -54,8 +58,10 @@ class Plan:
         return text
 
 
-def student_epoch_seconds(cfg: SweepConfig, n_train: int, n_val: int, threads: int) -> dict[str, float]:
-    """Seconds per epoch of each student the config trains from scratch, as one trial runs it here."""
+def student_epoch_seconds(cfg: SweepConfig, n_train: int, n_val: int, threads: int,
+                          overhead: float = SWEEP_OVERHEAD) -> dict[str, float]:
+    """Seconds per epoch of each student the config trains from scratch, as one trial runs it here
+    (`overhead`: SWEEP_OVERHEAD beside other trials, ALONE_OVERHEAD alone on the machine)."""
     precision = resolve_precision(cfg.train.precision, "cpu")
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
@@ -65,7 +71,7 @@ def student_epoch_seconds(cfg: SweepConfig, n_train: int, n_val: int, threads: i
             rate = statistics.median(   # three short timings: one alone swung a 2-thread speed-up 1.27-1.69x
                 train_speed(name, batch_size=cfg.train.batch_size, steps=6, warmup=2, precision=precision,
                             **cfg.train.student_kwargs) for _ in range(3))
-            out[name] = SWEEP_OVERHEAD * (n_train + n_val / 3) / rate   # validation: a forward, ~1/3 of a step
+            out[name] = overhead * (n_train + n_val / 3) / rate   # validation: a forward, ~1/3 of a step
         return out
     finally:
         torch.set_num_threads(before)
@@ -102,12 +108,14 @@ def final_slots(cfg: SweepConfig, cpus: float, search_slots: int) -> int:
     return max(1, min(cfg.sweep.max_concurrent_trials, int(cpus // cfg.final.cpus_per_trial)))
 
 
-def final_speedup(cfg: SweepConfig, n_train: int, n_val: int, epoch_s: dict[str, float]) -> float:
+def final_speedup(cfg: SweepConfig, n_train: int, n_val: int, epoch_s: dict[str, float], alone: bool = False) -> float:
     """How much faster a final trial's epoch runs than a search trial's (`epoch_s`), timed here at both
-    thread counts (1.0 where they are the same)."""
+    thread counts (1.0 where they are the same); `alone`: one final trial fills the machine, so it does not
+    share it with another as search trials do."""
     if not cfg.final.epochs or int(final_cpus(cfg)) == int(cfg.sweep.cpus_per_trial):
         return 1.0
-    fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus(cfg)))
+    fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus(cfg)),
+                                 ALONE_OVERHEAD if alone else SWEEP_OVERHEAD)
     return statistics.median(epoch_s[k] / fast[k] for k in epoch_s)
 
 

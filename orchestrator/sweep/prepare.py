@@ -3,6 +3,7 @@ cached; on a cluster built on every node), an ensemble's averaged logits, and th
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 from orchestrator.config import SweepConfig, resolve_path
 from orchestrator.data import load_split
 from orchestrator.errors import UserError
-from orchestrator.run.io import sha256_file
+from orchestrator.run.io import is_uri, sha256_file
 from orchestrator.teacher.cache import missing_forwards, teacher_logits
 from orchestrator.teacher.model import (accuracy, identity, in_precision, load_member, load_teacher,
                                       predict_logits)
@@ -20,6 +21,8 @@ from students import count_params, create_student
 from trainables.augment import ViewSpec
 from trainables.losses import NEEDS_TEACHER
 from trainables.train import TrialData, resolve_precision
+
+log = logging.getLogger(__name__)
 
 
 class BudgetError(UserError):
@@ -43,7 +46,7 @@ def with_absolute_sources(cfg: SweepConfig) -> SweepConfig:
     def fix(d: dict) -> dict:
         if d.get("prune_from"):
             p = resolve_path(d["prune_from"])
-            if "://" not in p and not Path(p).is_file():
+            if not is_uri(p) and not Path(p).is_file():
                 raise FileNotFoundError(f"prune_from {d['prune_from']}: no such checkpoint; export the source sweep "
                                         "first (`kdsweep sweep --config ...` writes artifacts/<name>/student.pt)")
             d = {**d, "prune_from": p}
@@ -60,7 +63,7 @@ def uses_teacher(cfg: SweepConfig) -> bool:
     return bool(set(cfg.losses()) & NEEDS_TEACHER)
 
 
-def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
+def prepare_data(cfg: SweepConfig, teacher_path: str | None = None,
                  device: str = "cpu", before_cache=None) -> tuple[TrialData, dict]:
     """Everything trials need, computed in the driver: split, teacher logits (the only teacher run).
     `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`).
@@ -90,7 +93,7 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
     meta["teacher"]["infer_img_s"] = len(split.val_x) / (time.perf_counter() - t0)
     meta["teacher"]["val_acc"] = accuracy(val_logits, split.val_y)
     meta["teacher_val_forwards"] = len(split.val_x)
-    log(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
+    log.info(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
     if before_cache is not None:
         forwards = 0 if t.mode == "live" else missing_forwards(
             key, info.preprocess, split.train_x, split.train_y, spec if t.mode == "views" else ViewSpec(0, False),
@@ -105,14 +108,14 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, log=print,
         if t.build == "cluster":
             from orchestrator.teacher.cache_ray import ray_runner
             runner = ray_runner(plain, info.arch, info.preprocess.channels, split.train_x, cache_spec, info.preprocess,
-                                t.batch_size, t.cpus_per_actor, t.gpus_per_actor, log=log, precision=precision)
+                                t.batch_size, t.cpus_per_actor, t.gpus_per_actor, precision=precision)
         logits, forwards, cinfo = teacher_logits(model, key, info.preprocess, split.train_x, split.train_y,
-                                                 cache_spec, resolve_path(t.cache_dir), t.batch_size, device, log=log,
+                                                 cache_spec, resolve_path(t.cache_dir), t.batch_size, device,
                                                  runner=runner)
         meta["teacher_forwards"] = forwards
         meta["cache"] = cinfo
         if t.ensemble:
-            logits = ensemble_logits(logits, val_logits, t, split, cache_spec, meta, device, log, precision)
+            logits = ensemble_logits(logits, val_logits, t, split, cache_spec, meta, device, precision)
         data.teacher_logits = logits
     data.mode = t.mode
     return data, meta
@@ -129,7 +132,7 @@ def ensemble_paths(t) -> list[Path]:
 
 
 def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, meta: dict, device: str,
-                    log, precision: str = "fp32") -> np.ndarray:
+                    precision: str = "fp32") -> np.ndarray:
     """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
     member's own cache, keyed by its bytes like the teacher's); the members and the average's validation
     accuracy go into meta["teacher"]."""
@@ -139,18 +142,18 @@ def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, me
         model = in_precision(model, precision, device)
         bs = info.infer_batch or t.batch_size
         z, forwards, cinfo = teacher_logits(model, identity(info.sha256, precision), info.preprocess, split.train_x,
-                                            split.train_y, spec, resolve_path(t.cache_dir), bs, device, log=log)
+                                            split.train_y, spec, resolve_path(t.cache_dir), bs, device)
         v = predict_logits(model, split.val_x, info.preprocess, bs, device)
         total += z
         val_total += v
         members.append(dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
                             val_acc=accuracy(v, split.val_y), cache=cinfo))
         meta["teacher_forwards"] += forwards
-        log(f"ensemble member {info.arch} ({info.params:,} params) val_acc {members[-1]['val_acc']:.4f}")
+        log.info(f"ensemble member {info.arch} ({info.params:,} params) val_acc {members[-1]['val_acc']:.4f}")
     n = 1 + len(members)
     meta["teacher"]["ensemble"] = members
     meta["teacher"]["ensemble_val_acc"] = accuracy(val_total / n, split.val_y)
-    log(f"teacher ensemble of {n} (logits averaged) val_acc {meta['teacher']['ensemble_val_acc']:.4f}")
+    log.info(f"teacher ensemble of {n} (logits averaged) val_acc {meta['teacher']['ensemble_val_acc']:.4f}")
     return (total / n).astype(np.float16)
 
 

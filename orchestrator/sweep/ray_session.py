@@ -8,13 +8,48 @@ lines), read from /proc: Linux only, a no-op elsewhere.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import time
 from pathlib import Path
 
+from orchestrator.errors import UserError
+from orchestrator.run.io import atomic_write_json
+from orchestrator.run.rundir import Run
+
+log = logging.getLogger(__name__)
+
 SESSION_FILE = "ray_session.json"
+
+
+@contextlib.contextmanager
+def connected(run: Run, address: str | None, dashboard: bool):
+    """Ray for the sweep of `run`: the cluster at `address` (or $RAY_ADDRESS), else a local instance (no
+    dashboard unless asked, then on 127.0.0.1 only) recorded in the run so that a rerun after a killed
+    driver stops its leftovers; shut down at the end. Inside an already connected driver, that one."""
+    import ray
+    if run.is_local:
+        reap(run.dir)  # what a killed driver of this run left running
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs = {} if address else dict(include_dashboard=dashboard, dashboard_host="127.0.0.1")
+    ctx = ray.init(address=address, **kwargs)
+    if dashboard and getattr(ctx, "dashboard_url", None):
+        log.info(f"Ray dashboard: http://{ctx.dashboard_url}  (per-epoch curves: tensorboard --logdir {run.path})")
+    mine = run.is_local and not address
+    if mine:
+        record(run.dir)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if mine:
+            forget(run.dir)
 
 
 def record(run_dir: Path) -> None:
@@ -23,9 +58,8 @@ def record(run_dir: Path) -> None:
     node = getattr(worker, "_global_node", None)
     if node is None:
         return
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    (Path(run_dir) / SESSION_FILE).write_text(json.dumps(dict(session_dir=node.get_session_dir_path(),
-                                                              driver_pid=os.getpid())) + "\n")
+    atomic_write_json(Path(run_dir) / SESSION_FILE, dict(session_dir=node.get_session_dir_path(),
+                                                         driver_pid=os.getpid()))
 
 
 def forget(run_dir: Path) -> None:
@@ -58,18 +92,18 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def reap(run_dir: Path, log=print) -> int:
+def reap(run_dir: Path) -> int:
     """Stop what is left of a dead driver's session recorded in `run_dir`; returns how many processes."""
     path = Path(run_dir) / SESSION_FILE
     if not path.is_file() or not Path("/proc").is_dir():
         return 0
     rec = json.loads(path.read_text())
     if _alive(rec["driver_pid"]) and rec["driver_pid"] != os.getpid():
-        raise RuntimeError(f"the sweep driver (pid {rec['driver_pid']}) of {run_dir} is still running; "
+        raise UserError(f"the sweep driver (pid {rec['driver_pid']}) of {run_dir} is still running; "
                            "wait for it or stop it before running this sweep again")
     n = stop(rec["session_dir"])
     if n:
-        log(f"warning: {n} process(es) of the interrupted run's Ray session could not be stopped")
+        log.info(f"warning: {n} process(es) of the interrupted run's Ray session could not be stopped")
     path.unlink(missing_ok=True)
     return n
 

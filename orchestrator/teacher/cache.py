@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from dataclasses import asdict
@@ -23,6 +24,8 @@ from orchestrator.config import Preprocess
 from orchestrator.run.io import atomic_write, atomic_write_json
 from orchestrator.teacher.model import INFER_BATCH
 from trainables.augment import ViewSpec, apply_views, to_input
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 CHUNK_IMAGES = 2048  # images per resumable chunk
@@ -109,8 +112,7 @@ def missing_forwards(teacher_sha256: str, pre: Preprocess, images: np.ndarray, l
 
 
 def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray,
-                   spec: ViewSpec, cache_dir: str | Path, batch_size: int = INFER_BATCH, device: str = "cpu",
-                   log=print, runner=None) -> tuple[np.ndarray, int, dict]:
+                   spec: ViewSpec, cache_dir: str | Path, batch_size: int = INFER_BATCH, device: str = "cpu", runner=None) -> tuple[np.ndarray, int, dict]:
     """(logits fp16 (N, V, 10), teacher forward passes run now, info) for every view of every image.
 
     `spec` with shift 0 and no flip gives the clean-image logits (V = 1). `runner(missing_chunks)` yields
@@ -124,10 +126,10 @@ def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarr
     info = dict(key=key, path=str(npy), n_images=N, n_views=V, views=asdict(spec))
     cached = _load_valid(npy, meta, key, (N, V, 10))
     if cached is not None:
-        log(f"teacher logits: cache hit {npy} ({N} images x {V} views)")
+        log.info(f"teacher logits: cache hit {npy} ({N} images x {V} views)")
         return cached, 0, {**info, "hit": True, "build_s": 0.0}
     if npy.exists() or meta.exists():
-        log(f"teacher logits: {npy} is stale or corrupt (fingerprint/checksum mismatch); rebuilding")
+        log.info(f"teacher logits: {npy} is stale or corrupt (fingerprint/checksum mismatch); rebuilding")
     parts = cache_dir / f"logits-{key}.partial"
     parts.mkdir(parents=True, exist_ok=True)
     n_chunks = -(-N // CHUNK_IMAGES)
@@ -153,7 +155,7 @@ def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarr
         forwards += out.shape[0] * V
         atomic_write(parts / f"{c:05d}.npy", lambda tmp: np.save(tmp, out))
         rate = forwards / max(time.time() - t0, 1e-9)
-        log(f"teacher logits: {i + 1}/{len(missing)} missing chunks ({forwards}/{todo} forwards, "
+        log.info(f"teacher logits: {i + 1}/{len(missing)} missing chunks ({forwards}/{todo} forwards, "
             f"{rate:.0f} img/s, eta {max(todo - forwards, 0) / max(rate, 1e-9) / 60:.1f} min)")
     a = np.concatenate([np.load(parts / f"{c:05d}.npy") for c in range(n_chunks)]) if n_chunks else \
         np.zeros((0, V, 10), np.float16)
@@ -162,5 +164,5 @@ def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarr
     atomic_write_json(meta, dict(key=key, sha256=_array_sha(a), shape=list(a.shape), teacher=teacher_sha256,
                                  views=asdict(spec), preprocess=asdict(pre), build_s=build_s))
     shutil.rmtree(parts, ignore_errors=True)
-    log(f"teacher logits: built {npy} in {build_s:.0f} s ({forwards} teacher forwards)")
+    log.info(f"teacher logits: built {npy} in {build_s:.0f} s ({forwards} teacher forwards)")
     return a, forwards, {**info, "hit": False, "build_s": build_s}

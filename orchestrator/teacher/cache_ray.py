@@ -11,9 +11,12 @@ were taken in another order (other thread counts): at most one fp16 ulp.
 """
 from __future__ import annotations
 
+import logging
 import ray
 
 from orchestrator.teacher.cache import chunk_images, compute_chunk
+
+log = logging.getLogger(__name__)
 
 
 @ray.remote
@@ -36,7 +39,7 @@ class TeacherActor:
 
 
 def ray_runner(model, arch: str, in_chans: int, images, spec, pre, batch_size: int, cpus_per_actor: float = 1,
-               gpus_per_actor: float = 0, actors: int | None = None, log=print, precision: str = "fp32"):
+               gpus_per_actor: float = 0, actors: int | None = None, precision: str = "fp32"):
     """A `runner` for `cache.teacher_logits`: yields (chunk, logits) as the actors finish them."""
     def run(missing: list[int]):
         if not missing:
@@ -51,7 +54,7 @@ def ray_runner(model, arch: str, in_chans: int, images, spec, pre, batch_size: i
         pool = [TeacherActor.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).remote(
                     arch, in_chans, sd_ref, max(1, int(cpus_per_actor)), gpus_per_actor > 0, precision)
                 for _ in range(n)]
-        log(f"teacher logits: {len(missing)} chunks on {n} Ray actors ({cpus_per_actor:g} CPU"
+        log.info(f"teacher logits: {len(missing)} chunks on {n} Ray actors ({cpus_per_actor:g} CPU"
             f"{f', {gpus_per_actor:g} GPU' if gpus_per_actor else ''} each)")
         todo = list(missing)
         running = {}

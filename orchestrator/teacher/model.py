@@ -8,6 +8,7 @@ sidecar next to the weights (`<weights>.json`).
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import time
 from dataclasses import asdict, dataclass
@@ -21,17 +22,22 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from orchestrator.config import Preprocess, TeacherTrainConfig
 from orchestrator.errors import UserError
 from orchestrator.run.io import atomic_save, sha256_file
+from orchestrator.teacher.cifar import CIFAR_ARCHS, build_cifar
 from students import rebuild
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.layout import prepare_for_training
+from trainables.losses import kd
 from trainables.train import _autocast, resolve_precision
 from trainables.optim import make_optimizer, make_scheduler
+
+log = logging.getLogger(__name__)
 
 ARCHS = {  # name -> (block, layers); resnet50 is torchvision's resnet50 layout
     "resnet50": (Bottleneck, [3, 4, 6, 3]),
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
     "resnet10": (BasicBlock, [1, 1, 1, 1]),  # tiny: tests build teachers with it
 }
+TEACHER_ARCHS = (*ARCHS, *CIFAR_ARCHS)
 NUM_CLASSES = 10
 
 
@@ -40,9 +46,12 @@ class TeacherLoadError(UserError):
 
 
 def build_resnet(arch: str = "resnet50", in_chans: int = 3, num_classes: int = NUM_CLASSES,
-                 zero_init_residual: bool = False) -> ResNet:
+                 zero_init_residual: bool = False) -> nn.Module:
+    """A teacher network: torchvision's ResNet layout (ARCHS) or a CIFAR-style one (teacher/cifar.py)."""
+    if arch in CIFAR_ARCHS:
+        return build_cifar(arch, in_chans, num_classes, zero_init_residual)
     if arch not in ARCHS:
-        raise ValueError(f"unknown teacher arch {arch!r}; known: {sorted(ARCHS)}")
+        raise ValueError(f"unknown teacher arch {arch!r}; known: {sorted(TEACHER_ARCHS)}")
     block, layers = ARCHS[arch]
     model = ResNet(block, layers, num_classes=num_classes, zero_init_residual=zero_init_residual)
     if in_chans != 3:
@@ -124,7 +133,7 @@ def _check_layout(sd: dict, path) -> tuple[str, int]:
         raise TeacherLoadError(f"{path}: conv1 takes {in_chans} channels; expected 1 or 3")
     keys = {k for k in sd if not k.endswith("num_batches_tracked")}
     best = None
-    for arch in ARCHS:
+    for arch in TEACHER_ARCHS:
         ref = build_resnet(arch, in_chans).state_dict()
         ref_keys = {k for k in ref if not k.endswith("num_batches_tracked")}
         if keys == ref_keys:
@@ -138,7 +147,8 @@ def _check_layout(sd: dict, path) -> tuple[str, int]:
             best = (diff, arch, sorted(ref_keys - keys), sorted(keys - ref_keys))
     _, arch, missing, unexpected = best
     raise TeacherLoadError(
-        f"{path}: not a torchvision ResNet of a known layout (expected resnet50(num_classes=10); "
+        f"{path}: not a teacher of a known layout (expected torchvision's resnet50(num_classes=10) or one of "
+        f"{', '.join(CIFAR_ARCHS)}; "
         f"closest {arch}: {len(missing)} keys missing e.g. {missing[:3]}, {len(unexpected)} unexpected "
         f"e.g. {unexpected[:3]})")
 
@@ -245,15 +255,18 @@ def accuracy(logits: torch.Tensor, labels) -> float:
 # ---------------------------------------------------------------- training
 
 def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resume: dict | None = None,
-                save=None, log=print, device: str = "cpu", rank: int = 0, world: int = 1,
-                wrap=lambda m: m) -> dict:
+                save=None, device: str = "cpu", rank: int = 0, world: int = 1,
+                wrap=lambda m: m, stop_after_s: float | None = None, soft=None) -> dict:
     """Train a ResNet with cross-entropy (label smoothing) on in-memory uint8 arrays.
 
     Plain PyTorch. `save(state, metrics, is_best)` is called once per epoch with a
     resumable state (model, optimizer, scheduler, epoch, best); `resume` is such a
     state. With world > 1 each rank trains on its own shard of every epoch's
-    permutation and `wrap` is the DDP wrapper. Returns the final metrics.
+    permutation and `wrap` is the DDP wrapper. `stop_after_s`: end after the epoch that passes this many
+    seconds (a chunk of a long training; the same call with `resume` goes on). `soft`: (N, 10) logits of a
+    teacher on the clean training images (cfg.kd_from), distilled with the `kd` loss. Returns the last metrics.
     """
+    t_call = time.time()
     torch.manual_seed(cfg.seed)
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick the fastest kernels once
@@ -262,6 +275,7 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
     model = build_resnet(cfg.arch, pre.channels, zero_init_residual=True)
     prepare_for_training(model, device)  # channels_last: ~10% faster convolutions on CPU (oneDNN), guarded
     train_x, train_y = torch.as_tensor(train_x).to(device), torch.as_tensor(train_y).to(device)
+    soft = None if soft is None else torch.as_tensor(soft).float().to(device)
     n = len(train_x)
     steps_per_epoch = (n // world) // o.batch_size  # the last partial batch is dropped
     if steps_per_epoch == 0:
@@ -276,13 +290,13 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
     if cfg.init_from and resume is None:  # a new cycle from earlier weights (e.g. the last release)
         sd = read_state_dict(cfg.init_from)
         model.load_state_dict({k: v.float() for k, v in sd.items()})
-        log(f"initialized from {cfg.init_from}")
+        log.info(f"initialized from {cfg.init_from}")
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         start, best, history = resume["epoch"] + 1, resume["best_val_acc"], resume["history"]
-        log(f"resumed after epoch {resume['epoch'] + 1}/{o.epochs} (best val_acc {best:.4f})")
+        log.info(f"resumed after epoch {resume['epoch'] + 1}/{o.epochs} (best val_acc {best:.4f})")
     ddp_model = wrap(model)
     step_model = torch.compile(ddp_model) if cfg.compile else ddp_model  # ~13% faster here, ~100 s to compile
     crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -303,7 +317,11 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
             x = x.contiguous(memory_format=torch.channels_last)                     # (B, C, size, size)
             with autocast:
                 out = step_model(x)
-            loss = crit(out.float(), train_y[idx])
+            if soft is None:
+                loss = crit(out.float(), train_y[idx])
+            else:
+                loss = kd(out.float(), soft[idx], train_y[idx], alpha=cfg.kd_alpha, temperature=cfg.kd_temperature,
+                          label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -312,7 +330,7 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
             loss_sum += loss.item() * len(idx)
             if rank == 0 and (i // o.batch_size) % 50 == 0 and i:
                 rate = seen / (time.time() - t0)
-                log(f"  epoch {epoch + 1} {seen}/{len(perm)} loss {loss_sum / seen:.4f} {rate:.0f} img/s")
+                log.info(f"  epoch {epoch + 1} {seen}/{len(perm)} loss {loss_sum / seen:.4f} {rate:.0f} img/s")
         train_time = time.time() - t0
         val_logits = predict_logits(model, val_x, pre, cfg.eval_batch_size, device)
         val_acc = accuracy(val_logits, val_y)
@@ -326,12 +344,16 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
                        epoch_s=time.time() - t0, eta_s=eta)
         history.append(metrics)
         if rank == 0:
-            log(f"epoch {epoch + 1}/{o.epochs} train_loss {metrics['train_loss']:.4f} val_acc {val_acc:.4f} "
+            log.info(f"epoch {epoch + 1}/{o.epochs} train_loss {metrics['train_loss']:.4f} val_acc {val_acc:.4f} "
                 f"(best {best:.4f}) {rate:.0f} img/s eta {eta / 60:.1f} min")
         if save is not None:
             state = dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                          epoch=epoch, best_val_acc=best, history=history, config=asdict(cfg))
             save(state, metrics, is_best)
+        if stop_after_s is not None and time.time() - t_call >= stop_after_s and epoch + 1 < o.epochs:
+            log.info(f"chunk over after epoch {epoch + 1}/{o.epochs} ({(time.time() - t_call) / 60:.1f} min); "
+                     "run the same command again to go on from here")
+            break
     return metrics
 
 

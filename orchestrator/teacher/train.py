@@ -7,6 +7,7 @@ checkpoint; both end by writing the best-validation weights as a release
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -14,14 +15,33 @@ from pathlib import Path
 import torch
 
 from orchestrator.config import TeacherTrainConfig, from_dict
+from orchestrator import logs
 from orchestrator.data import load_split
 from orchestrator.machine import machine
 from orchestrator.teacher.model import atomic_save, fit_teacher, release_weights
+
+log = logging.getLogger(__name__)
 
 
 def _split(cfg: TeacherTrainConfig):
     d = cfg.data
     return load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
+
+
+def kd_targets(cfg: TeacherTrainConfig, split, cache_dir: str = "cache"):
+    """The logits of cfg.kd_from on the clean training images (N, 10), from the logits cache (built once,
+    shared with the sweeps that use that teacher), or None without kd_from."""
+    if not cfg.kd_from:
+        return None
+    from orchestrator.config import resolve_path
+    from orchestrator.teacher.cache import teacher_logits
+    from orchestrator.teacher.model import load_teacher
+    from trainables.augment import ViewSpec
+    model, info = load_teacher(resolve_path(cfg.kd_from))
+    logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
+                                  ViewSpec(0, False), resolve_path(cache_dir))
+    log.info(f"distilling {info.arch} ({cfg.kd_from}, alpha {cfg.kd_alpha:g}, T {cfg.kd_temperature:g}) into {cfg.arch}")
+    return logits[:, 0].astype("float32")
 
 
 def history_path(out: Path) -> Path:
@@ -38,8 +58,10 @@ def _finish(cfg: TeacherTrainConfig, best_sd: dict, history: list, wall_s: float
     return out
 
 
-def train_local(cfg: TeacherTrainConfig, run_dir: Path, out: Path, log=print) -> Path:
-    """Plain PyTorch in this process (also what a GPU machine without Ray runs)."""
+def train_local(cfg: TeacherTrainConfig, run_dir: Path, out: Path, chunk_minutes: float | None = None) -> Path | None:
+    """Plain PyTorch in this process (also what a GPU machine without Ray runs). `chunk_minutes`: stop after
+    the epoch that passes them (a training of hours as chunks that each fit a session) and return None
+    until the last epoch is done; the same call resumes from the run's last epoch."""
     run_dir.mkdir(parents=True, exist_ok=True)
     last, best_path = run_dir / "last.pt", run_dir / "best.pt"
     resume = torch.load(last, map_location="cpu", weights_only=True) if last.is_file() else None
@@ -53,11 +75,13 @@ def train_local(cfg: TeacherTrainConfig, run_dir: Path, out: Path, log=print) ->
         atomic_save(state, last)
 
     s = _split(cfg)
-    log(f"teacher {cfg.arch}: {len(s.train_x)} train / {len(s.val_x)} val images, run dir {run_dir}")
+    log.info(f"teacher {cfg.arch}: {len(s.train_x)} train / {len(s.val_x)} val images, run dir {run_dir}")
     device = "cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu"
-    fit_teacher(cfg, s.train_x, s.train_y, s.val_x, s.val_y, resume=resume, save=save, log=log,
-                          device=device)
+    fit_teacher(cfg, s.train_x, s.train_y, s.val_x, s.val_y, resume=resume, save=save, device=device,
+                stop_after_s=None if chunk_minutes is None else chunk_minutes * 60, soft=kd_targets(cfg, s))
     final = torch.load(last, map_location="cpu", weights_only=True)
+    if final["epoch"] + 1 < cfg.optim.epochs:
+        return None
     best = torch.load(best_path, map_location="cpu", weights_only=True)
     return _finish(cfg, best["model"], final["history"], final["wall_s"], out, "local (no Ray)")
 
@@ -78,6 +102,7 @@ def _ray_train_loop(config: dict):
 
     cfg = from_dict(TeacherTrainConfig, config["cfg"])
     torch.set_num_threads(max(1, cfg.cpus_per_worker))
+    logs.setup()   # a Ray Train worker: its epochs' lines reach the driver's output through stdout
     d = ray.get(config["data"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -103,23 +128,24 @@ def _ray_train_loop(config: dict):
 
     wrap = ray.train.torch.prepare_model if world > 1 else (lambda m: m)
     fit_teacher(cfg, d["train_x"], d["train_y"], d["val_x"], d["val_y"], resume=resume, save=save,
-                log=lambda m: print(m, flush=True), device=str(device), rank=rank, world=world, wrap=wrap)
+                device=str(device), rank=rank, world=world, wrap=wrap, soft=d.get("soft"))
 
 
-def train_ray(cfg: TeacherTrainConfig, run_dir: Path, out: Path, address: str | None = None, log=print) -> Path:
+def train_ray(cfg: TeacherTrainConfig, run_dir: Path, out: Path, address: str | None = None) -> Path:
     """TorchTrainer with `cfg.workers` workers; rerunning with the same run_dir resumes from its last checkpoint."""
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
 
     s = _split(cfg)
-    log(f"teacher {cfg.arch}: {len(s.train_x)} train / {len(s.val_x)} val images, {cfg.workers} Ray Train "
+    log.info(f"teacher {cfg.arch}: {len(s.train_x)} train / {len(s.val_x)} val images, {cfg.workers} Ray Train "
         f"worker(s), run dir {run_dir}")
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, **({} if address else dict(include_dashboard=False)))
     try:
-        data = ray.put(dict(train_x=s.train_x, train_y=s.train_y, val_x=s.val_x, val_y=s.val_y))
+        data = ray.put(dict(train_x=s.train_x, train_y=s.train_y, val_x=s.val_x, val_y=s.val_y,
+                            soft=kd_targets(cfg, s)))
         trainer = TorchTrainer(
             _ray_train_loop,
             train_loop_config=dict(cfg=asdict(cfg), data=data),

@@ -1,0 +1,20 @@
+"""kdsweep speaks through the standard `logging` module: every module logs to its own logger under
+`orchestrator` (its plan, stages, progress and results at INFO). `setup()` prints them on stdout, one line
+each, as the command line and the Ray workers that report progress want them; a program that imports
+kdsweep configures logging as it likes instead."""
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def setup(level: int = logging.INFO) -> logging.Logger:
+    """kdsweep's messages on stdout (idempotent)."""
+    logger = logging.getLogger("orchestrator")
+    if not any(getattr(h, "kdsweep", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.kdsweep = True
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    return logger

@@ -1,0 +1,216 @@
+"""A run is one object: `Run(path)` is a run directory, on this machine's disk or on shared storage (a URI
+such as s3://bucket/runs/name, opened through pyarrow's filesystems as Ray Tune opens it). It owns the
+directory's file names (layout), its identity and claim, its finished marker and meta record, and every
+write into it. This is the one place that decides between a local path and a URI.
+
+Atomicity: on a local disk every write is a temp file and one rename (run.io); on an object store one
+object is written by one PUT, which readers see whole or not at all. The claim's check-then-write is
+under a file lock on a local disk; an object store has no lock, so two drivers started at the same moment
+on one URI can both claim it (the rest of the run's promises hold there).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock   # installed with Ray; imported here without Ray
+
+from orchestrator.config import ConfigError, SweepConfig, from_dict, resolve_path, to_dict
+from orchestrator.errors import UserError
+from orchestrator.run.io import atomic_write, atomic_write_json, atomic_write_text, is_uri
+from orchestrator.run.layout import (CKPT_FILE, CLAIM_LOCK, CONFIG_FILE, FINAL_BASE_FILE, FINAL_DIR, META_FILE,
+                                     RESULTS_FILE)
+
+# what `Run.fetch` copies from shared storage for the readers (results, report, status): a run's records,
+# not its checkpoints, which `fetch(checkpoints=True)` adds for an export
+RECORDS = ("result.json", "params.json", "error.txt", "fatal_error.txt", CONFIG_FILE, META_FILE, RESULTS_FILE,
+           FINAL_BASE_FILE)
+
+
+@dataclass(frozen=True)
+class Run:
+    path: str   # a local directory or a URI
+
+    @classmethod
+    def of(cls, cfg: SweepConfig) -> "Run":
+        """The run a config names: sweep.storage / name (storage resolved from the project for a local path)."""
+        s = cfg.sweep.storage
+        return cls(f"{s.rstrip('/')}/{cfg.name}" if is_uri(s) else str(Path(resolve_path(s)) / cfg.name))
+
+    @property
+    def is_local(self) -> bool:
+        return not is_uri(self.path)
+
+    @property
+    def dir(self) -> Path:
+        """The local directory (a run on shared storage: `fetch()` first)."""
+        if not self.is_local:
+            raise ValueError(f"{self.path} is on shared storage; Run.fetch() gives a local copy")
+        return Path(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def storage(self) -> str:
+        """Where the run's Tune experiments live (the parent of the run directory)."""
+        return self.path.rstrip("/").rsplit("/", 1)[0]
+
+    def join(self, *names: str) -> str:
+        return "/".join([self.path.rstrip("/"), *names])
+
+    def _fs(self, name: str = ""):
+        """pyarrow's filesystem and the path within it for `name` (a URI only)."""
+        from pyarrow import fs
+        return fs.FileSystem.from_uri(self.join(name) if name else self.path)
+
+    # --- reading -----------------------------------------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        if self.is_local:
+            return (self.dir / name).exists()
+        from pyarrow import fs
+        filesystem, p = self._fs(name)
+        return filesystem.get_file_info(p).type != fs.FileType.NotFound
+
+    def read_text(self, name: str) -> str | None:
+        """The file's text, or None where there is none."""
+        if self.is_local:
+            f = self.dir / name
+            return f.read_text() if f.is_file() else None
+        if not self.exists(name):
+            return None
+        filesystem, p = self._fs(name)
+        with filesystem.open_input_stream(p) as f:
+            return f.read().decode()
+
+    def read_json(self, name: str) -> dict:
+        """The JSON object in `name`, or {} where there is none."""
+        text = self.read_text(name)
+        return json.loads(text) if text else {}
+
+    @property
+    def finished(self) -> bool:
+        """The finished marker (the meta record, written last) is there."""
+        return self.exists(META_FILE)
+
+    @property
+    def meta(self) -> dict:
+        return self.read_json(META_FILE)
+
+    @property
+    def final_base(self) -> dict:
+        """The final stage's base settings ({} before the stage began)."""
+        return self.read_json(f"{FINAL_DIR}/{FINAL_BASE_FILE}")
+
+    # --- writing: every write into a run goes through these ---------------------------------------------
+    def write_text(self, name: str, text: str):
+        if self.is_local:
+            atomic_write_text(self.dir / name, text)
+            return
+        filesystem, p = self._fs(name)
+        filesystem.create_dir(p.rsplit("/", 1)[0], recursive=True)
+        with filesystem.open_output_stream(p) as f:   # one object: seen whole or not at all
+            f.write(text.encode())
+
+    def write_json(self, name: str, obj, **kwargs):
+        if self.is_local:
+            atomic_write_json(self.dir / name, obj, **kwargs)
+        else:
+            self.write_text(name, json.dumps(obj, indent=1, **kwargs) + "\n")
+
+    def write_results(self, table):
+        self.write_text(RESULTS_FILE, table.to_csv(index=False))
+
+    def finish(self, meta: dict):
+        """The meta record: the finished marker, written last and never torn."""
+        self.write_json(META_FILE, meta, default=str)
+
+    def write_final_base(self, settings: dict):
+        """The final stage's base settings: what its trials' variants are read against."""
+        self.write_json(f"{FINAL_DIR}/{FINAL_BASE_FILE}", settings)
+
+    def remove(self):
+        """Delete the run (--force)."""
+        if self.is_local:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        elif self.exists(""):
+            filesystem, p = self._fs()
+            filesystem.delete_dir(p)
+
+    # --- identity ------------------------------------------------------------------------------------------
+    def claim(self, cfg: SweepConfig, teacher: dict | None):
+        """A run directory belongs to one computation (the config after overrides and the teacher's bytes):
+        resuming it with another would mix two sweeps. A claim with no trial yet (a sweep that failed before
+        its first trial) is given up to a corrected config. Check, then write, as one step under a lock."""
+        if not self.is_local:
+            self._claim(cfg, teacher)
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.dir / CLAIM_LOCK)):
+            self._claim(cfg, teacher)
+
+    def _has_trials(self) -> bool:
+        if self.is_local:
+            return any(self.dir.glob("*/result.json")) or any(self.dir.glob("experiment_state*.json"))
+        return any(name.endswith("/result.json") or name.rsplit("/", 1)[-1].startswith("experiment_state")
+                   for name in self.listing(depth=2))
+
+    def _claim(self, cfg: SweepConfig, teacher: dict | None):
+        mine = json.loads(json.dumps({**to_dict(cfg), "_teacher": teacher}, default=str))
+        text = self.read_text(CONFIG_FILE)
+        if text is not None and self._has_trials():
+            theirs = _normalized(json.loads(text), mine)
+            if theirs != mine:
+                diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+                if "_teacher" in diff:
+                    diff[diff.index("_teacher")] = (f"the teacher: {(theirs.get('_teacher') or {}).get('path')} -> "
+                                                    f"{(teacher or {}).get('path')}")
+                raise UserError(f"{self.path} holds a sweep that computed something else (differs in "
+                                f"{', '.join(diff)}); give this sweep another name (--set name=...) or pass "
+                                "--force to start it over")
+            return
+        self.write_json(CONFIG_FILE, mine)
+
+    # --- shared storage -> a local copy for the readers ------------------------------------------------
+    def listing(self, depth: int | None = None) -> list[str]:
+        """Every file of the run, as paths relative to it (at most `depth` levels down)."""
+        if self.is_local:
+            return sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*") if p.is_file()
+                          and (depth is None or len(p.relative_to(self.dir).parts) <= depth))
+        from pyarrow import fs
+        filesystem, root = self._fs()
+        if filesystem.get_file_info(root).type == fs.FileType.NotFound:
+            return []
+        infos = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+        rel = [i.path[len(root.rstrip("/")) + 1:] for i in infos if i.type == fs.FileType.File]
+        return sorted(r for r in rel if depth is None or r.count("/") < depth)
+
+    def fetch(self, dest: str | Path | None = None, checkpoints: bool = False) -> Path:
+        """The run as a local directory: itself on a local disk; from shared storage, a copy of its records
+        (and, with `checkpoints`, its checkpoint files) in `dest` (default: cache/runs/<name>)."""
+        if self.is_local:
+            return self.dir
+        dest = Path(dest or Path(resolve_path("cache")) / "runs" / self.name)
+        filesystem, root = self._fs()
+        for rel in self.listing():
+            leaf = rel.rsplit("/", 1)[-1]
+            if leaf in RECORDS or (checkpoints and leaf == CKPT_FILE):
+                with filesystem.open_input_stream(f"{root.rstrip('/')}/{rel}") as f:
+                    data = f.read()
+                atomic_write(dest / rel, lambda tmp: tmp.write_bytes(data))
+        return dest
+
+
+def _normalized(theirs: dict, mine: dict) -> dict:
+    """A claim written by an older kdsweep, read through today's schema: keys added since take their
+    defaults (the computation they describe is unchanged); a claim without a teacher record cannot be
+    checked for one, so it takes this run's."""
+    teacher = theirs.pop("_teacher", mine.get("_teacher"))
+    try:
+        theirs = json.loads(json.dumps(to_dict(from_dict(SweepConfig, theirs)), default=str))
+    except ConfigError:
+        pass  # not readable today: compared as it is, and reported as different
+    return {**theirs, "_teacher": teacher}

@@ -1,0 +1,92 @@
+"""The report as a person sees it: report.html opened in a real browser (Debian's headless chromium), and
+each plot only where the run has what it shows. Synthetic run directories: no Ray, no training."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator.config import load_sweep_config, to_dict
+from orchestrator.release.report import _bar_names, write_report
+from orchestrator.run.layout import CONFIG_FILE
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _run(tmp: Path, variants: list[dict]) -> tuple[Path, dict]:
+    """A finished-looking run: its claim, and one search trial per variant with a 3-epoch history."""
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
+    run = tmp / "run"
+    run.mkdir()
+    (run / CONFIG_FILE).write_text(json.dumps(to_dict(cfg), default=str))
+    for k, v in enumerate(variants):
+        d = run / f"distill_trainable_abc_{k:05d}"
+        d.mkdir()
+        (d / "params.json").write_text(json.dumps({"_variant": v}))
+        (d / "result.json").write_text("".join(
+            json.dumps(dict(epoch=e, val_acc=0.80 + 0.03 * e + 0.01 * k, params=50_000 + 1000 * k,
+                            trial_id=f"abc_{k:05d}")) + "\n" for e in (1, 2, 3)))
+    metrics = dict(student=cfg.train.student, params=50_000, val_acc=0.92, test_acc=0.91, budget=100_000,
+                   config={**to_dict(cfg.train), **variants[0]}, teacher_val_acc=0.93, machine="test")
+    return run, metrics
+
+
+def _meta() -> dict:
+    return {"name": "browser", "wall_s": 60.0, "teacher_forwards": 0,
+            "teacher": {"arch": "resnet50", "params": 23_528_522, "val_acc": 0.93, "mode": "clean",
+                        "path": str(ROOT / "models" / "teacher" / "resnet50.pt"), "sha256": "ab" * 32}}
+
+
+def _plot_names(out: Path) -> set[str]:
+    return {p.name for p in out.glob("*.png")}
+
+
+def test_a_plot_appears_only_where_the_run_has_what_it_shows(tmp_path):
+    """No control in the run: no distillation-against-control plot; with one, its bars read differently
+    even where two trials share their loss settings and seed (they differ in the student)."""
+    run, metrics = _run(tmp_path, [{"loss": "kd"}, {"loss": "kd", "student": "res3_w8_d111"}])
+    out = tmp_path / "out"
+    out.mkdir()
+    write_report(run, out, metrics, _meta())
+    assert _plot_names(out) == {"val_curves.png", "acc_vs_params.png"}
+    page = (out / "report.html").read_text()
+    assert page.count("<img ") == 2 and str(ROOT) not in page   # the teacher named relative to the project
+    (tmp_path / "b").mkdir()
+    run2, metrics2 = _run(tmp_path / "b", [{"loss": "kd"}, {"loss": "kd", "student": "res3_w8_d111"}, {"loss": "ce"}])
+    out2 = tmp_path / "out2"
+    out2.mkdir()
+    write_report(run2, out2, metrics2, _meta())
+    assert "kd_vs_control.png" in _plot_names(out2)
+    from orchestrator.release.results import trials
+    names = _bar_names(trials(run2))
+    assert len(set(names)) == len(names) == 3 and any("res3_w8_d111" in n for n in names)
+
+
+@pytest.mark.slow
+def test_the_report_renders_in_a_real_browser(tmp_path):
+    """Headless chromium opens report.html and draws it: a screenshot of the window's size, mostly page
+    (not blank), with the plots' own colours in it (the embedded PNGs decoded and drawn)."""
+    from PIL import Image
+    assert CHROMIUM, "this test needs a browser: apt-get install -y chromium (make test installs it)"
+    run, metrics = _run(tmp_path, [{"loss": "kd"}, {"loss": "ce"}])
+    out = tmp_path / "out"
+    out.mkdir()
+    write_report(run, out, metrics, _meta())
+    shot = tmp_path / "shot.png"
+    p = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,2600",
+                        f"--screenshot={shot}", (out / "report.html").as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and shot.is_file(), p.stderr[-2000:]
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1000, 2600)
+    px = np.asarray(img).astype(int)
+    ink = float((px.sum(axis=2) < 600).mean())                           # anything that is not white paper
+    blue = int((np.abs(px - (31, 119, 180)) < 30).all(axis=2).sum())
+    assert 0.01 < ink < 0.9, ink                                         # a drawn page, neither blank nor black
+    assert blue > 500, blue                                              # matplotlib's C0: the plots were drawn
