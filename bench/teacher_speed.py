@@ -18,33 +18,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from orchestrator.machine import machine  # noqa: E402
 from orchestrator.run.io import atomic_write_json  # noqa: E402
 from orchestrator.teacher.cifar import CIFAR_ARCHS  # noqa: E402
 from orchestrator.teacher.model import build_resnet  # noqa: E402
 from trainables.layout import prepare_for_training  # noqa: E402
-from trainables.train import _autocast, resolve_precision  # noqa: E402
+from trainables.train import _autocast, resolve_precision, step_rate  # noqa: E402
 
 N_TRAIN, VIEWS = 55_000, 18
-
-
-def train_rate(model, bs: int, steps: int, precision: str) -> float:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(bs, 3, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(10, (bs,))
-    autocast = _autocast(precision, "cpu")
-    model.train()
-    for i in range(2 + steps):
-        if i == 2:
-            t0 = time.perf_counter()
-        with autocast:
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return steps * bs / (time.perf_counter() - t0)
 
 
 @torch.inference_mode()
@@ -81,7 +63,7 @@ def main():
             prec = resolve_precision(asked, "cpu")
             if any(r["arch"] == arch and r["precision"] == prec for r in rows):
                 continue   # auto resolved to fp32 here: measured already
-            tr = statistics.median(train_rate(model, args.batch_size, args.steps, prec) for _ in range(args.runs))
+            tr = statistics.median(step_rate(model, 3, args.batch_size, args.steps, 2, prec) for _ in range(args.runs))
             inf = statistics.median(infer_rate(model, 256, 4, prec) for _ in range(args.runs))
             row = dict(arch=arch, precision=prec, params=s.total_params, macs_m=round(s.total_mult_adds / 1e6, 1),
                        train_img_s=round(tr, 1), infer_img_s=round(inf, 1),
