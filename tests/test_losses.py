@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from trainables.losses import LOSSES
+from trainables.config import LOSS_NAMES
+from trainables.losses import LOSSES, NEEDS_TEACHER
 
 S = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
 T = torch.tensor([[1.0, 0.5, 0.0], [0.0, 2.0, 1.0]])
@@ -95,7 +96,7 @@ def test_dkd_against_hand_values():
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["kd", "lskd", "dkd", "seed", "seed_combined"])
+@pytest.mark.parametrize("name", sorted(NEEDS_TEACHER))
 def test_warm_scales_only_the_teacher_term(name):
     """warm = 0 (the start of train.kd_warmup) leaves the hard-label term alone."""
     cold = LOSSES[name](S, T, Y, alpha=0.5, temperature=2.0, warm=0.0).item()
@@ -109,3 +110,15 @@ def test_warm_scales_only_the_teacher_term(name):
 def test_kd_at_temperature_one():
     expected = 0.5 * sum(kl_rows(S, T, 1.0)) / 2 + 0.5 * ce_hand(S, Y)
     assert LOSSES["kd"](S, T, Y, alpha=0.5, temperature=1.0).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_the_registry_says_which_losses_read_the_teacher(name):
+    """A loss marked `teacher` changes with the teacher's logits; one that is not runs without them."""
+    loss = LOSSES[name]
+    if loss.teacher:
+        assert loss(S, T, Y, alpha=0.5, temperature=2.0).item() != pytest.approx(
+            loss(S, -T, Y, alpha=0.5, temperature=2.0).item())
+    else:
+        assert math.isfinite(loss(S, None, Y).item())
+    assert loss.formula.startswith("L = ") and loss.paper     # what the report writes for it

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-LOSS_NAMES = ("kd", "lskd", "dkd", "seed", "seed_combined", "mse", "ce")
+from trainables.losses import LOSSES
+
+LOSS_NAMES = tuple(LOSSES)       # the registry's names, in its order
 CKPT_FILE = "checkpoint.pt"      # in a trial's checkpoint directory: the state train_student reports
 FATAL_FILE = "fatal_error.txt"   # in a trial's directory: how its worker died (signal, stack), if it did
 

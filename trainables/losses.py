@@ -4,9 +4,13 @@ Every loss has the signature
 `loss(s, t, y, *, alpha, temperature, label_smoothing, beta=8.0, warm=1.0) -> scalar`
 with s, t: (N, C) logits (t may be None for losses that use no teacher) and y: (N,) int labels.
 `warm` in [0, 1] scales the teacher term during a KD warm-up (train.kd_warmup epochs); `beta` is DKD's.
-`LOSSES` maps config names to them; `NEEDS_TEACHER` says which read teacher logits.
+`LOSSES` is the one registry: each config name's function, whether it reads teacher logits, its formula
+(as the report writes it) and its paper; `NEEDS_TEACHER` and the config's `LOSS_NAMES` derive from it.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -113,5 +117,38 @@ def dkd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0
     return ce_term + warm * T * T * (alpha * tckd + beta * nckd)
 
 
-LOSSES = {"kd": kd, "lskd": lskd, "dkd": dkd, "seed": seed, "seed_combined": seed_combined, "mse": mse, "ce": ce}
-NEEDS_TEACHER = {"kd", "lskd", "dkd", "seed", "seed_combined"}
+@dataclass(frozen=True)
+class Loss:
+    """A registered loss: call it like its function. `formula` has {T} {alpha} {one_minus_alpha} {beta}
+    placeholders, filled by the report from the winner's settings."""
+    fn: Callable
+    teacher: bool
+    formula: str
+    paper: str
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+LOSSES = {
+    "kd": Loss(kd, True,
+               "L = {alpha} · T² · KL(softmax(t/T) ‖ softmax(s/T)) + {one_minus_alpha} · CE_ls(s, y), T = {T}",
+               "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"),
+    "lskd": Loss(lskd, True,
+                 "L = {alpha} · T² · KL(softmax(Z(t)/T) ‖ softmax(Z(s)/T)) + {one_minus_alpha} · CE_ls(s, y), "
+                 "Z = per-sample z-score of the logits, T = {T}",
+                 "Sun et al., CVPR 2024, Logit Standardization in Knowledge Distillation"),
+    "dkd": Loss(dkd, True,
+                "L = CE_ls(s, y) + T² · ({alpha} · TCKD + {beta} · NCKD), T = {T}; TCKD: KL between the binary "
+                "(target, rest) probabilities, NCKD: KL among the non-target classes",
+                "Zhao et al., CVPR 2022, Decoupled Knowledge Distillation"),
+    "seed": Loss(seed, True,
+                 "L = KLDiv_mean(log_softmax(s/T), softmax(t/T)) · T² · 2 · {alpha} + CE_ls(s, y), T = {T}",
+                 "the course's starter code"),
+    "seed_combined": Loss(seed_combined, True, "L = ((CE + KD_seed) + CE) / 2, KD_seed as in `seed`, T = {T}",
+                          "the course's starter code"),
+    "mse": Loss(mse, False, "L = mean((s − onehot(y))²), no teacher", "the course's starter code"),
+    "ce": Loss(ce, False, "L = CE_ls(s, y): cross-entropy on the labels, no teacher (the control)",
+               "label smoothing: Szegedy et al. 2016"),
+}
+NEEDS_TEACHER = frozenset(name for name, loss in LOSSES.items() if loss.teacher)

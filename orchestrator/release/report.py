@@ -16,25 +16,8 @@ import numpy as np
 from orchestrator.data import CLASSES, load_split
 from orchestrator.release import results as results_mod
 from orchestrator.run.io import project_relative
-from trainables.losses import NEEDS_TEACHER
+from trainables.losses import LOSSES, NEEDS_TEACHER
 
-# How each loss is written, with its paper; {T} {alpha} {beta} {ls} are filled from the winner's settings.
-FORMULAS = {
-    "kd": ("L = {alpha} · T² · KL(softmax(t/T) ‖ softmax(s/T)) + {one_minus_alpha} · CE_ls(s, y), T = {T}",
-           "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"),
-    "lskd": ("L = {alpha} · T² · KL(softmax(Z(t)/T) ‖ softmax(Z(s)/T)) + {one_minus_alpha} · CE_ls(s, y), "
-             "Z = per-sample z-score of the logits, T = {T}",
-             "Sun et al., CVPR 2024, Logit Standardization in Knowledge Distillation"),
-    "dkd": ("L = CE_ls(s, y) + T² · ({alpha} · TCKD + {beta} · NCKD), T = {T}; TCKD: KL between the binary "
-            "(target, rest) probabilities, NCKD: KL among the non-target classes",
-            "Zhao et al., CVPR 2022, Decoupled Knowledge Distillation"),
-    "seed": ("L = KLDiv_mean(log_softmax(s/T), softmax(t/T)) · T² · 2 · {alpha} + CE_ls(s, y), T = {T}",
-             "the course's starter code"),
-    "seed_combined": ("L = ((CE + KD_seed) + CE) / 2, KD_seed as in `seed`, T = {T}", "the course's starter code"),
-    "ce": ("L = CE_ls(s, y): cross-entropy on the labels, no teacher (the control)",
-           "label smoothing: Szegedy et al. 2016"),
-    "mse": ("L = mean((s − onehot(y))²), no teacher", "the course's starter code"),
-}
 MODES = {
     "views": "its logits were computed once for every (training image, augmentation view) pair and each student "
              "step replays a view with the teacher's exact logits for it (consistent teaching)",
@@ -209,7 +192,8 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
         + ("Its size is the budget's: the family's widths were fitted so that the count stays at or under it"
            if metrics["params"] >= 0.9 * budget else "It is well under the budget (a small variant)")
         + " (`kdsweep students` lists every registered student with its count and measured training speed).")
-    formula, paper = FORMULAS.get(win["loss"], (win["loss"], ""))
+    loss = LOSSES.get(win["loss"])
+    formula, paper = (loss.formula, loss.paper) if loss else (win["loss"], "")
     alpha = win.get("alpha", 0)
     formula = formula.format(alpha=f"{alpha:g}", one_minus_alpha=f"{1 - alpha:g}", beta=f"{win.get('beta', 0):g}",
                              T=f"{win.get('temperature', 0):g}")
