@@ -125,7 +125,7 @@ def _export(a) -> int:
     from orchestrator.run.rundir import Run
     run = Run(a.run)   # a local directory, or shared storage (its records and checkpoints fetched here)
     export(run.fetch(checkpoints=True), Path(a.out or f"artifacts/{run.name}"), data_dir=a.data_dir, budget=a.budget,
-           force=a.force, trial=a.trial)
+           force=a.force, trial=a.trial, source=None if run.is_local else run.path)
     return 0
 
 

@@ -124,3 +124,48 @@ def test_sweep_on_two_nodes_and_a_lost_node(cluster, tiny_teacher, tmp_path):
     assert meta["cache"]["n_images"] == 1024 and meta["teacher_forwards"] == 1024
     m = export(run_dir, tmp_path / "out")
     assert (tmp_path / "out" / "student.pt2").is_file() and m["params"] > 0
+
+
+@pytest.fixture
+def gpu_cluster():
+    """A CPU-less head and one worker node with 6 CPUs and 2 GPUs it does not have (Ray schedules by
+    resources: it hands out the ids and sets CUDA_VISIBLE_DEVICES, which is what packing is about)."""
+    import ray
+    from ray.cluster_utils import Cluster
+    was_up = ray.is_initialized()
+    if was_up:
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, include_dashboard=False))
+    c.add_node(num_cpus=6, num_gpus=2)
+    ray.init(address=c.address, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    c.wait_for_nodes()
+    yield c
+    ray.shutdown()
+    c.shutdown()
+    if was_up:
+        from conftest import start_local_ray
+        start_local_ray()
+
+
+def test_fractional_gpus_pack_trials_onto_each_gpu(gpu_cluster, tiny_teacher, tmp_path):
+    """sweep.gpus_per_trial 0.5 on a node with 2 GPUs and 6 CPUs: the GPUs bind, not the CPUs: four of the
+    six trials run at once, two on each GPU, each trial told which GPU is its own for its whole life."""
+    from orchestrator.sweep.driver import run_sweep
+    cfg = _sweep_cfg(tmp_path, "t_gpus", **{"train.epochs": 3, "sweep.grace_period": 3, "data.train_limit": 512,
+                                            "teacher.build": "driver", "sweep.gpus_per_trial": 0.5,
+                                            "sweep.max_concurrent_trials": 6,
+                                            "trials": [{"lr": 0.01 * (i + 1)} for i in range(6)]})
+    run_sweep(cfg, teacher_path=str(tiny_teacher))
+    spans, gpus = [], []
+    for rj in (tmp_path / "runs" / "t_gpus").glob("*/result.json"):
+        lines = [json.loads(x) for x in rj.read_text().splitlines() if x.strip()]
+        assert {r["gpus"] for r in lines} == {lines[0]["gpus"]} and lines[-1]["epoch"] == 3
+        assert {r["device"] for r in lines} == {"cpu"}                # no CUDA here: it falls back, and says so
+        gpus.append(lines[0]["gpus"])
+        spans.append((lines[0]["wall_start"], lines[-1]["wall"], lines[0]["gpus"]))
+    assert set(gpus) == {"0", "1"}                                   # both GPUs, one id per trial
+    for t, _, _ in spans:   # as each trial started: at most two on any one GPU (half a GPU each)
+        on = [g for s, e, g in spans if s <= t < e]
+        assert max(on.count("0"), on.count("1")) <= 2
+    running = [sum(s <= t < e for s, e, _ in spans) for t, _, _ in spans]
+    assert max(running) == 4                                         # the GPUs bind: four at once of six

@@ -115,6 +115,8 @@ def test_export(sweep_run, exported):
     assert set(metrics["latency_ms"]) == {"student.pt2 (torch)", "student.onnx (onnxruntime)"}
     assert metrics["config"]["loss"] == metrics["loss"] and metrics["file_bytes"]["student.onnx"] > 0
     assert not list(out.glob("*.data"))                      # the ONNX file carries its weights: one file ships
+    here = str(Path(__file__).resolve().parents[1]).encode()   # no file ships this machine's source paths
+    assert [f.name for f in out.iterdir() if here in f.read_bytes()] == []
 
 
 def test_report(sweep_run, exported):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -74,14 +75,16 @@ def _distill(config: dict, data: TrialData, base: dict, use_gpu: bool):
 
     import ray
     node = ray.get_runtime_context().get_node_id()[:12]   # which node ran this epoch (results table, node loss)
+    device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+    gpus = ",".join(str(g) for g in ray.get_gpu_ids())    # the GPU(s) Ray gave this trial (a share of one)
+    started = time.time()                                 # with each report's `wall`: when this process ran
 
     def report(metrics: dict, state: dict):
-        metrics = {**metrics, "node": node}
+        metrics = {**metrics, "node": node, "device": device, "gpus": gpus, "wall_start": started, "wall": time.time()}
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, os.path.join(d, CKPT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
-    device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     last = {"epoch": resume["epoch"] if resume else 0}
 
     def report_and_remember(metrics: dict, state: dict):

@@ -20,7 +20,7 @@ from orchestrator.errors import UserError
 from orchestrator.machine import machine
 from orchestrator.release.promote import refuse_models
 from orchestrator.release.report import PLOT_FILES, write_report
-from orchestrator.run.io import project_relative, read_json, replace_dir, sha256_file
+from orchestrator.run.io import is_uri, project_relative, read_json, replace_dir, sha256_file
 from orchestrator.run.layout import CKPT_FILE, CONFIG_FILE, FINAL_DIR, META_FILE
 from students import BUDGET, count_params, rebuild
 
@@ -111,6 +111,7 @@ def export_onnx(model: Deployable, path: Path, atol: float = 1e-4):
         torch.onnx.export(model.eval(), (torch.rand(4, 1, 28, 28),), str(path), dynamo=True, verbose=False,
                           external_data=False,   # one self-contained file, weights inside
                           dynamic_shapes={"x": {0: batch}}, input_names=["pixels"], output_names=["logits"])
+    _drop_stack_traces(path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for n in (1, 37):
         x = torch.rand(n, 1, 28, 28)
@@ -120,6 +121,17 @@ def export_onnx(model: Deployable, path: Path, atol: float = 1e-4):
             raise RuntimeError(f"onnxruntime disagrees with the eager model by {err:.2g} at batch {n}; "
                                f"the ONNX file {path} is not usable")
     return sess
+
+
+def _drop_stack_traces(path: Path):
+    """The exporter records each node's tracing stack (this machine's absolute source paths) in a shipped file."""
+    import onnx
+    m = onnx.load(str(path))
+    for node in m.graph.node:
+        keep = [p for p in node.metadata_props if not p.key.endswith("stack_trace")]
+        del node.metadata_props[:]
+        node.metadata_props.extend(keep)
+    onnx.save(m, str(path))
 
 
 def latency_ms(run, batches=(1, 256), repeats: int = 30, budget_s: float = 1.0) -> dict[int, float]:
@@ -148,13 +160,15 @@ def predict(model: nn.Module, images_u8: np.ndarray, batch_size: int = 1000) -> 
 
 
 def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, force: bool = False,
-           trial: str | None = None) -> dict:
+           trial: str | None = None, source: str | None = None) -> dict:
     """Write the export into a temporary directory beside `out` and rename it into place, so `out` is
     either the previous complete export or the new complete one, never half of either. Replacing an
     export of another run needs `force`. Files in `out` that the export does not write (a README beside
     a release) are carried over into the new export. `trial`: export that trial's best checkpoint rather
-    than the run's (a substring of its directory name)."""
+    than the run's (a substring of its directory name). `source`: where the run lives when `run_dir` is a
+    local copy of it (a run on shared storage: its URI), as the export names it."""
     out = Path(out)
+    source = source or project_relative(run_dir)
     refuse_models(out, "export")
     if not (Path(run_dir) / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a kdsweep run directory (no {CONFIG_FILE}); pass runs/<name> "
@@ -162,19 +176,20 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, force:
     previous = out / "metrics.json"
     if previous.is_file() and not force:
         theirs = json.loads(previous.read_text()).get("run_dir")
-        if theirs and Path(theirs).resolve() != Path(run_dir).resolve():   # relative to where it ran, like run_dir
+        if theirs and theirs != source and (is_uri(theirs) or is_uri(source)
+                                            or Path(theirs).resolve() != Path(run_dir).resolve()):
             raise FileExistsError(f"{out} holds the export of another run ({theirs}); pass another --out, or "
                                   "--force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     metrics: dict = {}
-    replace_dir(out, lambda tmp: metrics.update(_export_into(Path(run_dir), tmp, data_dir, budget, trial)),
+    replace_dir(out, lambda tmp: metrics.update(_export_into(Path(run_dir), tmp, data_dir, budget, trial, source)),
                 generated=PLOT_FILES)
     log.info(f"exported {metrics['student']} ({metrics['params']:,} params) val_acc {metrics['val_acc']:.4f} "
         f"test_acc {metrics['test_acc']:.4f} -> {out}")
     return metrics
 
 
-def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | None = None) -> dict:
+def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | None, source: str) -> dict:
     import torchinfo
     t0 = time.time()
     ckpt, state = best_checkpoint(export_dir(run_dir), trial)
@@ -226,7 +241,7 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
                    file_bytes={f: (out / f).stat().st_size for f in ("student.pt", "student.pt2", "student.onnx")},
                    sha256={f: sha256_file(out / f) for f in ("student.pt", "student.pt2", "student.onnx")},
                    data={k: (read_json(run_dir / CONFIG_FILE).get("data") or {}).get(k) for k in ("val_size", "split_seed")},
-                   run_dir=project_relative(run_dir), sweep_wall_s=run_meta.get("wall_s"), machine=machine())
+                   run_dir=source, sweep_wall_s=run_meta.get("wall_s"), machine=machine())
     write_report(run_dir, out, metrics, run_meta, model=deploy)
     metrics["export_wall_s"] = time.time() - t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")

@@ -1,7 +1,8 @@
 """Leftovers of a killed driver: the local Ray a sweep starts is stopped by `ray.shutdown()` at a normal
 end, but a driver killed with SIGKILL leaves some of its node's processes behind (the dashboard and
 runtime-env agents outlive it, re-parented to init). The sweep records its local Ray session in the run
-directory; a rerun stops whatever of that session is still alive before it starts its own.
+directory (a run on shared storage: in this machine's state directory, `session_record`); a rerun stops
+whatever of that session is still alive before it starts its own.
 
 Processes are found by what they hold open under the session directory (Ray overwrites their command
 lines), read from /proc: Linux only, a no-op elsewhere.
@@ -9,6 +10,7 @@ lines), read from /proc: Linux only, a no-op elsewhere.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -31,8 +33,7 @@ def connected(run: Run, address: str | None, dashboard: bool):
     dashboard unless asked, then on 127.0.0.1 only) recorded in the run so that a rerun after a killed
     driver stops its leftovers; shut down at the end. Inside an already connected driver, that one."""
     import ray
-    if run.is_local:
-        reap(run.dir)  # what a killed driver of this run left running
+    reap(session_record(run))  # what a killed driver of this run left running on this machine
     if ray.is_initialized():
         yield
         return
@@ -41,30 +42,34 @@ def connected(run: Run, address: str | None, dashboard: bool):
     ctx = ray.init(address=address, **kwargs)
     if dashboard and getattr(ctx, "dashboard_url", None):
         log.info(f"Ray dashboard: http://{ctx.dashboard_url}  (per-epoch curves: tensorboard --logdir {run.path})")
-    mine = run.is_local and not address
+    mine = not address
     if mine:
-        record(run.dir)
+        record(session_record(run))
     try:
         yield
     finally:
         ray.shutdown()
         if mine:
-            forget(run.dir)
+            session_record(run).unlink(missing_ok=True)   # a clean end: ray.shutdown() stopped the session
 
 
-def record(run_dir: Path) -> None:
-    """Write this driver's local Ray session into the run directory (call right after ray.init)."""
+def session_record(run: Run) -> Path:
+    """Where this machine keeps the record of the local Ray session driving `run`: in the run directory, or
+    for a run on shared storage (whose rerun may be on another machine) in this machine's state directory."""
+    if run.is_local:
+        return run.dir / SESSION_FILE
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "kdsweep" / "sessions"
+    return state / f"{hashlib.sha256(run.path.encode()).hexdigest()[:20]}.json"
+
+
+def record(path: Path) -> None:
+    """Write this driver's local Ray session to `path` (call right after ray.init)."""
     import ray._private.worker as worker
     node = getattr(worker, "_global_node", None)
     if node is None:
         return
-    atomic_write_json(Path(run_dir) / SESSION_FILE, dict(session_dir=node.get_session_dir_path(),
-                                                         driver_pid=os.getpid()))
-
-
-def forget(run_dir: Path) -> None:
-    """A clean end: ray.shutdown() stopped the session."""
-    (Path(run_dir) / SESSION_FILE).unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, dict(session_dir=node.get_session_dir_path(), driver_pid=os.getpid()))
 
 
 def session_pids(session_dir: str) -> list[int]:
@@ -92,14 +97,13 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def reap(run_dir: Path) -> int:
-    """Stop what is left of a dead driver's session recorded in `run_dir`; returns how many processes."""
-    path = Path(run_dir) / SESSION_FILE
+def reap(path: Path) -> int:
+    """Stop what is left of a dead driver's session recorded at `path`; returns how many processes."""
     if not path.is_file() or not Path("/proc").is_dir():
         return 0
     rec = json.loads(path.read_text())
     if _alive(rec["driver_pid"]) and rec["driver_pid"] != os.getpid():
-        raise UserError(f"the sweep driver (pid {rec['driver_pid']}) of {run_dir} is still running; "
+        raise UserError(f"the sweep driver (pid {rec['driver_pid']}) of this run is still running; "
                            "wait for it or stop it before running this sweep again")
     n = stop(rec["session_dir"])
     if n:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import ray
+from ray.util import ActorPool
 
 from orchestrator.teacher.cache import chunk_images, compute_chunk
 
@@ -56,23 +57,12 @@ def ray_runner(model, arch: str, in_chans: int, images, spec, pre, batch_size: i
                 for _ in range(n)]
         log.info(f"teacher logits: {len(missing)} chunks on {n} Ray actors ({cpus_per_actor:g} CPU"
             f"{f', {gpus_per_actor:g} GPU' if gpus_per_actor else ''} each)")
-        todo = list(missing)
-        running = {}
 
-        def submit(a):  # rows decided here, in the driver: the chunk index fixes where the logits go
-            c = todo.pop(0)
-            running[a.chunk.remote(img_ref, c, chunk_images(c, len(images)), spec, pre, batch_size)] = a
+        def chunk(a, c):  # rows decided here, in the driver: the chunk index fixes where the logits go
+            return a.chunk.remote(img_ref, c, chunk_images(c, len(images)), spec, pre, batch_size)
 
-        try:
-            for a in pool:  # one chunk in flight per actor; the next goes to whichever finishes first
-                if todo:
-                    submit(a)
-            while running:
-                [done], _ = ray.wait(list(running), num_returns=1)
-                a = running.pop(done)
-                if todo:
-                    submit(a)
-                yield ray.get(done)
+        try:  # one chunk in flight per actor; the next goes to whichever finishes first
+            yield from ActorPool(pool).map_unordered(chunk, missing)
         finally:
             for a in pool:
                 ray.kill(a)
