@@ -433,46 +433,6 @@ def test_export_is_atomic_and_owned(sweep_run, tmp_path, monkeypatch):
     assert (out / "README.md").read_text() == "how this release was made"   # kept across the replacement
 
 
-def test_driver_killed_and_rerun_resumes(tiny_teacher, tmp_path):
-    """SIGKILL the sweep driver during a trial, run the same command again: finished epochs are not redone
-    (at most the one in progress), every trial completes, and nothing of the dead run's Ray is left."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from orchestrator.sweep.ray_session import SESSION_FILE, session_pids
-    cmd = [sys.executable, "-m", "orchestrator", "sweep", "--config", str(ROOT / "configs" / "smoke.yaml"),
-           "--teacher", str(tiny_teacher), "--no-export",
-           "--set", "name=t_kill", "--set", f"sweep.storage={tmp_path / 'runs'}",
-           "--set", f"teacher.cache_dir={tmp_path / 'cache'}", "--set", "teacher.mode=clean",
-           "--set", "data.train_limit=1024", "--set", "data.val_limit=128", "--set", "train.epochs=5",
-           "--set", "sweep.grace_period=5", "--set", "sweep.max_concurrent_trials=1", "--set", "search_space={}",
-           "--set", "trials=[{student: res3_w16_d111}, {student: resdw_w24_d111}]"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run_dir = tmp_path / "runs" / "t_kill"
-    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and sum(len(p.read_text().splitlines()) for p in run_dir.glob("*/result.json")) < 2:
-        time.sleep(0.2)
-    assert first.poll() is None, "the sweep ended before it could be killed"
-    session = json.loads((run_dir / SESSION_FILE).read_text())["session_dir"]
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    time.sleep(2)
-    assert session_pids(session), "expected leftovers of the killed driver (Ray's agents outlive it)"
-    done = subprocess.run(cmd + ["--dashboard"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "Ray dashboard: http://127.0.0.1:" in done.stdout       # --dashboard: local, on loopback only
-    assert not session_pids(session)                               # the rerun stopped them
-    table = pd.read_csv(run_dir / "results.csv")
-    assert len(table) == 2 and set(table["status"]) == {"finished"}
-    for rj in run_dir.glob("*/result.json"):
-        epochs = [json.loads(line)["epoch"] for line in rj.read_text().splitlines()]
-        assert epochs[-1] == 5 and epochs.count(1) == 1           # never restarted from scratch
-        assert len(epochs) - len(set(epochs)) <= 1                 # at most one epoch redone
-
-
 def test_prune_and_fine_tune_trials_in_a_sweep(ray_local, tiny_teacher, small_split, tmp_path):
     """Pruning trials (the source, importance and steps in the trial) run beside a designed student in one
     sweep; a pruned winner exports like any other and the report says what was pruned."""

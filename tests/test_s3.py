@@ -47,7 +47,8 @@ def test_a_sweep_on_s3_survives_its_killed_driver_and_is_read_from_there(s3, tin
     """SIGKILL the driver of a sweep whose storage is s3:// once a trial has checkpointed there; the same
     command resumes from the object store (finished epochs not redone), stops the dead driver's Ray, and
     keeps a local run's promises: the claim refuses another config, `kdsweep results` lists stop reasons,
-    `kdsweep export` builds the student from the checkpoints there."""
+    `kdsweep export` builds the student from the checkpoints there. (The killed driver of a local run takes the
+    same path with its session record in the run directory: one test for both keeps CI short.)"""
     from orchestrator.run.rundir import Run
     from orchestrator.sweep.ray_session import session_pids, session_record
     uri = "s3://kdsweep/runs/t_s3"
@@ -75,8 +76,9 @@ def test_a_sweep_on_s3_survives_its_killed_driver_and_is_read_from_there(s3, tin
     time.sleep(2)
     assert session_pids(session), "expected leftovers of the killed driver (Ray's agents outlive it)"
 
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    done = subprocess.run(cmd + ["--dashboard"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Ray dashboard: http://127.0.0.1:" in done.stdout       # --dashboard: local, on loopback only
     assert not session_pids(session) and not record.exists()     # the rerun stopped them, then ended cleanly
     files = _s3_files(uri)
     assert any(f.endswith("/kdsweep_meta.json") for f in files)    # the finished marker, on S3
