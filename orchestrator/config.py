@@ -271,7 +271,8 @@ class SweepSettings:
     num_samples: int = 1              # samples of the search space (each grid point num_samples times)
     max_concurrent_trials: int = 2
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | Literal["auto"] = "auto"  # a share of one GPU; auto: 0 on a cluster without GPUs,
+                                      # else every CPU slot an equal share (several trials to a GPU)
     grace_period: int = 1             # ASHA: epochs before a trial can be stopped
     reduction_factor: int = 2         # ASHA: keep the top 1/rf at each rung
     keep_checkpoints: int = 1         # per trial, by best val_acc
@@ -282,7 +283,7 @@ class SweepSettings:
         _check(self.num_samples >= 1, "num_samples must be >= 1")
         _check(self.max_concurrent_trials >= 1, "max_concurrent_trials must be >= 1")
         _check(self.cpus_per_trial > 0, "cpus_per_trial must be > 0")
-        _check(self.gpus_per_trial >= 0, "gpus_per_trial must be >= 0")
+        _check(self.gpus_per_trial == "auto" or self.gpus_per_trial >= 0, "gpus_per_trial must be >= 0 or auto")
         _check(self.grace_period >= 1, "grace_period must be >= 1")
         _check(self.reduction_factor >= 2, "reduction_factor must be >= 2")
         _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")

@@ -169,3 +169,7 @@ def test_fractional_gpus_pack_trials_onto_each_gpu(gpu_cluster, tiny_teacher, tm
         assert max(on.count("0"), on.count("1")) <= 2
     running = [sum(s <= t < e for s, e, _ in spans) for t, _, _ in spans]
     assert max(running) == 4                                         # the GPUs bind: four at once of six
+    # gpus_per_trial auto (the shipped configs'): the six CPU slots share the two GPUs, three to each
+    from orchestrator.sweep.driver import with_gpus
+    auto = with_gpus(_sweep_cfg(tmp_path, "t_auto", **{"sweep.cpus_per_trial": 1}))
+    assert auto.sweep.gpus_per_trial == 0.3333

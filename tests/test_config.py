@@ -70,6 +70,8 @@ def test_a_config_builds_on_its_base(tmp_path):
     ({"name": "x", "search_space": {"colour": {"choice": [1]}}}, "not a train key"),
     ({"name": "x", "search_space": {"loss": {"grid": ["kd", "hinton"]}}}, "value 'hinton' is invalid"),
     ({"name": "x", "sweep": {"reduction_factor": 1}}, "reduction_factor must be >= 2"),
+    ({"name": "x", "sweep": {"gpus_per_trial": "all"}}, "sweep.gpus_per_trial: 'all' matches none of"),
+    ({"name": "x", "sweep": {"gpus_per_trial": -1}}, "gpus_per_trial must be >= 0 or auto"),
     ({"train": {}}, "missing key name"),
 ])
 def test_bad_configs_name_the_key(raw, match):
@@ -127,6 +129,9 @@ def test_a_run_on_shared_storage_reads_writes_and_fetches_its_records(tmp_path):
     local = run.fetch(tmp_path / "copy")
     assert (local / RESULTS_FILE).is_file() and (local / "t0" / "result.json").is_file()
     assert not (local / "t0" / "checkpoint_000001").exists()               # records only, unless asked
+    (local / "t9").mkdir()
+    (local / "t9" / "result.json").write_text("{}")                         # left by an earlier run of r1
+    assert not (run.fetch(tmp_path / "copy") / "t9" / "result.json").exists()   # the copy mirrors the store
     assert (run.fetch(tmp_path / "copy2", checkpoints=True) / "t0" / "checkpoint_000001" / CKPT_FILE).read_bytes() == b"w"
     assert not list((tmp_path / "store" / "r1").glob(".*tmp*"))           # nothing half-written left behind
     run.remove()
@@ -274,3 +279,16 @@ def test_a_reference_control_is_never_a_finalist():
     assert [c.loss for c in best_trial_configs(results, base, 1, control=False)] == ["kd"]
     assert [c.loss for c in best_trial_configs([trial("ce", 0.9)], base, 1, control=False)] == ["ce"]
     assert load_sweep_config(ROOT / "configs" / "sweep.yaml").final.control == "reference"
+
+
+def test_gpus_auto_packs_the_cpu_slots_onto_the_gpus():
+    """sweep.gpus_per_trial auto: nothing without GPUs; with them, each trial the CPUs can run at once gets
+    an equal share, several to a GPU, never more than one GPU; a number is kept as it is."""
+    from orchestrator.sweep.driver import gpu_share
+    assert gpu_share({"CPU": 2}, 1) == 0.0
+    assert gpu_share({"CPU": 16, "GPU": 1}, 1) == 0.0625          # 16 trials on the one GPU
+    assert gpu_share({"CPU": 16, "GPU": 2}, 2) == 0.25            # 8 slots, 4 to each GPU
+    assert gpu_share({"CPU": 6, "GPU": 2}, 1) == 0.3333           # Ray's resolution, rounded down
+    assert gpu_share({"CPU": 2, "GPU": 4}, 1) == 1.0
+    assert load_sweep_config(ROOT / "configs" / "sweep.yaml").sweep.gpus_per_trial == "auto"
+    assert load_sweep_config(ROOT / "configs" / "smoke.yaml", {"sweep.gpus_per_trial": 0.5}).sweep.gpus_per_trial == 0.5

@@ -54,7 +54,6 @@ def test_a_sweep_on_s3_survives_its_killed_driver_and_is_read_from_there(s3, tin
            "--set", "sweep.grace_period=4", "--set", "sweep.max_concurrent_trials=1", "--set", "search_space={}",
            "--set", "trials=[{student: res3_w16_d111}, {student: resdw_w24_d111}]"]
     env = {**os.environ, **s3, "PYTHONPATH": str(ROOT)}
-    shutil.rmtree(ROOT / "cache" / "runs" / "t_s3", ignore_errors=True)   # the readers' local copy (fetch)
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     run = Run(uri)
@@ -100,4 +99,16 @@ def test_a_sweep_on_s3_survives_its_killed_driver_and_is_read_from_there(s3, tin
     results = pd.read_csv(run.fetch(tmp_path / "copy") / "results.csv")
     assert metrics["run_dir"] == uri and metrics["val_acc"] == results["val_acc"].max()
     assert (out / "student.onnx").is_file()
-    shutil.rmtree(ROOT / "cache" / "runs" / "t_s3", ignore_errors=True)
+    for copy in (ROOT / "cache" / "runs").glob("t_s3-*"):   # the readers' local copy of the run (fetch)
+        shutil.rmtree(copy)
+
+
+def test_an_unreachable_store_is_one_line(s3, monkeypatch, capsys):
+    """Storage that does not answer (here: nothing listens at the endpoint) is the user's to fix: exit 2 and
+    one line naming the URI, before any work, never a traceback."""
+    from orchestrator.cli import main
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    assert main(["results", "s3://kdsweep/runs/none"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open the run's storage s3://kdsweep/runs/none" in err and "AWS_ENDPOINT_URL" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

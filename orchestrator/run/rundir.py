@@ -10,6 +10,7 @@ on one URI can both claim it (the rest of the run's promises hold there).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from orchestrator.run.layout import (CKPT_FILE, CLAIM_LOCK, CONFIG_FILE, FINAL_B
 # not its checkpoints, which `fetch(checkpoints=True)` adds for an export
 RECORDS = ("result.json", "params.json", "error.txt", "fatal_error.txt", CONFIG_FILE, META_FILE, RESULTS_FILE,
            FINAL_BASE_FILE)
+
+_REACHED: set[str] = set()   # the URI runs whose storage has answered in this process
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,17 @@ class Run:
     def _fs(self, name: str = ""):
         """pyarrow's filesystem and the path within it for `name` (a URI only)."""
         from pyarrow import fs
-        return fs.FileSystem.from_uri(self.join(name) if name else self.path)
+        try:
+            filesystem, p = fs.FileSystem.from_uri(self.join(name) if name else self.path)
+            if self.path not in _REACHED:   # the first touch: an unreachable store is the user's to fix
+                filesystem.get_file_info(p)
+                _REACHED.add(self.path)
+            return filesystem, p
+        except OSError as e:   # unreachable, no such bucket, no credentials: the storage, not a bug
+            if self.path in _REACHED:
+                raise          # it answered before: a failure mid-run keeps its traceback
+            raise UserError(f"cannot open the run's storage {self.path}: {str(e).splitlines()[0]}; check the URI, "
+                            "the credentials and, for an S3-compatible server, AWS_ENDPOINT_URL") from None
 
     # --- reading -----------------------------------------------------------------------------------------
     def exists(self, name: str) -> bool:
@@ -190,17 +203,23 @@ class Run:
 
     def fetch(self, dest: str | Path | None = None, checkpoints: bool = False) -> Path:
         """The run as a local directory: itself on a local disk; from shared storage, a copy of its records
-        (and, with `checkpoints`, its checkpoint files) in `dest` (default: cache/runs/<name>)."""
+        (and, with `checkpoints`, its checkpoint files) in `dest` (default: cache/runs/<name>-<hash of the URI>,
+        one per URI). The copy mirrors the store: a file no longer there is removed from it."""
         if self.is_local:
             return self.dir
-        dest = Path(dest or Path(resolve_path("cache")) / "runs" / self.name)
+        tag = hashlib.sha256(self.path.encode()).hexdigest()[:8]
+        dest = Path(dest or Path(resolve_path("cache")) / "runs" / f"{self.name}-{tag}")
         filesystem, root = self._fs()
-        for rel in self.listing():
+        there = self.listing()
+        for rel in there:
             leaf = rel.rsplit("/", 1)[-1]
             if leaf in RECORDS or (checkpoints and leaf == CKPT_FILE):
                 with filesystem.open_input_stream(f"{root.rstrip('/')}/{rel}") as f:
                     data = f.read()
                 atomic_write(dest / rel, lambda tmp: tmp.write_bytes(data))
+        for p in [p for p in dest.rglob("*") if p.is_file()] if dest.is_dir() else []:
+            if str(p.relative_to(dest)) not in there:   # left from an earlier run of this URI
+                p.unlink()
         return dest
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import statistics
 import time
@@ -140,6 +141,35 @@ class Slots:
     search: int
     final_cpus: float
     final: int
+
+
+def gpu_share(have: dict, cpus_per_trial: float) -> float:
+    """`sweep.gpus_per_trial: auto` on a cluster holding `have` (Ray's resources): 0 without GPUs, else the
+    GPUs split evenly over the trials its CPUs can run at once (a student leaves most of a GPU idle, so
+    several share one), at most one GPU a trial; rounded down to Ray's 1e-4 resolution."""
+    gpus, slots = have.get("GPU", 0), max(1, int(have.get("CPU", 0) // cpus_per_trial))
+    return math.floor(min(1.0, gpus / slots) * 1e4) / 1e4 if gpus else 0.0
+
+
+def with_gpus(cfg: SweepConfig) -> SweepConfig:
+    """`cfg` with its GPU share resolved for the connected cluster, and where the trials and the teacher run
+    said in the log's first lines."""
+    import ray
+    s = cfg.sweep
+    if s.gpus_per_trial != "auto":
+        return cfg
+    have = ray.cluster_resources()
+    share = gpu_share(have, s.cpus_per_trial)
+    if share:
+        log.info(f"GPUs: {have['GPU']:g} on the cluster, each trial gets {share:g} of one "
+                 f"({int(1 / share)} trials to a GPU; sweep.gpus_per_trial: auto)"
+                 + (", the teacher's cache built on this machine's GPU" if _driver_gpu() else ""))
+    return dataclasses.replace(cfg, sweep=dataclasses.replace(s, gpus_per_trial=share))
+
+
+def _driver_gpu() -> bool:
+    import torch
+    return torch.cuda.is_available()
 
 
 def _slots(cfg: SweepConfig) -> Slots:
@@ -306,8 +336,10 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             log.info(f"warning: the run directory {run.path} is inside Ray's temporary copy of the project (ray job "
                 "submit --working-dir) and goes when the job's session does; pass --set sweep.storage=/shared/path/runs")
         with ray_session.connected(run, address, dashboard):
+            cfg = with_gpus(cfg)
             slots, plan = _slots(cfg), {}
-            data, meta = prepare_data(cfg, teacher_path, before_cache=_planner(cfg, slots, t_start, plan))
+            device = "cuda" if cfg.sweep.gpus_per_trial and _driver_gpu() else "cpu"
+            data, meta = prepare_data(cfg, teacher_path, device, before_cache=_planner(cfg, slots, t_start, plan))
             if plan:
                 meta["plan"] = plan
             results = _search(cfg, run, data)
