@@ -125,7 +125,7 @@ def _export(a) -> int:
     from orchestrator.run.rundir import Run
     run = Run(a.run)   # a local directory, or shared storage (its records and checkpoints fetched here)
     export(run.fetch(checkpoints=True), Path(a.out or f"artifacts/{run.name}"), data_dir=a.data_dir, budget=a.budget,
-           force=a.force, trial=a.trial, source=None if run.is_local else run.path)
+           force=a.force, trial=a.trial, source=None if run.is_local else run.path, tta=a.tta)
     return 0
 
 
@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="replace an export of another run in --out")
     e.add_argument("--trial", default=None, help="export this trial's best checkpoint (a substring of its "
                    "directory name, e.g. 00001 or seed_model_2) instead of the run's best")
+    e.add_argument("--tta", choices=("config", "auto", "none"), default="config",
+                   help="flip test-time augmentation: as the trial's train.tta (config), wherever it helps the "
+                   "checkpoint on validation (auto), or never (none)")
     e.set_defaults(func=_export)
 
     r = sub.add_parser("results", help="the trials table of a run (running or finished), without Ray")

@@ -96,7 +96,8 @@ def test_export(sweep_run, exported):
     rows = list(csv.reader(open(out / "submission.csv")))
     assert rows[0] == ["id", "label"] and len(rows) == 10_001 and rows[1][0] == "0"
     ckpt = torch.load(out / "student.pt", weights_only=True)
-    eager = Deployable(rebuild(ckpt), ckpt["config"]["mean"], ckpt["config"]["std"]).eval()
+    assert ckpt["config"]["tta"] == metrics["tta"]                  # the weights name what the .pt2 runs
+    eager = Deployable(rebuild(ckpt), ckpt["config"]["mean"], ckpt["config"]["std"], metrics["tta"]).eval()
     prog = torch.export.load(str(out / "student.pt2")).module()
     for n in (1, 7, 300):
         x = torch.rand(n, 1, 28, 28)

@@ -79,6 +79,10 @@ def test_flip_tta_ships_only_where_it_helped_and_exports(tmp_path):
     assert shipped_tta(dict(config=dict(tta="flip"), metrics=dict(val_acc_plain=0.91, val_acc_flip=0.91))) == "none"
     assert shipped_tta(dict(config=dict(tta="none"), metrics=dict(val_acc_plain=0.90, val_acc_flip=0.95))) == "none"
     assert shipped_tta(dict(config={}, metrics={})) == "none"            # checkpoints from before the option
+    # export --tta auto: the mirror wherever it helped on validation, whatever the trial trained with
+    trained_plain = dict(config=dict(tta="none"), metrics=dict(val_acc_plain=0.90, val_acc_flip=0.95))
+    assert shipped_tta(trained_plain, "auto") == "flip" and shipped_tta(asked, "none") == "none"
+    assert shipped_tta(dict(config=dict(tta="none"), metrics=dict(val_acc_plain=0.95, val_acc_flip=0.90)), "auto") == "none"
     student = create_student("resdw_w24_d111").eval()
     flip = Deployable(student, 0.286, 0.353, "flip").eval()
     x = torch.rand(5, 1, 28, 28)

@@ -51,10 +51,17 @@ class Deployable(nn.Module):
         return self.student(x)
 
 
-def shipped_tta(state: dict) -> str:
-    """The test-time augmentation an export ships: the trial's train.tta where it helped this checkpoint on
-    validation (flip-averaged above plain), else none."""
-    m, tta = state.get("metrics", {}), state.get("config", {}).get("tta", "none")
+TTA_CHOICES = ("config", "auto", "none")
+
+
+def shipped_tta(state: dict, choice: str = "config") -> str:
+    """The test-time augmentation an export ships. `choice` "config": the trial's train.tta where it helped
+    this checkpoint on validation (flip-averaged above plain), else none; "auto": flip wherever it helped on
+    validation, whatever the trial trained with (every epoch measures both); "none": plain logits."""
+    if choice not in TTA_CHOICES:
+        raise ValueError(f"tta must be one of {TTA_CHOICES}, got {choice!r}")
+    m = state.get("metrics", {})
+    tta = {"config": state.get("config", {}).get("tta", "none"), "auto": "flip", "none": "none"}[choice]
     if tta == "flip" and m.get("val_acc_flip", 0) <= m.get("val_acc_plain", 1):
         return "none"
     return tta
@@ -160,13 +167,13 @@ def predict(model: nn.Module, images_u8: np.ndarray, batch_size: int = 1000) -> 
 
 
 def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, force: bool = False,
-           trial: str | None = None, source: str | None = None) -> dict:
+           trial: str | None = None, source: str | None = None, tta: str = "config") -> dict:
     """Write the export into a temporary directory beside `out` and rename it into place, so `out` is
     either the previous complete export or the new complete one, never half of either. Replacing an
     export of another run needs `force`. Files in `out` that the export does not write (a README beside
     a release) are carried over into the new export. `trial`: export that trial's best checkpoint rather
     than the run's (a substring of its directory name). `source`: where the run lives when `run_dir` is a
-    local copy of it (a run on shared storage: its URI), as the export names it."""
+    local copy of it (a run on shared storage: its URI), as the export names it. `tta`: see shipped_tta."""
     out = Path(out)
     source = source or project_relative(run_dir)
     refuse_models(out, "export")
@@ -198,10 +205,12 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
     if params > budget:
         raise UserError(f"refusing to export {state['student']}: {params:,} parameters > budget {budget:,}")
     cfg = state["config"]
-    tta = shipped_tta(state)
+    tta = shipped_tta(state, tta)
     deploy = Deployable(student, cfg["mean"], cfg["std"], tta).eval()
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(student=state["student"], student_kwargs=state["student_kwargs"], config=cfg,
+    # student.pt's config names the augmentation shipped (chosen here with --tta auto), so that a reader of
+    # the weights (deployable, predict) runs what the .pt2 and ONNX run
+    torch.save(dict(student=state["student"], student_kwargs=state["student_kwargs"], config={**cfg, "tta": tta},
                     state_dict=student.state_dict(), metrics=state["metrics"]), out / "student.pt")
     export_program(deploy, out / "student.pt2")
     sess = export_onnx(deploy, out / "student.onnx")
