@@ -189,14 +189,15 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, force:
                                   "--force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     metrics: dict = {}
-    replace_dir(out, lambda tmp: metrics.update(_export_into(Path(run_dir), tmp, data_dir, budget, trial, source)),
+    replace_dir(out, lambda tmp: metrics.update(_export_into(Path(run_dir), tmp, data_dir, budget, trial, source, tta)),
                 generated=PLOT_FILES)
     log.info(f"exported {metrics['student']} ({metrics['params']:,} params) val_acc {metrics['val_acc']:.4f} "
         f"test_acc {metrics['test_acc']:.4f} -> {out}")
     return metrics
 
 
-def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | None, source: str) -> dict:
+def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | None, source: str,
+                 tta: str = "config") -> dict:
     import torchinfo
     t0 = time.time()
     ckpt, state = best_checkpoint(export_dir(run_dir), trial)
