@@ -1,0 +1,140 @@
+"""What a trial costs the driver as the trial count grows: sweeps of N short trials (the real trainable, a
+tiny student, a data subset, 2 epochs, ASHA cutting at epoch 1) on a local Ray, each N in a fresh process.
+Per N: the driver's peak RSS, the GCS server's, the object store's peak use, the wall time per trial beyond
+its own training, and the run directory's size and file count.
+
+    bash scripts/loopback.sh .venv/bin/python bench/trial_scale.py [--trials 10 100 1000] [--out FILE]
+
+Overhead per trial = (slots x the sweep's wall - the trials' own time) / N, a trial's own time being its
+first report's start to its last report (data in, epochs, checkpoints); the sweep's wall includes Ray's and
+the data's fixed start-up, so the slope between two counts is the marginal figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _mib(n: float) -> float:
+    return round(n / 2**20, 1)
+
+
+def _plasma_bytes() -> int:
+    from ray._private.internal_api import memory_summary
+    m = re.search(r"Plasma memory usage (\d+) MiB", memory_summary(stats_only=True))
+    return int(m.group(1)) * 2**20 if m else 0
+
+
+class Peaks(threading.Thread):
+    """Samples this process's RSS, the GCS server's and the object store's use until stopped."""
+
+    def __init__(self, every: float = 0.5):
+        super().__init__(daemon=True)
+        import psutil
+        self.me, self.every, self.stop = psutil.Process(), every, threading.Event()
+        self.driver = self.gcs = self.plasma = 0
+        self.start_rss = self.me.memory_info().rss
+
+    def run(self):
+        n = 0
+        while not self.stop.is_set():
+            self.driver = max(self.driver, self.me.memory_info().rss)
+            for c in self.me.children(recursive=True):
+                try:
+                    if c.name().startswith("gcs_server"):
+                        self.gcs = max(self.gcs, c.memory_info().rss)
+                except Exception:   # a child that ended between the listing and the read
+                    pass
+            if n % 10 == 0:
+                self.plasma = max(self.plasma, _plasma_bytes())
+            n += 1
+            self.stop.wait(self.every)
+
+
+def one(n: int, slots: int, teacher: str) -> dict:
+    """A sweep of `n` trials in this process; its figures."""
+    import ray
+    from orchestrator.config import load_sweep_config
+    from orchestrator.machine import machine
+    from orchestrator.sweep.driver import run_sweep
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+            "name": f"scale{n}", "sweep.storage": f"{tmp}/runs", "teacher.cache_dir": f"{tmp}/cache",
+            "teacher.checkpoint": teacher, "teacher.mode": "clean",
+            "data.train_limit": 256, "data.val_limit": 256, "train.epochs": 2, "train.batch_size": 64,
+            "train.student": "resdw_w24_d111", "search_space": {"lr": {"loguniform": [1e-3, 0.1]}},
+            "sweep.num_samples": n, "sweep.max_concurrent_trials": slots, "sweep.cpus_per_trial": 1,
+            "sweep.grace_period": 1, "sweep.reduction_factor": 2})
+        ray.init(num_cpus=slots, include_dashboard=False, log_to_driver=False)
+        peaks = Peaks()
+        peaks.start()
+        t0 = time.time()
+        run_dir = run_sweep(cfg)
+        wall = time.time() - t0
+        peaks.stop.set()
+        peaks.join()
+        own, epochs = [], 0
+        for res in run_dir.glob("*/result.json"):
+            rows = [json.loads(line) for line in res.read_text().splitlines() if line.strip()]
+            if rows:
+                own.append(rows[-1]["wall"] - rows[0]["wall_start"])
+                epochs += len(rows)
+        files = [p for p in run_dir.rglob("*") if p.is_file()]
+        ray.shutdown()
+        return {"trials": n, "finished_trials": len(own), "trial_epochs": epochs, "slots": slots,
+                "wall_s": round(wall, 1), "own_s_median": round(sorted(own)[len(own) // 2], 3),
+                "overhead_per_trial_s": round((slots * wall - sum(own)) / n, 3),
+                "driver_rss_start_mib": _mib(peaks.start_rss), "driver_rss_peak_mib": _mib(peaks.driver),
+                "gcs_rss_peak_mib": _mib(peaks.gcs), "object_store_peak_mib": _mib(peaks.plasma),
+                "run_dir_mib": _mib(sum(p.stat().st_size for p in files)), "run_dir_files": len(files),
+                "checkpoints_mib": _mib(sum(p.stat().st_size for p in files if p.name == "checkpoint.pt")),
+                "experiment_state_mib": _mib(sum(p.stat().st_size for p in files
+                                                 if p.name.startswith("experiment_state"))),
+                "machine": machine()}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trials", type=int, nargs="+", default=[10, 100, 1000])
+    p.add_argument("--slots", type=int, default=2, help="trials at a time (1 CPU each)")
+    p.add_argument("--teacher", default=str(ROOT / "models/teacher/ta_resnet20.pt"))
+    p.add_argument("--out", help="JSON file for the rows (written after each count)")
+    p.add_argument("--one", type=int, help=argparse.SUPPRESS)   # the child: one count, a JSON line out
+    args = p.parse_args()
+    if args.one:
+        import logging
+        logging.basicConfig(level=logging.WARNING)
+        print("ROW " + json.dumps(one(args.one, args.slots, args.teacher)), flush=True)
+        return
+    rows = []
+    for n in args.trials:
+        out = subprocess.run([sys.executable, __file__, "--one", str(n), "--slots", str(args.slots),
+                              "--teacher", args.teacher], capture_output=True, text=True)
+        row = next((json.loads(line[4:]) for line in out.stdout.splitlines() if line.startswith("ROW ")), None)
+        if row is None:
+            sys.exit(f"the {n}-trial sweep failed:\n{out.stderr[-3000:]}")
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if len(rows) > 1:
+            a, b = rows[-2], rows[-1]
+            print(f"  from {a['trials']} to {b['trials']} trials: driver "
+                  f"{(b['driver_rss_peak_mib'] - a['driver_rss_peak_mib']) / (b['trials'] - a['trials']) * 100:+.2f} "
+                  f"MiB per 100 trials, {(b['wall_s'] - a['wall_s']) / (b['trials'] - a['trials']):.2f} s a trial")
+        if args.out:
+            tmp = Path(args.out).with_suffix(".tmp")
+            tmp.write_text(json.dumps(rows, indent=1) + "\n")
+            tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()
