@@ -5,6 +5,9 @@ its own training, and the run directory's size and file count.
 
     bash scripts/loopback.sh .venv/bin/python bench/trial_scale.py [--trials 10 100 1000] [--out FILE]
 
+The driver's growth is also read from the run's meta (`driver_memory`: the slope of its RSS, sampled as
+each trial ends, over the sweep's second half), which the peak's noise (+-35 MiB run to run) hides.
+
 Overhead per trial = (slots x the sweep's wall - the trials' own time) / N, a trial's own time being its
 first report's start to its last report (data in, epochs, checkpoints); the sweep's wall includes Ray's and
 the data's fixed start-up, so the slope between two counts is the marginal figure.
@@ -90,12 +93,14 @@ def one(n: int, slots: int, teacher: str) -> dict:
                 own.append(rows[-1]["wall"] - rows[0]["wall_start"])
                 epochs += len(rows)
         files = [p for p in run_dir.rglob("*") if p.is_file()]
+        driver = json.loads((run_dir / "kdsweep_meta.json").read_text()).get("driver_memory", {})
         ray.shutdown()
         return {"trials": n, "finished_trials": len(own), "trial_epochs": epochs, "slots": slots,
                 "wall_s": round(wall, 1), "own_s_median": round(sorted(own)[len(own) // 2], 3),
                 "overhead_per_trial_s": round((slots * wall - sum(own)) / n, 3),
                 "driver_rss_start_mib": _mib(peaks.start_rss), "driver_rss_peak_mib": _mib(peaks.driver),
-                "gcs_rss_peak_mib": _mib(peaks.gcs), "object_store_peak_mib": _mib(peaks.plasma),
+                "driver_mib_per_100_trials": driver.get("mib_per_100_trials"),
+                "driver_rss_last_mib": driver.get("rss_last_mib"), "gcs_rss_peak_mib": _mib(peaks.gcs), "object_store_peak_mib": _mib(peaks.plasma),
                 "run_dir_mib": _mib(sum(p.stat().st_size for p in files)), "run_dir_files": len(files),
                 "checkpoints_mib": _mib(sum(p.stat().st_size for p in files if p.name == "checkpoint.pt")),
                 "experiment_state_mib": _mib(sum(p.stat().st_size for p in files

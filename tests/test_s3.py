@@ -59,7 +59,7 @@ def test_a_sweep_on_s3_survives_its_killed_driver_and_is_read_from_there(s3, tin
     run = Run(uri)
     while time.time() < deadline and max((len((run.read_text(f) or "").splitlines())
                                           for f in run.listing() if f.endswith("/result.json")), default=0) < 2:
-        time.sleep(0.5)   # two epochs in the driver's last sync of the experiment (forced on each checkpoint)
+        time.sleep(0.5)   # two epochs in the driver's last sync of the experiment (snapshot_period: 0.1 s for 2 trials)
     assert first.poll() is None, "the sweep ended before it could be killed"
     record = session_record(run)
     assert record.is_file() and str(tmp_path / "state") in str(record)   # on this machine, not on S3

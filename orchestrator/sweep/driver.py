@@ -1,6 +1,7 @@
 """The sweep driver: prepare (data, teacher logits once) -> search (Ray Tune with ASHA) -> select -> final
-stage -> finish (results table, meta, export). Ray API calls live here, in trainables/tune_trainable.py and
-in the teacher's cluster code (orchestrator/teacher/cache_ray.py, train.py). On a cluster head:
+stage -> finish (results table, meta, export). Ray API calls live here (with the driver's Tune callbacks,
+tune_callbacks.py, and its session, ray_session.py), in trainables/tune_trainable.py and in the teacher's
+cluster code (orchestrator/teacher/cache_ray.py, train.py). On a cluster head:
 `ray submit cluster.yaml orchestrator/submit.py -- --config ...`.
 """
 from __future__ import annotations
@@ -41,9 +42,40 @@ def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
     return out
 
 
-def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s):
-    """One Tune experiment under storage/name, resumed when an interrupted one is there."""
+def snapshot_period(n_trials: int) -> float:
+    """Seconds between Tune's experiment-state snapshots for a stage of `n_trials`: 0.05 s a trial. The
+    state is ~22 KB a trial, so the driver writes (and uploads) ~0.44 MB/s whatever the count: a small
+    sweep snapshots about every epoch (a killed driver redoes at most one), 10,000 trials every 500 s.
+    TUNE_GLOBAL_CHECKPOINT_S, when set, wins."""
+    return float(_USER_PERIOD or max(0.1, 0.05 * n_trials))
+
+
+_USER_PERIOD = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")
+
+
+def n_trials(param_space: dict, num_samples: int = 1) -> int:
+    """How many trials Tune makes of `param_space`: num_samples x the product of its grids' sizes."""
+    n = num_samples
+    for v in param_space.values():
+        if isinstance(v, dict) and "grid_search" in v:
+            n *= len(v["grid_search"])
+    return n
+
+
+def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, callbacks=()):
+    """One Tune experiment under storage/name, resumed when an interrupted one is there.
+
+    Each trial's directory gets the records kdsweep reads (result.json, params.json, checkpoints) and the
+    TensorBoard events, not Tune's CSV copy of result.json (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS, set by
+    run_sweep). Checkpoints: Tune keeps all and snapshots on a period; CheckpointRetention deletes the ones
+    no snapshot can still name (orchestrator/sweep/tune_callbacks.py says why not Tune's num_to_keep)."""
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback, TBXLoggerCallback
+    from orchestrator.sweep.tune_callbacks import CheckpointRetention
+    period = snapshot_period(n_trials(param_space, getattr(tune_config, "num_samples", 1)))
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(period)   # read when Tune's controller starts
+    callbacks = [JsonLoggerCallback(), TBXLoggerCallback(),
+                 CheckpointRetention(s.keep_checkpoints, safe_s=max(600.0, 3 * period + 60)), *callbacks]
     path = f"{storage}/{name}"
     if tune.Tuner.can_restore(path):
         log.info(f"resuming the interrupted experiment in {path}")
@@ -51,11 +83,8 @@ def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s):
     return tune.Tuner(
         trainable, param_space=param_space, tune_config=tune_config,
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=1,
-            failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=s.keep_checkpoints,
-                                                    checkpoint_score_attribute="val_acc",
-                                                    checkpoint_score_order="max"))).fit()
+            name=name, storage_path=storage, verbose=1, callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures))).fit()
 
 
 class Interrupted(RuntimeError):
@@ -220,13 +249,15 @@ def _search(cfg: SweepConfig, run: Run, data):
     """Stage 2: the search space and trials under ASHA."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from orchestrator.sweep.tune_callbacks import DriverMemory
     s = cfg.sweep
     asha = ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=s.grace_period,
                          reduction_factor=s.reduction_factor)
     results = _fit(_trainable(cfg, data, cfg.train, s.cpus_per_trial), to_tune_space(cfg.search_space, cfg.trials),
                    cfg.name, run.storage, tune.TuneConfig(metric="val_acc", mode="max", num_samples=s.num_samples,
                                                           max_concurrent_trials=s.max_concurrent_trials,
-                                                          scheduler=asha), s)
+                                                          scheduler=asha, reuse_actors=True), s,
+                   callbacks=[DriverMemory(cfg.name)])
     _check_complete(results, cfg.name, run.path)
     return results
 
@@ -313,10 +344,9 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     on shared storage: the local copy of its records).
 
     A finished run is not trained again: it is exported as it is, unless `force` starts it over."""
-    # one experiment-state snapshot per epoch is intended; at least every 5 s (Tune's "auto" can wait far
-    # longer), so that a driver killed mid-sweep loses at most the epoch in progress
+    # experiment-state snapshots on a period (snapshot_period), not Tune's "auto", which can wait far longer
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     t_start = time.time()
     counts = check_budget(cfg)
     log.info("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in counts.items()))
@@ -343,6 +373,8 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             if plan:
                 meta["plan"] = plan
             results = _search(cfg, run, data)
+            from orchestrator.sweep.tune_callbacks import driver_memory
+            meta["driver_memory"] = driver_memory(cfg.name)
             tables, errors, winner = [_table(results, cfg, cfg.train, "search")], _errors(results), None
             if cfg.final.epochs:
                 finalists = _select(cfg, run, results, plan, slots, t_start, meta)

@@ -1,0 +1,99 @@
+"""The sweep's Tune callbacks, run in the driver: checkpoint retention without Tune's forced snapshots, and
+what the driver's memory does as trials come and go.
+
+Why retention is here and not Tune's `num_to_keep`: with `num_to_keep=k`, Tune writes the whole experiment
+state (every trial's record, ~20 KB a trial) each time any trial has made k checkpoints since the last
+write, so that no snapshot names a deleted checkpoint; a sweep of N trials then writes O(N) bytes per epoch
+of any trial, O(N^2) in all (bench/trial_scale.py: the driver became the bottleneck near 1,000 trials). Tune
+here keeps every checkpoint and snapshots on a period; `CheckpointRetention` deletes what no snapshot can
+still name: a trial's checkpoints that are neither among its best `keep` by val_acc nor its latest, once
+superseded for longer than `safe_s` (the driver passes 10 minutes or 3 snapshot periods and a minute,
+whichever is longer: a snapshot on an object store is uploaded after it is written, and an upload still
+running delays the next); every one but its best when the trial ends (it is never resumed)."""
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import tracemalloc
+
+from ray.tune import Callback
+import psutil   # Ray's own copy (ray/thirdparty_files, on the path once ray is imported)
+
+log = logging.getLogger(__name__)
+
+SAMPLES: dict[str, list[tuple[int, int, int]]] = {}   # name -> (trials ended, driver RSS, Python heap bytes)
+
+
+class CheckpointRetention(Callback):
+    def __init__(self, keep: int, safe_s: float):
+        self.keep, self.safe_s = keep, safe_s
+        self.seen: dict[str, list] = {}     # trial id -> [checkpoint, val_acc, superseded at (None: latest)]
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        rows = self.seen.setdefault(trial.trial_id, [])
+        if rows:
+            rows[-1][2] = time.monotonic()
+        rows.append([checkpoint, float((trial.last_result or {}).get("val_acc", 0.0)), None])
+        self._prune(rows, time.monotonic() - self.safe_s)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        # ended for good (finished, or stopped by ASHA): never resumed, only its best are read again
+        self._prune(self.seen.pop(trial.trial_id, []), float("inf"), latest=False)
+
+    def _prune(self, rows: list, before: float, latest: bool = True):
+        best = {id(r) for r in sorted(rows, key=lambda r: -r[1])[:self.keep]}
+        for r in list(rows):
+            old = r[2] is not None and r[2] <= before
+            if id(r) not in best and (old or not latest):
+                try:
+                    r[0].filesystem.delete_dir(r[0].path)
+                except FileNotFoundError:
+                    pass
+                rows.remove(r)
+
+
+class DriverMemory(Callback):
+    """Samples the driver's RSS each time a trial ends, and its Python heap where tracemalloc traces (the
+    test does: the heap is what Tune's per-trial records take, without the allocator's and other threads'
+    noise). Kept by reference in Tune's pickled run config, so a restored sweep samples into the same
+    record."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def _sample(self):
+        rows = SAMPLES.setdefault(self.name, [])
+        heap = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else -1
+        rows.append((len(rows) + 1, psutil.Process().memory_info().rss, heap))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._sample()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._sample()
+
+
+def _per_trial(points: list[tuple[int, int]]) -> float:
+    """Least-squares slope of (trials ended, bytes)."""
+    mx, my = statistics.fmean(n for n, _ in points), statistics.fmean(b for _, b in points)
+    return sum((n - mx) * (b - my) for n, b in points) / sum((n - mx) ** 2 for n, _ in points)
+
+
+def slope(samples: list[tuple[int, int, int]]) -> dict:
+    """First and last RSS (MiB) and MiB per 100 more trials (RSS, and the Python heap where traced): the
+    least-squares slope over the second half of the samples (the first half holds the warm-up: imports,
+    pools, the first trials' buffers)."""
+    if len(samples) < 4:
+        return {}
+    tail = samples[len(samples) // 2:]
+    out = dict(trials=len(samples), rss_first_mib=round(samples[0][1] / 2**20, 1),
+               rss_last_mib=round(samples[-1][1] / 2**20, 1),
+               mib_per_100_trials=round(_per_trial([(n, r) for n, r, _ in tail]) * 100 / 2**20, 3))
+    if all(h >= 0 for _, _, h in tail):
+        out["heap_mib_per_100_trials"] = round(_per_trial([(n, h) for n, _, h in tail]) * 100 / 2**20, 3)
+    return out
+
+
+def driver_memory(name: str) -> dict:
+    return slope(SAMPLES.get(name, []))
