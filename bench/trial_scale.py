@@ -81,9 +81,9 @@ def one(n: int, slots: int, teacher: str) -> dict:
         ray.init(num_cpus=slots, include_dashboard=False, log_to_driver=False)
         peaks = Peaks()
         peaks.start()
-        t0 = time.time()
+        t0, cpu0 = time.time(), sum(peaks.me.cpu_times()[:2])
         run_dir = run_sweep(cfg)
-        wall = time.time() - t0
+        wall, driver_cpu = time.time() - t0, sum(peaks.me.cpu_times()[:2]) - cpu0
         peaks.stop.set()
         peaks.join()
         own, epochs = [], 0
@@ -96,7 +96,7 @@ def one(n: int, slots: int, teacher: str) -> dict:
         driver = json.loads((run_dir / "kdsweep_meta.json").read_text()).get("driver_memory", {})
         ray.shutdown()
         return {"trials": n, "finished_trials": len(own), "trial_epochs": epochs, "slots": slots,
-                "wall_s": round(wall, 1), "own_s_median": round(sorted(own)[len(own) // 2], 3),
+                "wall_s": round(wall, 1), "driver_cpu_s": round(driver_cpu, 1), "own_s_median": round(sorted(own)[len(own) // 2], 3),
                 "overhead_per_trial_s": round((slots * wall - sum(own)) / n, 3),
                 "driver_rss_start_mib": _mib(peaks.start_rss), "driver_rss_peak_mib": _mib(peaks.driver),
                 "driver_mib_per_100_trials": driver.get("mib_per_100_trials"),
