@@ -221,6 +221,25 @@ def test_teacher_precision_bf16_has_its_own_cache_and_close_logits(tmp_path, tin
     assert ma["teacher"]["precision"] == resolve_precision("auto", "cpu") and ma["teacher_forwards"] == 0
 
 
+def test_the_run_names_a_teacher_in_the_project_by_its_project_path(tmp_path, tiny_teacher, monkeypatch):
+    """The run's meta (and so the report committed with a release) names a teacher inside the project by its
+    path there, not by the machine's absolute path; one outside keeps its absolute path."""
+    import shutil
+    from orchestrator.sweep.prepare import prepare_data
+    (tmp_path / "models" / "teacher").mkdir(parents=True)
+    for f in (tiny_teacher, tiny_teacher.with_suffix(".json")):
+        shutil.copy(f, tmp_path / "models" / "teacher" / f.name)
+    monkeypatch.chdir(tmp_path)
+    base = dict(name="tp", data=dict(train_limit=64, val_limit=32), train=dict(loss="kd"),
+                teacher=dict(checkpoint=str(tmp_path / "models/teacher" / tiny_teacher.name), mode="clean",
+                             cache_dir=str(tmp_path / "c")))
+    _, meta = prepare_data(from_dict(SweepConfig, base))
+    assert meta["teacher"]["path"] == f"models/teacher/{tiny_teacher.name}"
+    base["teacher"]["checkpoint"] = str(tiny_teacher)
+    _, meta = prepare_data(from_dict(SweepConfig, base))
+    assert meta["teacher"]["path"] == str(tiny_teacher)
+
+
 @pytest.mark.slow
 def test_a_run_written_by_an_earlier_kdsweep_resumes_and_exports(tmp_path, monkeypatch, said):
     """tests/data/legacy_run/ was written by an earlier kdsweep (its WRITTEN_BY names the commit), killed

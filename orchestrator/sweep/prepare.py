@@ -13,7 +13,7 @@ import numpy as np
 from orchestrator.config import SweepConfig, resolve_path
 from orchestrator.data import load_split
 from orchestrator.errors import UserError
-from orchestrator.run.io import is_uri, sha256_file
+from orchestrator.run.io import is_uri, project_relative, sha256_file
 from orchestrator.teacher.cache import missing_forwards, teacher_logits
 from orchestrator.teacher.model import (accuracy, identity, in_precision, load_member, load_teacher,
                                       predict_logits)
@@ -84,7 +84,7 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None,
     t = cfg.teacher
     model, info = load_teacher(path, t.mean, t.std)
     precision = resolve_precision(t.precision, device)
-    meta["teacher"] = dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
+    meta["teacher"] = dict(path=project_relative(info.path), arch=info.arch, sha256=info.sha256, params=info.params,
                            preprocess=asdict(info.preprocess), mode=t.mode, precision=precision)
     plain = model.to(device)
     model, key = in_precision(plain, precision, device), identity(info.sha256, precision)
@@ -146,7 +146,7 @@ def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, me
         v = predict_logits(model, split.val_x, info.preprocess, bs, device)
         total += z
         val_total += v
-        members.append(dict(path=info.path, arch=info.arch, sha256=info.sha256, params=info.params,
+        members.append(dict(path=project_relative(info.path), arch=info.arch, sha256=info.sha256, params=info.params,
                             val_acc=accuracy(v, split.val_y), cache=cinfo))
         meta["teacher_forwards"] += forwards
         log.info(f"ensemble member {info.arch} ({info.params:,} params) val_acc {members[-1]['val_acc']:.4f}")
