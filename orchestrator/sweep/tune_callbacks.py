@@ -12,15 +12,12 @@ whichever is longer: a snapshot on an object store is uploaded after it is writt
 running delays the next); every one but its best when the trial ends (it is never resumed)."""
 from __future__ import annotations
 
-import logging
 import statistics
 import time
 import tracemalloc
 
 from ray.tune import Callback
 import psutil   # Ray's own copy (ray/thirdparty_files, on the path once ray is imported)
-
-log = logging.getLogger(__name__)
 
 SAMPLES: dict[str, list[tuple[int, int, int]]] = {}   # name -> (trials ended, driver RSS, Python heap bytes)
 
