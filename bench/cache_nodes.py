@@ -89,7 +89,8 @@ def plain_rate(args, k: int) -> float:
         with ctx.Pool(k) as pool:
             secs = pool.map(_plain, [(args.teacher, args.plain_images, args.shift, args.chunk, i, k, barrier)
                                      for i in range(k)])
-    return args.plain_images * (2 * args.shift + 1) ** 2 * 2 / max(secs)
+    from trainables.augment import ViewSpec
+    return args.plain_images * ViewSpec(args.shift, True).n_views / max(secs)
 
 
 def main():

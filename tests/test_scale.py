@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.sweep.driver import n_trials, snapshot_period
+from orchestrator.sweep.driver import snapshot_period
+from orchestrator.sweep.plan import search_trials
 from orchestrator.sweep.tune_callbacks import CheckpointRetention, slope
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,11 @@ def test_retention_keeps_k_best_per_trial(monkeypatch):
 def test_snapshot_period_grows_with_the_trial_count():
     assert snapshot_period(1) == 0.1 and snapshot_period(100) == 5.0
     assert snapshot_period(1000) == 50.0 and snapshot_period(10_000) == 500.0
-    assert n_trials({"lr": {"grid_search": [1, 2, 3]}, "wd": object(), "_variant": {"grid_search": [{}, {}]}}, 4) == 24
+    from orchestrator.config import load_sweep_config
+    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
+        "search_space": {"lr": {"grid": [0.1, 0.2, 0.3]}, "weight_decay": {"loguniform": [1e-5, 1e-3]}},
+        "trials": [{"loss": "kd"}, {"loss": "ce"}], "sweep.num_samples": 4})
+    assert search_trials(cfg) == 24     # the snapshot period's count: the plan's
 
 
 def test_driver_memory_slope_is_the_second_half_trend():

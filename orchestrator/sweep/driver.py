@@ -23,7 +23,7 @@ from orchestrator.run.layout import FINAL_DIR
 from orchestrator.run.rundir import Run
 from orchestrator.sweep import ray_session
 from orchestrator.sweep.plan import (final_cpus, final_slots, final_speedup, final_stage_minutes,
-                                     fit_final_epochs, make_plan, student_epoch_seconds)
+                                     fit_final_epochs, make_plan, search_trials, student_epoch_seconds)
 from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
 from trainables.losses import NEEDS_TEACHER
 
@@ -53,17 +53,8 @@ def snapshot_period(n_trials: int) -> float:
 _USER_PERIOD = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")
 
 
-def n_trials(param_space: dict, num_samples: int = 1) -> int:
-    """How many trials Tune makes of `param_space`: num_samples x the product of its grids' sizes."""
-    n = num_samples
-    for v in param_space.values():
-        if isinstance(v, dict) and "grid_search" in v:
-            n *= len(v["grid_search"])
-    return n
-
-
-def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, callbacks=()):
-    """One Tune experiment under storage/name, resumed when an interrupted one is there.
+def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, n_trials: int, callbacks=()):
+    """One Tune experiment of `n_trials` under storage/name, resumed when an interrupted one is there.
 
     Each trial's directory gets the records kdsweep reads (result.json, params.json, checkpoints) and the
     TensorBoard events, not Tune's CSV copy of result.json (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS, set by
@@ -72,7 +63,7 @@ def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, 
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback, TBXLoggerCallback
     from orchestrator.sweep.tune_callbacks import CheckpointRetention
-    period = snapshot_period(n_trials(param_space, getattr(tune_config, "num_samples", 1)))
+    period = snapshot_period(n_trials)
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(period)   # read when Tune's controller starts
     callbacks = [JsonLoggerCallback(), TBXLoggerCallback(),
                  CheckpointRetention(s.keep_checkpoints, safe_s=max(600.0, 3 * period + 60)), *callbacks]
@@ -257,7 +248,7 @@ def _search(cfg: SweepConfig, run: Run, data):
                    cfg.name, run.storage, tune.TuneConfig(metric="val_acc", mode="max", num_samples=s.num_samples,
                                                           max_concurrent_trials=s.max_concurrent_trials,
                                                           scheduler=asha, reuse_actors=True), s,
-                   callbacks=[DriverMemory(cfg.name)])
+                   search_trials(cfg), callbacks=[DriverMemory(cfg.name)])
     _check_complete(results, cfg.name, run.path)
     return results
 
@@ -309,7 +300,7 @@ def _final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots
                                               for c in finalists])
     final = _fit(_trainable(cfg, data, winner, slots.final_cpus), space, FINAL_DIR, run.path,
                  tune.TuneConfig(metric="val_acc", mode="max", max_concurrent_trials=cfg.sweep.max_concurrent_trials),
-                 cfg.sweep)
+                 cfg.sweep, cfg.final.seeds * len(finalists))
     _check_complete(final, cfg.name, run.path)
     return final
 

@@ -127,7 +127,7 @@ def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, 
     final.cpus_per_trial threads), `final_slots` at a time, within what the budgets leave it once the cache
     and the search are done (final_stage_minutes, as the driver fits it then)."""
     t, s, f = cfg.train, cfg.sweep, cfg.final
-    n_trials = max(1, len(cfg.trials) or 1) * max(1, s.num_samples) * _grid_size(cfg)
+    n_trials = search_trials(cfg)
     per_trial = min(t.epochs, s.grace_period) + max(0, t.epochs - s.grace_period) / max(1, s.reduction_factor)
     slowest = max(epoch_s.values()) if epoch_s else 0.0
     search_epochs = n_trials * per_trial
@@ -143,6 +143,11 @@ def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, 
                                         f.min_epochs) if final_minutes else f.epochs
         final_s = final_epochs * per_epoch
     return Plan(cache_s, search_s, final_s, EXPORT_S, search_epochs, final_epochs, f.epochs, f.min_epochs, epoch_s)
+
+
+def search_trials(cfg: SweepConfig) -> int:
+    """How many trials the search makes: its explicit trials (or one) x num_samples x the grids' sizes."""
+    return max(1, len(cfg.trials) or 1) * max(1, cfg.sweep.num_samples) * _grid_size(cfg)
 
 
 def _grid_size(cfg: SweepConfig) -> int:
