@@ -57,3 +57,19 @@ def test_sweep_probes_vary_only_epochs_and_seed_of_the_default_sweeps_kd_finalis
     assert default.final.epochs in {t["epochs"] for t in probe.trials}
     for part in ("data", "teacher", "augment"):
         assert to_dict(getattr(probe, part)) == to_dict(getattr(default, part))
+
+
+def test_search_fidelity_configs_are_whole_and_vary_one_lever_group_a_trial():
+    """search_fidelity's curves are read as 'this lever changed': its configs carry no `base:` (a product
+    config edit cannot change them), share everything but the teacher, and train every trial to the end."""
+    import yaml
+    here = EXP / "search_fidelity"
+    cfgs = {n: load_sweep_config(here / f"{n}.yaml") for n in ("r50", "r20")}
+    for n, cfg in cfgs.items():
+        assert "base" not in yaml.safe_load((here / f"{n}.yaml").read_text())
+        assert cfg.train.epochs == 40 and cfg.train.ema > 0 and cfg.teacher.mode == "clean"
+        assert all(set(t) <= {"seed", "loss", "alpha", "temperature", "label_smoothing", "beta", "kd_warmup", "lr",
+                              "student"} for t in cfg.trials)
+    a, b = (to_dict(c) for c in cfgs.values())
+    assert {k for k in a if a[k] != b[k]} == {"name", "teacher", "trials"}
+    assert {k for k in a["teacher"] if a["teacher"][k] != b["teacher"][k]} == {"checkpoint"}

@@ -273,7 +273,10 @@ class SweepSettings:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | Literal["auto"] = "auto"  # a share of one GPU; auto: 0 on a cluster without GPUs,
                                       # else every CPU slot an equal share (several trials to a GPU)
-    grace_period: int = 1             # ASHA: epochs before a trial can be stopped
+    grace_period: int | Literal["auto"] = 1   # ASHA: epochs before a trial can be stopped; auto: the fraction
+                                      # of the schedule at which early ranks were measured to hold (sweep/fidelity.py)
+    searcher: Literal["random", "optuna"] = "random"   # what proposes the search's trials: random draws from
+                                      # search_space (and every `trials:` entry), or Optuna's TPE (search_space only)
     reduction_factor: int = 2         # ASHA: keep the top 1/rf at each rung
     keep_checkpoints: int = 1         # per trial, by best val_acc
     max_failures: int = 1             # retries of a crashed trial (from its last checkpoint)
@@ -284,7 +287,7 @@ class SweepSettings:
         _check(self.max_concurrent_trials >= 1, "max_concurrent_trials must be >= 1")
         _check(self.cpus_per_trial > 0, "cpus_per_trial must be > 0")
         _check(self.gpus_per_trial == "auto" or self.gpus_per_trial >= 0, "gpus_per_trial must be >= 0 or auto")
-        _check(self.grace_period >= 1, "grace_period must be >= 1")
+        _check(self.grace_period == "auto" or self.grace_period >= 1, "grace_period must be >= 1 or auto")
         _check(self.reduction_factor >= 2, "reduction_factor must be >= 2")
         _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
 
@@ -362,9 +365,21 @@ class SweepConfig:
                 except ConfigError as e:
                     raise ValueError(f"search_space.{key}: value {v!r} is invalid: {e}") from None
 
-        if self.sweep.grace_period > self.train.epochs:
+        if self.sweep.grace_period != "auto" and self.sweep.grace_period > self.train.epochs:
             raise ValueError(f"sweep.grace_period ({self.sweep.grace_period}) exceeds train.epochs ({self.train.epochs}): "
                              f"ASHA could never stop a trial; set sweep.grace_period <= {self.train.epochs}")
+        if self.sweep.grace_period == "auto":
+            self.grace()   # the recorded rule must be there: a missing one is said now, not after the cache
+        if self.sweep.searcher == "optuna":
+            if self.trials:
+                raise ValueError("sweep.searcher optuna samples search_space; `trials:` is a fixed list that Optuna "
+                                 "cannot take: move its settings into search_space or use searcher: random")
+            if not self.search_space:
+                raise ValueError("sweep.searcher optuna needs a search_space to sample; add one or use searcher: random")
+            grids = [k for k, dom in self.search_space.items() if "grid" in dom]
+            if grids:
+                raise ValueError(f"search_space.{grids[0]}: grid cannot be sampled by sweep.searcher optuna; write "
+                                 "it as choice, or use searcher: random")
         for i, t in enumerate(self.trials):
             if not isinstance(t, dict):
                 raise ValueError(f"trials[{i}]: expected a mapping of train keys, e.g. {{student: seed_model_1}}")
@@ -381,6 +396,14 @@ class SweepConfig:
         if unknown:
             raise ValueError(f"unknown student {unknown[0]!r}; registered students: {', '.join(list_students())} "
                              "(`kdsweep students` lists them with their sizes)")
+
+    def grace(self) -> int:
+        """ASHA's grace period in epochs: sweep.grace_period, or where it is auto the recorded rule applied to
+        train.epochs (orchestrator/sweep/fidelity.py)."""
+        if self.sweep.grace_period != "auto":
+            return int(self.sweep.grace_period)
+        from orchestrator.sweep.fidelity import auto_grace
+        return auto_grace(self.train.epochs)[0]
 
     def _values(self, key: str, trials=None) -> set:
         dom = self.search_space.get(key)

@@ -215,6 +215,8 @@ def test_interrupted_sweep_is_not_finished():
     _check_complete(Grid(3, 1, 4), "x", "runs/x")
     with pytest.raises(Interrupted, match="run the same command again"):
         _check_complete(Grid(2, 1, 4), "x", "runs/x")
+    with pytest.raises(Interrupted):   # stopped before the searcher had made all its trials
+        _check_complete(Grid(2, 0, 2), "x", "runs/x", expected=6)
 
 
 def test_claims_of_an_older_schema_still_match(tmp_path):

@@ -23,7 +23,8 @@ from orchestrator.run.layout import FINAL_DIR
 from orchestrator.run.rundir import Run
 from orchestrator.sweep import ray_session
 from orchestrator.sweep.plan import (final_cpus, final_slots, final_speedup, final_stage_minutes,
-                                     fit_final_epochs, make_plan, search_trials, student_epoch_seconds)
+                                     fit_final_epochs, make_plan, search_statement, search_trials,
+                                     student_epoch_seconds)
 from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
 from trainables.losses import NEEDS_TEACHER
 
@@ -82,8 +83,11 @@ class Interrupted(RuntimeError):
     """Tune returned with trials neither finished nor failed (Ctrl-C / SIGINT): the run is not complete."""
 
 
-def _check_complete(results, name: str, run_dir: str):
-    if results.num_terminated + results.num_errors < len(results):
+def _check_complete(results, name: str, run_dir: str, expected: int = 0):
+    """Tune returns normally after Ctrl-C: trials neither finished nor failed, or fewer trials than the stage
+    makes (a searcher, and Tune's own variant generator, create trials as slots free up, so a stopped stage
+    can hold only those it had begun), mean the run is not complete."""
+    if results.num_terminated + results.num_errors < len(results) or len(results) < expected:
         raise Interrupted(f"sweep {name} was interrupted before all its trials ended; run the same command again "
                           f"to resume it from {run_dir}")
 
@@ -236,20 +240,31 @@ def _trainable(cfg: SweepConfig, data, base: TrainConfig, cpus: float):
     return tune.with_resources(t, {"cpu": cpus, "gpu": s.gpus_per_trial})
 
 
+def searcher(cfg: SweepConfig):
+    """Tune's search algorithm for sweep.searcher: None (Tune's random/grid variant generator) or Optuna's
+    TPE, seeded by train.seed so that a rerun proposes the same trials."""
+    if cfg.sweep.searcher == "random":
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=cfg.train.seed))
+
+
 def _search(cfg: SweepConfig, run: Run, data):
     """Stage 2: the search space and trials under ASHA."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from orchestrator.sweep.tune_callbacks import DriverMemory
     s = cfg.sweep
-    asha = ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=s.grace_period,
+    asha = ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=cfg.grace(),
                          reduction_factor=s.reduction_factor)
     results = _fit(_trainable(cfg, data, cfg.train, s.cpus_per_trial), to_tune_space(cfg.search_space, cfg.trials),
                    cfg.name, run.storage, tune.TuneConfig(metric="val_acc", mode="max", num_samples=s.num_samples,
                                                           max_concurrent_trials=s.max_concurrent_trials,
-                                                          scheduler=asha, reuse_actors=True), s,
+                                                          search_alg=searcher(cfg), scheduler=asha,
+                                                          reuse_actors=True), s,
                    search_trials(cfg), callbacks=[DriverMemory(cfg.name)])
-    _check_complete(results, cfg.name, run.path)
+    _check_complete(results, cfg.name, run.path, search_trials(cfg))
     return results
 
 
@@ -301,7 +316,7 @@ def _final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots
     final = _fit(_trainable(cfg, data, winner, slots.final_cpus), space, FINAL_DIR, run.path,
                  tune.TuneConfig(metric="val_acc", mode="max", max_concurrent_trials=cfg.sweep.max_concurrent_trials),
                  cfg.sweep, cfg.final.seeds * len(finalists))
-    _check_complete(final, cfg.name, run.path)
+    _check_complete(final, cfg.name, run.path, cfg.final.seeds * len(finalists))
     return final
 
 
@@ -341,6 +356,8 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     t_start = time.time()
     counts = check_budget(cfg)
     log.info("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in counts.items()))
+    stated = search_statement(cfg)
+    log.info(stated["statement"])
     cfg = with_absolute_sources(cfg)
     run = Run.of(cfg)
     teacher = teacher_identity(cfg, teacher_path)
@@ -363,6 +380,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             data, meta = prepare_data(cfg, teacher_path, device, before_cache=_planner(cfg, slots, t_start, plan))
             if plan:
                 meta["plan"] = plan
+            meta["search"] = stated
             results = _search(cfg, run, data)
             from orchestrator.sweep.tune_callbacks import driver_memory
             meta["driver_memory"] = driver_memory(cfg.name)

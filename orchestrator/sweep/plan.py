@@ -128,7 +128,8 @@ def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, 
     and the search are done (final_stage_minutes, as the driver fits it then)."""
     t, s, f = cfg.train, cfg.sweep, cfg.final
     n_trials = search_trials(cfg)
-    per_trial = min(t.epochs, s.grace_period) + max(0, t.epochs - s.grace_period) / max(1, s.reduction_factor)
+    g = cfg.grace()
+    per_trial = min(t.epochs, g) + max(0, t.epochs - g) / max(1, s.reduction_factor)
     slowest = max(epoch_s.values()) if epoch_s else 0.0
     search_epochs = n_trials * per_trial
     search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots))   # a trial runs on one slot
@@ -157,3 +158,32 @@ def _grid_size(cfg: SweepConfig) -> int:
         if kind == "grid":
             n *= len(vals)
     return n
+
+
+def search_statement(cfg: SweepConfig) -> dict:
+    """What the search stage is, said plainly at the start of the run and kept in its meta record: how many
+    candidates, proposed by what, cut where by ASHA (and why there); or, where ASHA can cut nothing (a
+    grace period at the trials' length, or fewer trials than one rung keeps), that it does not search and
+    what it does instead."""
+    from orchestrator.sweep.fidelity import auto_grace, rungs
+    n, t, s = search_trials(cfg), cfg.train.epochs, cfg.sweep
+    grace = cfg.grace()
+    why = auto_grace(t)[1] if s.grace_period == "auto" else f"grace period {grace} of {t} epochs (set in the config)"
+    milestones = rungs(t, grace, s.reduction_factor)
+    by = "Optuna's TPE" if s.searcher == "optuna" else (
+        "random draws" if cfg.search_space and not all("grid" in d for d in cfg.search_space.values()) else "a fixed list")
+    out = dict(trials=n, searcher=s.searcher, grace=grace, rungs=milestones, rule=why)
+    if not milestones or n <= s.reduction_factor:
+        kinds = "KD against its no-teacher control" if any(l in ("ce", "mse") for l in cfg.losses()) else "its trials"
+        out["searches"] = False
+        out["statement"] = (
+            f"this run does not search: {n} trial(s) of {t} epochs compare {kinds} and ASHA can cut none "
+            f"({'no rung below the last epoch' if not milestones else f'{n} trials, each rung keeps 1/{s.reduction_factor}'})"
+            + ("; then it trains one recipe (the final stage)" if cfg.final.epochs else "")
+            + ". A search needs more trials than one rung keeps and a grace period below their length "
+            "(configs/search.yaml; experiments/search_fidelity measures how early a trial can be judged)")
+    else:
+        out["searches"] = True
+        out["statement"] = (f"search: {n} candidates from {by} ({s.searcher}), ASHA judging them at epochs "
+                            f"{', '.join(map(str, milestones))} of {t} and keeping 1/{s.reduction_factor} at each; {why}")
+    return out

@@ -1,0 +1,212 @@
+"""How early a trial can be judged, from recorded learning curves, and the ASHA rungs that follow.
+
+A curve is one trial trained to its end with its validation accuracy recorded every epoch (a folder of
+`<name>.jsonl` files: a head line with the trial's settings, then one line per epoch; what
+`experiments/search_fidelity/collect.py` writes). From a set of them:
+
+- the rank correlation (Spearman's rho, Kendall's tau-b) between the accuracy at epoch k and the final one,
+  across configurations: how well a judgement at k orders the trials as the end would;
+- the seed spread at k: |difference| between two seeds of one configuration, beside the spread between
+  configurations (a judgement at k can only resolve differences larger than its seed noise);
+- per lever (pairs of configurations that differ in one setting): the first epoch from which the better of
+  the two at every later epoch is the better at the end.
+
+The rule for ASHA (`grace_for`): the first rung sits at the earliest fraction of the schedule where the rank
+correlation reaches `min_rho` and stays there; `sweep.grace_period: auto` applies the recorded fraction
+(FIDELITY_FILE, written by `bench/search_fidelity.py`) to the search's own length. Pure numpy: no Ray.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.errors import UserError
+
+FIDELITY_FILE = Path(__file__).with_name("fidelity.json")   # the measured rule sweep.grace_period: auto reads
+DEFAULT_MIN_RHO = 0.8      # Spearman at a rung: above it, an early cut rarely drops a trial that would win
+
+
+@dataclass
+class Curve:
+    """One trial's record: its settings (`variant` over the config's base `train:`), per-epoch metrics."""
+    name: str
+    variant: dict
+    config: str = ""
+    epochs: list[dict] = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        return int(self.variant.get("seed", 0))
+
+    @property
+    def key(self) -> tuple:
+        """The configuration without its seed: what two seeds of one configuration share."""
+        return (self.config, tuple(sorted((k, str(v)) for k, v in self.variant.items() if k != "seed")))
+
+    def at(self, metric: str, k: int) -> float:
+        """`metric` after epoch k (1-based)."""
+        return float(self.epochs[k - 1][metric])
+
+    def final(self, metric: str) -> float:
+        return self.at(metric, len(self.epochs))
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+
+def load_curves(folder: str | Path, length: int | None = None) -> list[Curve]:
+    """Every `*.jsonl` curve under `folder`; with `length`, only those recorded to that many epochs (a trial
+    still running, or diverged, is left out: its end is unknown)."""
+    out = []
+    for p in sorted(Path(folder).glob("*.jsonl")):
+        lines = [json.loads(s) for s in p.read_text().splitlines() if s.strip()]
+        if not lines:
+            continue
+        head, rows = lines[0], [r for r in lines[1:] if "val_acc" in r and not r.get("diverged")]
+        c = Curve(p.stem, dict(head.get("variant", {})), head.get("config", ""), rows)
+        if length is None or len(c) == length:
+            out.append(c)
+    return out
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    for v in np.unique(x):
+        tied = x == v
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(a, b) -> float:
+    """Spearman's rho: Pearson's correlation of the ranks (average ranks for ties)."""
+    ra, rb = _ranks(np.asarray(a, float)), _ranks(np.asarray(b, float))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = math.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+    return float((ra * rb).sum() / den) if den else float("nan")
+
+
+def kendall(a, b) -> float:
+    """Kendall's tau-b: (concordant - discordant) / sqrt((n0 - ties_a) (n0 - ties_b)) over all pairs."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    i, j = np.triu_indices(len(a), 1)
+    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    den = math.sqrt(np.count_nonzero(da) * np.count_nonzero(db))
+    return float((da * db).sum() / den) if den else float("nan")
+
+
+def seed_pairs(curves: list[Curve]) -> list[tuple[Curve, Curve]]:
+    """Pairs of curves of one configuration with different seeds."""
+    by: dict[tuple, list[Curve]] = {}
+    for c in curves:
+        by.setdefault(c.key, []).append(c)
+    return [(g[0], g[1]) for g in by.values() if len(g) >= 2]
+
+
+def checkpoints(length: int) -> list[int]:
+    """The epochs a table reports: 1, 2, 5, then every 5 up to the end."""
+    return sorted({k for k in (1, 2, 5, *range(10, length + 1, 5), length) if k <= length})
+
+
+def fidelity_table(curves: list[Curve], metric: str, final_metric: str | None = None,
+                   epochs: list[int] | None = None) -> list[dict]:
+    """Per epoch k: rank correlation of `metric` at k with `final_metric` at the end (one seed per
+    configuration: the seed-0 curve, so a seed pair does not count one configuration twice), the seed spread
+    at k, and the spread between configurations at k (their standard deviation)."""
+    final_metric = final_metric or metric
+    length = min(len(c) for c in curves)
+    firsts: dict[tuple, Curve] = {}
+    for c in sorted(curves, key=lambda c: c.seed):
+        firsts.setdefault(c.key, c)
+    one = list(firsts.values())
+    end = [c.final(final_metric) for c in one]
+    pairs = seed_pairs(curves)
+    rows = []
+    for k in epochs or checkpoints(length):
+        at = [c.at(metric, k) for c in one]
+        rows.append(dict(
+            epoch=k, frac=round(k / length, 4), n=len(one), spearman=round(spearman(at, end), 4),
+            kendall=round(kendall(at, end), 4), between_sd=round(float(np.std(at, ddof=1)), 4) if len(at) > 1 else None,
+            seed_spread=round(float(np.mean([abs(p.at(metric, k) - q.at(metric, k)) for p, q in pairs])), 4)
+            if pairs else None, seed_pairs=len(pairs)))
+    return rows
+
+
+def lever_pairs(curves: list[Curve]) -> list[tuple[str, Curve, Curve]]:
+    """(lever, a, b) for seed-0 curves of one config file whose variants differ in exactly one setting
+    (a lever such as loss, lr, student; several settings that move together, like the release's KD triple,
+    count as one lever named by their keys)."""
+    seed0 = [c for c in curves if c.seed == 0]
+    out = []
+    for i, a in enumerate(seed0):
+        for b in seed0[i + 1:]:
+            if a.config != b.config:
+                continue
+            keys = {k for k in {*a.variant, *b.variant} if a.variant.get(k) != b.variant.get(k)}
+            if keys and all(k not in ("seed",) for k in keys) and len(keys) <= 3:
+                out.append(("+".join(sorted(keys)), a, b))
+    return out
+
+
+def decided_at(a: Curve, b: Curve, metric: str, final_metric: str | None = None) -> int:
+    """The first epoch k from which, at every epoch k..end, the better of a and b by `metric` is the one
+    better at the end by `final_metric`; the length (only the end decides) where none."""
+    final_metric = final_metric or metric
+    length = min(len(a), len(b))
+    sign = np.sign(a.final(final_metric) - b.final(final_metric))
+    k = length
+    for e in range(length, 0, -1):
+        if np.sign(a.at(metric, e) - b.at(metric, e)) != sign:
+            break
+        k = e
+    return k
+
+
+def judge_fraction(table: list[dict], min_rho: float = DEFAULT_MIN_RHO) -> float | None:
+    """The earliest fraction of the schedule from which Spearman's rho stays >= min_rho; None if never."""
+    ok = None
+    for row in reversed(table):
+        if row["spearman"] != row["spearman"] or row["spearman"] < min_rho:
+            break
+        ok = row["frac"]
+    return ok
+
+
+def grace_for(max_t: int, frac: float) -> int:
+    """ASHA's first rung for a search of `max_t` epochs judged at fraction `frac` of its schedule."""
+    return max(1, min(max_t, math.ceil(frac * max_t)))
+
+
+def rungs(max_t: int, grace: int, reduction_factor: int) -> list[int]:
+    """ASHA's milestones (Tune's AsyncHyperBand, one bracket): grace * rf^i below max_t."""
+    out, t = [], grace
+    while t < max_t:
+        out.append(t)
+        t *= reduction_factor
+    return out
+
+
+def read_rule(path: Path | None = None) -> dict:
+    """The recorded rule: {"frac", "min_rho", "metric", "n", "record", ...} (FIDELITY_FILE by default)."""
+    path = path or FIDELITY_FILE
+    if not path.is_file():
+        raise UserError(f"sweep.grace_period auto: {path} holds no fidelity record; run bench/search_fidelity.py --write-rule, or set "
+                                "sweep.grace_period to a number of epochs")
+    return json.loads(path.read_text())
+
+
+def auto_grace(max_t: int, rule: dict | None = None) -> tuple[int, str]:
+    """(grace period, the sentence the plan logs) for a search of `max_t` epochs under the recorded rule."""
+    rule = rule or read_rule()
+    g = grace_for(max_t, rule["frac"])
+    why = (f"grace period {g} of {max_t} epochs: at {rule['frac']:.0%} of a one-cycle schedule the ranking of "
+           f"{rule['n']} recorded configurations agrees with the end at Spearman >= {rule['min_rho']} "
+           f"({rule['record']})")
+    return g, why
