@@ -141,15 +141,21 @@ def _release(a) -> int:
 
 
 def _results(a) -> int:
+    import json
     import pandas as pd
-    from orchestrator.release.results import table
+    from orchestrator.release.results import account_lines, search_account, table, trials
+    from orchestrator.run.layout import META_FILE
     from orchestrator.run.rundir import Run
-    df = table(Run(a.run).fetch())
+    run_dir = Run(a.run).fetch()
+    df = table(run_dir)
     if df.empty:
         print(f"{a.run}: no trial has reported yet")
         return 0
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500):
         print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    meta = json.loads((run_dir / META_FILE).read_text()) if (run_dir / META_FILE).is_file() else {}
+    for line in account_lines(search_account(trials(run_dir), meta)):
+        print(line)
     return 0
 
 

@@ -90,3 +90,46 @@ def test_the_report_renders_in_a_real_browser(tmp_path):
     blue = int((np.abs(px - (31, 119, 180)) < 30).all(axis=2).sum())
     assert 0.01 < ink < 0.9, ink                                         # a drawn page, neither blank nor black
     assert blue > 500, blue                                              # matplotlib's C0: the plots were drawn
+
+
+def test_the_search_is_accounted_for(tmp_path, capsys):
+    """A run with a search: the anytime plot, the cuts per epoch, the trial-epochs and core-hours and the rule
+    in the method text and in `kdsweep results`; the KD-against-control bars set search trials side by side
+    (one length), not a long final trial beside a short control."""
+    import argparse
+    from orchestrator.cli import _results
+    from orchestrator.release.results import search_account, trials
+    from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE
+    run, metrics = _run(tmp_path, [{"loss": "kd"}, {"loss": "kd", "lr": 0.2}, {"loss": "kd", "lr": 0.3},
+                                   {"loss": "ce"}])
+    for k, d in enumerate(sorted(run.glob("distill_trainable_*"))):   # each trial's epochs, interleaved in time
+        rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines()]
+        rows = rows[:1] if k == 1 else rows[:2]                           # trial 1 cut after its first epoch
+        (d / "result.json").write_text("".join(json.dumps({**r, "timestamp": 100 * r["epoch"] + k,
+                                                           "elapsed_s": 30.0 * r["epoch"], "threads": 1}) + "\n"
+                                               for r in rows))
+    final = run / FINAL_DIR / "distill_trainable_fin_00000"
+    final.mkdir(parents=True)
+    (run / FINAL_DIR / FINAL_BASE_FILE).write_text(json.dumps({**metrics["config"], "epochs": 40}))
+    (final / "params.json").write_text(json.dumps({"seed": 0}))
+    (final / "result.json").write_text(json.dumps(dict(epoch=40, val_acc=0.95, trial_id="fin_00000")) + "\n")
+    said = {"searches": True, "searcher": "random", "grace": 1, "rungs": [1],
+            "rule": "grace period 1 of 2 epochs: measured", "statement": "search: 4 candidates"}
+    meta = {**_meta(), "search": said}
+    (run / META_FILE).write_text(json.dumps(meta))
+    acc = search_account(trials(run), meta)
+    assert acc["trials"] == 4 and acc["trial_epochs"] == 7 and acc["cut_at"] == {1: 1} and acc["finished"] == 3
+    assert acc["core_h"] == pytest.approx(7 * 30 / 3600, abs=1e-4)
+    assert [p["trial_epochs"] for p in acc["anytime"]][0] == 1 and acc["anytime"][-1]["best_val_acc"] == pytest.approx(0.89)
+    out = tmp_path / "out"
+    out.mkdir()
+    write_report(run, out, metrics, meta)
+    assert {"search_anytime.png", "kd_vs_control.png"} <= _plot_names(out)
+    text = (out / "report.md").read_text()
+    assert "1 stopped early (1 at epoch 1)" in text and "7 trial-epochs, 0.06 core-hours in all" in text
+    assert "Why the first rung is where it is: grace period 1 of 2 epochs: measured." in text
+    from orchestrator.release.report import compared
+    assert [t["stage"] for t in compared(trials(run))] == ["search"] * 4   # not the 40-epoch final beside them
+    assert _results(argparse.Namespace(run=str(run))) == 0   # `kdsweep results` (main() would keep capsys' stream)
+    shown = capsys.readouterr().out
+    assert "search: 4 trials by random, 7 trial-epochs, 0.06 core-hours; ASHA cut 1 (1 at epoch 1), 3 ran to the end" in shown

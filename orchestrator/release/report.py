@@ -42,10 +42,11 @@ def _label(cfg: dict) -> str:
 
 # ---------------------------------------------------------------- plots
 
-PLOT_FILES = frozenset({"val_curves.png", "acc_vs_params.png", "kd_vs_control.png", "confusion_val.png"})
+PLOT_FILES = frozenset({"val_curves.png", "acc_vs_params.png", "kd_vs_control.png", "confusion_val.png",
+                        "search_anytime.png"})
 
 
-def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | None) -> dict[str, Path]:
+def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | None, meta: dict | None = None) -> dict[str, Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -86,9 +87,9 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
     ax.legend(fontsize=7)
     paths["params"] = _save(fig, out / "acc_vs_params.png")
 
-    if kd and control:   # the comparison only where the run has both sides of it
+    rows = compared(ts)
+    if rows:
         fig, ax = plt.subplots(figsize=(7, 3.6))
-        rows = sorted(ts, key=lambda t: (t["stage"] != "search", -t["best_val_acc"]))
         names = _bar_names(rows)
         colors = ["C0" if _is_kd(t["config"].get("loss", "")) else "C3" for t in rows]
         ax.barh(range(len(rows)), [t["best_val_acc"] for t in rows], color=colors)
@@ -100,9 +101,21 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
         if metrics.get("teacher_val_acc"):
             ax.axvline(metrics["teacher_val_acc"], color="C2", ls="--", label="teacher")
             ax.legend(fontsize=7)
-        ax.set(xlabel="best validation accuracy", title="Distillation (blue) against the no-teacher control (red)")
+        lengths = sorted({t["epochs"] for t in rows})
+        ax.set(xlabel="best validation accuracy", title="Distillation (blue) against the no-teacher control (red), "
+               + (f"{lengths[0]} epochs each" if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]} epochs"))
         ax.grid(alpha=0.3, axis="x")
         paths["kd_vs_control"] = _save(fig, out / "kd_vs_control.png")
+
+    acc = results_mod.search_account(ts, meta)
+    if acc["trials"] >= 3 and acc["anytime"]:   # a search, not a pair: what each trial-epoch bought
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        pts = acc["anytime"] + [dict(acc["anytime"][-1], trial_epochs=acc["trial_epochs"])]
+        ax.step([p["trial_epochs"] for p in pts], [p["best_val_acc"] for p in pts], where="post")
+        ax.set(xlabel=f"trial-epochs spent ({acc['core_h']:.2f} core-hours in all)", ylabel="best validation so far",
+               title=f"The search's anytime curve ({acc['trials']} trials, {acc['searcher']}, ASHA)")
+        ax.grid(alpha=0.3)
+        paths["anytime"] = _save(fig, out / "search_anytime.png")
 
     if confusion is not None:
         fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -116,6 +129,17 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
         ax.set(xlabel="predicted", ylabel="true", title="Exported student, validation split")
         paths["confusion"] = _save(fig, out / "confusion_val.png")
     return paths
+
+
+def compared(ts: list[dict]) -> list[dict]:
+    """The trials the distillation-against-control bars set side by side, like with like: the search's where
+    it ran both sides (one length), else all of them; none where the run lacks a side. Best first."""
+    def both(rows):
+        return any(_is_kd(t["config"].get("loss", "")) for t in rows) and \
+            any(not _is_kd(t["config"].get("loss", "")) for t in rows)
+    search = [t for t in ts if t["stage"] == "search"]
+    rows = search if both(search) else ts if both(ts) else []
+    return sorted(rows, key=lambda t: (t["stage"] != "search", -t["best_val_acc"]))
 
 
 def _bar_names(rows: list[dict]) -> list[str]:
@@ -239,16 +263,23 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"**Trials.** {len(search)} trials ({', '.join(sorted({_label(x['config']) for x in search}))}), each "
             f"trained to its last epoch without Ray ({run_meta['trained_with']}), no early stopping.")
     else:
+        acc = results_mod.search_account(ts, run_meta)
+        said = run_meta.get("search") or {}
+        cuts = ", ".join(f"{n} at epoch {e}" for e, n in acc["cut_at"].items())
         paras.append(
             f"**Search.** {len(search)} Ray Tune trials"
             + (f" over {', '.join(variants)}" if len(variants) <= 8 else "")
             + (f"; sampled keys: {', '.join(space)}" if space else "")
-            + f", {s.get('max_concurrent_trials')} at a time with {s.get('cpus_per_trial')} CPU each, "
-            f"ASHA early stopping on validation accuracy (grace period {s.get('grace_period')} epochs, reduction "
-            f"factor {s.get('reduction_factor')}, at most {run_cfg['train']['epochs']} epochs); "
-            f"{sum(x['status'].startswith('stopped') for x in search)} stopped early"
+            + f", proposed by {'Optuna' + chr(39) + 's TPE' if acc['searcher'] == 'optuna' else 'random draws or the listed trials'}, "
+            f"{s.get('max_concurrent_trials')} at a time with {s.get('cpus_per_trial')} CPU each, "
+            f"ASHA early stopping on validation accuracy (grace period {said.get('grace', s.get('grace_period'))} epochs, "
+            f"reduction factor {s.get('reduction_factor')}, at most {run_cfg['train']['epochs']} epochs); "
+            f"{sum(x['status'].startswith('stopped') for x in search)} stopped early" + (f" ({cuts})" if cuts else "")
             + (f", {failed} failed (why: the table's status)" if (failed := sum(x['status'].startswith('failed')
-                                                                            for x in search)) else "") + ".")
+                                                                            for x in search)) else "")
+            + f"; {acc['trial_epochs']} trial-epochs, {acc['core_h']:.2f} core-hours in all."
+            + (f" Why the first rung is where it is: {said['rule']}." if said.get("rule") and said.get("searches") else "")
+            + (f" Said at its start: {said['statement']}." if said.get("statement") and not said.get("searches") else ""))
     if final:
         settings = sorted({_label(x['config']) for x in final})
         paras.append(
@@ -310,7 +341,7 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
         else dict(run_meta.get("config") or {})
     ts = results_mod.trials(run_dir) if (run_dir / results_mod.CONFIG_FILE).is_file() else []
     confusion = val_confusion(model, run_cfg) if model is not None and run_cfg.get("data") else None
-    plots = _plots(ts, metrics, out, confusion)
+    plots = _plots(ts, metrics, out, confusion, run_meta)
     paras = method_text(ts, metrics, run_meta, run_cfg) if run_cfg else []
     table = results_mod.table(run_dir) if ts else None
     t = run_meta.get("teacher") or {}

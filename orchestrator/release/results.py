@@ -88,7 +88,8 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
             cfg = {**base, **params.get("_variant", {}), **{k: v for k, v in params.items() if k != "_variant"}}
             lines = result_lines(rj)
             hist = [dict(epoch=r["epoch"], val_acc=r["val_acc"], val_loss=r.get("val_loss"),
-                         train_loss=r.get("train_loss"), elapsed_s=r.get("elapsed_s"))
+                         train_loss=r.get("train_loss"), elapsed_s=r.get("elapsed_s"), timestamp=r.get("timestamp"),
+                         threads=r.get("threads"))
                     for r in lines if "val_acc" in r and not r.get("diverged")]
             diverged = next((r["diverged"] for r in lines if r.get("diverged")), None)
             epochs = int(cfg.get("epochs", 0))
@@ -134,3 +135,47 @@ def table(run_dir: Path):
         df["params"] = df["params"].astype("Int64")   # stays an integer where a trial has not reported yet
         df = df.sort_values(["stage", "val_acc"], ascending=[False, False], ignore_index=True)
     return df
+
+
+def search_account(ts: list[dict], meta: dict | None = None) -> dict:
+    """What the search stage spent and what it bought, from its trials' histories: the anytime curve (best
+    validation accuracy so far against trial-epochs and core-hours, epochs in the order they were reported),
+    how many trials ASHA cut at each epoch, and the searcher and rule from the run's meta record."""
+    search = [t for t in ts if t["stage"] == "search"]
+    events = sorted(((h.get("timestamp") or 0, i, n, h) for i, t in enumerate(search)
+                     for n, h in enumerate(t["history"])), key=lambda e: e[:3])
+    anytime, best, epochs, core_s, last = [], float("-inf"), 0, 0.0, {}
+    for _, i, _, h in events:
+        epochs += 1
+        core_s += max(0.0, (h.get("elapsed_s") or 0) - last.get(i, 0.0)) * (h.get("threads") or 1)
+        last[i] = h.get("elapsed_s") or 0
+        if h["val_acc"] > best:
+            best = h["val_acc"]
+            anytime.append(dict(trial_epochs=epochs, core_h=round(core_s / 3600, 4), best_val_acc=best))
+    cut: dict[int, int] = {}
+    for t in search:
+        if t["status"].startswith("stopped"):
+            cut[t["epochs_run"]] = cut.get(t["epochs_run"], 0) + 1
+    said = (meta or {}).get("search") or {}
+    return dict(trials=len(search), trial_epochs=epochs, core_h=round(core_s / 3600, 4), anytime=anytime,
+                cut_at=dict(sorted(cut.items())), finished=sum(t["status"] == "finished" for t in search),
+                searcher=said.get("searcher", "random"), statement=said.get("statement"), rule=said.get("rule"))
+
+
+def account_lines(acc: dict) -> list[str]:
+    """The search account in a few lines (`kdsweep results`, the report)."""
+    if not acc["trials"]:
+        return []
+    cuts = ", ".join(f"{n} at epoch {e}" for e, n in acc["cut_at"].items()) or "none"
+    lines = [f"search: {acc['trials']} trials by {acc['searcher']}, {acc['trial_epochs']} trial-epochs, "
+             f"{acc['core_h']:.2f} core-hours; ASHA cut {sum(acc['cut_at'].values())} ({cuts}), "
+             f"{acc['finished']} ran to the end"]
+    if acc["anytime"]:
+        pts = acc["anytime"]
+        marks = sorted({0, len(pts) // 2, len(pts) - 1})
+        lines.append("best validation so far: " + ", ".join(
+            f"{pts[k]['best_val_acc']:.4f} after {pts[k]['trial_epochs']} trial-epochs ({pts[k]['core_h']:.2f} core-h)"
+            for k in marks))
+    if acc.get("statement"):
+        lines.append(acc["statement"])
+    return lines
