@@ -17,7 +17,7 @@ def test_configs_hold_what_a_user_runs():
     experiment's config lives in experiments/<name>/ with its record."""
     files = sorted((ROOT / "configs").glob("*.yaml"))
     assert {"smoke", "sweep", "full", "release"} <= set(SWEEP_CONFIGS) and {"teacher", "teacher_x56"} <= set(TEACHER_CONFIGS)
-    assert len(files) <= 7
+    assert len(files) <= 8
     for f in files:
         first = f.read_text().splitlines()[0]
         assert first.startswith("# ") and len(first) > 20, f"{f.name}: the first line says what it is for"
@@ -173,6 +173,10 @@ def test_cli_diagnoses_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "teacher checkpoint" in err and "not found" in err and "Traceback" not in err
     assert main(["predict", "--model", str(tmp_path / "none.pt2"), str(tmp_path / "x.png")]) == 2
+    (tmp_path / "shirt.png").write_text("not an image")   # both wrong: the model, written first, is said
+    assert main(["predict", "--model", str(tmp_path / "none.onnx"), str(tmp_path / "shirt.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and "none.onnx: no such model" in err and "shirt.png" not in err
 
 
 def test_an_override_no_trial_sees_is_said(capsys):

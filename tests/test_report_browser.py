@@ -133,3 +133,13 @@ def test_the_search_is_accounted_for(tmp_path, capsys):
     assert _results(argparse.Namespace(run=str(run))) == 0   # `kdsweep results` (main() would keep capsys' stream)
     shown = capsys.readouterr().out
     assert "search: 4 trials by random, 7 trial-epochs, 0.06 core-hours; ASHA cut 1 (1 at epoch 1), 3 ran to the end" in shown
+
+
+def test_a_trial_resumed_on_another_cpu_shows_both_precisions(tmp_path):
+    from orchestrator.release.results import table
+    run, _ = _run(tmp_path, [{"loss": "kd"}, {"loss": "ce"}])
+    d = sorted(run.glob("distill_trainable_*"))[0]
+    rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines()]
+    (d / "result.json").write_text("".join(json.dumps({**r, "precision": "bf16" if r["epoch"] < 3 else "fp32"}) + "\n"
+                                           for r in rows))
+    assert sorted(table(run)["precision"]) == ["", "bf16+fp32"]

@@ -61,8 +61,12 @@ def load_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
 
 
 def classify(model_path: str, paths: list[str]) -> list[tuple[str, str, float]]:
-    """(name, class name, probability) per input."""
+    """(name, class name, probability) per input. The arguments are checked in the order they are written
+    (the model, then the images), so the first thing wrong is the one said."""
     import torch
+    if not Path(model_path).is_file():
+        raise UserError(f"--model {model_path}: no such model; pass an exported student.pt2 or student.onnx "
+                        "(models/student/ or artifacts/<name>/)")
     names, x = load_inputs(paths)
     pixels = torch.as_tensor(x).float().div_(255).unsqueeze(1)                   # (N, 1, 28, 28) in [0, 1]
     if str(model_path).endswith(".onnx"):
@@ -70,9 +74,6 @@ def classify(model_path: str, paths: list[str]) -> list[tuple[str, str, float]]:
         sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         logits = torch.as_tensor(sess.run(None, {sess.get_inputs()[0].name: pixels.numpy()})[0])
     else:
-        if not Path(model_path).is_file():
-            raise FileNotFoundError(f"{model_path}: no such model; pass an exported student.pt2 or student.onnx "
-                                    "(models/student/ or artifacts/<name>/)")
         model = torch.export.load(str(model_path)).module()
         with torch.no_grad():
             logits = model(pixels)

@@ -111,7 +111,9 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
                             best_val_acc=best["val_acc"] if best else float("nan"),
                             best_epoch=best["epoch"] if best else 0,
                             params=next((r.get("params") for r in lines if "params" in r), None),
-                            nodes=list(dict.fromkeys(r["node"] for r in lines if r.get("node")))))
+                            nodes=list(dict.fromkeys(r["node"] for r in lines if r.get("node"))),
+                            # in order of use: a trial resumed on another kind of CPU shows both ("bf16+fp32")
+                            precision="+".join(dict.fromkeys(r["precision"] for r in lines if r.get("precision")))))
     return out
 
 
@@ -129,7 +131,7 @@ def table(run_dir: Path):
     keys = [k for k in varying_keys(ts) if k != "epochs"]   # the epochs column shows run/planned already
     rows = [dict(stage=t["stage"], trial=t["trial"], **{k: t["config"].get(k) for k in keys},
                  params=t["params"], val_acc=t["best_val_acc"], best_epoch=t["best_epoch"],
-                 epochs=f"{t['epochs_run']}/{t['epochs']}", status=t["status"]) for t in ts]
+                 epochs=f"{t['epochs_run']}/{t['epochs']}", precision=t["precision"], status=t["status"]) for t in ts]
     df = pd.DataFrame(rows)
     if len(df):
         df["params"] = df["params"].astype("Int64")   # stays an integer where a trial has not reported yet
