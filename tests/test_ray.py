@@ -130,9 +130,10 @@ def test_report(sweep_run, exported):
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
     assert "Total params" in md and "Total params" in page                         # torchinfo summary
     pngs = sorted(out.glob("*.png"))
-    assert {p.name for p in pngs} == {"val_curves.png", "acc_vs_params.png", "kd_vs_control.png", "confusion_val.png"}
+    assert {p.name for p in pngs} == {"val_curves.png", "acc_vs_params.png", "kd_vs_control.png", "confusion_val.png",
+                                      "search_anytime.png"}   # 4 trials under ASHA: a search, with its anytime curve
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(embedded) == 4 and all(base64.b64decode(e)[:8] == b"\x89PNG\r\n\x1a\n" for e in embedded)
+    assert len(embedded) == 5 and all(base64.b64decode(e)[:8] == b"\x89PNG\r\n\x1a\n" for e in embedded)
     for p in pngs:
         assert f"]({p.name})" in md and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     trials_rows = [line for line in md.splitlines() if line.startswith("| search |")]

@@ -117,8 +117,17 @@ def test_the_default_sweep_says_it_does_not_search():
     said = search_statement(load_sweep_config(ROOT / "configs" / "sweep.yaml"))
     assert not said["searches"]
     assert said["statement"].startswith("this run does not search: 2 trial(s) of 2 epochs compare KD against its "
-                                        "no-teacher control and ASHA can cut none")
-    assert "then it trains one recipe (the final stage)" in said["statement"]
+                                        "no-teacher control; then it trains one recipe (the final stage)")
+
+
+def test_a_search_whose_trials_cannot_be_judged_early_says_so(tmp_path, monkeypatch):
+    path = tmp_path / "fidelity.json"
+    path.write_text(json.dumps(dict(frac=1.0, min_rho=0.8, metric="val_acc", n=12, length=40, record="r")))
+    monkeypatch.setattr(fidelity, "FIDELITY_FILE", path)
+    said = search_statement(_search_cfg())
+    assert said["searches"] and said["rungs"] == [] and said["grace"] == 40
+    assert said["statement"].startswith("search: 12 candidates from random draws (random), each trained to its end: "
+                                        "ASHA judges none early, since grace period 40 of 40 epochs: at 100%")
 
 
 def test_the_searcher_option(rule):

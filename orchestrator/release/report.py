@@ -278,8 +278,8 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             + (f", {failed} failed (why: the table's status)" if (failed := sum(x['status'].startswith('failed')
                                                                             for x in search)) else "")
             + f"; {acc['trial_epochs']} trial-epochs, {acc['core_h']:.2f} core-hours in all."
-            + (f" Why the first rung is where it is: {said['rule']}." if said.get("rule") and said.get("searches") else "")
-            + (f" Said at its start: {said['statement']}." if said.get("statement") and not said.get("searches") else ""))
+            + (f" Why the first rung is where it is: {said['rule']}." if said.get("rungs") and said.get("rule") else
+               f" Said at its start: {said['statement']}." if said.get("statement") else ""))
     if final:
         settings = sorted({_label(x['config']) for x in final})
         paras.append(

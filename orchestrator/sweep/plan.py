@@ -173,15 +173,18 @@ def search_statement(cfg: SweepConfig) -> dict:
     by = "Optuna's TPE" if s.searcher == "optuna" else (
         "random draws" if cfg.search_space and not all("grid" in d for d in cfg.search_space.values()) else "a fixed list")
     out = dict(trials=n, searcher=s.searcher, grace=grace, rungs=milestones, rule=why)
-    if not milestones or n <= s.reduction_factor:
+    if n < 3 or n <= s.reduction_factor:
         kinds = "KD against its no-teacher control" if any(l in ("ce", "mse") for l in cfg.losses()) else "its trials"
         out["searches"] = False
         out["statement"] = (
-            f"this run does not search: {n} trial(s) of {t} epochs compare {kinds} and ASHA can cut none "
-            f"({'no rung below the last epoch' if not milestones else f'{n} trials, each rung keeps 1/{s.reduction_factor}'})"
+            f"this run does not search: {n} trial(s) of {t} epochs compare {kinds}"
             + ("; then it trains one recipe (the final stage)" if cfg.final.epochs else "")
-            + ". A search needs more trials than one rung keeps and a grace period below their length "
+            + ". A search needs more candidates than one ASHA rung keeps and trials long enough to be judged "
             "(configs/search.yaml; experiments/search_fidelity measures how early a trial can be judged)")
+    elif not milestones:
+        out["searches"] = True
+        out["statement"] = (f"search: {n} candidates from {by} ({s.searcher}), each trained to its end: ASHA judges "
+                            f"none early, since {why}")
     else:
         out["searches"] = True
         out["statement"] = (f"search: {n} candidates from {by} ({s.searcher}), ASHA judging them at epochs "
