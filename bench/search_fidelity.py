@@ -57,12 +57,14 @@ def main() -> int:
     levers = []
     for lever, x, y in lever_pairs(curves):
         k = decided_at(x, y, "val_acc")
-        levers.append(dict(lever=lever, a=x.name, b=y.name, a_final=x.final("val_acc"), b_final=y.final("val_acc"),
+        levers.append(dict(lever=lever, variant=y.variant, a=x.name, b=y.name, a_final=x.final("val_acc"),
+                           b_final=y.final("val_acc"),
                            gap=round(abs(x.final("val_acc") - y.final("val_acc")), 4), decided_at=k))
     out["levers"] = sorted(levers, key=lambda r: (r["lever"], r["decided_at"]))
-    print("\nper lever (one setting apart): the epoch from which the order at every later epoch is the final one")
+    print("\neach lever against its base recipe: the epoch from which the order at every later epoch is the final one")
     for r in out["levers"]:
-        print(f"  {r['lever']:40s} {r['a']} {r['a_final']:.4f} vs {r['b']} {r['b_final']:.4f}  "
+        what = " ".join(f"{k}={v}" for k, v in r["variant"].items())
+        print(f"  {r['b']} {what:55s} {r['b_final']:.4f} vs base {r['a']} {r['a_final']:.4f}  "
               f"gap {r['gap']:.4f}  decided at epoch {r['decided_at']}")
     heads = [json.loads((ROOT / a.curves / f"{c.name}.jsonl").read_text().splitlines()[0]) for c in curves]
     out["machine"] = sorted({h.get("machine", "?") for h in heads})

@@ -54,12 +54,13 @@ def test_fidelity_table_judge_fraction_and_seed_spread():
 
 
 def test_a_lever_is_decided_where_its_order_stops_changing():
-    a = _curve("a", [0.5, 0.7, 0.6, 0.8, 0.9], loss="kd")
+    a = _curve("a", [0.5, 0.7, 0.6, 0.8, 0.9])
     b = _curve("b", [0.6, 0.6, 0.7, 0.7, 0.8], loss="ce")
+    c = _curve("c", [0.6, 0.6, 0.7, 0.7, 0.8], lr=0.2, alpha=0.9)
     assert decided_at(a, b, "val_acc") == 4                 # a leads from epoch 4 on, and at the end
     assert decided_at(b, a, "val_acc") == 4
-    (lever, x, y), = lever_pairs([a, b])
-    assert lever == "loss" and {x.name, y.name} == {"a", "b"}
+    pairs = lever_pairs([a, b, c, _curve("a1", [0.5] * 5, seed=1)])   # each against the base, seed 0 only
+    assert [(lever, x.name, y.name) for lever, x, y in pairs] == [("loss", "a", "b"), ("alpha+lr", "a", "c")]
 
 
 def test_curves_load_from_the_collected_files(tmp_path):

@@ -140,19 +140,13 @@ def fidelity_table(curves: list[Curve], metric: str, final_metric: str | None = 
 
 
 def lever_pairs(curves: list[Curve]) -> list[tuple[str, Curve, Curve]]:
-    """(lever, a, b) for seed-0 curves of one config file whose variants differ in exactly one setting
-    (a lever such as loss, lr, student; several settings that move together, like the release's KD triple,
-    count as one lever named by their keys)."""
+    """(lever, base, other): each seed-0 curve against its config file's base curve (the one whose variant sets
+    nothing but the seed); the lever is what the other's variant sets (several settings that move together,
+    like the release's KD triple, count as one lever named by their keys)."""
     seed0 = [c for c in curves if c.seed == 0]
-    out = []
-    for i, a in enumerate(seed0):
-        for b in seed0[i + 1:]:
-            if a.config != b.config:
-                continue
-            keys = {k for k in {*a.variant, *b.variant} if a.variant.get(k) != b.variant.get(k)}
-            if keys and all(k not in ("seed",) for k in keys) and len(keys) <= 3:
-                out.append(("+".join(sorted(keys)), a, b))
-    return out
+    bases = {c.config: c for c in seed0 if not c.variant}
+    return [("+".join(sorted(c.variant)), bases[c.config], c) for c in seed0
+            if c.variant and c.config in bases]
 
 
 def decided_at(a: Curve, b: Curve, metric: str, final_metric: str | None = None) -> int:
