@@ -217,3 +217,11 @@ def test_an_optuna_search_under_asha_resumes_where_it_stopped(said, ray_local, t
     assert (table["epoch"] < 3).any()                                # ASHA cut at least one
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["search"]["searcher"] == "optuna" and meta["search"]["rungs"] == [1, 2]
+
+
+def test_the_recorded_rule_is_the_measured_one():
+    """orchestrator/sweep/fidelity.json is what bench/search_fidelity.py derives from the committed curves."""
+    rule = fidelity.read_rule()
+    curves = load_curves(ROOT / rule["record"] / "curves", rule["length"])
+    table = fidelity_table(curves, rule["metric"])
+    assert table[0]["n"] == rule["n"] and judge_fraction(table, rule["min_rho"]) == rule["frac"]
