@@ -37,7 +37,7 @@ def _table(n: int = 5) -> list[Curve]:
     for i, f in enumerate(finals):
         early = [0.80 + 0.01 * ((3 * i + e) % 5) for e in range(4)]      # a shuffled order before epoch 5
         late = [f - 0.01 * (9 - e) for e in range(4, 10)]                # the final order from epoch 5 on
-        curves.append(_curve(f"c{i}", early + late, lr=0.1 * (i + 1)))
+        curves.append(_curve(f"c{i}", early + late, **({"lr": 0.1 * (i + 1)} if i else {})))   # c0: the base
     curves.append(_curve("c4s1", [r["val_acc"] - 0.002 for r in curves[4].epochs], seed=1, lr=0.5))
     return curves
 
