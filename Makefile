@@ -1,12 +1,13 @@
 # make sweep: fresh machine -> venv, dependencies, data -> the default sweep and export.
 # make test:  fresh machine -> venv, dependencies, data -> the test suite (loopback-only network).
 # make test-fast: the tier without Ray or slow runs (under a minute).
+# make lint:  ruff (rules and line length in pyproject.toml); CI runs it before the tests.
 PY      := .venv/bin/python
 CONFIG  ?= configs/sweep.yaml
 ARGS    ?=
 DATA    := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv data browser sweep test test-fast teacher clean
+.PHONY: venv data browser sweep lint test test-fast teacher clean
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -32,6 +33,9 @@ browser:
 
 sweep: venv data
 	bash scripts/loopback.sh $(PY) -m orchestrator sweep --config $(CONFIG) $(ARGS)
+
+lint: venv
+	$(PY) -m ruff check .
 
 test: venv data browser
 	bash scripts/loopback.sh $(PY) -m pytest -q $(ARGS)

@@ -64,6 +64,7 @@ def _plain(args):
     thread, all k starting together; returns its compute seconds."""
     teacher, images, shift, chunk, i, k, barrier = args   # images: the first `images` of the split
     import torch
+
     from orchestrator.data import load_split
     from orchestrator.teacher import cache
     from orchestrator.teacher.model import load_teacher
@@ -112,6 +113,7 @@ def main():
     args = p.parse_args()
     import ray
     from ray.cluster_utils import Cluster
+
     from orchestrator.data import load_split
     from orchestrator.machine import machine
     from orchestrator.run.io import atomic_write_json
@@ -171,7 +173,8 @@ def main():
                precision=args.precision, cores=os.cpu_count(), runs=args.runs, rows=rows,
                plain_processes_forwards_per_s=plain, plain_images=args.plain_images, machine=machine(),
                date=time.strftime("%Y-%m-%d"))
-    print(f"{out['machine']}; {args.images} images x {spec.n_views} views, chunks of {args.chunk}, median of {args.runs}")
+    print(f"{out['machine']}; {args.images} images x {spec.n_views} views, chunks of {args.chunk}, "
+          f"median of {args.runs}")
     for r in rows:
         print(f"  {r['nodes']} node(s) x {args.cpus_per_node} CPU  {r['median_s']:7.1f} s  "
               f"{r['forwards_per_s']:6d} forwards/s  efficiency {r['efficiency']:.2f}")

@@ -23,9 +23,9 @@ def one_epoch(precision: str, seed: int, q) -> None:
     import numpy as np
     import torch
     torch.set_num_threads(1)
-    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.config import load_sweep_config, to_dict
     from orchestrator.data import load_split
+    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.teacher.model import load_teacher
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
@@ -58,8 +58,8 @@ def main():
     p.add_argument("--json", default="bench/results/epoch_precision.json")
     args = p.parse_args()
     from orchestrator.config import load_sweep_config
-    from orchestrator.sweep.driver import fit_final_epochs
     from orchestrator.machine import machine
+    from orchestrator.sweep.driver import fit_final_epochs
     cfg = load_sweep_config(ROOT / "configs" / "sweep.yaml")
     ctx = mp.get_context("spawn")
     runs = {"fp32": [], "bf16": []}
@@ -76,7 +76,8 @@ def main():
             print(f"repeat {r + 1}: {precision}: " + ", ".join(f"{g['seconds']:.1f} s ({g['precision']})" for g in got),
                   flush=True)
     out = dict(command="bash scripts/loopback.sh .venv/bin/python bench/epoch_precision.py", machine=machine(),
-               trials_side_by_side=2, threads_per_trial=1, final=dict(epochs=cfg.final.epochs, minutes=cfg.final.minutes, top=cfg.final.top), results={})
+               trials_side_by_side=2, threads_per_trial=1,
+               final=dict(epochs=cfg.final.epochs, minutes=cfg.final.minutes, top=cfg.final.top), results={})
     for precision, got in runs.items():
         sec = statistics.median(g["seconds"] for g in got)
         epochs = fit_final_epochs(cfg.final.epochs, cfg.final.minutes, [sec] * cfg.final.top, cfg.final.seeds,

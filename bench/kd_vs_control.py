@@ -69,10 +69,10 @@ def main():
     from orchestrator import logs
     logs.setup()   # the product's progress lines on stdout
     torch.set_num_threads(args.threads)
-    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.data import load_split
-    from orchestrator.teacher.model import load_teacher
     from orchestrator.machine import machine
+    from orchestrator.teacher.cache import teacher_logits
+    from orchestrator.teacher.model import load_teacher
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
     from trainables.train import TrialData, train_student

@@ -43,12 +43,12 @@ def main():
     from orchestrator import logs
     logs.setup()   # the product's progress lines on stdout
     torch.set_num_threads(args.threads)
-    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.data import load_split, load_test
-    from orchestrator.release.export import Deployable, predict
-    from students import rebuild
-    from orchestrator.teacher.model import load_teacher
     from orchestrator.machine import machine
+    from orchestrator.release.export import Deployable, predict
+    from orchestrator.teacher.cache import teacher_logits
+    from orchestrator.teacher.model import load_teacher
+    from students import rebuild
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
     from trainables.train import TrialData, train_speed, train_student
@@ -95,8 +95,9 @@ def main():
         for k in rows:
             r = rows[k][-1]
             print(f"  seed {seed} {k:8s} val {r['val_acc']:.4f} test {r['test_acc']:.4f} params {r['params']:,} "
-                  f"wall {r['wall_s']:.0f} s" + (f" (source {r['source_params']:,} params x {r['source_epochs']} "
-                                                 f"epochs, fine-tune {r['fine_tune_epochs']})" if k == "pruned" else ""),
+                  f"wall {r['wall_s']:.0f} s"
+                  + (f" (source {r['source_params']:,} params x {r['source_epochs']} "
+                     f"epochs, fine-tune {r['fine_tune_epochs']})" if k == "pruned" else ""),
                   flush=True)
     out = dict(machine=machine(), train_images=n, epochs=args.epochs, importance=args.importance, rows=rows)
     for k, rs in rows.items():

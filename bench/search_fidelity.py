@@ -21,8 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from orchestrator.machine import machine  # noqa: E402
-from orchestrator.sweep.fidelity import (DEFAULT_MIN_RHO, FIDELITY_FILE, decided_at, fidelity_table,  # noqa: E402
-                                         judge_fraction, lever_pairs, load_curves)
+from orchestrator.sweep.fidelity import (  # noqa: E402
+    DEFAULT_MIN_RHO,
+    FIDELITY_FILE,
+    decided_at,
+    fidelity_table,
+    judge_fraction,
+    lever_pairs,
+    load_curves,
+)
 
 SIGNALS = {"val_acc": "EMA weights, flip (what selection uses)", "val_acc_plain": "EMA weights, no flip",
            "val_acc_raw": "live weights, no flip (a trial without EMA)"}

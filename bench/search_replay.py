@@ -8,8 +8,9 @@ ASHAScheduler, called as Tune calls it) and stops a trial where the scheduler sa
 trial-epochs (the students here differ in cost per epoch: s121 ~1.4x, resdw ~5x the d111; the replay counts
 epochs): trials start until the budget is spent and the running ones end, so a search spends a little more
 than its budget (`spent` says how much). The pick is what kdsweep would export: the best trial by its last
-validation among those that ran to the end (ASHA always lets some run to the end); its worth is its configuration's *mean final* validation over seeds (not the noisy
-value the search saw), against the best configuration's.
+validation among those that ran to the end (ASHA always lets some run to the end); its worth is its
+configuration's *mean final* validation over seeds (not the noisy value the search saw), against the best
+configuration's.
 
 Searchers: random (uniform over the table) and Optuna's TPE (Ray Tune's OptunaSearch); schedulers: none,
 ASHA (one bracket; grace period and reduction factor swept) and ASHA with 3 brackets (Tune's asynchronous

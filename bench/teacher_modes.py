@@ -16,7 +16,8 @@ trained with `train.precision: bf16`. The logit cache in
 --cache-dir is reused when it matches (e.g. the one `make sweep` built).
 
     python bench/teacher_modes.py [--part speed|accuracy|both] [--teacher models/teacher/resnet50.pt]
-Run it inside the loopback namespace on this machine: `bash scripts/loopback.sh .venv/bin/python bench/teacher_modes.py ...`
+Run it inside the loopback namespace on this machine:
+    bash scripts/loopback.sh .venv/bin/python bench/teacher_modes.py ...
 """
 from __future__ import annotations
 
@@ -64,8 +65,9 @@ def part_speed(args):
 
 def part_accuracy(args):
     import numpy as np
-    from orchestrator.teacher.cache import teacher_logits
+
     from orchestrator.data import load_split
+    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.teacher.model import load_teacher
     from trainables.augment import ViewSpec
     from trainables.train import TrialData, train_student

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from orchestrator.data import load_split  # noqa: E402
-from orchestrator.teacher.model import load_teacher  # noqa: E402
 from orchestrator.machine import machine  # noqa: E402
+from orchestrator.teacher.model import load_teacher  # noqa: E402
 from trainables.augment import to_input  # noqa: E402
 from trainables.train import resolve_precision  # noqa: E402
 

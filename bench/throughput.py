@@ -62,7 +62,7 @@ def seed_rate(args) -> float:
     model = create_student(args.student)
     opt = make_optimizer(model.parameters(), "sgd", 0.01, 5e-4)
     model.train()
-    for epoch in range(2):  # epoch 1 warms up, epoch 2 is timed (as for kdsweep)
+    for _epoch in range(2):  # epoch 1 warms up, epoch 2 is timed (as for kdsweep)
         t0, seen = time.time(), 0
         for x, y in loader:
             x = x[:, :model.in_chans]

@@ -51,12 +51,13 @@ def matmul_gflops(precision: str, n: int = 2048, reps: int = 10) -> float:
 def run_one(job: dict, q) -> None:
     import torch
     torch.set_num_threads(job["threads"])
+    import torchinfo
+
     from orchestrator.config import load_sweep_config, to_dict
     from orchestrator.sweep.prepare import prepare_data
     from students import create_student
     from trainables.config import TrainConfig
     from trainables.train import train_student
-    import torchinfo
     cfg = load_sweep_config(Path(job["config"]))
     data, _ = prepare_data(cfg)   # as a sweep prepares it: split, the teacher's cached logits
     tc = TrainConfig(**{**to_dict(cfg.train), **job["trial"], **job["set"], "seed": job["seed"],

@@ -67,6 +67,7 @@ class Peaks(threading.Thread):
 def one(n: int, slots: int, teacher: str) -> dict:
     """A sweep of `n` trials in this process; its figures."""
     import ray
+
     from orchestrator.config import load_sweep_config
     from orchestrator.machine import machine
     from orchestrator.sweep.driver import run_sweep
@@ -96,11 +97,13 @@ def one(n: int, slots: int, teacher: str) -> dict:
         driver = json.loads((run_dir / "kdsweep_meta.json").read_text()).get("driver_memory", {})
         ray.shutdown()
         return {"trials": n, "finished_trials": len(own), "trial_epochs": epochs, "slots": slots,
-                "wall_s": round(wall, 1), "driver_cpu_s": round(driver_cpu, 1), "own_s_median": round(sorted(own)[len(own) // 2], 3),
+                "wall_s": round(wall, 1), "driver_cpu_s": round(driver_cpu, 1),
+                "own_s_median": round(sorted(own)[len(own) // 2], 3),
                 "overhead_per_trial_s": round((slots * wall - sum(own)) / n, 3),
                 "driver_rss_start_mib": _mib(peaks.start_rss), "driver_rss_peak_mib": _mib(peaks.driver),
                 "driver_mib_per_100_trials": driver.get("mib_per_100_trials"),
-                "driver_rss_last_mib": driver.get("rss_last_mib"), "gcs_rss_peak_mib": _mib(peaks.gcs), "object_store_peak_mib": _mib(peaks.plasma),
+                "driver_rss_last_mib": driver.get("rss_last_mib"), "gcs_rss_peak_mib": _mib(peaks.gcs),
+                "object_store_peak_mib": _mib(peaks.plasma),
                 "run_dir_mib": _mib(sum(p.stat().st_size for p in files)), "run_dir_files": len(files),
                 "checkpoints_mib": _mib(sum(p.stat().st_size for p in files if p.name == "checkpoint.pt")),
                 "experiment_state_mib": _mib(sum(p.stat().st_size for p in files

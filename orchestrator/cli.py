@@ -52,6 +52,7 @@ def _teacher_train(a) -> int:
 
 def _students(a) -> int:
     import torch
+
     from students import BUDGET, count_params, create_student, list_students
     from trainables.train import train_speed
     torch.set_num_threads(a.threads)
@@ -95,6 +96,7 @@ def _sweep(a) -> int:
 
 def _train(a) -> int:
     import torch
+
     from orchestrator.config import resolve_path
     from orchestrator.sweep.local import run_local
     cfg = _load_sweep_config(a)
@@ -142,7 +144,9 @@ def _release(a) -> int:
 
 def _results(a) -> int:
     import json
+
     import pandas as pd
+
     from orchestrator.release.results import account_lines, search_account, table, trials
     from orchestrator.run.layout import META_FILE
     from orchestrator.run.rundir import Run
@@ -162,10 +166,12 @@ def _results(a) -> int:
 def _report(a) -> int:
     """The report of an exported run: rebuilt from `out` when it holds the export, else export first."""
     import json
+
     import torch
+
     from orchestrator.release.export import deployable, export
-    from orchestrator.run.layout import META_FILE
     from orchestrator.release.report import write_report
+    from orchestrator.run.layout import META_FILE
     from orchestrator.run.rundir import Run
     r = Run(a.run)
     out = Path(a.out or f"artifacts/{r.name}")
@@ -191,7 +197,9 @@ def _predict(a) -> int:
 
 def _teacher_eval(a) -> int:
     import json
+
     import torchinfo
+
     from orchestrator.data import load_split, load_test
     from orchestrator.teacher.model import accuracy, load_teacher, predict_logits
     model, info = load_teacher(a.checkpoint, a.mean, a.std)
@@ -343,7 +351,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("kdsweep: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (FileNotFoundError, FileExistsError) as e:  # a missing run, model, data or checkpoint: the message says what to pass
+    except (FileNotFoundError, FileExistsError) as e:  # a missing run, model, data or checkpoint: the message says so
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:  # the message says to rerun

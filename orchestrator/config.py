@@ -354,7 +354,8 @@ class SweepConfig:
             if not isinstance(vals, list) or not vals:
                 raise ValueError(f"search_space.{key}.{kind}: expected a non-empty list")
             if kind in ("uniform", "loguniform"):
-                if len(vals) != 2 or not all(isinstance(_num(v), float) for v in vals) or _num(vals[0]) >= _num(vals[1]):
+                nums = [_num(v) for v in vals]
+                if len(vals) != 2 or not all(isinstance(v, float) for v in nums) or nums[0] >= nums[1]:
                     raise ValueError(f"search_space.{key}.{kind}: expected [low, high] numbers with low < high")
                 if kind == "loguniform" and _num(vals[0]) <= 0:
                     raise ValueError(f"search_space.{key}.loguniform: bounds must be > 0")
@@ -366,8 +367,9 @@ class SweepConfig:
                     raise ValueError(f"search_space.{key}: value {v!r} is invalid: {e}") from None
 
         if self.sweep.grace_period != "auto" and self.sweep.grace_period > self.train.epochs:
-            raise ValueError(f"sweep.grace_period ({self.sweep.grace_period}) exceeds train.epochs ({self.train.epochs}): "
-                             f"ASHA could never stop a trial; set sweep.grace_period <= {self.train.epochs}")
+            raise ValueError(f"sweep.grace_period ({self.sweep.grace_period}) exceeds train.epochs "
+                             f"({self.train.epochs}): ASHA could never stop a trial; "
+                             f"set sweep.grace_period <= {self.train.epochs}")
         if self.sweep.grace_period == "auto":
             self.grace()   # the recorded rule must be there: a missing one is said now, not after the cache
         if self.sweep.searcher == "optuna":
@@ -375,7 +377,8 @@ class SweepConfig:
                 raise ValueError("sweep.searcher optuna samples search_space; `trials:` is a fixed list that Optuna "
                                  "cannot take: move its settings into search_space or use searcher: random")
             if not self.search_space:
-                raise ValueError("sweep.searcher optuna needs a search_space to sample; add one or use searcher: random")
+                raise ValueError("sweep.searcher optuna needs a search_space to sample; "
+                                 "add one or use searcher: random")
             grids = [k for k, dom in self.search_space.items() if "grid" in dom]
             if grids:
                 raise ValueError(f"search_space.{grids[0]}: grid cannot be sampled by sweep.searcher optuna; write "

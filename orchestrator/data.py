@@ -93,7 +93,7 @@ def _parse_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
     try:
         raw = _open_idx(path)
     except (OSError, EOFError) as e:
-        raise DataFormatError(f"{path}: cannot read as gzip ({e}); delete it and fetch it again.\n{HOW_TO_GET}")
+        raise DataFormatError(f"{path}: cannot read as gzip ({e}); delete it and fetch it again.\n{HOW_TO_GET}") from e
     return _parse_bytes(raw, path, magic, ndim)
 
 

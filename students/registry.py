@@ -6,7 +6,7 @@ passes extra kwargs through to the factory, which rejects unknown ones.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 

@@ -48,7 +48,8 @@ def res3(width: int = 16, depths=(1, 1, 1), widths=None, dropout: float = 0.0, s
 
 # Variants fitted to the 100k budget (`kdsweep students` prints their counts and training speed).
 register_student("res3_w16_d111", width=16, depths=(1, 1, 1))(res3)                  # 77,754 params (ResNet-8 shape)
-register_student("res3_w16_32_76_d111", widths=(16, 32, 76), depths=(1, 1, 1))(res3)  # 96,906 params: the last stage wider (params are cheap at 7x7)
+# 96,906 params: the last stage wider (parameters are cheap at 7x7)
+register_student("res3_w16_32_76_d111", widths=(16, 32, 76), depths=(1, 1, 1))(res3)
 register_student("res3_w12_d222", width=12, depths=(2, 2, 2))(res3)                  # 98,782 params (ResNet-14 shape)
 # The same 96,906 weights run at a higher resolution (no parameters; 1.8x / 2.6x slower per training image):
 register_student("res3_w16_32_76_s121", widths=(16, 32, 76), strides=(1, 2, 1))(res3)  # stages at 28, 14, 14

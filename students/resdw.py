@@ -23,7 +23,8 @@ class DSBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
-        self.dw = nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), _bn(cin), nn.ReLU(inplace=True))
+        self.dw = nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), _bn(cin),
+                                nn.ReLU(inplace=True))
         self.pw = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), _bn(cout))
         self.residual = stride == 1 and cin == cout
         self.act = nn.ReLU(inplace=True)

@@ -25,7 +25,7 @@ class StagedNet(nn.Module):
                   nn.ReLU(inplace=True)]                                             # (N, w0, 28, 28)
         cin = widths[0]
         for c, d, s in zip(widths, depths, strides):
-            layers.append(block(cin, c, stride=s))                                  # (N, c, 28 / 2^i, 28 / 2^i) by default
+            layers.append(block(cin, c, stride=s))  # (N, c, 28 / 2^i, 28 / 2^i) by default
             layers += [block(c, c) for _ in range(d - 1)]
             cin = c
         self.features = nn.Sequential(*layers)

@@ -55,7 +55,8 @@ def test_cache_on_the_cluster_equals_the_local_build(said, cluster, tiny_teacher
     with pytest.raises(KeyboardInterrupt):
         cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b",
                              runner=dies_after_two)
-    remote, n_remote, _ = cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b", runner=runner)
+    remote, n_remote, _ = cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b",
+                                               runner=runner)
     assert n_remote == (384 - 2 * 64) * 18 and n_local == 384 * 18       # ...resumes with the 4 missing chunks
     assert any("on 2 Ray actors" in s for s in said)
     assert remote.dtype == np.float16 and remote.shape == local.shape
@@ -66,9 +67,10 @@ def test_cache_on_the_cluster_equals_the_local_build(said, cluster, tiny_teacher
     few, fy = x[:64], y[:64]
     bf16_local, _, _ = cache.teacher_logits(in_precision(model, "bf16"), "k", info.preprocess, few, fy, spec,
                                             tmp_path / "c")
-    bf16_remote, _, _ = cache.teacher_logits(model, "k", info.preprocess, few, fy, spec, tmp_path / "d", runner=ray_runner(
-                                                 model, info.arch, info.preprocess.channels, few, spec,
-                                                 info.preprocess, 256, precision="bf16"))
+    remote_bf16 = ray_runner(model, info.arch, info.preprocess.channels, few, spec, info.preprocess, 256,
+                             precision="bf16")
+    bf16_remote, _, _ = cache.teacher_logits(model, "k", info.preprocess, few, fy, spec, tmp_path / "d",
+                                             runner=remote_bf16)
     assert np.abs(bf16_remote.astype(np.float32) - bf16_local.astype(np.float32)).max() <= 2 * ulp.max()
     assert not np.array_equal(bf16_remote, local[:64])
 

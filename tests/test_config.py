@@ -2,8 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import ConfigError, SweepConfig, TeacherTrainConfig, from_dict, load_sweep_config, to_dict, \
-    load_teacher_config
+from orchestrator.config import (
+    ConfigError,
+    SweepConfig,
+    TeacherTrainConfig,
+    from_dict,
+    load_sweep_config,
+    load_teacher_config,
+    to_dict,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,7 +23,8 @@ def test_configs_hold_what_a_user_runs():
     """configs/ is the product's: a handful of files, each saying in its first line what it is for; an
     experiment's config lives in experiments/<name>/ with its record."""
     files = sorted((ROOT / "configs").glob("*.yaml"))
-    assert {"smoke", "sweep", "full", "release"} <= set(SWEEP_CONFIGS) and {"teacher", "teacher_x56"} <= set(TEACHER_CONFIGS)
+    assert {"smoke", "sweep", "full", "release"} <= set(SWEEP_CONFIGS)
+    assert {"teacher", "teacher_x56"} <= set(TEACHER_CONFIGS)
     assert len(files) <= 8
     for f in files:
         first = f.read_text().splitlines()[0]
@@ -91,6 +99,7 @@ def test_run_dir_refuses_another_config(tmp_path, uri):
     """The claim holds on a local disk and on shared storage (a file:// URI goes through pyarrow's
     filesystem, the code path of s3://)."""
     import dataclasses
+
     from orchestrator.run.rundir import Run
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
     teacher = dict(path="/t.pt", sha256="ab")
@@ -113,6 +122,7 @@ def test_a_run_on_shared_storage_reads_writes_and_fetches_its_records(tmp_path):
     whole, the finished marker is seen, `fetch` copies the records (and checkpoints when asked) for the
     readers, and `remove` deletes it."""
     import pandas as pd
+
     from orchestrator.run.layout import CKPT_FILE, META_FILE, RESULTS_FILE
     from orchestrator.run.rundir import Run
     run = Run(f"file://{tmp_path}/store/r1")
@@ -132,7 +142,8 @@ def test_a_run_on_shared_storage_reads_writes_and_fetches_its_records(tmp_path):
     (local / "t9").mkdir()
     (local / "t9" / "result.json").write_text("{}")                         # left by an earlier run of r1
     assert not (run.fetch(tmp_path / "copy") / "t9" / "result.json").exists()   # the copy mirrors the store
-    assert (run.fetch(tmp_path / "copy2", checkpoints=True) / "t0" / "checkpoint_000001" / CKPT_FILE).read_bytes() == b"w"
+    copy2 = run.fetch(tmp_path / "copy2", checkpoints=True)
+    assert (copy2 / "t0" / "checkpoint_000001" / CKPT_FILE).read_bytes() == b"w"
     assert not list((tmp_path / "store" / "r1").glob(".*tmp*"))           # nothing half-written left behind
     run.remove()
     assert not (tmp_path / "store" / "r1").exists() and not run.exists("")
@@ -226,6 +237,7 @@ def test_interrupted_sweep_is_not_finished():
 def test_claims_of_an_older_schema_still_match(tmp_path):
     """A run claimed before new train keys existed (their defaults) and before teacher records resumes."""
     import json as _json
+
     from orchestrator.run.layout import CONFIG_FILE
     from orchestrator.run.rundir import Run
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
@@ -254,8 +266,10 @@ def test_final_epochs_fit_the_budget_at_the_searchs_speed():
 
 
 def test_search_seconds_per_epoch_are_each_finalists_own():
-    import pandas as pd
     from types import SimpleNamespace
+
+    import pandas as pd
+
     from orchestrator.sweep.driver import search_seconds_per_epoch
     from trainables.config import TrainConfig
     base = to_dict(load_sweep_config(ROOT / "configs" / "sweep.yaml").train)
@@ -273,8 +287,10 @@ def test_search_seconds_per_epoch_are_each_finalists_own():
 def test_a_reference_control_is_never_a_finalist():
     """final.control reference: the best distillation trials go on, even where the control tied or won the
     short search; with only no-teacher trials, they do."""
-    import pandas as pd
     from types import SimpleNamespace
+
+    import pandas as pd
+
     from orchestrator.sweep.driver import best_trial_configs
     base = to_dict(load_sweep_config(ROOT / "configs" / "sweep.yaml").train)
     def trial(loss, acc):

@@ -37,6 +37,7 @@ def test_cache_keys_of_28_px_teachers_are_unchanged():
     """`size` joined the preprocessing after caches were built: a 28-px teacher's key must not move."""
     import hashlib
     from dataclasses import asdict
+
     from orchestrator.teacher.cache import CACHE_VERSION, fingerprint
     from trainables.augment import ViewSpec
     x, y = np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64)
@@ -55,9 +56,9 @@ def test_teacher_at_56_px_with_erasing_and_bf16_round_trips(tmp_path):
     """`kdsweep teacher train` with preprocess.size 56, erase and precision: the release records the size,
     load_teacher reads it back, and the teacher's logits are computed on the resized input."""
     from orchestrator.config import TeacherTrainConfig
+    from orchestrator.data import load_split
     from orchestrator.teacher.model import accuracy, load_teacher, predict_logits
     from orchestrator.teacher.train import history_path, train_local
-    from orchestrator.data import load_split
     cfg = from_dict(TeacherTrainConfig, dict(arch="resnet10", data=dict(train_limit=256, val_limit=128),
                                              preprocess=dict(size=56), erase=0.5, precision="bf16",
                                              optim=dict(epochs=1, batch_size=64, lr=0.05)))
@@ -85,10 +86,10 @@ def _local_cfg(tmp_path, teacher, **train) -> SweepConfig:
 
 @pytest.mark.slow
 def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_teacher, monkeypatch):
-    from orchestrator.sweep import local
     from orchestrator.release.export import export
-    from orchestrator.run.layout import META_FILE
     from orchestrator.release.results import trials
+    from orchestrator.run.layout import META_FILE
+    from orchestrator.sweep import local
     cfg = _local_cfg(tmp_path, tiny_teacher)
     run = tmp_path / "runs" / "loc"
     # trial 1 alone, interrupted after its first epoch (a killed process): the run is not finished
@@ -225,6 +226,7 @@ def test_the_run_names_a_teacher_in_the_project_by_its_project_path(tmp_path, ti
     """The run's meta (and so the report committed with a release) names a teacher inside the project by its
     path there, not by the machine's absolute path; one outside keeps its absolute path."""
     import shutil
+
     from orchestrator.sweep.prepare import prepare_data
     (tmp_path / "models" / "teacher").mkdir(parents=True)
     for f in (tiny_teacher, tiny_teacher.with_suffix(".json")):
@@ -245,6 +247,7 @@ def test_a_run_written_by_an_earlier_kdsweep_resumes_and_exports(tmp_path, monke
     """tests/data/legacy_run/ was written by an earlier kdsweep (its WRITTEN_BY names the commit), killed
     after epoch 1 of 2: today's code accepts its claim, resumes it at epoch 2, finishes and exports it."""
     import shutil
+
     from orchestrator.config import load_sweep_config
     from orchestrator.release.export import export
     from orchestrator.release.results import trials

@@ -2,8 +2,8 @@
 import pytest
 
 from orchestrator.config import SweepConfig, from_dict
-from orchestrator.sweep.plan import final_stage_minutes as _final_minutes
 from orchestrator.sweep.plan import EXPORT_S, final_slots, make_plan, student_epoch_seconds
+from orchestrator.sweep.plan import final_stage_minutes as _final_minutes
 
 
 def _cfg(**over) -> SweepConfig:

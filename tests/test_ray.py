@@ -150,7 +150,9 @@ def test_predict_png_and_idx(exported, tmp_path):
     """`kdsweep predict` gives the exported model's class for test images written out as PNG (and as IDX)."""
     import gzip
     import struct
+
     from PIL import Image
+
     from orchestrator.cli import main as cli
     from orchestrator.release.predict import NotAnImageError, classify
     from orchestrator.release.report import CLASSES
@@ -227,7 +229,9 @@ def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path, monke
 
     def crash_once_after_a_checkpoint(config):  # pickled by value into the worker, which has the real loop
         import os
+
         import ray.train
+
         import orchestrator.teacher.train as real
         report = ray.train.report
 
@@ -280,7 +284,7 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     assert meta["final"]["minutes"] == 60 and meta["final"]["epochs_cap"] == 2 and meta["final"]["epochs"] == 2
     assert len(meta["final"]["search_seconds_per_epoch"]) == 2 and min(meta["final"]["search_seconds_per_epoch"]) > 0
     assert export_dir(run_dir) == run_dir / "final"
-    from orchestrator.release.results import table as results_table   # `kdsweep results`, without Ray
+    from orchestrator.release.results import table as results_table  # `kdsweep results`, without Ray
     shown = results_table(run_dir)
     assert list(shown["stage"]) == ["search"] * 2 + ["final"] * 4
     assert set(shown[shown.stage == "final"]["epochs"]) == {"2/2"} and "status" in shown
@@ -337,13 +341,16 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
     """A trial that raises after its first checkpoint is retried from it (no epoch redone); a trial whose loss
     becomes inf ends as diverged, with its reason, without retries, and the sweep goes on."""
     from types import SimpleNamespace
+
     from orchestrator.sweep.driver import run_sweep
     from trainables import tune_trainable
     marker = str(tmp_path / "raised-once")
 
     def flaky(config, data, base, threads, use_gpu):  # pickled by value into the worker, which has the real one
         import os
+
         from ray import tune as rt
+
         import trainables.tune_trainable as tt
         tt.tune = rt
         if config["_variant"]["lr"] == 0.05 and not os.path.exists(marker):
@@ -351,8 +358,8 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
                 rt.report(metrics, checkpoint=checkpoint)
                 open(marker, "w").close()
                 raise RuntimeError("injected: the worker dies after its first checkpoint")
-            tt.tune = SimpleNamespace(report=report_then_die, Checkpoint=rt.Checkpoint, get_checkpoint=rt.get_checkpoint,
-                                      get_context=rt.get_context)
+            tt.tune = SimpleNamespace(report=report_then_die, Checkpoint=rt.Checkpoint,
+                                      get_checkpoint=rt.get_checkpoint, get_context=rt.get_context)
         return tt.distill_trainable(config, data, base, threads, use_gpu)
 
     monkeypatch.setattr(tune_trainable, "distill_trainable", flaky)
@@ -379,6 +386,7 @@ def test_run_identity_and_finished_runs(said, ray_local, tiny_teacher, tmp_path)
     """Rerunning a name with another teacher is refused, naming it; a finished run is exported, not retrained;
     --force starts it over."""
     import shutil
+
     from orchestrator.sweep.driver import run_sweep
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
         "name": "t_ident", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
@@ -407,6 +415,7 @@ def test_export_is_atomic_and_owned(sweep_run, tmp_path, monkeypatch):
     """An export that dies half-way leaves the previous export whole (or nothing); sha256s are recorded;
     exporting over another run's artifacts needs force; files the export does not write are kept."""
     import hashlib
+
     from orchestrator.release import export as ex
     run_dir = sweep_run[0]
     out = tmp_path / "out"
@@ -439,6 +448,7 @@ def test_prune_and_fine_tune_trials_in_a_sweep(ray_local, tiny_teacher, small_sp
     """Pruning trials (the source, importance and steps in the trial) run beside a designed student in one
     sweep; a pruned winner exports like any other and the report says what was pruned."""
     import copy
+
     from orchestrator.release.export import export
     from orchestrator.sweep.driver import run_sweep
     from trainables.augment import ViewSpec
@@ -483,7 +493,9 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
 
     def dying(config, data, base, threads, use_gpu):  # pickled by value into the worker, which has the real one
         import signal
+
         from ray import tune as rt
+
         import trainables.tune_trainable as tt
         tt.tune = rt
         lr = config["_variant"]["lr"]

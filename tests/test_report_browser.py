@@ -97,6 +97,7 @@ def test_the_search_is_accounted_for(tmp_path, capsys):
     in the method text and in `kdsweep results`; the KD-against-control bars set search trials side by side
     (one length), not a long final trial beside a short control."""
     import argparse
+
     from orchestrator.cli import _results
     from orchestrator.release.results import search_account, trials
     from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE
@@ -120,7 +121,7 @@ def test_the_search_is_accounted_for(tmp_path, capsys):
     acc = search_account(trials(run), meta)
     assert acc["trials"] == 4 and acc["trial_epochs"] == 7 and acc["cut_at"] == {1: 1} and acc["finished"] == 3
     assert acc["core_h"] == pytest.approx(7 * 30 / 3600, abs=1e-4)
-    assert [p["trial_epochs"] for p in acc["anytime"]][0] == 1 and acc["anytime"][-1]["best_val_acc"] == pytest.approx(0.89)
+    assert acc["anytime"][0]["trial_epochs"] == 1 and acc["anytime"][-1]["best_val_acc"] == pytest.approx(0.89)
     out = tmp_path / "out"
     out.mkdir()
     write_report(run, out, metrics, meta)
@@ -132,7 +133,8 @@ def test_the_search_is_accounted_for(tmp_path, capsys):
     assert [t["stage"] for t in compared(trials(run))] == ["search"] * 4   # not the 40-epoch final beside them
     assert _results(argparse.Namespace(run=str(run))) == 0   # `kdsweep results` (main() would keep capsys' stream)
     shown = capsys.readouterr().out
-    assert "search: 4 trials by random, 7 trial-epochs, 0.06 core-hours; ASHA cut 1 (1 at epoch 1), 3 ran to the end" in shown
+    assert ("search: 4 trials by random, 7 trial-epochs, 0.06 core-hours; "
+            "ASHA cut 1 (1 at epoch 1), 3 ran to the end") in shown
 
 
 def test_a_trial_resumed_on_another_cpu_shows_both_precisions(tmp_path):

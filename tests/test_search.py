@@ -7,10 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import ConfigError, from_dict, SweepConfig, load_sweep_config
+from orchestrator.config import ConfigError, SweepConfig, from_dict, load_sweep_config
 from orchestrator.sweep import fidelity
-from orchestrator.sweep.fidelity import (Curve, auto_grace, decided_at, fidelity_table, grace_for, judge_fraction,
-                                         kendall, lever_pairs, load_curves, rungs, spearman)
+from orchestrator.sweep.fidelity import (
+    Curve,
+    auto_grace,
+    decided_at,
+    fidelity_table,
+    grace_for,
+    judge_fraction,
+    kendall,
+    lever_pairs,
+    load_curves,
+    rungs,
+    spearman,
+)
 from orchestrator.sweep.plan import search_statement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +89,8 @@ def test_rungs_are_tunes_asha_milestones():
         asha = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=max_t, grace_period=grace,
                              reduction_factor=rf)
         # Tune also lists a rung at max_t itself, where a trial has ended and nothing is cut
-        assert rungs(max_t, grace, rf) == sorted(m for m, _ in asha._brackets[0]._rungs if m < max_t), (max_t, grace, rf)
+        tune_rungs = sorted(m for m, _ in asha._brackets[0]._rungs if m < max_t)
+        assert rungs(max_t, grace, rf) == tune_rungs, (max_t, grace, rf)
     assert grace_for(40, 0.25) == 10 and grace_for(90, 0.25) == 23 and grace_for(4, 0.01) == 1
 
 
@@ -105,7 +117,8 @@ def test_auto_grace_applies_the_recorded_fraction_to_the_search_length(rule):
     said = search_statement(cfg)
     assert said["searches"] and said["rungs"] == [10, 20] and said["trials"] == 12
     assert said["statement"].startswith("search: 12 candidates from random draws (random), ASHA judging them at "
-                                        "epochs 10, 20 of 40") and "grace period 10 of 40 epochs: at 25%" in said["statement"]
+                                        "epochs 10, 20 of 40")
+    assert "grace period 10 of 40 epochs: at 25%" in said["statement"]
 
 
 def test_auto_grace_without_a_record_is_one_line(tmp_path, monkeypatch):
@@ -133,6 +146,7 @@ def test_a_search_whose_trials_cannot_be_judged_early_says_so(tmp_path, monkeypa
 
 def test_the_searcher_option(rule):
     from ray.tune.search.optuna import OptunaSearch
+
     from orchestrator.sweep.driver import searcher
     assert searcher(_search_cfg()) is None
     assert isinstance(searcher(_search_cfg(searcher="optuna")), OptunaSearch)
@@ -184,8 +198,10 @@ def test_an_optuna_search_under_asha_resumes_where_it_stopped(said, ray_local, t
     trials, the same command goes on with the same study (no proposal repeated) to all its trials."""
     import os
     import signal
+
     import pandas as pd
     from ray.tune import Callback
+
     import orchestrator.sweep.tune_callbacks as cbs
     from orchestrator.sweep.driver import Interrupted, run_sweep
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {

@@ -66,7 +66,8 @@ def test_strides_trade_compute_for_resolution_not_parameters():
         model = create_student(name).eval()
         assert count_params(model) == count_params(base) == 96_906
         assert model.features(torch.zeros(2, 1, 28, 28)).shape == (2, 76, side, side)
-    assert create_student("res3", widths=(8, 8, 8), strides=(1, 1, 1)).features(torch.zeros(1, 1, 28, 28)).shape[-1] == 28
+    full_res = create_student("res3", widths=(8, 8, 8), strides=(1, 1, 1))
+    assert full_res.features(torch.zeros(1, 1, 28, 28)).shape[-1] == 28
     dw, dw14 = create_student("resdw_w24_d111"), create_student("resdw", width=24, depths=(1, 1, 1), strides=(1, 2, 1))
     assert count_params(dw14) == count_params(dw) and dw14.features(torch.zeros(1, 1, 28, 28)).shape[-1] == 14
     with pytest.raises(ValueError, match="strides must be three values of 1 or 2"):

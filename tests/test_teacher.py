@@ -122,8 +122,10 @@ def test_released_teacher_if_present():
     assert info.arch == "resnet50" and info.params == 23_528_522 and info.preprocess.channels == 3
 
 
-@pytest.mark.parametrize("arch, params, macs_m", [("cifar_resnet20", 272_474, 31.2), ("cifar_resnet32", 466_906, 52.9),
-                                                  ("cifar_resnet56", 855_770, 96.3), ("cifar_wrn16_4", 2_749_786, 300.6)])
+@pytest.mark.parametrize("arch, params, macs_m", [("cifar_resnet20", 272_474, 31.2),
+                                                  ("cifar_resnet32", 466_906, 52.9),
+                                                  ("cifar_resnet56", 855_770, 96.3),
+                                                  ("cifar_wrn16_4", 2_749_786, 300.6)])
 def test_cifar_teachers_build_count_and_load_back(tmp_path, arch, params, macs_m):
     """The CPU-trainable teachers: their torchinfo counts at 28x28, and a saved one loads back as itself
     (the loader tells the layouts apart) with the same logits."""

@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.teacher.cache import teacher_logits
 from orchestrator.config import TrainConfig
+from orchestrator.teacher.cache import teacher_logits
 from orchestrator.teacher.model import load_teacher
 from students import create_student
 from trainables.augment import ViewSpec
 from trainables.train import TrialData, train_student
 
 
-def data_for(split, mode="none", logits=None, teacher=None, spec=ViewSpec(1, True)):
-    return TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec, mode, logits, teacher)
+def data_for(split, mode="none", logits=None, teacher=None, spec=None):
+    return TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec or ViewSpec(1, True), mode,
+                     logits, teacher)
 
 
 def test_one_epoch_reports_and_learns(small_split):
@@ -99,7 +100,7 @@ def test_auto_precision_follows_the_hardware(small_split, monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     for native, expected in [(True, "bf16"), (False, "fp32")]:
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
         assert resolve_precision("auto", "cpu") == expected
         assert train_student(cfg, data_for(small_split))["precision"] == expected
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
@@ -175,8 +176,8 @@ def test_ema_warms_up_then_holds_its_decay():
 def test_flip_tta_is_the_mirror_averaged_accuracy_and_selects_when_asked(small_split):
     """Every epoch reports the plain and the flip-averaged validation accuracy; train.tta flip makes val_acc
     (what selection and ASHA see) the flip-averaged one."""
-    from trainables.train import evaluate, evaluate_tta
     from trainables.augment import to_input
+    from trainables.train import evaluate, evaluate_tta
     cfg = TrainConfig(student="resdw_w24_d111", loss="ce", epochs=1, batch_size=64, tta="flip")
     states = []
     m = train_student(cfg, data_for(small_split), report=lambda met, st: states.append(st))

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.teacher import cache
 from orchestrator.config import Preprocess
+from orchestrator.teacher import cache
 from orchestrator.teacher.model import build_resnet
 from trainables.augment import ViewSpec, apply_views, to_input
 

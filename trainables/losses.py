@@ -9,8 +9,8 @@ with s, t: (N, C) logits (t may be None for losses that use no teacher) and y: (
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,8 @@ def kd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.
     the soft term's gradient scale independent of T.
     """
     T = temperature
-    return warm * alpha * T * T * _kl_batchmean(s, t, T) + (1 - alpha) * F.cross_entropy(s, y, label_smoothing=label_smoothing)
+    ce = F.cross_entropy(s, y, label_smoothing=label_smoothing)
+    return warm * alpha * T * T * _kl_batchmean(s, t, T) + (1 - alpha) * ce
 
 
 def _seed_kd_term(s, t, alpha, T):

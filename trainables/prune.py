@@ -39,7 +39,7 @@ def prune_to_budget(model: nn.Module, target: int, importance: Literal["magnitud
     pruner = tp.pruner.MetaPruner(model, example, importance=imp, iterative_steps=steps, pruning_ratio=max_ratio,
                                   ignored_layers=head, round_to=round_to)
     was_training = model.training
-    for step in range(1, steps + 1):
+    for step in range(1, steps + 1):  # noqa: B007 (steps_taken reads the last one)
         if importance == "taylor":
             model.zero_grad()
             model.eval()

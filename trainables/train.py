@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,6 +124,7 @@ def _pruned_source(cfg: TrainConfig, data: TrialData):
     """The trained source student of `cfg.prune_from`, pruned to `cfg.prune_to` parameters:
     (model, "pruned", kwargs that rebuild it, what pruning did)."""
     from pathlib import Path
+
     from students.pruned import layer_shapes
     from trainables.prune import prune_to_budget
     if not Path(cfg.prune_from).is_file():
@@ -239,7 +241,8 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
         elapsed += time.time() - t0
         metrics = dict(epoch=epoch + 1, val_acc=val_acc, val_loss=val_loss, train_loss=loss_sum / n,
                        lr=opt.param_groups[0]["lr"], params=params, images_per_s=n / train_s, elapsed_s=elapsed,
-                       precision=precision, threads=torch.get_num_threads(), tta=cfg.tta, val_acc_plain=acc["none"][0], val_acc_flip=acc["flip"][0])
+                       precision=precision, threads=torch.get_num_threads(), tta=cfg.tta,
+                       val_acc_plain=acc["none"][0], val_acc_flip=acc["flip"][0])
         if ema is not None:  # the live weights' accuracy too: what the average adds, measured in the same run
             metrics["val_acc_raw"] = evaluate(model, val_x, val_y, cfg.mean, cfg.std)[0]
         if prune_info is not None:

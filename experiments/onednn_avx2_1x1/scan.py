@@ -8,8 +8,11 @@ a result, not the end of the scan). Prints the bad cases: (shape) exit status (6
 
     ONEDNN_MAX_CPU_ISA=AVX2 python experiments/onednn_avx2_1x1/scan.py THREADS
 """
-import os, sys
+import os
+import sys
+
 import torch
+
 threads = int(sys.argv[1]); torch.set_num_threads(threads)
 cases = [(cin, cout, s, k, hw, b) for cin in list(range(1, 17)) + [24, 32] for cout in (8, 15, 16, 32) for s in (1, 2) for k in (1, 3)
          for hw in (28, 14) for b in (64,)]

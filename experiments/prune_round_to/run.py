@@ -39,15 +39,15 @@ def main():
     args = p.parse_args()
     from orchestrator import logs
     logs.setup()   # the product's progress lines on stdout
-    from orchestrator.teacher.cache import teacher_logits
     from orchestrator.data import load_split
-    from orchestrator.teacher.model import load_teacher
     from orchestrator.machine import machine
+    from orchestrator.teacher.cache import teacher_logits
+    from orchestrator.teacher.model import load_teacher
+    from students import create_student
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
     from trainables.layout import hits_onednn_1x1_bug
     from trainables.train import TrialData, train_student
-    from students import create_student
 
     s = load_split()
     model, info = load_teacher(args.teacher)

@@ -111,6 +111,7 @@ def export_program(model: Deployable, path: Path):
 def export_onnx(model: Deployable, path: Path, atol: float = 1e-4):
     """ONNX (dynamo exporter, dynamic batch) checked by onnxruntime against the eager model (batch 1 and 37)."""
     import warnings
+
     import onnxruntime as ort
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     with warnings.catch_warnings():
@@ -250,7 +251,8 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
                    latency_ms=lat, threads=torch.get_num_threads(),
                    file_bytes={f: (out / f).stat().st_size for f in ("student.pt", "student.pt2", "student.onnx")},
                    sha256={f: sha256_file(out / f) for f in ("student.pt", "student.pt2", "student.onnx")},
-                   data={k: (read_json(run_dir / CONFIG_FILE).get("data") or {}).get(k) for k in ("val_size", "split_seed")},
+                   data={k: (read_json(run_dir / CONFIG_FILE).get("data") or {}).get(k)
+                         for k in ("val_size", "split_seed")},
                    run_dir=source, sweep_wall_s=run_meta.get("wall_s"), machine=machine())
     write_report(run_dir, out, metrics, run_meta, model=deploy)
     metrics["export_wall_s"] = time.time() - t0

@@ -46,7 +46,8 @@ PLOT_FILES = frozenset({"val_curves.png", "acc_vs_params.png", "kd_vs_control.pn
                         "search_anytime.png"})
 
 
-def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | None, meta: dict | None = None) -> dict[str, Path]:
+def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | None,
+           meta: dict | None = None) -> dict[str, Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -59,8 +60,9 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
             continue
         ep, acc = [x["epoch"] for x in h], [x["val_acc"] for x in h]
         style = "-" if t["stage"] == "search" else "--"
-        line, = ax.plot(ep, acc, style, marker=".", label=f"{t['stage']}: {_label(t['config'])} "
-                                                          f"({t['config'].get('student')}, seed {t['config'].get('seed')})")
+        c = t["config"]
+        line, = ax.plot(ep, acc, style, marker=".",
+                        label=f"{t['stage']}: {_label(c)} ({c.get('student')}, seed {c.get('seed')})")
         if t["status"].startswith("stopped"):
             ax.plot(ep[-1], acc[-1], "x", color=line.get_color(), markersize=10)
     ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch (x: stopped by ASHA)")
@@ -74,12 +76,14 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
     kd = [t for t in ts if _is_kd(t["config"].get("loss", ""))]
     control = [t for t in ts if not _is_kd(t["config"].get("loss", ""))]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for group, marker, color, label in ((kd, "o", "C0", "with teacher (KD)"), (control, "s", "C3", "no teacher (control)")):
+    sides = ((kd, "o", "C0", "with teacher (KD)"), (control, "s", "C3", "no teacher (control)"))
+    for group, marker, color, label in sides:
         sized = [t for t in group if t["params"]]
         if sized:   # a legend entry only for what the run has
             ax.scatter([t["params"] for t in sized], [t["best_val_acc"] for t in sized], marker=marker, c=color,
                        alpha=0.7, label=label)
-    ax.axvline(metrics.get("budget", 100_000), color="k", ls=":", label=f"budget ({metrics.get('budget', 100_000):,} params)")
+    budget = metrics.get("budget", 100_000)
+    ax.axvline(budget, color="k", ls=":", label=f"budget ({budget:,} params)")
     if metrics.get("teacher_val_acc"):
         ax.axhline(metrics["teacher_val_acc"], color="C2", ls="--", label="teacher val acc")
     ax.set(xlabel="parameters (torchinfo)", ylabel="best validation accuracy", title="Accuracy against size")
@@ -194,7 +198,8 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             how = "once, then shared with the trials; no trial ran the teacher network"
         paras.append(
             f"**Teacher.** A {t.get('arch')} with {t.get('params', 0):,} parameters, {t.get('val_acc', 0):.2%} on the "
-            f"validation split, from `{project_relative(t.get('path') or '')}` (sha256 {str(t.get('sha256'))[:12]}…). Teacher mode "
+            f"validation split, from `{project_relative(t.get('path') or '')}` "
+            f"(sha256 {str(t.get('sha256'))[:12]}…). Teacher mode "
             f"`{t.get('mode')}`: {MODES.get(t.get('mode'), '')}. This run made {forwards:,} teacher forward passes "
             f"over training images ({how}).")
         if t.get("ensemble"):
@@ -228,15 +233,16 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
         + (f"; the teacher term's weight rose linearly from 0 over the first {win['kd_warmup']} epochs"
            if win.get("kd_warmup") else "") + ".")
     paras.append(
-        f"**Training.** {win['optimizer'].upper()}{' (Nesterov, momentum ' + format(win['momentum'], 'g') + ')' if win['optimizer'] == 'sgd' else ''}, "
+        f"**Training.** {win['optimizer'].upper()}"
+        f"{' (Nesterov, momentum ' + format(win['momentum'], 'g') + ')' if win['optimizer'] == 'sgd' else ''}, "
         f"peak learning rate {win['lr']:g}, {win['schedule']} schedule, weight decay {win['weight_decay']:g}, "
         f"batch {win['batch_size']}, {win['epochs']} epochs, precision {metrics.get('train_precision')}. "
         f"Augmentation: random shift up to {a.get('shift')} px"
         + (", horizontal flip" if a.get("flip") else "")
-        + (f", random erasing with probability {win['erase']:g} (after the teacher's view: the teacher scored the uncut image)"
-           if win.get("erase") else "")
-        + "." + (f" Evaluation and the export use an exponential moving average of the weights (decay {win['ema']:g} per step)."
-                 if win.get("ema") else ""))
+        + (f", random erasing with probability {win['erase']:g} "
+           "(after the teacher's view: the teacher scored the uncut image)" if win.get("erase") else "")
+        + "." + (" Evaluation and the export use an exponential moving average of the weights "
+                 f"(decay {win['ema']:g} per step)." if win.get("ema") else ""))
     pruned = [x for x in ts if x["config"].get("prune_from")]
     if pruned:
         sources = sorted({Path(x["config"]["prune_from"]).parent.name + "/" + Path(x["config"]["prune_from"]).name
@@ -270,9 +276,11 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"**Search.** {len(search)} Ray Tune trials"
             + (f" over {', '.join(variants)}" if len(variants) <= 8 else "")
             + (f"; sampled keys: {', '.join(space)}" if space else "")
-            + f", proposed by {'Optuna' + chr(39) + 's TPE' if acc['searcher'] == 'optuna' else 'random draws or the listed trials'}, "
+            + ", proposed by "
+            + ("Optuna's TPE" if acc["searcher"] == "optuna" else "random draws or the listed trials") + ", "
             f"{s.get('max_concurrent_trials')} at a time with {s.get('cpus_per_trial')} CPU each, "
-            f"ASHA early stopping on validation accuracy (grace period {said.get('grace', s.get('grace_period'))} epochs, "
+            "ASHA early stopping on validation accuracy "
+            f"(grace period {said.get('grace', s.get('grace_period'))} epochs, "
             f"reduction factor {s.get('reduction_factor')}, at most {run_cfg['train']['epochs']} epochs); "
             f"{sum(x['status'].startswith('stopped') for x in search)} stopped early" + (f" ({cuts})" if cuts else "")
             + (f", {failed} failed (why: the table's status)" if (failed := sum(x['status'].startswith('failed')
@@ -293,7 +301,8 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
         bk, bc = max(kd, key=lambda x: x["best_val_acc"]), max(ctl, key=lambda x: x["best_val_acc"])
         verdict = "distillation won" if bk["best_val_acc"] > bc["best_val_acc"] else "the no-teacher control won"
         paras.append(
-            f"**Compared.** {'Among the trials' if local else 'In the search'}, the best distilled trial ({_label(bk['config'])}) reached "
+            f"**Compared.** {'Among the trials' if local else 'In the search'}, "
+            f"the best distilled trial ({_label(bk['config'])}) reached "
             f"{bk['best_val_acc']:.2%} validation accuracy against {bc['best_val_acc']:.2%} for the best no-teacher "
             f"control ({_label(bc['config'])}): {verdict} at this length ({bk['epochs']} epochs at most, one seed, "
             "so differences under about 0.3 points are within noise).")
@@ -337,8 +346,8 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
     """report.md + report.html (+ PNG plots) in `out`; `model` (pixels in [0,1] -> logits) adds the confusion
     matrix. Returns the path of report.md."""
     run_dir, out = Path(run_dir), Path(out)
-    run_cfg = json.loads((run_dir / results_mod.CONFIG_FILE).read_text()) if (run_dir / results_mod.CONFIG_FILE).is_file() \
-        else dict(run_meta.get("config") or {})
+    cfg_file = run_dir / results_mod.CONFIG_FILE
+    run_cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else dict(run_meta.get("config") or {})
     ts = results_mod.trials(run_dir) if (run_dir / results_mod.CONFIG_FILE).is_file() else []
     confusion = val_confusion(model, run_cfg) if model is not None and run_cfg.get("data") else None
     plots = _plots(ts, metrics, out, confusion, run_meta)
@@ -351,8 +360,10 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
         ("validation accuracy (used for selection)", f"{metrics['val_acc']:.4f}"),
         ("test-time augmentation", _tta_text(metrics)),
         ("test accuracy (measured once, at export; never used to choose)", f"{metrics['test_acc']:.4f}"),
-        ("teacher", f"{t.get('arch', 'none')}, {t.get('params', 0):,} params, val {t.get('val_acc', float('nan')):.4f}"),
-        ("compression (teacher / student parameters)", f"{t['params'] / metrics['params']:.0f}x" if t.get("params") else "-"),
+        ("teacher",
+         f"{t.get('arch', 'none')}, {t.get('params', 0):,} params, val {t.get('val_acc', float('nan')):.4f}"),
+        ("compression (teacher / student parameters)",
+         f"{t['params'] / metrics['params']:.0f}x" if t.get("params") else "-"),
         ("teacher forwards this run", f"{run_meta.get('teacher_forwards', 0):,}"),
         ("sweep wall time", f"{(run_meta.get('wall_s') or 0) / 60:.1f} min"),
         ("machine", metrics.get("machine", "")),
@@ -389,7 +400,8 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
     body = [f"<h1>{html.escape(title)}</h1>", "<table class=h>",
             *[f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in headline], "</table>",
             "<h2>Method</h2>", *[para(p) for p in paras], "<h2>Plots</h2>", *[img(p) for p in plots.values()],
-            "<h2>Trials</h2>", table.to_html(index=False, float_format=lambda v: f"{v:.4f}") if table is not None else "",
+            "<h2>Trials</h2>",
+            table.to_html(index=False, float_format=lambda v: f"{v:.4f}") if table is not None else "",
             "<h2>Student summary (torchinfo)</h2>", f"<pre>{html.escape(summary)}</pre>",
             "<h2>The exported student's full configuration</h2>", f"<pre>{html.escape(config_json)}</pre>",
             "<h2>Load and run it</h2>", f"<pre>{html.escape(LOAD_LINES)}</pre>"]

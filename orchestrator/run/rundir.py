@@ -16,13 +16,20 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock   # installed with Ray; imported here without Ray
+from filelock import FileLock  # installed with Ray; imported here without Ray
 
 from orchestrator.config import ConfigError, SweepConfig, from_dict, resolve_path, to_dict
 from orchestrator.errors import UserError
 from orchestrator.run.io import atomic_write, atomic_write_json, atomic_write_text, is_uri
-from orchestrator.run.layout import (CKPT_FILE, CLAIM_LOCK, CONFIG_FILE, FINAL_BASE_FILE, FINAL_DIR, META_FILE,
-                                     RESULTS_FILE)
+from orchestrator.run.layout import (
+    CKPT_FILE,
+    CLAIM_LOCK,
+    CONFIG_FILE,
+    FINAL_BASE_FILE,
+    FINAL_DIR,
+    META_FILE,
+    RESULTS_FILE,
+)
 
 # what `Run.fetch` copies from shared storage for the readers (results, report, status): a run's records,
 # not its checkpoints, which `fetch(checkpoints=True)` adds for an export
@@ -37,7 +44,7 @@ class Run:
     path: str   # a local directory or a URI
 
     @classmethod
-    def of(cls, cfg: SweepConfig) -> "Run":
+    def of(cls, cfg: SweepConfig) -> Run:
         """The run a config names: sweep.storage / name (storage resolved from the project for a local path)."""
         s = cfg.sweep.storage
         return cls(f"{s.rstrip('/')}/{cfg.name}" if is_uri(s) else str(Path(resolve_path(s)) / cfg.name))
@@ -216,7 +223,7 @@ class Run:
             if leaf in RECORDS or (checkpoints and leaf == CKPT_FILE):
                 with filesystem.open_input_stream(f"{root.rstrip('/')}/{rel}") as f:
                     data = f.read()
-                atomic_write(dest / rel, lambda tmp: tmp.write_bytes(data))
+                atomic_write(dest / rel, lambda tmp: tmp.write_bytes(data))  # noqa: B023 (called at once)
         for p in [p for p in dest.rglob("*") if p.is_file()] if dest.is_dir() else []:
             if str(p.relative_to(dest)) not in there:   # left from an earlier run of this URI
                 p.unlink()

@@ -22,9 +22,17 @@ from orchestrator.release.results import trial_id_of, trials
 from orchestrator.run.layout import FINAL_DIR
 from orchestrator.run.rundir import Run
 from orchestrator.sweep import ray_session
-from orchestrator.sweep.plan import (final_cpus, final_slots, final_speedup, final_stage_minutes,
-                                     fit_final_epochs, make_plan, search_statement, search_trials,
-                                     student_epoch_seconds)
+from orchestrator.sweep.plan import (
+    final_cpus,
+    final_slots,
+    final_speedup,
+    final_stage_minutes,
+    fit_final_epochs,
+    make_plan,
+    search_statement,
+    search_trials,
+    student_epoch_seconds,
+)
 from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
 from trainables.losses import NEEDS_TEACHER
 
@@ -63,6 +71,7 @@ def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, 
     no snapshot can still name (orchestrator/sweep/tune_callbacks.py says why not Tune's num_to_keep)."""
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback, TBXLoggerCallback
+
     from orchestrator.sweep.tune_callbacks import CheckpointRetention
     period = snapshot_period(n_trials)
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(period)   # read when Tune's controller starts
@@ -110,7 +119,8 @@ def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
     keep = [c for c in df.columns if c.startswith("config/")]
     cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "precision", "images_per_s", "elapsed_s",
             "node"]
-    table = df[[c for c in cols if c in df.columns]].rename(columns=lambda c: c.removeprefix("config/").removeprefix("_variant/"))
+    table = df[[c for c in cols if c in df.columns]].rename(
+        columns=lambda c: c.removeprefix("config/").removeprefix("_variant/"))
     for col in table.columns:  # a variant that left a key alone ran with the base config's value
         if col in TrainConfig.__dataclass_fields__ and table[col].isna().any():
             table[col] = table[col].astype(object).where(table[col].notna(), getattr(base, col))
@@ -233,6 +243,7 @@ def _planner(cfg: SweepConfig, slots: Slots, t_start: float, plan: dict):
 def _trainable(cfg: SweepConfig, data, base: TrainConfig, cpus: float):
     """The Tune trainable of one stage: the shared data (object store), `base` settings, `cpus` threads."""
     from ray import tune
+
     from trainables.tune_trainable import distill_trainable
     s = cfg.sweep
     t = tune.with_parameters(distill_trainable, data=data, base=to_dict(base), threads=max(1, int(cpus)),
@@ -254,6 +265,7 @@ def _search(cfg: SweepConfig, run: Run, data):
     """Stage 2: the search space and trials under ASHA."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+
     from orchestrator.sweep.tune_callbacks import DriverMemory
     s = cfg.sweep
     asha = ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=cfg.grace(),
@@ -268,7 +280,8 @@ def _search(cfg: SweepConfig, run: Run, data):
     return results
 
 
-def _select(cfg: SweepConfig, run: Run, results, plan: dict, slots: Slots, t_start: float, meta: dict) -> list[TrainConfig]:
+def _select(cfg: SweepConfig, run: Run, results, plan: dict, slots: Slots, t_start: float,
+            meta: dict) -> list[TrainConfig]:
     """Stage 3: the finalists (the best search trials' settings) and the final stage's length, fitted to
     what the budget leaves; recorded in `meta` and in the run (for `kdsweep results` while it trains)."""
     found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top, cfg.final.control == "finalist")
@@ -371,8 +384,9 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             run.remove()
         run.claim(cfg, teacher)   # before any expensive work
         if "runtime_resources/working_dir_files" in run.path:
-            log.info(f"warning: the run directory {run.path} is inside Ray's temporary copy of the project (ray job "
-                "submit --working-dir) and goes when the job's session does; pass --set sweep.storage=/shared/path/runs")
+            log.info(f"warning: the run directory {run.path} is inside Ray's temporary copy of the project "
+                     "(ray job submit --working-dir) and goes when the job's session does; "
+                     "pass --set sweep.storage=/shared/path/runs")
         with ray_session.connected(run, address, dashboard):
             cfg = with_gpus(cfg)
             slots, plan = _slots(cfg), {}
@@ -411,5 +425,6 @@ def summary(table, meta: dict) -> str:
     t = meta.get("teacher")
     teacher = (f"teacher {t['arch']} val_acc {t['val_acc']:.4f}, mode {t['mode']}, "
                f"{meta['teacher_forwards']:,} teacher forwards this run") if t else "no teacher (CE/MSE only)"
-    return (f"sweep {meta['name']}: {meta['n_trials']} trials ({meta['errors']} errored) in {meta['wall_s'] / 60:.1f} min, "
+    return (f"sweep {meta['name']}: {meta['n_trials']} trials ({meta['errors']} errored) "
+            f"in {meta['wall_s'] / 60:.1f} min, "
             f"{meta['n_train']} train / {meta['n_val']} val images\n{teacher}\n{top}")

@@ -191,8 +191,8 @@ def read_rule(path: Path | None = None) -> dict:
     """The recorded rule: {"frac", "min_rho", "metric", "n", "record", ...} (FIDELITY_FILE by default)."""
     path = path or FIDELITY_FILE
     if not path.is_file():
-        raise UserError(f"sweep.grace_period auto: {path} holds no fidelity record; run bench/search_fidelity.py --write-rule, or set "
-                                "sweep.grace_period to a number of epochs")
+        raise UserError(f"sweep.grace_period auto: {path} holds no fidelity record; "
+                        "run bench/search_fidelity.py --write-rule, or set sweep.grace_period to a number of epochs")
     return json.loads(path.read_text())
 
 

@@ -123,7 +123,8 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
     todo = list(range(len(variants))) if only is None else list(only)
     bad = [k for k in todo if not 0 <= k < len(variants)]
     if bad:
-        raise UserError(f"trial {bad[0]} does not exist: the config lists {len(variants)} trial(s), 0..{len(variants) - 1}")
+        raise UserError(f"trial {bad[0]} does not exist: "
+                        f"the config lists {len(variants)} trial(s), 0..{len(variants) - 1}")
     counts = check_budget(cfg)
     cfg = with_absolute_sources(cfg)
     run = Run.of(cfg)
@@ -153,7 +154,8 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
                 run_trial(k, variants[k], cfg, data, root, device)
         ended = [trial_done(root / trial_dir_name(k, v), epochs[k]) for k, v in enumerate(variants)]
         if not all(ended):
-            log.info(f"{sum(ended)}/{len(variants)} trials of {cfg.name} have ended; the run finishes with the last one")
+            log.info(f"{sum(ended)}/{len(variants)} trials of {cfg.name} have ended; "
+                     "the run finishes with the last one")
             return run_dir
         if meta is None:   # the others ended them: the teacher's facts for the meta file
             _, meta = prepare_data(cfg, teacher_path, device=device)

@@ -170,11 +170,12 @@ def search_statement(cfg: SweepConfig) -> dict:
     grace = cfg.grace()
     why = auto_grace(t)[1] if s.grace_period == "auto" else f"grace period {grace} of {t} epochs (set in the config)"
     milestones = rungs(t, grace, s.reduction_factor)
-    by = "Optuna's TPE" if s.searcher == "optuna" else (
-        "random draws" if cfg.search_space and not all("grid" in d for d in cfg.search_space.values()) else "a fixed list")
+    sampled = cfg.search_space and not all("grid" in d for d in cfg.search_space.values())
+    by = "Optuna's TPE" if s.searcher == "optuna" else ("random draws" if sampled else "a fixed list")
     out = dict(trials=n, searcher=s.searcher, grace=grace, rungs=milestones, rule=why)
     if n < 3 or n <= s.reduction_factor:
-        kinds = "KD against its no-teacher control" if any(l in ("ce", "mse") for l in cfg.losses()) else "its trials"
+        control = any(loss in ("ce", "mse") for loss in cfg.losses())
+        kinds = "KD against its no-teacher control" if control else "its trials"
         out["searches"] = False
         out["statement"] = (
             f"this run does not search: {n} trial(s) of {t} epochs compare {kinds}"
@@ -188,5 +189,6 @@ def search_statement(cfg: SweepConfig) -> dict:
     else:
         out["searches"] = True
         out["statement"] = (f"search: {n} candidates from {by} ({s.searcher}), ASHA judging them at epochs "
-                            f"{', '.join(map(str, milestones))} of {t} and keeping 1/{s.reduction_factor} at each; {why}")
+                            f"{', '.join(map(str, milestones))} of {t} "
+                            f"and keeping 1/{s.reduction_factor} at each; {why}")
     return out

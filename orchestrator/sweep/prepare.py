@@ -15,8 +15,7 @@ from orchestrator.data import load_split
 from orchestrator.errors import UserError
 from orchestrator.run.io import is_uri, project_relative, sha256_file
 from orchestrator.teacher.cache import missing_forwards, teacher_logits
-from orchestrator.teacher.model import (accuracy, identity, in_precision, load_member, load_teacher,
-                                      predict_logits)
+from orchestrator.teacher.model import accuracy, identity, in_precision, load_member, load_teacher, predict_logits
 from students import count_params, create_student
 from trainables.augment import ViewSpec
 from trainables.losses import NEEDS_TEACHER

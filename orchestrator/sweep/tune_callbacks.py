@@ -17,7 +17,9 @@ import time
 import tracemalloc
 
 from ray.tune import Callback
-import psutil   # Ray's own copy (ray/thirdparty_files, on the path once ray is imported)
+
+# isort: split
+import psutil  # Ray's own copy (ray/thirdparty_files), on the path once ray is imported
 
 SAMPLES: dict[str, list[tuple[int, int, int]]] = {}   # name -> (trials ended, driver RSS, Python heap bytes)
 

@@ -112,7 +112,8 @@ def missing_forwards(teacher_sha256: str, pre: Preprocess, images: np.ndarray, l
 
 
 def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray,
-                   spec: ViewSpec, cache_dir: str | Path, batch_size: int = INFER_BATCH, device: str = "cpu", runner=None) -> tuple[np.ndarray, int, dict]:
+                   spec: ViewSpec, cache_dir: str | Path, batch_size: int = INFER_BATCH, device: str = "cpu",
+                   runner=None) -> tuple[np.ndarray, int, dict]:
     """(logits fp16 (N, V, 10), teacher forward passes run now, info) for every view of every image.
 
     `spec` with shift 0 and no flip gives the clean-image logits (V = 1). `runner(missing_chunks)` yields
@@ -151,9 +152,10 @@ def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarr
     for i, (c, out) in enumerate(runner(missing)):
         rows = chunk_images(c, N)
         if out.shape != (rows.stop - rows.start, V, 10):
-            raise RuntimeError(f"chunk {c}: got logits of shape {out.shape}, expected {(rows.stop - rows.start, V, 10)}")
+            want = (rows.stop - rows.start, V, 10)
+            raise RuntimeError(f"chunk {c}: got logits of shape {out.shape}, expected {want}")
         forwards += out.shape[0] * V
-        atomic_write(parts / f"{c:05d}.npy", lambda tmp: np.save(tmp, out))
+        atomic_write(parts / f"{c:05d}.npy", lambda tmp: np.save(tmp, out))  # noqa: B023 (called at once)
         rate = forwards / max(time.time() - t0, 1e-9)
         log.info(f"teacher logits: {i + 1}/{len(missing)} missing chunks ({forwards}/{todo} forwards, "
             f"{rate:.0f} img/s, eta {max(todo - forwards, 0) / max(rate, 1e-9) / 60:.1f} min)")

@@ -12,6 +12,7 @@ were taken in another order (other thread counts): at most one fp16 ulp.
 from __future__ import annotations
 
 import logging
+
 import ray
 from ray.util import ActorPool
 
@@ -27,6 +28,7 @@ class TeacherActor:
     def __init__(self, arch: str, in_chans: int, state_dict: dict, threads: int, use_gpu: bool,
                  precision: str = "fp32"):
         import torch
+
         from orchestrator.teacher.model import build_resnet, in_precision
         torch.set_num_threads(threads)
         self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"

@@ -27,8 +27,8 @@ from students import rebuild
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.layout import prepare_for_training
 from trainables.losses import kd
-from trainables.train import _autocast, resolve_precision
 from trainables.optim import make_optimizer, make_scheduler
+from trainables.train import _autocast, resolve_precision
 
 log = logging.getLogger(__name__)
 

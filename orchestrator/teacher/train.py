@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.config import TeacherTrainConfig, from_dict
 from orchestrator import logs
+from orchestrator.config import TeacherTrainConfig, from_dict
 from orchestrator.data import load_split
 from orchestrator.machine import machine
 from orchestrator.teacher.model import atomic_save, fit_teacher, release_weights
@@ -40,7 +40,8 @@ def kd_targets(cfg: TeacherTrainConfig, split, cache_dir: str = "cache"):
     model, info = load_teacher(resolve_path(cfg.kd_from))
     logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
                                   ViewSpec(0, False), resolve_path(cache_dir))
-    log.info(f"distilling {info.arch} ({cfg.kd_from}, alpha {cfg.kd_alpha:g}, T {cfg.kd_temperature:g}) into {cfg.arch}")
+    log.info(f"distilling {info.arch} ({cfg.kd_from}, alpha {cfg.kd_alpha:g}, T {cfg.kd_temperature:g}) "
+             f"into {cfg.arch}")
     return logits[:, 0].astype("float32")
 
 
