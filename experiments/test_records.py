@@ -3,6 +3,7 @@ rely on hold (a seeds probe changes only the seed, an epochs probe only epochs a
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.config import load_sweep_config, load_teacher_config, to_dict
 
@@ -17,6 +18,16 @@ def test_every_experiment_has_its_record():
     for d in EXP.iterdir():
         if d.is_dir() and not d.name.startswith((".", "_")):
             assert (d / "README.md").is_file(), f"experiments/{d.name}: no write-up (README.md)"
+
+
+def test_no_record_builds_on_a_product_config():
+    """A record's `base:` chain stays inside experiments/: a later edit of configs/ cannot change what it measured."""
+    for f in EXP.rglob("*.yaml"):
+        chain, path = [], f.resolve()
+        while (base := (yaml.safe_load(path.read_text()) or {}).get("base")) and len(chain) < 10:
+            path = (path.parent / base).resolve()
+            chain.append(path)
+        assert all(EXP in p.parents for p in chain), f"{f.relative_to(ROOT)} builds on {chain[-1]}: write it out whole"
 
 
 @pytest.mark.parametrize("name", CONFIGS)
