@@ -29,6 +29,7 @@ from orchestrator.sweep.fidelity import (  # noqa: E402
     judge_fraction,
     lever_pairs,
     load_curves,
+    reversal_table,
 )
 
 SIGNALS = {"val_acc": "EMA weights, flip (what selection uses)", "val_acc_plain": "EMA weights, no flip",
@@ -73,6 +74,11 @@ def main() -> int:
         what = " ".join(f"{k}={v}" for k, v in r["variant"].items())
         print(f"  {r['b']} {what:55s} {r['b_final']:.4f} vs base {r['a']} {r['a_final']:.4f}  "
               f"gap {r['gap']:.4f}  decided at epoch {r['decided_at']}")
+    out["reversal"] = reversal_table(curves, "val_acc")
+    print("\nreversals: of the pairs where one stood > gap behind at epoch k, how many finished ahead")
+    for r in out["reversal"]:
+        if r["gap"] in (0.0, 0.01):
+            print(f"  epoch {r['epoch']:2d}  gap > {r['gap']:.3f}: {r['reversed']:3d} of {r['pairs']:3d}")
     heads = [json.loads((ROOT / a.curves / f"{c.name}.jsonl").read_text().splitlines()[0]) for c in curves]
     out["machine"] = sorted({h.get("machine", "?") for h in heads})
     out["analysed_on"] = machine()
@@ -83,7 +89,8 @@ def main() -> int:
         if frac is None:
             sys.exit(f"Spearman never stays >= {a.min_rho}: no rule to record")
         rule = dict(frac=frac, min_rho=a.min_rho, metric="val_acc", n=out["tables"]["val_acc"][0]["n"],
-                    length=a.length, record="experiments/search_fidelity", date=out["date"])
+                    length=a.length, record="experiments/search_fidelity", date=out["date"],
+                    reversal=out["reversal"])   # what `kdsweep results` reads to say whether a cut trial might have won
         FIDELITY_FILE.write_text(json.dumps(rule, indent=1) + "\n")
         print(f"wrote {FIDELITY_FILE.relative_to(ROOT)}: {rule}")
     return 0

@@ -122,6 +122,11 @@ def test_the_search_is_accounted_for(tmp_path, capsys):
     assert acc["trials"] == 4 and acc["trial_epochs"] == 7 and acc["cut_at"] == {1: 1} and acc["finished"] == 3
     assert acc["core_h"] == pytest.approx(7 * 30 / 3600, abs=1e-4)
     assert acc["anytime"][0]["trial_epochs"] == 1 and acc["anytime"][-1]["best_val_acc"] == pytest.approx(0.89)
+    # would the cut trial have won: its gap to the winner at its cut, against a recorded reversal rate
+    chk = search_account(trials(run), meta, reversal=[dict(epoch=1, frac=0.5, gap=0.0, pairs=4, reversed=1)])
+    chk = chk["cut_check"]
+    assert chk["cut"] == chk["compared"] == chk["judged"] == 1 and chk["expected"] == 0.25
+    assert chk["rows"][0]["epoch"] == 1 and chk["rows"][0]["pairs"] == 4
     out = tmp_path / "out"
     out.mkdir()
     write_report(run, out, metrics, meta)
@@ -129,12 +134,14 @@ def test_the_search_is_accounted_for(tmp_path, capsys):
     text = (out / "report.md").read_text()
     assert "1 stopped early (1 at epoch 1)" in text and "7 trial-epochs, 0.06 core-hours in all" in text
     assert "Why the first rung is where it is: grace period 1 of 2 epochs: measured." in text
+    assert "Would a cut trial have won? " in text
     from orchestrator.release.report import compared
     assert [t["stage"] for t in compared(trials(run))] == ["search"] * 4   # not the 40-epoch final beside them
     assert _results(argparse.Namespace(run=str(run))) == 0   # `kdsweep results` (main() would keep capsys' stream)
     shown = capsys.readouterr().out
     assert ("search: 4 trials by random, 7 trial-epochs, 0.06 core-hours; "
             "ASHA cut 1 (1 at epoch 1), 3 ran to the end") in shown
+    assert "would a cut trial have won: 1 cut, " in shown and "times in 1 such cuts" in shown   # the committed table
 
 
 def test_a_trial_resumed_on_another_cpu_shows_both_precisions(tmp_path):

@@ -19,6 +19,8 @@ from orchestrator.sweep.fidelity import (
     kendall,
     lever_pairs,
     load_curves,
+    reversal_rate,
+    reversal_table,
     rungs,
     spearman,
 )
@@ -51,6 +53,23 @@ def _table(n: int = 5) -> list[Curve]:
         curves.append(_curve(f"c{i}", early + late, **({"lr": 0.1 * (i + 1)} if i else {})))   # c0: the base
     curves.append(_curve("c4s1", [r["val_acc"] - 0.002 for r in curves[4].epochs], seed=1, lr=0.5))
     return curves
+
+
+def test_reversals_count_pairs_that_swapped_by_the_end():
+    """Three configurations, 4 epochs: at epoch 1 a leads b by 0.03 and c by 0.01, but c ends first; b and c
+    never swap. A second seed of a is one configuration, not a fourth."""
+    a, b, c = _curve("a", [0.83, 0.85, 0.86, 0.87]), _curve("b", [0.80, 0.84, 0.85, 0.86], lr=0.2), \
+        _curve("c", [0.82, 0.86, 0.88, 0.90], lr=0.3)
+    rows = {(r["epoch"], r["gap"]): r for r in reversal_table([a, b, c, _curve("a1", [0.5] * 4, seed=1)],
+                                                              "val_acc", gaps=(0.0, 0.02))}
+    assert set(rows) == {(1, 0.0), (1, 0.02), (2, 0.0), (2, 0.02), (4, 0.0), (4, 0.02)}
+    assert (rows[1, 0.0]["pairs"], rows[1, 0.0]["reversed"]) == (3, 1)     # b<a, b<c, c<a: c then ends ahead of a
+    assert (rows[1, 0.02]["pairs"], rows[1, 0.02]["reversed"]) == (1, 0)   # only b, 0.03 behind a
+    assert (rows[4, 0.0]["pairs"], rows[4, 0.0]["reversed"]) == (3, 0)     # at the end nothing swaps
+    table = list(rows.values())
+    assert reversal_rate(table, 0.3, 0.01) == (1 / 3, 3)     # latest fraction <= 0.3 is epoch 1 (0.25), gap 0 row
+    assert reversal_rate(table, 0.6, 0.05) == (0.0, 3)       # epoch 2 (0.5): no pair > 0.02 apart, so the gap-0 row
+    assert reversal_rate(table, 0.1, 0.0) is None            # nothing recorded that early
 
 
 def test_fidelity_table_judge_fraction_and_seed_spread():

@@ -286,6 +286,10 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             + (f", {failed} failed (why: the table's status)" if (failed := sum(x['status'].startswith('failed')
                                                                             for x in search)) else "")
             + f"; {acc['trial_epochs']} trial-epochs, {acc['core_h']:.2f} core-hours in all."
+            + (f" Would a cut trial have won? {chk['ahead_when_cut']} of the {chk['cut']} cut were ahead of the "
+               f"winner when cut; by the recorded curves, configurations that far behind at that point finished "
+               f"ahead {chk['expected']:.2f} times in {chk['judged']} such cuts."
+               if (chk := acc.get("cut_check")) and chk["expected"] is not None else "")
             + (f" Why the first rung is where it is: {said['rule']}." if said.get("rungs") and said.get("rule") else
                f" Said at its start: {said['statement']}." if said.get("statement") else ""))
     if final:

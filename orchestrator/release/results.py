@@ -11,8 +11,10 @@ import json
 import re
 from pathlib import Path
 
+from orchestrator.errors import UserError
 from orchestrator.run.io import read_json as _read_json
 from orchestrator.run.layout import CONFIG_FILE, FATAL_FILE, FINAL_BASE_FILE, FINAL_DIR, META_FILE
+from orchestrator.sweep.fidelity import read_rule, reversal_rate
 
 _SIGNALS = {"Segmentation fault": "SIGSEGV", "Aborted": "SIGABRT", "Bus error": "SIGBUS",
             "Floating-point exception": "SIGFPE", "Floating point exception": "SIGFPE",
@@ -139,11 +141,18 @@ def table(run_dir: Path):
     return df
 
 
-def search_account(ts: list[dict], meta: dict | None = None) -> dict:
+def search_account(ts: list[dict], meta: dict | None = None, reversal: list[dict] | None = None) -> dict:
     """What the search stage spent and what it bought, from its trials' histories: the anytime curve (best
     validation accuracy so far against trial-epochs and core-hours, epochs in the order they were reported),
-    how many trials ASHA cut at each epoch, and the searcher and rule from the run's meta record."""
+    how many trials ASHA cut at each epoch and whether a cut one might have won (`reversal`: the recorded
+    table, by default the one in orchestrator/sweep/fidelity.json), and the searcher and rule from the run's
+    meta record."""
     search = [t for t in ts if t["stage"] == "search"]
+    if reversal is None and any(t["status"].startswith("stopped") for t in search):
+        try:
+            reversal = read_rule().get("reversal")
+        except (UserError, OSError, ValueError):   # no rule recorded: the account says it cannot judge
+            reversal = None
     events = sorted(((h.get("timestamp") or 0, i, n, h) for i, t in enumerate(search)
                      for n, h in enumerate(t["history"])), key=lambda e: e[:3])
     anytime, best, epochs, core_s, last = [], float("-inf"), 0, 0.0, {}
@@ -161,7 +170,33 @@ def search_account(ts: list[dict], meta: dict | None = None) -> dict:
     said = (meta or {}).get("search") or {}
     return dict(trials=len(search), trial_epochs=epochs, core_h=round(core_s / 3600, 4), anytime=anytime,
                 cut_at=dict(sorted(cut.items())), finished=sum(t["status"] == "finished" for t in search),
-                searcher=said.get("searcher", "random"), statement=said.get("statement"), rule=said.get("rule"))
+                searcher=said.get("searcher", "random"), statement=said.get("statement"), rule=said.get("rule"),
+                cut_check=cut_check(search, reversal))
+
+
+def cut_check(search: list[dict], reversal: list[dict] | None) -> dict | None:
+    """Whether a trial ASHA cut might have won: each cut trial's gap, at its last epoch, to the trial that won
+    the search (the best that ran to its end, as seen at that same epoch), and how often the recorded curves
+    (`reversal`, from orchestrator/sweep/fidelity.json) saw a configuration that far behind at that point of its
+    schedule finish ahead. None where nothing was cut or no trial ran to its end."""
+    cut = [t for t in search if t["status"].startswith("stopped")]
+    ended = [t for t in search if t["status"] == "finished" and t["history"]]
+    if not cut or not ended:
+        return None
+    win = max(ended, key=lambda t: t["history"][-1]["val_acc"])
+    seen = {h["epoch"]: h["val_acc"] for h in win["history"]}
+    rows = []
+    for t in cut:
+        e = t["epochs_run"]
+        if e not in seen or not t["history"]:
+            continue
+        gap = seen[e] - t["history"][-1]["val_acc"]
+        rate = reversal_rate(reversal, e / max(t["epochs"], 1), max(gap, 0.0)) if reversal else None
+        rows.append(dict(trial=t["trial"], epoch=e, gap=round(gap, 4),
+                         reversal=None if rate is None else round(rate[0], 3), pairs=None if rate is None else rate[1]))
+    known = [r["reversal"] for r in rows if r["reversal"] is not None]
+    return dict(winner=win["trial"], cut=len(cut), compared=len(rows), ahead_when_cut=sum(r["gap"] < 0 for r in rows),
+                expected=round(sum(known), 2) if known else None, judged=len(known), rows=rows)
 
 
 def account_lines(acc: dict) -> list[str]:
@@ -178,6 +213,13 @@ def account_lines(acc: dict) -> list[str]:
         lines.append("best validation so far: " + ", ".join(
             f"{pts[k]['best_val_acc']:.4f} after {pts[k]['trial_epochs']} trial-epochs ({pts[k]['core_h']:.2f} core-h)"
             for k in marks))
+    chk = acc.get("cut_check")
+    if chk:
+        said = (f"by the recorded curves, configurations that far behind at that point finished ahead "
+                f"{chk['expected']:.2f} times in {chk['judged']} such cuts" if chk["expected"] is not None
+                else "no recorded curves to judge them by (orchestrator/sweep/fidelity.json has no reversal table)")
+        lines.append(f"would a cut trial have won: {chk['cut']} cut, {chk['ahead_when_cut']} of them ahead of the "
+                     f"winner ({chk['winner']}) when cut; {said}")
     if acc.get("statement"):
         lines.append(acc["statement"])
     return lines

@@ -115,6 +115,14 @@ def checkpoints(length: int) -> list[int]:
     return sorted({k for k in (1, 2, 5, *range(10, length + 1, 5), length) if k <= length})
 
 
+def one_per_config(curves: list[Curve]) -> list[Curve]:
+    """One curve per configuration (its lowest seed), so a seed pair does not count one configuration twice."""
+    firsts: dict[tuple, Curve] = {}
+    for c in sorted(curves, key=lambda c: c.seed):
+        firsts.setdefault(c.key, c)
+    return list(firsts.values())
+
+
 def fidelity_table(curves: list[Curve], metric: str, final_metric: str | None = None,
                    epochs: list[int] | None = None) -> list[dict]:
     """Per epoch k: rank correlation of `metric` at k with `final_metric` at the end (one seed per
@@ -122,10 +130,7 @@ def fidelity_table(curves: list[Curve], metric: str, final_metric: str | None = 
     at k, and the spread between configurations at k (their standard deviation)."""
     final_metric = final_metric or metric
     length = min(len(c) for c in curves)
-    firsts: dict[tuple, Curve] = {}
-    for c in sorted(curves, key=lambda c: c.seed):
-        firsts.setdefault(c.key, c)
-    one = list(firsts.values())
+    one = one_per_config(curves)
     end = [c.final(final_metric) for c in one]
     pairs = seed_pairs(curves)
     rows = []
@@ -137,6 +142,43 @@ def fidelity_table(curves: list[Curve], metric: str, final_metric: str | None = 
             seed_spread=round(float(np.mean([abs(p.at(metric, k) - q.at(metric, k)) for p, q in pairs])), 4)
             if pairs else None, seed_pairs=len(pairs)))
     return rows
+
+
+REVERSAL_GAPS = (0.0, 0.005, 0.01, 0.02)   # how far behind (accuracy) a trial stood when it was judged
+
+
+def reversal_table(curves: list[Curve], metric: str, final_metric: str | None = None,
+                   gaps: tuple[float, ...] = REVERSAL_GAPS) -> list[dict]:
+    """Per epoch k and gap g: of the ordered pairs of configurations where one stood more than g behind the
+    other at k by `metric`, how many finished ahead by `final_metric`: how often cutting a trial that far
+    behind at k would have dropped the better one."""
+    final_metric = final_metric or metric
+    one = one_per_config(curves)
+    length = min(len(c) for c in one)
+    rows = []
+    for k in checkpoints(length):
+        at = [c.at(metric, k) for c in one]
+        end = [c.final(final_metric) for c in one]
+        for g in gaps:
+            behind = [(i, j) for i in range(len(one)) for j in range(len(one)) if at[i] < at[j] - g]
+            rows.append(dict(epoch=k, frac=round(k / length, 4), gap=g, pairs=len(behind),
+                             reversed=sum(end[i] > end[j] for i, j in behind)))
+    return rows
+
+
+def reversal_rate(table: list[dict], frac: float, gap: float) -> tuple[float, int] | None:
+    """(share of reversals, pairs) for a trial `gap` behind at fraction `frac` of its schedule: the recorded
+    row at the latest fraction <= frac (an earlier judgement is the less certain one) and the largest gap
+    <= `gap` that some pair stood apart; None where nothing was recorded that early."""
+    earlier = [r for r in table if r["frac"] <= frac + 1e-9]
+    if not earlier:
+        return None
+    f = max(r["frac"] for r in earlier)
+    rows = [r for r in earlier if r["frac"] == f and r["gap"] <= gap + 1e-12 and r["pairs"]]
+    if not rows:
+        return None
+    r = max(rows, key=lambda r: r["gap"])
+    return r["reversed"] / r["pairs"], r["pairs"]
 
 
 def lever_pairs(curves: list[Curve]) -> list[tuple[str, Curve, Curve]]:
