@@ -77,6 +77,13 @@ def test_a_sweep_on_s3_survives_its_killed_driver_and_is_read_from_there(s3, tin
     assert "kdsweep_meta.json" in files                             # the finished marker, on S3
     assert not list((tmp_path).glob("**/t_s3"))                    # nothing of the run on a local disk here
 
+    ckpts: dict[str, set] = {}
+    for f in files:
+        parts = f.split("/")
+        if len(parts) >= 3 and parts[-2].startswith("checkpoint_"):
+            ckpts.setdefault("/".join(parts[:-2]), set()).add(parts[-2])
+    # retention after the restore read what the killed driver left on S3: each ended trial keeps its best only
+    assert ckpts and all(len(c) == 1 for c in ckpts.values()), ckpts
     for rj in [f for f in files if f.endswith("/result.json")]:
         epochs = [json.loads(line)["epoch"] for line in run.read_text(rj).splitlines()]
         assert epochs[-1] == 4 and epochs.count(1) == 1               # never restarted from scratch

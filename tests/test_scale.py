@@ -54,6 +54,53 @@ def test_retention_keeps_k_best_per_trial(monkeypatch):
     assert sorted(fs.deleted) == ["b/c0", "b/c2"]                # b keeps c1 and c3; c untouched
 
 
+def _written(tmp_path, vals: list[float]):
+    """A trial directory as a driver killed mid-trial leaves it: checkpoint_00000k per epoch, result.json."""
+    import pyarrow.fs
+    d = tmp_path / "trial"
+    for k in range(len(vals)):
+        (d / f"checkpoint_{k:06d}").mkdir(parents=True)
+    (d / "result.json").write_text("".join(json.dumps({"epoch": k + 1, "val_acc": v,
+                                                       "checkpoint_dir_name": f"checkpoint_{k:06d}"}) + "\n"
+                                           for k, v in enumerate(vals)))
+    storage = SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem(), trial_fs_path=str(d))
+    return d, lambda val: SimpleNamespace(trial_id="r", last_result={"val_acc": val}, storage=storage)
+
+
+def _left(d):
+    return sorted(p.name for p in d.glob("checkpoint_*"))
+
+
+def test_a_restored_driver_prunes_what_was_written_before_it(tmp_path, monkeypatch):
+    """Tune restores the callback as it was pickled (nothing seen): it reads the trial's checkpoints from its
+    storage and prunes them by the same rule: at the trial's end only the best is left."""
+    d, trial = _written(tmp_path, [0.5, 0.8, 0.6])
+    keep = CheckpointRetention(keep=1, safe_s=0)
+    keep.on_trial_complete(0, [], trial(0.6))
+    assert _left(d) == ["checkpoint_000001"]
+
+
+def test_a_restored_trial_rewriting_a_checkpoint_keeps_it(tmp_path, monkeypatch):
+    """Restored from the snapshot that named checkpoint_000001, the trial writes checkpoint_000002 again: the
+    new one is the latest and stays; the older ones go once superseded for safe_s, the best (0.9) stays."""
+    import pyarrow.fs
+    from ray.tune import Checkpoint
+    clock = [1000.0]
+    monkeypatch.setattr("orchestrator.sweep.tune_callbacks.time.monotonic", lambda: clock[0])
+    d, trial = _written(tmp_path, [0.9, 0.5, 0.6])
+    keep = CheckpointRetention(keep=1, safe_s=100)
+    again = Checkpoint(path=str(d / "checkpoint_000002"), filesystem=pyarrow.fs.LocalFileSystem())
+    keep.on_checkpoint(0, [], trial(0.7), again)
+    assert _left(d) == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]   # within safe_s
+    clock[0] += 101
+    (d / "checkpoint_000003").mkdir()
+    keep.on_checkpoint(0, [], trial(0.65), Checkpoint(path=str(d / "checkpoint_000003"),
+                                                      filesystem=pyarrow.fs.LocalFileSystem()))
+    assert _left(d) == ["checkpoint_000000", "checkpoint_000002", "checkpoint_000003"]   # best, superseded now, latest
+    keep.on_trial_complete(0, [], trial(0.65))
+    assert _left(d) == ["checkpoint_000000"]
+
+
 def test_snapshot_period_grows_with_the_trial_count():
     assert snapshot_period(1) == 0.1 and snapshot_period(100) == 5.0
     assert snapshot_period(1000) == 50.0 and snapshot_period(10_000) == 500.0

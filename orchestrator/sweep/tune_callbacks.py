@@ -9,13 +9,18 @@ here keeps every checkpoint and snapshots on a period; `CheckpointRetention` del
 still name: a trial's checkpoints that are neither among its best `keep` by val_acc nor its latest, once
 superseded for longer than `safe_s` (the driver passes 10 minutes or 3 snapshot periods and a minute,
 whichever is longer: a snapshot on an object store is uploaded after it is written, and an upload still
-running delays the next); every one but its best when the trial ends (it is never resumed)."""
+running delays the next); every one but its best when the trial ends (it is never resumed). A restored
+sweep's callback comes back from Tune's pickled run config having seen nothing, so the first time it meets a
+trial it reads the trial's checkpoints already on disk (or in the bucket) and their val_acc from the trial's
+result.json, and counts them as superseded then: the same rule prunes them."""
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import tracemalloc
 
+import pyarrow.fs
 from ray.tune import Callback
 
 # isort: split
@@ -30,7 +35,9 @@ class CheckpointRetention(Callback):
         self.seen: dict[str, list] = {}     # trial id -> [checkpoint, val_acc, superseded at (None: latest)]
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        rows = self.seen.setdefault(trial.trial_id, [])
+        rows = self._rows(trial)
+        # a restored trial may write again a checkpoint_N it wrote before the crash: one entry per directory
+        rows[:] = [r for r in rows if r[0].path != checkpoint.path]
         if rows:
             rows[-1][2] = time.monotonic()
         rows.append([checkpoint, float((trial.last_result or {}).get("val_acc", 0.0)), None])
@@ -38,7 +45,15 @@ class CheckpointRetention(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         # ended for good (finished, or stopped by ASHA): never resumed, only its best are read again
+        self._rows(trial)
         self._prune(self.seen.pop(trial.trial_id, []), float("inf"), latest=False)
+
+    def _rows(self, trial) -> list:
+        """This trial's checkpoints as seen by this driver; the first time, those already written (before a
+        restore), superseded now, in the order they were written."""
+        if trial.trial_id not in self.seen:
+            self.seen[trial.trial_id] = [[c, v, time.monotonic()] for c, v in on_disk(trial)]
+        return self.seen[trial.trial_id]
 
     def _prune(self, rows: list, before: float, latest: bool = True):
         best = {id(r) for r in sorted(rows, key=lambda r: -r[1])[:self.keep]}
@@ -50,6 +65,32 @@ class CheckpointRetention(Callback):
                 except FileNotFoundError:
                     pass
                 rows.remove(r)
+
+
+def on_disk(trial) -> list[tuple]:
+    """(checkpoint, val_acc) for each checkpoint directory in the trial's storage, oldest first; the
+    val_acc the trial reported with it (result.json's checkpoint_dir_name), 0 where none is recorded. Empty
+    where the trial has no storage yet."""
+    from ray.tune import Checkpoint
+    try:
+        fs, root = trial.storage.storage_filesystem, trial.storage.trial_fs_path
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+    except (AttributeError, RuntimeError):   # not started: no trial directory yet
+        return []
+    names = sorted(i.base_name for i in infos
+                   if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_"))
+    if not names:
+        return []
+    val: dict[str, float] = {}
+    try:
+        with fs.open_input_stream(f"{root}/result.json") as f:
+            for line in f.read().decode().splitlines():
+                r = json.loads(line) if line.strip() else {}
+                if r.get("checkpoint_dir_name") and "val_acc" in r:
+                    val[r["checkpoint_dir_name"]] = float(r["val_acc"])
+    except (FileNotFoundError, OSError, ValueError):   # no record (or a torn last line): the checkpoint counts as 0
+        pass
+    return [(Checkpoint(path=f"{root}/{n}", filesystem=fs), val.get(n, 0.0)) for n in names]
 
 
 class DriverMemory(Callback):
