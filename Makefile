@@ -1,7 +1,8 @@
 # make sweep: fresh machine -> venv, dependencies, data -> the default sweep and export.
 # make test:  fresh machine -> venv, dependencies, data -> the test suite (loopback-only network).
 # make test-fast: the tier without Ray or slow runs (under a minute).
-# make lint:  ruff (rules and line length in pyproject.toml); CI runs it before the tests.
+# make lint:  ruff check and ruff format --check (rules and line length in pyproject.toml); CI and
+#             make test-fast run it before the tests.
 PY      := .venv/bin/python
 CONFIG  ?= configs/sweep.yaml
 ARGS    ?=
@@ -36,11 +37,12 @@ sweep: venv data
 
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test: venv data browser
 	bash scripts/loopback.sh $(PY) -m pytest -q $(ARGS)
 
-test-fast: venv data
+test-fast: venv data lint
 	$(PY) -m pytest -q -m "not ray and not slow" $(ARGS)
 
 teacher: venv data

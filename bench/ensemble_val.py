@@ -8,6 +8,7 @@ checkpoint (a trial's checkpoint.pt or an export's student.pt), each named NAME=
     python bench/ensemble_val.py x56=models/teacher/resnet50_x56.pt s121=runs/.../checkpoint.pt ...
         [--temperature 4] [--val-size 5000 --split-seed 0] [--json F]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,14 +50,21 @@ def main():
     rows = [dict(members=[n], logit_avg=acc(z), prob_avg=acc(z)) for n, z in logits.items()]
     for r in range(2, len(logits) + 1):
         for names in itertools.combinations(logits, r):
-            rows.append(dict(members=list(names), logit_avg=acc(sum(logits[n] for n in names) / r),
-                             prob_avg=acc(sum(logits[n].div(a.temperature).softmax(1) for n in names) / r)))
+            rows.append(
+                dict(
+                    members=list(names),
+                    logit_avg=acc(sum(logits[n] for n in names) / r),
+                    prob_avg=acc(sum(logits[n].div(a.temperature).softmax(1) for n in names) / r),
+                )
+            )
     print(f"{'members':40s} {'logit avg':>10s} {'prob avg (T ' + format(a.temperature, 'g') + ')':>16s}")
     for row in rows:
         print(f"{'+'.join(row['members']):40s} {row['logit_avg']:10.4f} {row['prob_avg']:16.4f}")
     if a.json:
-        Path(a.json).write_text(json.dumps(dict(members=dict(pairs), temperature=a.temperature,
-                                                val_images=len(y), rows=rows), indent=1) + "\n")
+        Path(a.json).write_text(
+            json.dumps(dict(members=dict(pairs), temperature=a.temperature, val_images=len(y), rows=rows), indent=1)
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

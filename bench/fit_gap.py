@@ -7,6 +7,7 @@ overfits (augmentation and regularization might).
 
     python bench/fit_gap.py [--student models/student/student.pt] [--val-size 5000 --split-seed 0] [--json F]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,10 @@ def main():
             out[f"{name}_acc"] = float((predict(model, x).argmax(1).numpy() == y).mean())
             out[f"{name}_images"] = len(y)
     out["gap"] = out["train_acc"] - out["val_acc"]
-    print(f"{out['student']}: clean train acc {out['train_acc']:.4f} ({out['train_images']:,} images), "
-          f"val acc {out['val_acc']:.4f} ({out['val_images']:,}), gap {out['gap']:+.4f}")
+    print(
+        f"{out['student']}: clean train acc {out['train_acc']:.4f} ({out['train_images']:,} images), "
+        f"val acc {out['val_acc']:.4f} ({out['val_images']:,}), gap {out['gap']:+.4f}"
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
 

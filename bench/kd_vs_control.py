@@ -14,6 +14,7 @@ under the release's loss (KD T 4, alpha 0.9), teacher (the 56-px one) and views 
     python bench/kd_vs_control.py --table recipe --teacher models/teacher/resnet50_x56.pt --views \
         --student res3_w16_32_76_d111 --epochs 15 --out bench/results/recipe_ablation.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,19 @@ RECIPE_ROWS = {  # the release recipe's options, one at a time, under its loss (
 }
 TABLES = {  # table -> (rows, the recipe every row shares)
     "losses": (ROWS, dict(lr=0.05, batch_size=128)),
-    "recipe": (RECIPE_ROWS, dict(loss="kd", temperature=4.0, alpha=0.9, lr=0.1, warmup_frac=0.15,
-                                 weight_decay=5e-4, batch_size=128, precision="auto")),
+    "recipe": (
+        RECIPE_ROWS,
+        dict(
+            loss="kd",
+            temperature=4.0,
+            alpha=0.9,
+            lr=0.1,
+            warmup_frac=0.15,
+            weight_decay=5e-4,
+            batch_size=128,
+            precision="auto",
+        ),
+    ),
 }
 
 
@@ -67,7 +79,8 @@ def main():
     p.add_argument("--out", default="bench/results/kd_vs_control.json")
     args = p.parse_args()
     from orchestrator import logs
-    logs.setup()   # the product's progress lines on stdout
+
+    logs.setup()  # the product's progress lines on stdout
     torch.set_num_threads(args.threads)
     from orchestrator.data import load_split
     from orchestrator.machine import machine
@@ -80,17 +93,43 @@ def main():
     s = load_split()  # the full split, so the sweep's clean cache is a hit; then the first N images
     model, info = load_teacher(args.teacher)
     spec = ViewSpec(2, True)
-    logits, forwards, _ = teacher_logits(model, info.sha256, info.preprocess, s.train_x, s.train_y,
-                                         spec if args.views else ViewSpec(0, False), args.cache_dir)
+    logits, forwards, _ = teacher_logits(
+        model,
+        info.sha256,
+        info.preprocess,
+        s.train_x,
+        s.train_y,
+        spec if args.views else ViewSpec(0, False),
+        args.cache_dir,
+    )
     n = args.train_limit or len(s.train_x)
-    data = TrialData(s.train_x[:n], s.train_y[:n], s.val_x, s.val_y, spec, "views" if args.views else "clean",
-                     np.ascontiguousarray(logits[:n]))
+    data = TrialData(
+        s.train_x[:n],
+        s.train_y[:n],
+        s.val_x,
+        s.val_y,
+        spec,
+        "views" if args.views else "clean",
+        np.ascontiguousarray(logits[:n]),
+    )
     rows, common = TABLES[args.table]
-    print(f"{args.student}, {args.epochs} epochs, {n} train / {len(s.val_x)} val images, seeds "
-          f"{list(range(args.seeds))}, {args.threads} thread(s), {machine()}", flush=True)
-    out = dict(table=args.table, student=args.student, epochs=args.epochs, train_images=n, val_images=len(s.val_x),
-               machine=machine(), teacher=info.path, teacher_mode="views" if args.views else "clean", common=common,
-               rows={})
+    print(
+        f"{args.student}, {args.epochs} epochs, {n} train / {len(s.val_x)} val images, seeds "
+        f"{list(range(args.seeds))}, {args.threads} thread(s), {machine()}",
+        flush=True,
+    )
+    out = dict(
+        table=args.table,
+        student=args.student,
+        epochs=args.epochs,
+        train_images=n,
+        val_images=len(s.val_x),
+        machine=machine(),
+        teacher=info.path,
+        teacher_mode="views" if args.views else "clean",
+        common=common,
+        rows={},
+    )
     for name in args.rows or list(rows):
         accs, t0 = [], time.time()
         for seed in range(args.seeds):
@@ -98,8 +137,11 @@ def main():
             accs.append(train_student(cfg, data)["val_acc"])
         mean, std = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
         out["rows"][name] = dict(val_acc=accs, mean=mean, std=std, s_per_run=(time.time() - t0) / args.seeds)
-        print(f"  {name:22s} val_acc {mean:.4f} +- {std:.4f}  {[round(a, 4) for a in accs]}  "
-              f"({out['rows'][name]['s_per_run']:.0f} s per run)", flush=True)
+        print(
+            f"  {name:22s} val_acc {mean:.4f} +- {std:.4f}  {[round(a, 4) for a in accs]}  "
+            f"({out['rows'][name]['s_per_run']:.0f} s per run)",
+            flush=True,
+        )
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

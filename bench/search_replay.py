@@ -20,6 +20,7 @@ hpbandster (not installed): both are left out, said in the output.
     .venv/bin/python bench/search_replay.py --curves experiments/search_fidelity/curves \
         --out experiments/search_fidelity/replay.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ from orchestrator.machine import machine  # noqa: E402
 from orchestrator.sweep.fidelity import Curve, load_curves  # noqa: E402
 
 
-class _Trial:   # what Tune's schedulers read of a trial: its id
+class _Trial:  # what Tune's schedulers read of a trial: its id
     def __init__(self, trial_id: str):
         self.trial_id = trial_id
 
@@ -59,10 +60,11 @@ def make_searcher(kind: str, n: int, rng: np.random.Generator, seed: int):
         import optuna
         from ray import tune
         from ray.tune.search.optuna import OptunaSearch
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         space = OptunaSearch.convert_search_space({"config": tune.choice(list(range(n)))})
         s = OptunaSearch(space=space, metric="val_acc", mode="max", sampler=optuna.samplers.TPESampler(seed=seed))
-        ids = iter(range(10 ** 9))
+        ids = iter(range(10**9))
         pending: dict[int, list[str]] = {}
 
         def suggest():
@@ -73,6 +75,7 @@ def make_searcher(kind: str, n: int, rng: np.random.Generator, seed: int):
 
         def complete(tid, value):
             s.on_trial_complete(tid, {"val_acc": value})
+
         return suggest, complete
     raise ValueError(kind)
 
@@ -81,22 +84,41 @@ def make_scheduler(kind: str, max_t: int, grace: int, rf: int, metric: str):
     if kind == "none":
         return None
     from ray.tune.schedulers import ASHAScheduler
-    return ASHAScheduler(time_attr="epoch", metric=metric, mode="max", max_t=max_t, grace_period=grace,
-                         reduction_factor=rf, brackets=3 if kind == "hyperband" else 1)
+
+    return ASHAScheduler(
+        time_attr="epoch",
+        metric=metric,
+        mode="max",
+        max_t=max_t,
+        grace_period=grace,
+        reduction_factor=rf,
+        brackets=3 if kind == "hyperband" else 1,
+    )
 
 
-def replay(table: list[list[Curve]], searcher: str, scheduler: str, budget: int, workers: int, max_t: int,
-           grace: int, rf: int, metric: str, seed: int) -> dict:
+def replay(
+    table: list[list[Curve]],
+    searcher: str,
+    scheduler: str,
+    budget: int,
+    workers: int,
+    max_t: int,
+    grace: int,
+    rf: int,
+    metric: str,
+    seed: int,
+) -> dict:
     """One search: trials start, `workers` at a time, until `budget` trial-epochs are spent, and the ones running
     then go on to their end or their cut (what a search with a launch budget does); the pick and the cost."""
     from ray.tune.schedulers import TrialScheduler
+
     rng = np.random.default_rng(seed)
-    np.random.seed(seed)   # ASHA's bracket draw uses numpy's global generator
+    np.random.seed(seed)  # ASHA's bracket draw uses numpy's global generator
     suggest, complete = make_searcher(searcher, len(table), rng, seed)
     sched = make_scheduler(scheduler, max_t, grace, rf, metric)
     running, done, spent, n = [], [], 0, 0
     while running or spent < budget:
-        while spent < budget and len(running) < workers:   # no trial starts once the budget is spent
+        while spent < budget and len(running) < workers:  # no trial starts once the budget is spent
             got = suggest()
             i, tid = got if isinstance(got, tuple) else (got, f"t{n}")
             n += 1
@@ -150,30 +172,59 @@ def main() -> int:
     t0 = time.time()
     rows = []
     arms = [("random", "none", a.length, 2)] + [("optuna", "none", a.length, 2)]
-    arms += [(s, k, g, rf) for s in ("random", "optuna") for k in ("asha", "hyperband")
-             for g in a.graces for rf in a.rfs if g < a.length and not (k == "hyperband" and rf != a.rfs[0])]
+    arms += [
+        (s, k, g, rf)
+        for s in ("random", "optuna")
+        for k in ("asha", "hyperband")
+        for g in a.graces
+        for rf in a.rfs
+        if g < a.length and not (k == "hyperband" and rf != a.rfs[0])
+    ]
     for budget in a.budgets:
         for searcher, sched, grace, rf in arms:
-            picks = [replay(table, searcher, sched, budget, a.workers, a.length, grace, rf, a.metric, seed)
-                     for seed in range(a.repeats)]
+            picks = [
+                replay(table, searcher, sched, budget, a.workers, a.length, grace, rf, a.metric, seed)
+                for seed in range(a.repeats)
+            ]
             got = [w[p["pick"]] for p in picks]
-            rows.append(dict(budget=budget, searcher=searcher, scheduler=sched,
-                             grace=grace if sched != "none" else None, rf=rf if sched != "none" else None,
-                             mean_pick=round(float(np.mean(got)), 5), regret=round(best - float(np.mean(got)), 5),
-                             p_best=round(float(np.mean([g == best for g in got])), 3),
-                             trials=round(float(np.mean([p["trials"] for p in picks])), 1),
-                             full=round(float(np.mean([p["full"] for p in picks])), 2),
-                             spent=round(float(np.mean([p["spent"] for p in picks])), 1)))
+            rows.append(
+                dict(
+                    budget=budget,
+                    searcher=searcher,
+                    scheduler=sched,
+                    grace=grace if sched != "none" else None,
+                    rf=rf if sched != "none" else None,
+                    mean_pick=round(float(np.mean(got)), 5),
+                    regret=round(best - float(np.mean(got)), 5),
+                    p_best=round(float(np.mean([g == best for g in got])), 3),
+                    trials=round(float(np.mean([p["trials"] for p in picks])), 1),
+                    full=round(float(np.mean([p["full"] for p in picks])), 2),
+                    spent=round(float(np.mean([p["spent"] for p in picks])), 1),
+                )
+            )
             r = rows[-1]
-            print(f"budget {budget:4d} {searcher:6s} {sched:9s} grace {str(r['grace']):4s} rf {str(r['rf']):4s} "
-                  f"pick {r['mean_pick']:.4f} regret {r['regret']:.4f} P(best) {r['p_best']:.2f} "
-                  f"trials {r['trials']:.1f} full {r['full']:.1f} spent {r['spent']:.0f}", flush=True)
-    out = dict(curves=a.curves, metric=a.metric, length=a.length, workers=a.workers, repeats=a.repeats,
-               configurations=[dict(variants=[c.variant for c in g], config=g[0].config, worth=round(v, 5))
-                               for g, v in zip(table, w)],
-               best=round(best, 5), rows=rows, left_out="PBT/PB2 (change settings mid-run: not replayable from "
-               "fixed curves); BOHB (hpbandster not installed)", wall_s=round(time.time() - t0, 1),
-               machine=machine(), date=time.strftime("%Y-%m-%d"))
+            print(
+                f"budget {budget:4d} {searcher:6s} {sched:9s} grace {str(r['grace']):4s} rf {str(r['rf']):4s} "
+                f"pick {r['mean_pick']:.4f} regret {r['regret']:.4f} P(best) {r['p_best']:.2f} "
+                f"trials {r['trials']:.1f} full {r['full']:.1f} spent {r['spent']:.0f}",
+                flush=True,
+            )
+    out = dict(
+        curves=a.curves,
+        metric=a.metric,
+        length=a.length,
+        workers=a.workers,
+        repeats=a.repeats,
+        configurations=[
+            dict(variants=[c.variant for c in g], config=g[0].config, worth=round(v, 5)) for g, v in zip(table, w)
+        ],
+        best=round(best, 5),
+        rows=rows,
+        left_out="PBT/PB2 (change settings mid-run: not replayable from fixed curves); BOHB (hpbandster not installed)",
+        wall_s=round(time.time() - t0, 1),
+        machine=machine(),
+        date=time.strftime("%Y-%m-%d"),
+    )
     if a.out:
         Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -8,6 +8,7 @@ student in a teacher ensemble. --teacher takes a teacher or a student checkpoint
     python bench/teacher_infer.py [--teacher models/teacher/resnet50.pt] [--batches 1000 500 256 128]
     python bench/teacher_infer.py --teacher models/teacher/ensemble/s121.pt --batches 16 32 64 128 256
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,13 @@ def main():
     model, info = load_member(args.teacher)
     model.eval()
     pre = info.preprocess
-    x = to_input(torch.as_tensor(load_split(train_limit=args.images, val_limit=100).train_x), pre.mean, pre.std,
-                 pre.channels, pre.size)
+    x = to_input(
+        torch.as_tensor(load_split(train_limit=args.images, val_limit=100).train_x),
+        pre.mean,
+        pre.std,
+        pre.channels,
+        pre.size,
+    )
     with torch.no_grad():
         for bs in args.batches:
             model(x[:bs])  # warm-up at this size
@@ -47,12 +53,15 @@ def main():
             for _ in range(args.repeats):
                 t0, c0 = time.time(), os.times()
                 for i in range(0, len(x), bs):
-                    model(x[i:i + bs])
+                    model(x[i : i + bs])
                 dt, c1 = time.time() - t0, os.times()
                 rates.append(len(x) / dt)
                 sys_cores.append((c1.system - c0.system) / dt)
-            print(f"batch {bs:5d}: {statistics.median(rates):6.0f} img/s, system time "
-                  f"{statistics.median(sys_cores):.2f} cores", flush=True)
+            print(
+                f"batch {bs:5d}: {statistics.median(rates):6.0f} img/s, system time "
+                f"{statistics.median(sys_cores):.2f} cores",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ of one 55,000-image epoch and the views cache's cost (18 views of 55,000 images)
 
     python bench/teacher_speed.py [--threads 2] [--runs 3] [--steps 8] [--out experiments/teacher_assistant/speed.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,7 @@ def main():
     p.add_argument("--out", default=None)
     args = p.parse_args()
     import torchinfo
+
     torch.set_num_threads(args.threads)
     rows = []
     for arch in args.archs:
@@ -62,18 +64,33 @@ def main():
         for asked in dict.fromkeys(args.precisions):
             prec = resolve_precision(asked, "cpu")
             if any(r["arch"] == arch and r["precision"] == prec for r in rows):
-                continue   # auto resolved to fp32 here: measured already
+                continue  # auto resolved to fp32 here: measured already
             tr = statistics.median(step_rate(model, 3, args.batch_size, args.steps, 2, prec) for _ in range(args.runs))
             inf = statistics.median(infer_rate(model, 256, 4, prec) for _ in range(args.runs))
-            row = dict(arch=arch, precision=prec, params=s.total_params, macs_m=round(s.total_mult_adds / 1e6, 1),
-                       train_img_s=round(tr, 1), infer_img_s=round(inf, 1),
-                       train_gflop_s=round(tr * 6 * s.total_mult_adds / 1e9, 1),
-                       epoch_min=round(N_TRAIN / tr / 60, 2), views_cache_min=round(N_TRAIN * VIEWS / inf / 60, 1))
+            row = dict(
+                arch=arch,
+                precision=prec,
+                params=s.total_params,
+                macs_m=round(s.total_mult_adds / 1e6, 1),
+                train_img_s=round(tr, 1),
+                infer_img_s=round(inf, 1),
+                train_gflop_s=round(tr * 6 * s.total_mult_adds / 1e9, 1),
+                epoch_min=round(N_TRAIN / tr / 60, 2),
+                views_cache_min=round(N_TRAIN * VIEWS / inf / 60, 1),
+            )
             rows.append(row)
             print(json.dumps(row), flush=True)
-    rec = dict(bench="teacher_speed", threads=args.threads, runs=args.runs, steps=args.steps,
-               batch_size=args.batch_size, machine=machine(), date=time.strftime("%Y-%m-%d"), rows=rows,
-               note="epoch_min: the bare step's rate; a real epoch adds augmentation and validation")
+    rec = dict(
+        bench="teacher_speed",
+        threads=args.threads,
+        runs=args.runs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        machine=machine(),
+        date=time.strftime("%Y-%m-%d"),
+        rows=rows,
+        note="epoch_min: the bare step's rate; a real epoch adds augmentation and validation",
+    )
     if args.out:
         atomic_write_json(args.out, rec)
         print(f"wrote {args.out}")

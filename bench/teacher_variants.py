@@ -4,6 +4,7 @@ is the achieved GFLOP/s, printed beside each variant. Interleaved runs, median o
 
     python bench/teacher_variants.py [--images 2048] [--runs 3] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ def rate(model, x, bs, grad_mode, bf16) -> float:
         model(x[:bs])
         t0 = time.perf_counter()
         for i in range(0, len(x), bs):
-            model(x[i:i + bs])
+            model(x[i : i + bs])
         return len(x) / (time.perf_counter() - t0)
 
 
@@ -45,8 +46,9 @@ def main():
     torch.set_num_threads(args.threads)
     model, info = load_teacher(args.teacher)
     pre = info.preprocess
-    x = to_input(torch.as_tensor(load_split(train_limit=args.images, val_limit=100).train_x), pre.mean, pre.std,
-                 pre.channels).contiguous()
+    x = to_input(
+        torch.as_tensor(load_split(train_limit=args.images, val_limit=100).train_x), pre.mean, pre.std, pre.channels
+    ).contiguous()
     cl_model = load_teacher(args.teacher)[0].to(memory_format=torch.channels_last)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     bf16 = resolve_precision("auto", "cpu") == "bf16"
@@ -61,8 +63,11 @@ def main():
     if bf16:
         variants["bf16 autocast (native here)"] = (model, x, 256, "no_grad", True)
         variants["channels_last + bf16"] = (cl_model, x_cl, 256, "no_grad", True)
-    print(f"{machine()}; {args.images} images, median of {args.runs} interleaved runs"
-          + ("" if bf16 else "; bf16 not measured: this CPU has no native bf16"), flush=True)
+    print(
+        f"{machine()}; {args.images} images, median of {args.runs} interleaved runs"
+        + ("" if bf16 else "; bf16 not measured: this CPU has no native bf16"),
+        flush=True,
+    )
     rates = {k: [] for k in variants}
     for _ in range(args.runs):
         for k, (m, xx, bs, gm, b) in variants.items():

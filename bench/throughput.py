@@ -13,6 +13,7 @@ Prints images/s of each (median of --runs) and the ratio, measured in one run.
 
     python bench/throughput.py [--images 8192] [--runs 3] [--student seed_model_2] [--workers 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,20 +42,36 @@ MEAN, STD = 0.2860, 0.3530
 def kdsweep_rate(args, precision: str = "fp32") -> float:
     s = load_split(train_limit=args.images, val_limit=100)
     data = TrialData(s.train_x, s.train_y, s.val_x, s.val_y, ViewSpec(2, True), mode="none")
-    cfg = TrainConfig(student=args.student, loss="ce", epochs=2, batch_size=args.batch_size, lr=0.01,
-                      optimizer="sgd", schedule="constant", precision=precision)
+    cfg = TrainConfig(
+        student=args.student,
+        loss="ce",
+        epochs=2,
+        batch_size=args.batch_size,
+        lr=0.01,
+        optimizer="sgd",
+        schedule="constant",
+        precision=precision,
+    )
     return train_student(cfg, data)["images_per_s"]  # epoch 2 (epoch 1 warms up), training time only
 
 
 def seed_rate(args) -> float:
     import torchvision
     from torchvision import transforms as T
+
     root = Path(tempfile.mkdtemp()) / "FashionMNIST" / "raw"
     root.mkdir(parents=True)
     for f in find_data_dir().glob("*-ubyte.gz"):  # torchvision reads the uncompressed IDX files
         (root / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
-    tf = T.Compose([T.RandomCrop(28, padding=2), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize((MEAN,), (STD,)),
-                    T.Lambda(lambda x: x.repeat(3, 1, 1))])
+    tf = T.Compose(
+        [
+            T.RandomCrop(28, padding=2),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize((MEAN,), (STD,)),
+            T.Lambda(lambda x: x.repeat(3, 1, 1)),
+        ]
+    )
     ds = torchvision.datasets.FashionMNIST(str(root.parent.parent), train=True, transform=tf)
     ds = torch.utils.data.Subset(ds, range(args.images))
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
@@ -65,7 +82,7 @@ def seed_rate(args) -> float:
     for _epoch in range(2):  # epoch 1 warms up, epoch 2 is timed (as for kdsweep)
         t0, seen = time.time(), 0
         for x, y in loader:
-            x = x[:, :model.in_chans]
+            x = x[:, : model.in_chans]
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -93,8 +110,10 @@ def main():
         print(f"run {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()) + " img/s", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     base = med["seed-style fp32"]
-    print(f"median of {args.runs} ({args.student}, batch {args.batch_size}, {args.images} images, "
-          f"{args.threads} threads, DataLoader workers {args.workers}):")
+    print(
+        f"median of {args.runs} ({args.student}, batch {args.batch_size}, {args.images} images, "
+        f"{args.threads} threads, DataLoader workers {args.workers}):"
+    )
     for k, v in med.items():
         print(f"  {k:22s} {v:6.0f} img/s  {v / base:.2f}x")
 

@@ -12,6 +12,7 @@ Overhead per trial = (slots x the sweep's wall - the trials' own time) / N, a tr
 first report's start to its last report (data in, epochs, checkpoints); the sweep's wall includes Ray's and
 the data's fixed start-up, so the slope between two counts is the marginal figure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ def _mib(n: float) -> float:
 
 def _plasma_bytes() -> int:
     from ray._private.internal_api import memory_summary
+
     m = re.search(r"Plasma memory usage (\d+) MiB", memory_summary(stats_only=True))
     return int(m.group(1)) * 2**20 if m else 0
 
@@ -44,6 +46,7 @@ class Peaks(threading.Thread):
     def __init__(self, every: float = 0.5):
         super().__init__(daemon=True)
         import psutil
+
         self.me, self.every, self.stop = psutil.Process(), every, threading.Event()
         self.driver = self.gcs = self.plasma = 0
         self.start_rss = self.me.memory_info().rss
@@ -56,7 +59,7 @@ class Peaks(threading.Thread):
                 try:
                     if c.name().startswith("gcs_server"):
                         self.gcs = max(self.gcs, c.memory_info().rss)
-                except Exception:   # a child that ended between the listing and the read
+                except Exception:  # a child that ended between the listing and the read
                     pass
             if n % 10 == 0:
                 self.plasma = max(self.plasma, _plasma_bytes())
@@ -71,14 +74,29 @@ def one(n: int, slots: int, teacher: str) -> dict:
     from orchestrator.config import load_sweep_config
     from orchestrator.machine import machine
     from orchestrator.sweep.driver import run_sweep
+
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-            "name": f"scale{n}", "sweep.storage": f"{tmp}/runs", "teacher.cache_dir": f"{tmp}/cache",
-            "teacher.checkpoint": teacher, "teacher.mode": "clean",
-            "data.train_limit": 256, "data.val_limit": 256, "train.epochs": 2, "train.batch_size": 64,
-            "train.student": "resdw_w24_d111", "search_space": {"lr": {"loguniform": [1e-3, 0.1]}},
-            "sweep.num_samples": n, "sweep.max_concurrent_trials": slots, "sweep.cpus_per_trial": 1,
-            "sweep.grace_period": 1, "sweep.reduction_factor": 2})
+        cfg = load_sweep_config(
+            ROOT / "configs" / "smoke.yaml",
+            {
+                "name": f"scale{n}",
+                "sweep.storage": f"{tmp}/runs",
+                "teacher.cache_dir": f"{tmp}/cache",
+                "teacher.checkpoint": teacher,
+                "teacher.mode": "clean",
+                "data.train_limit": 256,
+                "data.val_limit": 256,
+                "train.epochs": 2,
+                "train.batch_size": 64,
+                "train.student": "resdw_w24_d111",
+                "search_space": {"lr": {"loguniform": [1e-3, 0.1]}},
+                "sweep.num_samples": n,
+                "sweep.max_concurrent_trials": slots,
+                "sweep.cpus_per_trial": 1,
+                "sweep.grace_period": 1,
+                "sweep.reduction_factor": 2,
+            },
+        )
         ray.init(num_cpus=slots, include_dashboard=False, log_to_driver=False)
         peaks = Peaks()
         peaks.start()
@@ -96,19 +114,27 @@ def one(n: int, slots: int, teacher: str) -> dict:
         files = [p for p in run_dir.rglob("*") if p.is_file()]
         driver = json.loads((run_dir / "kdsweep_meta.json").read_text()).get("driver_memory", {})
         ray.shutdown()
-        return {"trials": n, "finished_trials": len(own), "trial_epochs": epochs, "slots": slots,
-                "wall_s": round(wall, 1), "driver_cpu_s": round(driver_cpu, 1),
-                "own_s_median": round(sorted(own)[len(own) // 2], 3),
-                "overhead_per_trial_s": round((slots * wall - sum(own)) / n, 3),
-                "driver_rss_start_mib": _mib(peaks.start_rss), "driver_rss_peak_mib": _mib(peaks.driver),
-                "driver_mib_per_100_trials": driver.get("mib_per_100_trials"),
-                "driver_rss_last_mib": driver.get("rss_last_mib"), "gcs_rss_peak_mib": _mib(peaks.gcs),
-                "object_store_peak_mib": _mib(peaks.plasma),
-                "run_dir_mib": _mib(sum(p.stat().st_size for p in files)), "run_dir_files": len(files),
-                "checkpoints_mib": _mib(sum(p.stat().st_size for p in files if p.name == "checkpoint.pt")),
-                "experiment_state_mib": _mib(sum(p.stat().st_size for p in files
-                                                 if p.name.startswith("experiment_state"))),
-                "machine": machine()}
+        return {
+            "trials": n,
+            "finished_trials": len(own),
+            "trial_epochs": epochs,
+            "slots": slots,
+            "wall_s": round(wall, 1),
+            "driver_cpu_s": round(driver_cpu, 1),
+            "own_s_median": round(sorted(own)[len(own) // 2], 3),
+            "overhead_per_trial_s": round((slots * wall - sum(own)) / n, 3),
+            "driver_rss_start_mib": _mib(peaks.start_rss),
+            "driver_rss_peak_mib": _mib(peaks.driver),
+            "driver_mib_per_100_trials": driver.get("mib_per_100_trials"),
+            "driver_rss_last_mib": driver.get("rss_last_mib"),
+            "gcs_rss_peak_mib": _mib(peaks.gcs),
+            "object_store_peak_mib": _mib(peaks.plasma),
+            "run_dir_mib": _mib(sum(p.stat().st_size for p in files)),
+            "run_dir_files": len(files),
+            "checkpoints_mib": _mib(sum(p.stat().st_size for p in files if p.name == "checkpoint.pt")),
+            "experiment_state_mib": _mib(sum(p.stat().st_size for p in files if p.name.startswith("experiment_state"))),
+            "machine": machine(),
+        }
 
 
 def main():
@@ -117,17 +143,21 @@ def main():
     p.add_argument("--slots", type=int, default=2, help="trials at a time (1 CPU each)")
     p.add_argument("--teacher", default=str(ROOT / "models/teacher/ta_resnet20.pt"))
     p.add_argument("--out", help="JSON file for the rows (written after each count)")
-    p.add_argument("--one", type=int, help=argparse.SUPPRESS)   # the child: one count, a JSON line out
+    p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child: one count, a JSON line out
     args = p.parse_args()
     if args.one:
         import logging
+
         logging.basicConfig(level=logging.WARNING)
         print("ROW " + json.dumps(one(args.one, args.slots, args.teacher)), flush=True)
         return
     rows = []
     for n in args.trials:
-        out = subprocess.run([sys.executable, __file__, "--one", str(n), "--slots", str(args.slots),
-                              "--teacher", args.teacher], capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(n), "--slots", str(args.slots), "--teacher", args.teacher],
+            capture_output=True,
+            text=True,
+        )
         row = next((json.loads(line[4:]) for line in out.stdout.splitlines() if line.startswith("ROW ")), None)
         if row is None:
             sys.exit(f"the {n}-trial sweep failed:\n{out.stderr[-3000:]}")
@@ -135,9 +165,11 @@ def main():
         print(json.dumps(row), flush=True)
         if len(rows) > 1:
             a, b = rows[-2], rows[-1]
-            print(f"  from {a['trials']} to {b['trials']} trials: driver "
-                  f"{(b['driver_rss_peak_mib'] - a['driver_rss_peak_mib']) / (b['trials'] - a['trials']) * 100:+.2f} "
-                  f"MiB per 100 trials, {(b['wall_s'] - a['wall_s']) / (b['trials'] - a['trials']):.2f} s a trial")
+            print(
+                f"  from {a['trials']} to {b['trials']} trials: driver "
+                f"{(b['driver_rss_peak_mib'] - a['driver_rss_peak_mib']) / (b['trials'] - a['trials']) * 100:+.2f} "
+                f"MiB per 100 trials, {(b['wall_s'] - a['wall_s']) / (b['trials'] - a['trials']):.2f} s a trial"
+            )
         if args.out:
             tmp = Path(args.out).with_suffix(".tmp")
             tmp.write_text(json.dumps(rows, indent=1) + "\n")

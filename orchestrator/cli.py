@@ -1,4 +1,5 @@
 """kdsweep command line (`kdsweep` == `python -m orchestrator`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ from orchestrator.errors import UserError
 def _overrides(items) -> dict:
     """--set KEY=VALUE items as {dotted key: YAML value}."""
     import yaml
+
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -22,6 +24,7 @@ def _overrides(items) -> dict:
 
 def _teacher_train(a) -> int:
     from orchestrator.config import TeacherTrainConfig, apply_overrides, from_dict, load_yaml
+
     raw = apply_overrides(load_yaml(a.config), _overrides(a.set))
     if a.workers is not None:
         raw["workers"] = a.workers
@@ -31,11 +34,13 @@ def _teacher_train(a) -> int:
         raw.setdefault("optim", {})["epochs"] = a.epochs
     cfg = from_dict(TeacherTrainConfig, raw)
     from orchestrator.release.promote import refuse_models
+
     run_dir = Path(a.run_dir or f"runs/teacher/{cfg.name}").resolve()
     out = Path(a.out or f"artifacts/teacher/{cfg.name}.pt").resolve()
     refuse_models(out, "teacher's weights")
     if a.no_ray:
         from orchestrator.teacher.train import train_local
+
         path = train_local(cfg, run_dir, out, chunk_minutes=a.chunk_minutes)
         if path is None:
             print(f"{run_dir}: this chunk is done; the same command goes on from its last epoch")
@@ -44,9 +49,12 @@ def _teacher_train(a) -> int:
         if a.chunk_minutes is not None:
             raise UserError("--chunk-minutes goes with --no-ray (on Ray Train, stop the job; its rerun resumes)")
         from orchestrator.teacher.train import train_ray
+
         path = train_ray(cfg, run_dir, out, address=a.address)
-    print(f"wrote {path} (+ {path.with_suffix('.json').name}); evaluate with `kdsweep teacher eval --checkpoint "
-          f"{path}`; release it with `kdsweep release teacher --from {path} --name NAME`")
+    print(
+        f"wrote {path} (+ {path.with_suffix('.json').name}); evaluate with `kdsweep teacher eval --checkpoint "
+        f"{path}`; release it with `kdsweep release teacher --from {path} --name NAME`"
+    )
     return 0
 
 
@@ -55,6 +63,7 @@ def _students(a) -> int:
 
     from students import BUDGET, count_params, create_student, list_students
     from trainables.train import train_speed
+
     torch.set_num_threads(a.threads)
     speed = "" if a.no_speed else f"  train img/s ({a.threads} thread{'s' * (a.threads > 1)}, batch 128)"
     print(f"{'student':<22} {'params':>9}  in_chans  budget {BUDGET:,}{speed}", flush=True)
@@ -69,6 +78,7 @@ def _students(a) -> int:
 def _load_sweep_config(a):
     """The sweep config with the command line's overrides (--data-dir, --teacher-mean/std, --set)."""
     from orchestrator.config import load_sweep_config
+
     overrides = {}
     if a.data_dir:
         overrides["data.data_dir"] = a.data_dir
@@ -77,6 +87,7 @@ def _load_sweep_config(a):
     if a.teacher_std is not None:
         overrides["teacher.std"] = a.teacher_std
     from orchestrator.config import shadowed_overrides
+
     given = _overrides(a.set)
     cfg = load_sweep_config(a.config, {**overrides, **given})
     for warning in shadowed_overrides(cfg, given):
@@ -86,11 +97,12 @@ def _load_sweep_config(a):
 
 def _sweep(a) -> int:
     from orchestrator.sweep.driver import run_sweep
+
     cfg = _load_sweep_config(a)
     from orchestrator.config import resolve_path
+
     export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
-    run_sweep(cfg, teacher_path=a.teacher, address=a.address, export_to=export_to,
-              force=a.force, dashboard=a.dashboard)
+    run_sweep(cfg, teacher_path=a.teacher, address=a.address, export_to=export_to, force=a.force, dashboard=a.dashboard)
     return 0
 
 
@@ -99,6 +111,7 @@ def _train(a) -> int:
 
     from orchestrator.config import resolve_path
     from orchestrator.sweep.local import run_local
+
     cfg = _load_sweep_config(a)
     torch.set_num_threads(a.threads or max(1, int(cfg.sweep.cpus_per_trial)))
     export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
@@ -108,31 +121,47 @@ def _train(a) -> int:
 
 def _cache(a) -> int:
     from orchestrator.sweep.prepare import prepare_data, uses_teacher
+
     cfg = _load_sweep_config(a)
     if not uses_teacher(cfg) or cfg.teacher.mode not in ("views", "clean"):
-        raise UserError(f"{a.config}: nothing to cache (teacher.mode {cfg.teacher.mode!r}, losses "
-                         f"{sorted(cfg.losses())}); the cache serves teacher.mode views or clean")
+        raise UserError(
+            f"{a.config}: nothing to cache (teacher.mode {cfg.teacher.mode!r}, losses "
+            f"{sorted(cfg.losses())}); the cache serves teacher.mode views or clean"
+        )
     from orchestrator.sweep.local import resolve_device
+
     device = resolve_device(a.device)
     _, meta = prepare_data(cfg, a.teacher, device=device)
     c = meta["cache"]
     how = "cache hit" if c["hit"] else f"built in {c['build_s']:.1f} s on {device}"
-    print(f"{c['path']}: {c['n_images']} images x {c['n_views']} views, {how}, "
-          f"{meta['teacher_forwards']:,} teacher forwards now")
+    print(
+        f"{c['path']}: {c['n_images']} images x {c['n_views']} views, {how}, "
+        f"{meta['teacher_forwards']:,} teacher forwards now"
+    )
     return 0
 
 
 def _export(a) -> int:
     from orchestrator.release.export import export
     from orchestrator.run.rundir import Run
-    run = Run(a.run)   # a local directory, or shared storage (its records and checkpoints fetched here)
-    export(run.fetch(checkpoints=True), Path(a.out or f"artifacts/{run.name}"), data_dir=a.data_dir, budget=a.budget,
-           force=a.force, trial=a.trial, source=None if run.is_local else run.path, tta=a.tta)
+
+    run = Run(a.run)  # a local directory, or shared storage (its records and checkpoints fetched here)
+    export(
+        run.fetch(checkpoints=True),
+        Path(a.out or f"artifacts/{run.name}"),
+        data_dir=a.data_dir,
+        budget=a.budget,
+        force=a.force,
+        trial=a.trial,
+        source=None if run.is_local else run.path,
+        tta=a.tta,
+    )
     return 0
 
 
 def _release(a) -> int:
     from orchestrator.release.promote import release_student, release_teacher
+
     if a.what == "student":
         release_student(Path(a.source))
     else:
@@ -150,6 +179,7 @@ def _results(a) -> int:
     from orchestrator.release.results import account_lines, search_account, table, trials
     from orchestrator.run.layout import META_FILE
     from orchestrator.run.rundir import Run
+
     run_dir = Run(a.run).fetch()
     df = table(run_dir)
     if df.empty:
@@ -173,6 +203,7 @@ def _report(a) -> int:
     from orchestrator.release.report import write_report
     from orchestrator.run.layout import META_FILE
     from orchestrator.run.rundir import Run
+
     r = Run(a.run)
     out = Path(a.out or f"artifacts/{r.name}")
     run = r.fetch(checkpoints=not (out / "metrics.json").is_file())
@@ -182,14 +213,14 @@ def _report(a) -> int:
         metrics = json.loads((out / "metrics.json").read_text())
         state = torch.load(out / "student.pt", map_location="cpu", weights_only=True)
         meta = run / META_FILE
-        write_report(run, out, metrics, json.loads(meta.read_text()) if meta.is_file() else {},
-                     model=deployable(state))
+        write_report(run, out, metrics, json.loads(meta.read_text()) if meta.is_file() else {}, model=deployable(state))
     print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
     return 0
 
 
 def _predict(a) -> int:
     from orchestrator.release.predict import classify
+
     for name, cls, p in classify(a.model, a.images):
         print(f"{name}\t{cls}\t{p:.3f}")
     return 0
@@ -202,22 +233,39 @@ def _teacher_eval(a) -> int:
 
     from orchestrator.data import load_split, load_test
     from orchestrator.teacher.model import accuracy, load_teacher, predict_logits
+
     model, info = load_teacher(a.checkpoint, a.mean, a.std)
-    params = torchinfo.summary(model, input_size=(1, info.preprocess.channels, 28, 28), verbose=0,
-                               device="cpu").total_params
+    params = torchinfo.summary(
+        model, input_size=(1, info.preprocess.channels, 28, 28), verbose=0, device="cpu"
+    ).total_params
     s = load_split(a.data_dir, a.val_size, a.split_seed)
     val_acc = accuracy(predict_logits(model, s.val_x, info.preprocess), s.val_y)
     tx, ty = load_test(a.data_dir)
     test_acc = accuracy(predict_logits(model, tx, info.preprocess), ty)
     from orchestrator.teacher.model import sidecar_path
+
     side = sidecar_path(a.checkpoint)
     trained = json.loads(side.read_text()) if side.is_file() else {}
-    res = dict(checkpoint=str(a.checkpoint), arch=info.arch, params=params, val_acc=val_acc, test_acc=test_acc,
-               val_images=len(s.val_x), test_images=len(tx), sha256=info.sha256, preprocess=info.preprocess.__dict__,
-               **{k: trained[k] for k in ("best_epoch", "epochs", "wall_s", "machine", "trained_with", "recipe")
-                  if k in trained})
-    print(f"{info.arch}: {params:,} parameters (torchinfo); val_acc {val_acc:.4f} "
-          f"({len(s.val_x)} images, split seed {a.split_seed}); test_acc {test_acc:.4f} ({len(tx)} images)")
+    res = dict(
+        checkpoint=str(a.checkpoint),
+        arch=info.arch,
+        params=params,
+        val_acc=val_acc,
+        test_acc=test_acc,
+        val_images=len(s.val_x),
+        test_images=len(tx),
+        sha256=info.sha256,
+        preprocess=info.preprocess.__dict__,
+        **{
+            k: trained[k]
+            for k in ("best_epoch", "epochs", "wall_s", "machine", "trained_with", "recipe")
+            if k in trained
+        },
+    )
+    print(
+        f"{info.arch}: {params:,} parameters (torchinfo); val_acc {val_acc:.4f} "
+        f"({len(s.val_x)} images, split seed {a.split_seed}); test_acc {test_acc:.4f} ({len(tx)} images)"
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
     return 0
@@ -230,8 +278,9 @@ def _config_args(parser, config: str):
     parser.add_argument("--teacher-mean", type=float, default=None, help="teacher input mean (no sidecar JSON)")
     parser.add_argument("--teacher-std", type=float, default=None, help="teacher input std (no sidecar JSON)")
     parser.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX .gz files")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a config key, e.g. train.epochs=3")
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=3"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,14 +296,26 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--gpu", action="store_true", help="one GPU per worker")
     tt.add_argument("--epochs", type=int, default=None, help="override optim.epochs")
     tt.add_argument("--run-dir", default=None, help="default runs/teacher/<name>")
-    tt.add_argument("--out", default=None, help="where the weights go (default artifacts/teacher/<name>.pt; "
-                    "models/teacher/ changes only through `kdsweep release teacher`)")
+    tt.add_argument(
+        "--out",
+        default=None,
+        help="where the weights go (default artifacts/teacher/<name>.pt; "
+        "models/teacher/ changes only through `kdsweep release teacher`)",
+    )
     tt.add_argument("--no-ray", action="store_true", help="plain PyTorch in this process (no Ray needed)")
-    tt.add_argument("--chunk-minutes", type=float, default=None,
-                    help="with --no-ray: stop after the epoch that passes this many minutes; the same command "
-                         "goes on (a training of hours in chunks that fit a session)")
-    tt.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="override a config key, e.g. data.train_limit=512 or preprocess.size=56")
+    tt.add_argument(
+        "--chunk-minutes",
+        type=float,
+        default=None,
+        help="with --no-ray: stop after the epoch that passes this many minutes; the same command "
+        "goes on (a training of hours in chunks that fit a session)",
+    )
+    tt.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. data.train_limit=512 or preprocess.size=56",
+    )
     tt.set_defaults(func=_teacher_train)
     te = tsub.add_parser("eval", help="validation and test accuracy and torchinfo parameter count of a teacher")
     te.add_argument("--checkpoint", default="models/teacher/resnet50.pt")
@@ -276,17 +337,29 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", default=None, help="Ray cluster to join ('auto', ray://...); default: local Ray")
     sw.add_argument("--no-export", action="store_true", help="skip exporting the best trial")
     sw.add_argument("--export-dir", default=None, help="default artifacts/<name>")
-    sw.add_argument("--dashboard", action="store_true",
-                    help="start the local Ray with its dashboard on 127.0.0.1 and print its URL")
-    sw.add_argument("--force", action="store_true",
-                    help="start a finished or different run of this name over; replace another run's export")
+    sw.add_argument(
+        "--dashboard", action="store_true", help="start the local Ray with its dashboard on 127.0.0.1 and print its URL"
+    )
+    sw.add_argument(
+        "--force",
+        action="store_true",
+        help="start a finished or different run of this name over; replace another run's export",
+    )
     sw.set_defaults(func=_sweep)
 
-    tr = sub.add_parser("train", help="train a config's trials in this process, without Ray (e.g. on a GPU "
-                                      "machine), in the layout export/results/report read")
+    tr = sub.add_parser(
+        "train",
+        help="train a config's trials in this process, without Ray (e.g. on a GPU "
+        "machine), in the layout export/results/report read",
+    )
     _config_args(tr, "configs/release.yaml")
-    tr.add_argument("--trial", type=int, action="append", metavar="K",
-                    help="train only trial K of the config's trials list (repeatable; one process per GPU share)")
+    tr.add_argument(
+        "--trial",
+        type=int,
+        action="append",
+        metavar="K",
+        help="train only trial K of the config's trials list (repeatable; one process per GPU share)",
+    )
     tr.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when PyTorch sees a GPU)")
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default sweep.cpus_per_trial)")
     tr.add_argument("--no-export", action="store_true", help="skip exporting the best trial when the run ends")
@@ -294,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--force", action="store_true", help="start the run over (without --trial)")
     tr.set_defaults(func=_train)
 
-    ca = sub.add_parser("cache", help="build a config's teacher-logits cache now (e.g. on a GPU machine), "
-                                      "for the sweeps that use it later")
+    ca = sub.add_parser(
+        "cache",
+        help="build a config's teacher-logits cache now (e.g. on a GPU machine), for the sweeps that use it later",
+    )
     _config_args(ca, "configs/sweep.yaml")
     ca.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when PyTorch sees a GPU)")
     ca.set_defaults(func=_cache)
@@ -306,11 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", default=None)
     e.add_argument("--budget", type=int, default=100_000)
     e.add_argument("--force", action="store_true", help="replace an export of another run in --out")
-    e.add_argument("--trial", default=None, help="export this trial's best checkpoint (a substring of its "
-                   "directory name, e.g. 00001 or seed_model_2) instead of the run's best")
-    e.add_argument("--tta", choices=("config", "auto", "none"), default="config",
-                   help="flip test-time augmentation: as the trial's train.tta (config), wherever it helps the "
-                   "checkpoint on validation (auto), or never (none)")
+    e.add_argument(
+        "--trial",
+        default=None,
+        help="export this trial's best checkpoint (a substring of its "
+        "directory name, e.g. 00001 or seed_model_2) instead of the run's best",
+    )
+    e.add_argument(
+        "--tta",
+        choices=("config", "auto", "none"),
+        default="config",
+        help="flip test-time augmentation: as the trial's train.tta (config), wherever it helps the "
+        "checkpoint on validation (auto), or never (none)",
+    )
     e.set_defaults(func=_export)
 
     r = sub.add_parser("results", help="the trials table of a run (running or finished), without Ray")
@@ -327,11 +410,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", default="models/student/student.pt2", help="student.pt2 or student.onnx")
     pr.add_argument("images", nargs="+", help="image files (any size, colour or grayscale) or IDX files")
     pr.set_defaults(func=_predict)
-    rl = sub.add_parser("release", help="replace the released student or teacher (models/) by a candidate, only "
-                        "if it is better on validation")
+    rl = sub.add_parser(
+        "release",
+        help="replace the released student or teacher (models/) by a candidate, only if it is better on validation",
+    )
     rl.add_argument("what", choices=["student", "teacher"])
-    rl.add_argument("--from", dest="source", required=True,
-                    help="student: an export directory (artifacts/<name>); teacher: its weights (.pt + .json)")
+    rl.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="student: an export directory (artifacts/<name>); teacher: its weights (.pt + .json)",
+    )
     rl.add_argument("--name", default=None, help="teacher: the release's name in models/teacher/ (e.g. resnet50)")
     rl.set_defaults(func=_release)
     return p
@@ -341,8 +430,10 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     from orchestrator import logs
     from orchestrator.config import ConfigError
+
     logs.setup()
     from orchestrator.sweep.driver import Interrupted
+
     try:
         return a.func(a)
     except ConfigError as e:

@@ -3,6 +3,7 @@
 `yaml.safe_load` only (no tags that run code). Unknown keys, wrong types and
 impossible values raise `ConfigError` naming the key path and the fix.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,6 +43,7 @@ def resolve_path(p: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------- generic loader
+
 
 def _convert(tp, value, path: str):
     origin = typing.get_origin(tp)
@@ -100,11 +102,15 @@ def from_dict(cls, data: dict, path: str = ""):
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"{path}." if path else ""
-        raise ConfigError(f"unknown key {where}{unknown[0]}; allowed keys{' in ' + path if path else ''}: "
-                          f"{sorted(names)}")
+        raise ConfigError(
+            f"unknown key {where}{unknown[0]}; allowed keys{' in ' + path if path else ''}: {sorted(names)}"
+        )
     kwargs = {k: _convert(hints[k], v, f"{path}.{k}" if path else k) for k, v in data.items()}
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise ConfigError(f"missing key {path + '.' if path else ''}{missing[0]}")
     try:
@@ -130,8 +136,11 @@ def load_yaml(path: str | Path, _chain: tuple = ()) -> dict:
     sets only what this one changes, so a variant of a recorded config is a few lines, not a copy."""
     path = Path(resolve_path(str(path))).resolve()
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found" + (f" (the base of {_chain[-1]})" if _chain else "")
-                          + "; see configs/ for examples")
+        raise ConfigError(
+            f"config file {path} not found"
+            + (f" (the base of {_chain[-1]})" if _chain else "")
+            + "; see configs/ for examples"
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -146,8 +155,10 @@ def load_yaml(path: str | Path, _chain: tuple = ()) -> dict:
     base_path = (path.parent / base).resolve()
     if base_path in _chain or base_path == path:
         chain = " -> ".join(map(str, (*_chain, path, base_path)))
-        raise ConfigError(f"{path}: base {base} leads back to itself ({chain}); a config can only build on one "
-                          "that does not build on it")
+        raise ConfigError(
+            f"{path}: base {base} leads back to itself ({chain}); a config can only build on one "
+            "that does not build on it"
+        )
     return _merge(load_yaml(base_path, (*_chain, path)), data)
 
 
@@ -158,12 +169,13 @@ def _check(cond: bool, msg: str):
 
 # ---------------------------------------------------------------- the schema
 
+
 @dataclass(frozen=True)
 class DataConfig:
-    data_dir: str | None = None       # None: $KDSWEEP_DATA, ./data, /usr/share/datasets/fashion-mnist
-    val_size: int = 5000              # images carved out of the 60,000 training images
+    data_dir: str | None = None  # None: $KDSWEEP_DATA, ./data, /usr/share/datasets/fashion-mnist
+    val_size: int = 5000  # images carved out of the 60,000 training images
     split_seed: int = 0
-    train_limit: int | None = None    # keep only the first N training images (smoke runs)
+    train_limit: int | None = None  # keep only the first N training images (smoke runs)
     val_limit: int | None = None
 
     def __post_init__(self):
@@ -174,7 +186,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class Views:
-    shift: int = 2      # pixels
+    shift: int = 2  # pixels
     flip: bool = True
 
     def __post_init__(self):
@@ -185,11 +197,12 @@ class Views:
 class Preprocess:
     """What a model expects: pixels/255, then (x - mean) / std, resized to `size` x `size` (bilinear),
     repeated to `channels`."""
+
     mean: float = 0.2860
     std: float = 0.3530
     channels: int = 3
-    size: int = 28          # input side: 28 = the images as they are; 56 = upsampled 2x (a torchvision
-                            # ResNet's stem divides by 4, so 28 px leave 7x7 after it, 56 px 14x14)
+    size: int = 28  # input side: 28 = the images as they are; 56 = upsampled 2x (a torchvision
+    # ResNet's stem divides by 4, so 28 px leave 7x7 after it, 56 px 14x14)
 
     def __post_init__(self):
         _check(self.std > 0, "std must be > 0")
@@ -197,34 +210,36 @@ class Preprocess:
         _check(isinstance(self.size, int) and 28 <= self.size <= 224, "size must be an integer in 28..224 (pixels)")
 
 
-Optim = OptimSettings   # a teacher's `optim:` section: the same fields, defaults and checks as a trial's
+Optim = OptimSettings  # a teacher's `optim:` section: the same fields, defaults and checks as a trial's
 
 
 @dataclass(frozen=True)
 class TeacherTrainConfig:
     """configs/teacher.yaml: how `kdsweep teacher train` trains a ResNet."""
+
     name: str = "teacher"
     # torchvision layouts (resnet10: tiny, for tests) or CIFAR-style ones a CPU can train (teacher/cifar.py)
-    arch: Literal["resnet50", "resnet18", "resnet10", "cifar_resnet20", "cifar_resnet32", "cifar_resnet56",
-                  "cifar_wrn16_4"] = "resnet50"
+    arch: Literal[
+        "resnet50", "resnet18", "resnet10", "cifar_resnet20", "cifar_resnet32", "cifar_resnet56", "cifar_wrn16_4"
+    ] = "resnet50"
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: Preprocess = field(default_factory=Preprocess)
     optim: Optim = field(default_factory=lambda: Optim(lr=0.1, epochs=15))
     augment: Views = field(default_factory=Views)
     label_smoothing: float = 0.1
-    erase: float = 0.0                # random erasing (Zhong et al. 2017): probability per image
+    erase: float = 0.0  # random erasing (Zhong et al. 2017): probability per image
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast in the train step (auto: where native)
-    compile: bool = False             # torch.compile the training step
-    init_from: str | None = None      # start from these weights (a second cycle), not from scratch
-    kd_from: str | None = None        # a teacher checkpoint distilled into this one (KD, Hinton et al. 2015: its
-                                      # clean-image logits, cached, for every view) plus the labels
-    kd_alpha: float = 0.5             # weight of the teacher term
+    compile: bool = False  # torch.compile the training step
+    init_from: str | None = None  # start from these weights (a second cycle), not from scratch
+    kd_from: str | None = None  # a teacher checkpoint distilled into this one (KD, Hinton et al. 2015: its
+    # clean-image logits, cached, for every view) plus the labels
+    kd_alpha: float = 0.5  # weight of the teacher term
     kd_temperature: float = 4.0
     seed: int = 0
-    workers: int = 1                  # Ray Train workers (DDP when > 1)
+    workers: int = 1  # Ray Train workers (DDP when > 1)
     use_gpu: bool = False
     cpus_per_worker: int = 2
-    eval_batch_size: int = 256        # = teacher.INFER_BATCH
+    eval_batch_size: int = 256  # = teacher.INFER_BATCH
 
     def __post_init__(self):
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
@@ -240,47 +255,49 @@ def load_teacher_config(path) -> TeacherTrainConfig:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    checkpoint: str | None = "models/teacher/resnet50.pt"   # a torchvision resnet50(num_classes=10) state_dict
-    mean: float | None = None         # None: read from the checkpoint's JSON sidecar
+    checkpoint: str | None = "models/teacher/resnet50.pt"  # a torchvision resnet50(num_classes=10) state_dict
+    mean: float | None = None  # None: read from the checkpoint's JSON sidecar
     std: float | None = None
     mode: Literal["views", "clean", "live"] = "views"
-    batch_size: int = 256             # teacher inference batch (images); = teacher.INFER_BATCH, which says why
-    cache_dir: str = "cache"          # teacher-logit cache, reused across sweeps
-    build: Literal["driver", "cluster"] = "driver"   # where the cache is computed: in the driver process, or by
-                                                     # Ray actors on every node of the cluster (cache_ray.py)
-    cpus_per_actor: float = 1.0       # build: cluster -- resources of each teacher actor
+    batch_size: int = 256  # teacher inference batch (images); = teacher.INFER_BATCH, which says why
+    cache_dir: str = "cache"  # teacher-logit cache, reused across sweeps
+    build: Literal["driver", "cluster"] = "driver"  # where the cache is computed: in the driver process, or by
+    # Ray actors on every node of the cluster (cache_ray.py)
+    cpus_per_actor: float = 1.0  # build: cluster -- resources of each teacher actor
     gpus_per_actor: float = 0.0
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"   # the teacher's forwards (cache, validation): bf16 autocast
-                                      # halves a ResNet-50's time where the CPU computes bf16 natively; auto: there.
-                                      # Its own cache key (the logits differ by more than fp16 rounding)
-    ensemble: tuple[str, ...] = ()    # more models whose logits on the same views are averaged with the
-                                      # teacher's into one target: teacher checkpoints, or student checkpoints
-                                      # (a trial's checkpoint.pt, an export's student.pt); each has its own
-                                      # cache, built in the driver (students are 8-25x cheaper than a ResNet-50)
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # the teacher's forwards (cache, validation): bf16 autocast
+    # halves a ResNet-50's time where the CPU computes bf16 natively; auto: there.
+    # Its own cache key (the logits differ by more than fp16 rounding)
+    ensemble: tuple[str, ...] = ()  # more models whose logits on the same views are averaged with the
+    # teacher's into one target: teacher checkpoints, or student checkpoints
+    # (a trial's checkpoint.pt, an export's student.pt); each has its own
+    # cache, built in the driver (students are 8-25x cheaper than a ResNet-50)
 
     def __post_init__(self):
         _check(self.batch_size >= 1, "batch_size must be >= 1")
-        _check(not self.ensemble or self.mode != "live", "ensemble averages cached logits: use mode views or "
-               "clean with it, not live")
+        _check(
+            not self.ensemble or self.mode != "live",
+            "ensemble averages cached logits: use mode views or clean with it, not live",
+        )
         _check(self.cpus_per_actor > 0, "cpus_per_actor must be > 0")
         _check(self.gpus_per_actor >= 0, "gpus_per_actor must be >= 0")
 
 
 @dataclass(frozen=True)
 class SweepSettings:
-    num_samples: int = 1              # samples of the search space (each grid point num_samples times)
+    num_samples: int = 1  # samples of the search space (each grid point num_samples times)
     max_concurrent_trials: int = 2
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | Literal["auto"] = "auto"  # a share of one GPU; auto: 0 on a cluster without GPUs,
-                                      # else every CPU slot an equal share (several trials to a GPU)
-    grace_period: int | Literal["auto"] = 1   # ASHA: epochs before a trial can be stopped; auto: the fraction
-                                      # of the schedule at which early ranks were measured to hold (sweep/fidelity.py)
-    searcher: Literal["random", "optuna"] = "random"   # what proposes the search's trials: random draws from
-                                      # search_space (and every `trials:` entry), or Optuna's TPE (search_space only)
-    reduction_factor: int = 2         # ASHA: keep the top 1/rf at each rung
-    keep_checkpoints: int = 1         # per trial, by best val_acc
-    max_failures: int = 1             # retries of a crashed trial (from its last checkpoint)
-    storage: str = "runs"             # local dir (made absolute) or a URI (s3://, gs://) on a cluster
+    # else every CPU slot an equal share (several trials to a GPU)
+    grace_period: int | Literal["auto"] = 1  # ASHA: epochs before a trial can be stopped; auto: the fraction
+    # of the schedule at which early ranks were measured to hold (sweep/fidelity.py)
+    searcher: Literal["random", "optuna"] = "random"  # what proposes the search's trials: random draws from
+    # search_space (and every `trials:` entry), or Optuna's TPE (search_space only)
+    reduction_factor: int = 2  # ASHA: keep the top 1/rf at each rung
+    keep_checkpoints: int = 1  # per trial, by best val_acc
+    max_failures: int = 1  # retries of a crashed trial (from its last checkpoint)
+    storage: str = "runs"  # local dir (made absolute) or a URI (s3://, gs://) on a cluster
 
     def __post_init__(self):
         _check(self.num_samples >= 1, "num_samples must be >= 1")
@@ -297,19 +314,20 @@ class FinalSettings:
     """Search, then train: the `top` best search trials (by validation accuracy) are retrained from scratch
     with `epochs` epochs, once per seed, as Tune trials (checkpointed, resumable); export takes this stage's
     best by validation accuracy."""
-    epochs: int = 0                   # 0: no final stage; export the search's best trial
-    seeds: int = 1                    # retrainings of each finalist, seeds train.seed .. train.seed + seeds - 1
-    top: int = 1                      # finalists: a short search ranks close settings by noise, so several
-                                      # of its best can go on to the long run, where they separate
-    minutes: float = 0.0              # > 0: a wall-clock budget for the stage; `epochs` becomes a cap, lowered
-                                      # to what fits at the seconds per epoch the search measured (fit_final_epochs)
-    min_epochs: int = 1               # what no budget cuts below (what the result needs, measured): where the
-                                      # budget cannot hold them on this CPU, the plan says so at the start
-    control: Literal["finalist", "reference"] = "finalist"   # the no-teacher trials: finalists like any other, or
-                                      # the search's reference row only (the final stage takes the best
-                                      # distillation trials), where a short search cannot rank them
-    cpus_per_trial: float = 0.0       # > 0: each final trial's CPUs (its torch threads), e.g. one finalist on
-                                      # both cores; 0: sweep.cpus_per_trial, as the search's trials
+
+    epochs: int = 0  # 0: no final stage; export the search's best trial
+    seeds: int = 1  # retrainings of each finalist, seeds train.seed .. train.seed + seeds - 1
+    top: int = 1  # finalists: a short search ranks close settings by noise, so several
+    # of its best can go on to the long run, where they separate
+    minutes: float = 0.0  # > 0: a wall-clock budget for the stage; `epochs` becomes a cap, lowered
+    # to what fits at the seconds per epoch the search measured (fit_final_epochs)
+    min_epochs: int = 1  # what no budget cuts below (what the result needs, measured): where the
+    # budget cannot hold them on this CPU, the plan says so at the start
+    control: Literal["finalist", "reference"] = "finalist"  # the no-teacher trials: finalists like any other, or
+    # the search's reference row only (the final stage takes the best
+    # distillation trials), where a short search cannot rank them
+    cpus_per_trial: float = 0.0  # > 0: each final trial's CPUs (its torch threads), e.g. one finalist on
+    # both cores; 0: sweep.cpus_per_trial, as the search's trials
 
     def __post_init__(self):
         _check(self.epochs >= 0, "epochs must be >= 0 (0 turns the final stage off)")
@@ -329,16 +347,16 @@ class SweepConfig:
     name: str
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    augment: Views = field(default_factory=Views)   # student augmentation = the teacher's enumerable views
+    augment: Views = field(default_factory=Views)  # student augmentation = the teacher's enumerable views
     train: TrainConfig = field(default_factory=TrainConfig)
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
     trials: list[dict[str, Any]] = field(default_factory=list)  # explicit variants, crossed with search_space
     sweep: SweepSettings = field(default_factory=SweepSettings)
     final: FinalSettings = field(default_factory=FinalSettings)
-    budget: int = 100_000             # max student parameters (torchinfo count)
-    minutes: float = 0.0              # > 0: a wall-clock budget for the whole run (cache, search, final, export):
-                                      # the plan logged at the start says whether this CPU can hold it, and the
-                                      # final stage gets what the earlier stages left (within final.minutes)
+    budget: int = 100_000  # max student parameters (torchinfo count)
+    minutes: float = 0.0  # > 0: a wall-clock budget for the whole run (cache, search, final, export):
+    # the plan logged at the start says whether this CPU can hold it, and the
+    # final stage gets what the earlier stages left (within final.minutes)
 
     def __post_init__(self):
         _check(bool(self.name) and "/" not in self.name, "name must be a non-empty string without '/'")
@@ -348,8 +366,10 @@ class SweepConfig:
             if key not in train_keys:
                 raise ValueError(f"search_space.{key}: not a train key; allowed: {sorted(train_keys)}")
             if len(dom) != 1 or next(iter(dom)) not in DOMAINS:
-                raise ValueError(f"search_space.{key}: write exactly one of {list(DOMAINS)}, e.g. "
-                                 f"{{choice: [a, b]}} or {{loguniform: [1e-3, 1e-1]}}; got {dom}")
+                raise ValueError(
+                    f"search_space.{key}: write exactly one of {list(DOMAINS)}, e.g. "
+                    f"{{choice: [a, b]}} or {{loguniform: [1e-3, 1e-1]}}; got {dom}"
+                )
             kind, vals = next(iter(dom.items()))
             if not isinstance(vals, list) or not vals:
                 raise ValueError(f"search_space.{key}.{kind}: expected a non-empty list")
@@ -367,22 +387,29 @@ class SweepConfig:
                     raise ValueError(f"search_space.{key}: value {v!r} is invalid: {e}") from None
 
         if self.sweep.grace_period != "auto" and self.sweep.grace_period > self.train.epochs:
-            raise ValueError(f"sweep.grace_period ({self.sweep.grace_period}) exceeds train.epochs "
-                             f"({self.train.epochs}): ASHA could never stop a trial; "
-                             f"set sweep.grace_period <= {self.train.epochs}")
+            raise ValueError(
+                f"sweep.grace_period ({self.sweep.grace_period}) exceeds train.epochs "
+                f"({self.train.epochs}): ASHA could never stop a trial; "
+                f"set sweep.grace_period <= {self.train.epochs}"
+            )
         if self.sweep.grace_period == "auto":
-            self.grace()   # the recorded rule must be there: a missing one is said now, not after the cache
+            self.grace()  # the recorded rule must be there: a missing one is said now, not after the cache
         if self.sweep.searcher == "optuna":
             if self.trials:
-                raise ValueError("sweep.searcher optuna samples search_space; `trials:` is a fixed list that Optuna "
-                                 "cannot take: move its settings into search_space or use searcher: random")
+                raise ValueError(
+                    "sweep.searcher optuna samples search_space; `trials:` is a fixed list that Optuna "
+                    "cannot take: move its settings into search_space or use searcher: random"
+                )
             if not self.search_space:
-                raise ValueError("sweep.searcher optuna needs a search_space to sample; "
-                                 "add one or use searcher: random")
+                raise ValueError(
+                    "sweep.searcher optuna needs a search_space to sample; add one or use searcher: random"
+                )
             grids = [k for k, dom in self.search_space.items() if "grid" in dom]
             if grids:
-                raise ValueError(f"search_space.{grids[0]}: grid cannot be sampled by sweep.searcher optuna; write "
-                                 "it as choice, or use searcher: random")
+                raise ValueError(
+                    f"search_space.{grids[0]}: grid cannot be sampled by sweep.searcher optuna; write "
+                    "it as choice, or use searcher: random"
+                )
         for i, t in enumerate(self.trials):
             if not isinstance(t, dict):
                 raise ValueError(f"trials[{i}]: expected a mapping of train keys, e.g. {{student: seed_model_1}}")
@@ -395,10 +422,13 @@ class SweepConfig:
                 raise ValueError(f"trials[{i}]: {e}") from None
 
         from students import list_students
+
         unknown = [n for n in self.students() if n not in list_students()]
         if unknown:
-            raise ValueError(f"unknown student {unknown[0]!r}; registered students: {', '.join(list_students())} "
-                             "(`kdsweep students` lists them with their sizes)")
+            raise ValueError(
+                f"unknown student {unknown[0]!r}; registered students: {', '.join(list_students())} "
+                "(`kdsweep students` lists them with their sizes)"
+            )
 
     def grace(self) -> int:
         """ASHA's grace period in epochs: sweep.grace_period, or where it is auto the recorded rule applied to
@@ -406,6 +436,7 @@ class SweepConfig:
         if self.sweep.grace_period != "auto":
             return int(self.sweep.grace_period)
         from orchestrator.sweep.fidelity import auto_grace
+
         return auto_grace(self.train.epochs)[0]
 
     def _values(self, key: str, trials=None) -> set:
@@ -465,6 +496,8 @@ def shadowed_overrides(cfg: SweepConfig, keys) -> list[str]:
         if key in cfg.search_space:
             out.append(f"--set {k} has no effect: search_space draws {key}; override search_space.{key} instead")
         elif cfg.trials and all(key in t for t in cfg.trials):
-            out.append(f"--set {k} has no effect: every one of the config's trials sets {key}; override "
-                       f"trials instead (e.g. --set 'trials=[{{{key}: ...}}]')")
+            out.append(
+                f"--set {k} has no effect: every one of the config's trials sets {key}; override "
+                f"trials instead (e.g. --set 'trials=[{{{key}: ...}}]')"
+            )
     return out

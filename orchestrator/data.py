@@ -4,6 +4,7 @@ The sweep reads only the training split (`load_train`) and carves a seeded,
 stratified validation set out of it (`split_train_val`). The test split is read
 by `load_test`, which only export and `teacher eval` call.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -22,14 +23,13 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10_000),
 }
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # IDX: 0x0803 = ubyte 3-d, 0x0801 = ubyte 1-d
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 HOW_TO_GET = (
     "Get the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
     "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) one of two ways:\n"
     "  1. on Debian/Ubuntu: sudo apt-get install -y dataset-fashion-mnist  "
     "(installs them in /usr/share/datasets/fashion-mnist)\n"
-    "  2. with internet access: python -c \"import torchvision; "
+    '  2. with internet access: python -c "import torchvision; '
     "torchvision.datasets.FashionMNIST('data', download=True)\"  (writes ./data/FashionMNIST/raw)\n"
     "then pass --data-dir DIR or set KDSWEEP_DATA=DIR if they live elsewhere."
 )
@@ -64,8 +64,10 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = Tr
         for d in _candidates(Path(explicit).expanduser()):
             if _holds_files(d):
                 return d.resolve()
-        raise DataNotFoundError(f"Fashion-MNIST files not found in {explicit} (named by --data-dir/"
-                                f"KDSWEEP_DATA/data.data_dir).\n{HOW_TO_GET}")
+        raise DataNotFoundError(
+            f"Fashion-MNIST files not found in {explicit} (named by --data-dir/"
+            f"KDSWEEP_DATA/data.data_dir).\n{HOW_TO_GET}"
+        )
     searched = [*_candidates(Path("data")), SYSTEM_DIR]
     for d in searched:
         if _holds_files(d):
@@ -73,14 +75,16 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = Tr
     if download:
         try:
             import torchvision
+
             torchvision.datasets.FashionMNIST("data", train=True, download=True)
             torchvision.datasets.FashionMNIST("data", train=False, download=True)
             if _holds_files(Path("data/FashionMNIST/raw")):
                 return Path("data/FashionMNIST/raw").resolve()
         except Exception as e:  # no network, no torchvision: fall through to the error
             searched.append(Path(f"torchvision download into ./data (failed: {type(e).__name__}: {e})"))
-    raise DataNotFoundError("Fashion-MNIST files not found. Searched:\n"
-                            + "".join(f"  - {p}\n" for p in searched) + HOW_TO_GET)
+    raise DataNotFoundError(
+        "Fashion-MNIST files not found. Searched:\n" + "".join(f"  - {p}\n" for p in searched) + HOW_TO_GET
+    )
 
 
 def _open_idx(path: Path) -> bytes:
@@ -100,7 +104,7 @@ def _parse_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
 def _parse_bytes(raw: bytes, path, magic: int, ndim: int) -> np.ndarray:
     if len(raw) < 4 + 4 * ndim or struct.unpack(">I", raw[:4])[0] != magic:
         raise DataFormatError(f"{path}: not an IDX file with magic {magic}; is it the right file?")
-    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     body = np.frombuffer(bytearray(raw), dtype=np.uint8, offset=4 + 4 * ndim)  # writable copy
     if body.size != int(np.prod(dims)):
         raise DataFormatError(f"{path}: header says {dims} but holds {body.size} bytes; the file is truncated.")
@@ -128,8 +132,10 @@ def _load(split: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
     images = _parse_idx(d / img_name, IMAGE_MAGIC, 3)
     labels = _parse_idx(d / lbl_name, LABEL_MAGIC, 1)
     if images.shape != (n, 28, 28) or labels.shape != (n,):
-        raise DataFormatError(f"{d}: {split} split has images {images.shape} and labels {labels.shape}; "
-                              f"expected ({n}, 28, 28) and ({n},).")
+        raise DataFormatError(
+            f"{d}: {split} split has images {images.shape} and labels {labels.shape}; "
+            f"expected ({n}, 28, 28) and ({n},)."
+        )
     if labels.max() > 9:
         raise DataFormatError(f"{d / lbl_name}: labels outside 0..9")
     return images, labels.astype(np.int64)
@@ -172,14 +178,16 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
 @dataclass(frozen=True)
 class Split:
     """In-memory train/validation arrays: x uint8 (N, 28, 28), y int64 (N,)."""
+
     train_x: np.ndarray
     train_y: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
 
 
-def load_split(data_dir=None, val_size: int = 5000, seed: int = 0,
-               train_limit: int | None = None, val_limit: int | None = None) -> Split:
+def load_split(
+    data_dir=None, val_size: int = 5000, seed: int = 0, train_limit: int | None = None, val_limit: int | None = None
+) -> Split:
     """The training split cut into train/validation; limits keep the first N of each (small runs)."""
     x, y = load_train(data_dir)
     tr, va = stratified_split(y, val_size, seed)

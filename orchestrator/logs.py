@@ -2,6 +2,7 @@
 `orchestrator` (its plan, stages, progress and results at INFO). `setup()` prints them on stdout, one line
 each, as the command line and the Ray workers that report progress want them; a program that imports
 kdsweep configures logging as it likes instead."""
+
 from __future__ import annotations
 
 import logging

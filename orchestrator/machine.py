@@ -1,4 +1,5 @@
 """Which machine a figure was measured on, in one line that every result file carries."""
+
 from __future__ import annotations
 
 import os
@@ -28,5 +29,7 @@ def machine() -> str:
     if isa := os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA"):
         limits.append(f"oneDNN limited to {isa}")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{os.cpu_count()} CPU cores ({cpu}{where}; {' '.join(shown)}; {', '.join(limits)}), "
-            f"{torch.get_num_threads()} torch threads, {gpu}, torch {torch.__version__}")
+    return (
+        f"{os.cpu_count()} CPU cores ({cpu}{where}; {' '.join(shown)}; {', '.join(limits)}), "
+        f"{torch.get_num_threads()} torch threads, {gpu}, torch {torch.__version__}"
+    )

@@ -1,5 +1,6 @@
 """`kdsweep sweep` as a script, for a cluster head: `ray submit cluster.yaml orchestrator/submit.py -- --config
 configs/full.yaml --address auto` (ray submit runs a file, not a console script)."""
+
 import sys
 from pathlib import Path
 

@@ -4,6 +4,7 @@ every Conv2d, BatchNorm2d and Linear layer, which the checkpoint stores beside t
 
     create_student("pruned", base="res3", base_kwargs={"widths": [24, 48, 96]}, shapes=layer_shapes(m))
 """
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -39,8 +40,10 @@ def reshape(model: nn.Module, shapes: dict[str, list[int]]) -> nn.Module:
     known = dict(model.named_modules())
     for name, shape in shapes.items():
         if name not in known or not isinstance(known[name], (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
-            raise ValueError(f"pruned student: the base has no prunable layer {name!r}; the checkpoint belongs to "
-                             "another base student")
+            raise ValueError(
+                f"pruned student: the base has no prunable layer {name!r}; the checkpoint belongs to "
+                "another base student"
+            )
         parent, _, leaf = name.rpartition(".")
         setattr(known[parent] if parent else model, leaf, _resized(known[name], list(shape)))
     return model

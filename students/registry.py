@@ -3,6 +3,7 @@
 A registered name is a family plus fixed kwargs (a variant); `create_student`
 passes extra kwargs through to the factory, which rejects unknown ones.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,12 +17,14 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 def register_student(name: str | None = None, **variant_kwargs):
     """Decorator: register `fn` under `name` (default fn.__name__) with fixed `variant_kwargs`."""
+
     def deco(fn):
         key = name or fn.__name__
         if key in _REGISTRY:
             raise ValueError(f"student {key!r} is already registered; pick another name")
         _REGISTRY[key] = functools.partial(fn, **variant_kwargs) if variant_kwargs else fn
         return fn
+
     return deco
 
 
@@ -47,13 +50,16 @@ def rebuild(state: dict) -> nn.Module:
 def count_params(model: nn.Module) -> int:
     """torchinfo's total parameter count (what the 100k budget is measured in)."""
     import torchinfo
+
     return torchinfo.summary(model, input_size=(1, model.in_chans, 28, 28), verbose=0, device="cpu").total_params
 
 
 def fit_to_budget(name: str, budget: int = BUDGET, key: str = "width", lo: int = 4, hi: int = 512, **kwargs) -> int:
     """The largest integer `key` (e.g. width) for which student `name` stays within `budget` parameters."""
+
     def params(v):
         return count_params(create_student(name, **{key: v}, **kwargs))
+
     if params(lo) > budget:
         raise ValueError(f"{name} exceeds {budget} parameters even with {key}={lo}")
     while lo < hi:  # invariant: params(lo) <= budget

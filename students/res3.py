@@ -10,6 +10,7 @@ Stem 3x3 conv at 28x28, then three stages (28 -> 14 -> 7) of basic blocks
 `conv3x3-BN-ReLU-conv3x3-BN + shortcut` (1x1 conv + BN shortcut where the shape changes),
 global average pooling and one linear layer. 1-channel input.
 """
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -22,10 +23,17 @@ class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
-        self.shortcut = (nn.Identity() if stride == 1 and cin == cout else
-                         nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -33,8 +41,13 @@ class BasicBlock(nn.Module):
 
 
 class Res3(StagedNet):
-    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), depths: tuple[int, int, int] = (1, 1, 1),
-                 dropout: float = 0.0, strides: tuple[int, int, int] = (1, 2, 2)):
+    def __init__(
+        self,
+        widths: tuple[int, int, int] = (16, 32, 64),
+        depths: tuple[int, int, int] = (1, 1, 1),
+        dropout: float = 0.0,
+        strides: tuple[int, int, int] = (1, 2, 2),
+    ):
         super().__init__(BasicBlock, widths, depths, dropout, strides)
 
 
@@ -47,10 +60,10 @@ def res3(width: int = 16, depths=(1, 1, 1), widths=None, dropout: float = 0.0, s
 
 
 # Variants fitted to the 100k budget (`kdsweep students` prints their counts and training speed).
-register_student("res3_w16_d111", width=16, depths=(1, 1, 1))(res3)                  # 77,754 params (ResNet-8 shape)
+register_student("res3_w16_d111", width=16, depths=(1, 1, 1))(res3)  # 77,754 params (ResNet-8 shape)
 # 96,906 params: the last stage wider (parameters are cheap at 7x7)
 register_student("res3_w16_32_76_d111", widths=(16, 32, 76), depths=(1, 1, 1))(res3)
-register_student("res3_w12_d222", width=12, depths=(2, 2, 2))(res3)                  # 98,782 params (ResNet-14 shape)
+register_student("res3_w12_d222", width=12, depths=(2, 2, 2))(res3)  # 98,782 params (ResNet-14 shape)
 # The same 96,906 weights run at a higher resolution (no parameters; 1.8x / 2.6x slower per training image):
 register_student("res3_w16_32_76_s121", widths=(16, 32, 76), strides=(1, 2, 1))(res3)  # stages at 28, 14, 14
 register_student("res3_w16_32_76_s112", widths=(16, 32, 76), strides=(1, 1, 2))(res3)  # stages at 28, 28, 14

@@ -1,4 +1,5 @@
 """Shared fixtures: small real data, a tiny teacher made here, one local Ray for the Ray tests."""
+
 from __future__ import annotations
 
 import logging
@@ -31,6 +32,7 @@ def said():
 @pytest.fixture(scope="session")
 def small_split():
     from orchestrator.data import load_split
+
     return load_split(val_size=5000, seed=0, train_limit=384, val_limit=200)
 
 
@@ -39,17 +41,22 @@ def tiny_teacher(tmp_path_factory) -> Path:
     """A resnet10 trained for one epoch on 384 images, saved like a release (fp16 + JSON sidecar)."""
     from orchestrator.config import TeacherTrainConfig, from_dict
     from orchestrator.teacher.train import train_local
+
     d = tmp_path_factory.mktemp("teacher")
-    cfg = from_dict(TeacherTrainConfig, dict(arch="resnet10", data=dict(train_limit=384, val_limit=200),
-                                             optim=dict(epochs=1, batch_size=64, lr=0.05)))
+    cfg = from_dict(
+        TeacherTrainConfig,
+        dict(arch="resnet10", data=dict(train_limit=384, val_limit=200), optim=dict(epochs=1, batch_size=64, lr=0.05)),
+    )
     return train_local(cfg, d / "run", d / "tiny.pt")
 
 
 def start_local_ray():
     import ray
+
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}
+    )
     return ray
 
 
@@ -57,6 +64,7 @@ def start_local_ray():
 def ray_local():
     """One local Ray for every test that needs it (starting Ray costs seconds)."""
     import ray
+
     if not ray.is_initialized():
         start_local_ray()
     yield ray

@@ -1,5 +1,6 @@
 """Several Ray nodes on this machine (ray.cluster_utils.Cluster, loopback only): the teacher cache built by
 actors on every node, a sweep spread over two worker nodes, and a worker node lost mid-trial."""
+
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ def cluster():
     """A head without CPUs (the driver's node, as on a real cluster) and two 1-CPU worker nodes."""
     import ray
     from ray.cluster_utils import Cluster
+
     was_up = ray.is_initialized()
     if was_up:  # another test's local Ray: this test needs its own cluster
         ray.shutdown()
@@ -31,6 +33,7 @@ def cluster():
     c.shutdown()
     if was_up:
         from conftest import start_local_ray
+
         start_local_ray()
 
 
@@ -39,48 +42,65 @@ def test_cache_on_the_cluster_equals_the_local_build(said, cluster, tiny_teacher
     from orchestrator.teacher.cache_ray import ray_runner
     from orchestrator.teacher.model import load_teacher
     from trainables.augment import ViewSpec
-    monkeypatch.setattr(cache, "CHUNK_IMAGES", 64)        # 384 images -> 6 chunks for 2 actors
+
+    monkeypatch.setattr(cache, "CHUNK_IMAGES", 64)  # 384 images -> 6 chunks for 2 actors
     model, info = load_teacher(tiny_teacher)
     spec, x, y = ViewSpec(1, True), small_split.train_x, small_split.train_y
     local, n_local, _ = cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "a")
     said.clear()
     runner = ray_runner(model, info.arch, info.preprocess.channels, x, spec, info.preprocess, 256)
 
-    def dies_after_two(missing):                               # a build interrupted after 2 chunks...
+    def dies_after_two(missing):  # a build interrupted after 2 chunks...
         for i, item in enumerate(runner(missing)):
             if i == 2:
                 raise KeyboardInterrupt
             yield item
 
     with pytest.raises(KeyboardInterrupt):
-        cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b",
-                             runner=dies_after_two)
-    remote, n_remote, _ = cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b",
-                                               runner=runner)
-    assert n_remote == (384 - 2 * 64) * 18 and n_local == 384 * 18       # ...resumes with the 4 missing chunks
+        cache.teacher_logits(model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b", runner=dies_after_two)
+    remote, n_remote, _ = cache.teacher_logits(
+        model, info.sha256, info.preprocess, x, y, spec, tmp_path / "b", runner=runner
+    )
+    assert n_remote == (384 - 2 * 64) * 18 and n_local == 384 * 18  # ...resumes with the 4 missing chunks
     assert any("on 2 Ray actors" in s for s in said)
     assert remote.dtype == np.float16 and remote.shape == local.shape
     ulp = np.spacing(np.abs(local).astype(np.float16)).astype(np.float32)
-    assert (np.abs(remote.astype(np.float32) - local.astype(np.float32)) <= ulp).all()   # fp16 rounding at most
+    assert (np.abs(remote.astype(np.float32) - local.astype(np.float32)) <= ulp).all()  # fp16 rounding at most
     # teacher.precision bf16 reaches the actors: their chunks are the driver's bf16 forwards, not fp32 ones
     from orchestrator.teacher.model import in_precision
+
     few, fy = x[:64], y[:64]
-    bf16_local, _, _ = cache.teacher_logits(in_precision(model, "bf16"), "k", info.preprocess, few, fy, spec,
-                                            tmp_path / "c")
-    remote_bf16 = ray_runner(model, info.arch, info.preprocess.channels, few, spec, info.preprocess, 256,
-                             precision="bf16")
-    bf16_remote, _, _ = cache.teacher_logits(model, "k", info.preprocess, few, fy, spec, tmp_path / "d",
-                                             runner=remote_bf16)
+    bf16_local, _, _ = cache.teacher_logits(
+        in_precision(model, "bf16"), "k", info.preprocess, few, fy, spec, tmp_path / "c"
+    )
+    remote_bf16 = ray_runner(
+        model, info.arch, info.preprocess.channels, few, spec, info.preprocess, 256, precision="bf16"
+    )
+    bf16_remote, _, _ = cache.teacher_logits(
+        model, "k", info.preprocess, few, fy, spec, tmp_path / "d", runner=remote_bf16
+    )
     assert np.abs(bf16_remote.astype(np.float32) - bf16_local.astype(np.float32)).max() <= 2 * ulp.max()
     assert not np.array_equal(bf16_remote, local[:64])
 
 
 def _sweep_cfg(tmp_path, name, **over):
-    return load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "name": name, "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
-        "teacher.mode": "clean", "teacher.build": "cluster", "data.train_limit": 512, "data.val_limit": 128,
-        "search_space": {}, "train.student": "resdw_w24_d111", "sweep.max_concurrent_trials": 2,
-        "sweep.max_failures": 2, **over})
+    return load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": name,
+            "sweep.storage": str(tmp_path / "runs"),
+            "teacher.cache_dir": str(tmp_path / "cache"),
+            "teacher.mode": "clean",
+            "teacher.build": "cluster",
+            "data.train_limit": 512,
+            "data.val_limit": 128,
+            "search_space": {},
+            "train.student": "resdw_w24_d111",
+            "sweep.max_concurrent_trials": 2,
+            "sweep.max_failures": 2,
+            **over,
+        },
+    )
 
 
 def test_sweep_on_two_nodes_and_a_lost_node(cluster, tiny_teacher, tmp_path):
@@ -88,9 +108,18 @@ def test_sweep_on_two_nodes_and_a_lost_node(cluster, tiny_teacher, tmp_path):
     second epoch: that trial resumes from its checkpoint on the other node and nothing finished is redone."""
     from orchestrator.release.export import export
     from orchestrator.sweep.driver import run_sweep
+
     c, workers = cluster
-    cfg = _sweep_cfg(tmp_path, "t_nodes", **{"train.epochs": 8, "sweep.grace_period": 8, "data.train_limit": 1024,
-                                             "trials": [{"lr": 0.05}, {"lr": 0.03}]})
+    cfg = _sweep_cfg(
+        tmp_path,
+        "t_nodes",
+        **{
+            "train.epochs": 8,
+            "sweep.grace_period": 8,
+            "data.train_limit": 1024,
+            "trials": [{"lr": 0.05}, {"lr": 0.03}],
+        },
+    )
     run_dir = tmp_path / "runs" / "t_nodes"
     removed = {}
 
@@ -116,12 +145,12 @@ def test_sweep_on_two_nodes_and_a_lost_node(cluster, tiny_teacher, tmp_path):
     assert len(table) == 2 and set(table["status"]) == {"finished"}
     lines = [json.loads(x) for x in (removed["trial"] / "result.json").read_text().splitlines()]
     nodes = list(dict.fromkeys(r["node"] for r in lines))
-    assert nodes[0] == removed["node"] and len(nodes) == 2           # moved to the surviving node
+    assert nodes[0] == removed["node"] and len(nodes) == 2  # moved to the surviving node
     epochs = [r["epoch"] for r in lines]
-    assert epochs[-1] == 8 and epochs.count(1) == 1 and epochs.count(2) == 1   # resumed, not restarted
+    assert epochs[-1] == 8 and epochs.count(1) == 1 and epochs.count(2) == 1  # resumed, not restarted
     other = next(p for p in run_dir.glob("*/result.json") if p.parent != removed["trial"])
     first_nodes = {json.loads(x)["node"] for x in other.read_text().splitlines()[:1]} | {removed["node"]}
-    assert len(first_nodes) == 2                                     # the two trials started on two nodes
+    assert len(first_nodes) == 2  # the two trials started on two nodes
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["cache"]["n_images"] == 1024 and meta["teacher_forwards"] == 1024
     m = export(run_dir, tmp_path / "out")
@@ -134,6 +163,7 @@ def gpu_cluster():
     resources: it hands out the ids and sets CUDA_VISIBLE_DEVICES, which is what packing is about)."""
     import ray
     from ray.cluster_utils import Cluster
+
     was_up = ray.is_initialized()
     if was_up:
         ray.shutdown()
@@ -146,6 +176,7 @@ def gpu_cluster():
     c.shutdown()
     if was_up:
         from conftest import start_local_ray
+
         start_local_ray()
 
 
@@ -153,25 +184,36 @@ def test_fractional_gpus_pack_trials_onto_each_gpu(gpu_cluster, tiny_teacher, tm
     """sweep.gpus_per_trial 0.5 on a node with 2 GPUs and 6 CPUs: the GPUs bind, not the CPUs: four of the
     six trials run at once, two on each GPU, each trial told which GPU is its own for its whole life."""
     from orchestrator.sweep.driver import run_sweep
-    cfg = _sweep_cfg(tmp_path, "t_gpus", **{"train.epochs": 3, "sweep.grace_period": 3, "data.train_limit": 512,
-                                            "teacher.build": "driver", "sweep.gpus_per_trial": 0.5,
-                                            "sweep.max_concurrent_trials": 6,
-                                            "trials": [{"lr": 0.01 * (i + 1)} for i in range(6)]})
+
+    cfg = _sweep_cfg(
+        tmp_path,
+        "t_gpus",
+        **{
+            "train.epochs": 3,
+            "sweep.grace_period": 3,
+            "data.train_limit": 512,
+            "teacher.build": "driver",
+            "sweep.gpus_per_trial": 0.5,
+            "sweep.max_concurrent_trials": 6,
+            "trials": [{"lr": 0.01 * (i + 1)} for i in range(6)],
+        },
+    )
     run_sweep(cfg, teacher_path=str(tiny_teacher))
     spans, gpus = [], []
     for rj in (tmp_path / "runs" / "t_gpus").glob("*/result.json"):
         lines = [json.loads(x) for x in rj.read_text().splitlines() if x.strip()]
         assert {r["gpus"] for r in lines} == {lines[0]["gpus"]} and lines[-1]["epoch"] == 3
-        assert {r["device"] for r in lines} == {"cpu"}                # no CUDA here: it falls back, and says so
+        assert {r["device"] for r in lines} == {"cpu"}  # no CUDA here: it falls back, and says so
         gpus.append(lines[0]["gpus"])
         spans.append((lines[0]["wall_start"], lines[-1]["wall"], lines[0]["gpus"]))
-    assert set(gpus) == {"0", "1"}                                   # both GPUs, one id per trial
-    for t, _, _ in spans:   # as each trial started: at most two on any one GPU (half a GPU each)
+    assert set(gpus) == {"0", "1"}  # both GPUs, one id per trial
+    for t, _, _ in spans:  # as each trial started: at most two on any one GPU (half a GPU each)
         on = [g for s, e, g in spans if s <= t < e]
         assert max(on.count("0"), on.count("1")) <= 2
     running = [sum(s <= t < e for s, e, _ in spans) for t, _, _ in spans]
-    assert max(running) == 4                                         # the GPUs bind: four at once of six
+    assert max(running) == 4  # the GPUs bind: four at once of six
     # gpus_per_trial auto (the shipped configs'): the six CPU slots share the two GPUs, three to each
     from orchestrator.sweep.driver import with_gpus
+
     auto = with_gpus(_sweep_cfg(tmp_path, "t_auto", **{"sweep.cpus_per_trial": 1}))
     assert auto.sweep.gpus_per_trial == 0.3333

@@ -36,8 +36,8 @@ def test_configs_hold_what_a_user_runs():
 def test_shipped_sweep_configs_load(name):
     cfg = load_sweep_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.students()
-    assert all((ROOT / m).is_file() for m in cfg.teacher.ensemble)   # its members ship with it
-    assert cfg.augment.shift == 2 or name == "smoke"   # the code's default (2) and the shipped configs agree
+    assert all((ROOT / m).is_file() for m in cfg.teacher.ensemble)  # its members ship with it
+    assert cfg.augment.shift == 2 or name == "smoke"  # the code's default (2) and the shipped configs agree
 
 
 @pytest.mark.parametrize("name", TEACHER_CONFIGS)
@@ -50,14 +50,16 @@ def test_a_config_builds_on_its_base(tmp_path):
     (tmp_path / "common").mkdir()
     (tmp_path / "common" / "base.yaml").write_text(
         "name: base\ntrain: {epochs: 75, lr: 0.1, erase: 0.5}\ntrials:\n  - {loss: kd}\n  - {loss: ce}\n"
-        "sweep: {max_concurrent_trials: 2, grace_period: 75}\n")
+        "sweep: {max_concurrent_trials: 2, grace_period: 75}\n"
+    )
     (tmp_path / "long.yaml").write_text(
-        "base: common/base.yaml\nname: long\ntrain: {epochs: 120}\ntrials: []\nsweep: {grace_period: 120}\n")
+        "base: common/base.yaml\nname: long\ntrain: {epochs: 120}\ntrials: []\nsweep: {grace_period: 120}\n"
+    )
     cfg = load_sweep_config(tmp_path / "long.yaml", {"train.lr": 0.2})
     assert cfg.name == "long" and cfg.train.epochs == 120 and cfg.sweep.grace_period == 120
-    assert cfg.train.erase == 0.5 and cfg.sweep.max_concurrent_trials == 2   # mappings merge key by key
-    assert cfg.train.lr == 0.2                                               # --set applies on top
-    assert list(cfg.trials) == []                                            # a list is replaced, not extended
+    assert cfg.train.erase == 0.5 and cfg.sweep.max_concurrent_trials == 2  # mappings merge key by key
+    assert cfg.train.lr == 0.2  # --set applies on top
+    assert list(cfg.trials) == []  # a list is replaced, not extended
     (tmp_path / "a.yaml").write_text("base: b.yaml\nname: a\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\nname: b\n")
     with pytest.raises(ConfigError, match="leads back to itself"):
@@ -67,21 +69,24 @@ def test_a_config_builds_on_its_base(tmp_path):
         load_sweep_config(tmp_path / "c.yaml")
 
 
-@pytest.mark.parametrize("raw, match", [
-    ({"name": "x", "trian": {}}, "unknown key trian"),
-    ({"name": "x", "train": {"lerning_rate": 0.1}}, "unknown key train.lerning_rate"),
-    ({"name": "x", "train": {"lr": "fast"}}, "train.lr: expected float"),
-    ({"name": "x", "train": {"epochs": 0}}, "epochs must be >= 1"),
-    ({"name": "x", "train": {"loss": "kdd"}}, "train.loss: 'kdd' is not allowed"),
-    ({"name": "x", "search_space": {"lr": {"loguniform": [0, 1]}}}, "bounds must be > 0"),
-    ({"name": "x", "search_space": {"lr": {"between": [0, 1]}}}, "write exactly one of"),
-    ({"name": "x", "search_space": {"colour": {"choice": [1]}}}, "not a train key"),
-    ({"name": "x", "search_space": {"loss": {"grid": ["kd", "hinton"]}}}, "value 'hinton' is invalid"),
-    ({"name": "x", "sweep": {"reduction_factor": 1}}, "reduction_factor must be >= 2"),
-    ({"name": "x", "sweep": {"gpus_per_trial": "all"}}, "sweep.gpus_per_trial: 'all' matches none of"),
-    ({"name": "x", "sweep": {"gpus_per_trial": -1}}, "gpus_per_trial must be >= 0 or auto"),
-    ({"train": {}}, "missing key name"),
-])
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        ({"name": "x", "trian": {}}, "unknown key trian"),
+        ({"name": "x", "train": {"lerning_rate": 0.1}}, "unknown key train.lerning_rate"),
+        ({"name": "x", "train": {"lr": "fast"}}, "train.lr: expected float"),
+        ({"name": "x", "train": {"epochs": 0}}, "epochs must be >= 1"),
+        ({"name": "x", "train": {"loss": "kdd"}}, "train.loss: 'kdd' is not allowed"),
+        ({"name": "x", "search_space": {"lr": {"loguniform": [0, 1]}}}, "bounds must be > 0"),
+        ({"name": "x", "search_space": {"lr": {"between": [0, 1]}}}, "write exactly one of"),
+        ({"name": "x", "search_space": {"colour": {"choice": [1]}}}, "not a train key"),
+        ({"name": "x", "search_space": {"loss": {"grid": ["kd", "hinton"]}}}, "value 'hinton' is invalid"),
+        ({"name": "x", "sweep": {"reduction_factor": 1}}, "reduction_factor must be >= 2"),
+        ({"name": "x", "sweep": {"gpus_per_trial": "all"}}, "sweep.gpus_per_trial: 'all' matches none of"),
+        ({"name": "x", "sweep": {"gpus_per_trial": -1}}, "gpus_per_trial must be >= 0 or auto"),
+        ({"train": {}}, "missing key name"),
+    ],
+)
 def test_bad_configs_name_the_key(raw, match):
     with pytest.raises(ConfigError, match=match):
         from_dict(SweepConfig, raw)
@@ -101,6 +106,7 @@ def test_run_dir_refuses_another_config(tmp_path, uri):
     import dataclasses
 
     from orchestrator.run.rundir import Run
+
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
     teacher = dict(path="/t.pt", sha256="ab")
     run = Run(f"file://{tmp_path}/r" if uri else str(tmp_path / "r"))
@@ -125,6 +131,7 @@ def test_a_run_on_shared_storage_reads_writes_and_fetches_its_records(tmp_path):
 
     from orchestrator.run.layout import CKPT_FILE, META_FILE, RESULTS_FILE
     from orchestrator.run.rundir import Run
+
     run = Run(f"file://{tmp_path}/store/r1")
     assert not run.finished and run.read_json(META_FILE) == {} and run.final_base == {}
     run.write_final_base({"epochs": 7})
@@ -138,29 +145,32 @@ def test_a_run_on_shared_storage_reads_writes_and_fetches_its_records(tmp_path):
     assert "t0/result.json" in run.listing() and "t0/result.json" not in run.listing(depth=1)
     local = run.fetch(tmp_path / "copy")
     assert (local / RESULTS_FILE).is_file() and (local / "t0" / "result.json").is_file()
-    assert not (local / "t0" / "checkpoint_000001").exists()               # records only, unless asked
+    assert not (local / "t0" / "checkpoint_000001").exists()  # records only, unless asked
     (local / "t9").mkdir()
-    (local / "t9" / "result.json").write_text("{}")                         # left by an earlier run of r1
-    assert not (run.fetch(tmp_path / "copy") / "t9" / "result.json").exists()   # the copy mirrors the store
+    (local / "t9" / "result.json").write_text("{}")  # left by an earlier run of r1
+    assert not (run.fetch(tmp_path / "copy") / "t9" / "result.json").exists()  # the copy mirrors the store
     copy2 = run.fetch(tmp_path / "copy2", checkpoints=True)
     assert (copy2 / "t0" / "checkpoint_000001" / CKPT_FILE).read_bytes() == b"w"
-    assert not list((tmp_path / "store" / "r1").glob(".*tmp*"))           # nothing half-written left behind
+    assert not list((tmp_path / "store" / "r1").glob(".*tmp*"))  # nothing half-written left behind
     run.remove()
     assert not (tmp_path / "store" / "r1").exists() and not run.exists("")
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"sweep.grace_period": 99}, r"sweep.grace_period \(99\) exceeds train.epochs"),
-    ({"trials": [{"student": "resnet_huge"}]}, r"unknown student 'resnet_huge'; registered students: .*res3"),
-    ({"search_space": {"student": {"choice": ["seed_model_1", "nope"]}}}, "unknown student 'nope'"),
-    ({"final.seeds": 0}, "seeds must be >= 1"),
-    ({"final.top": 0}, "top must be >= 1"),
-    ({"final.minutes": -1}, "minutes must be >= 0"),
-    ({"final.epochs": 0, "final.minutes": 25}, r"minutes needs final.epochs > 0 \(the cap"),
-    ({"train.erase": 1.5}, "erase must be a probability"),
-    ({"train.ema": 1.0}, r"ema must be in \[0, 1\)"),
-    ({"train.kd_warmup": 50}, "kd_warmup must be in 0..epochs"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"sweep.grace_period": 99}, r"sweep.grace_period \(99\) exceeds train.epochs"),
+        ({"trials": [{"student": "resnet_huge"}]}, r"unknown student 'resnet_huge'; registered students: .*res3"),
+        ({"search_space": {"student": {"choice": ["seed_model_1", "nope"]}}}, "unknown student 'nope'"),
+        ({"final.seeds": 0}, "seeds must be >= 1"),
+        ({"final.top": 0}, "top must be >= 1"),
+        ({"final.minutes": -1}, "minutes must be >= 0"),
+        ({"final.epochs": 0, "final.minutes": 25}, r"minutes needs final.epochs > 0 \(the cap"),
+        ({"train.erase": 1.5}, "erase must be a probability"),
+        ({"train.ema": 1.0}, r"ema must be in \[0, 1\)"),
+        ({"train.kd_warmup": 50}, "kd_warmup must be in 0..epochs"),
+    ],
+)
 def test_configs_that_cannot_work_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_sweep_config(ROOT / "configs" / "sweep.yaml", overrides)
@@ -169,9 +179,10 @@ def test_configs_that_cannot_work_are_refused(overrides, message):
 def test_cli_diagnoses_in_one_line(tmp_path, capsys):
     """Bad inputs end with exit status 2 and one line that says what to do, never a traceback."""
     from orchestrator.cli import main
+
     assert main(["export", "--run", str(tmp_path)]) == 2
     assert "not a kdsweep run directory" in capsys.readouterr().err
-    (tmp_path / "kdsweep_config.json").write_text("{}")         # a run that has no checkpoint yet
+    (tmp_path / "kdsweep_config.json").write_text("{}")  # a run that has no checkpoint yet
     assert main(["export", "--run", str(tmp_path)]) == 2
     assert "no checkpoint.pt under" in capsys.readouterr().err
     (tmp_path / "kdsweep_config.json").unlink()
@@ -179,12 +190,14 @@ def test_cli_diagnoses_in_one_line(tmp_path, capsys):
     assert "not a kdsweep run directory" in capsys.readouterr().err
     assert main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"), "--set", "trials=[{student: nope}]"]) == 2
     assert "unknown student 'nope'" in capsys.readouterr().err
-    assert main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"),
-                 "--teacher", str(tmp_path / "missing.pt")]) == 2
+    assert (
+        main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"), "--teacher", str(tmp_path / "missing.pt")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "teacher checkpoint" in err and "not found" in err and "Traceback" not in err
     assert main(["predict", "--model", str(tmp_path / "none.pt2"), str(tmp_path / "x.png")]) == 2
-    (tmp_path / "shirt.png").write_text("not an image")   # both wrong: the model, written first, is said
+    (tmp_path / "shirt.png").write_text("not an image")  # both wrong: the model, written first, is said
     assert main(["predict", "--model", str(tmp_path / "none.onnx"), str(tmp_path / "shirt.png")]) == 2
     err = capsys.readouterr().err
     assert "--model" in err and "none.onnx: no such model" in err and "shirt.png" not in err
@@ -192,12 +205,22 @@ def test_cli_diagnoses_in_one_line(tmp_path, capsys):
 
 def test_an_override_no_trial_sees_is_said(capsys):
     from orchestrator.cli import _load_sweep_config, build_parser
-    a = build_parser().parse_args(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"),
-                                   "--set", "train.loss=dkd", "--set", "train.epochs=3"])
+
+    a = build_parser().parse_args(
+        [
+            "sweep",
+            "--config",
+            str(ROOT / "configs" / "sweep.yaml"),
+            "--set",
+            "train.loss=dkd",
+            "--set",
+            "train.epochs=3",
+        ]
+    )
     cfg = _load_sweep_config(a)
     err = capsys.readouterr().err
     assert cfg.train.loss == "dkd" and "--set train.loss has no effect: every one of the config's trials" in err
-    assert "train.epochs" not in err                                    # the trials do not set it: it applies
+    assert "train.epochs" not in err  # the trials do not set it: it applies
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
@@ -207,6 +230,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 
     def buggy(a):
         raise ValueError("an internal invariant broke")
+
     parser = cli.build_parser()
     parser._subparsers._group_actions[0].choices["results"].set_defaults(func=buggy)
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
@@ -215,6 +239,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     from orchestrator.config import ConfigError
     from orchestrator.release.predict import NotAnImageError
     from orchestrator.sweep.prepare import BudgetError
+
     assert all(issubclass(e, UserError) for e in (ConfigError, NotAnImageError, BudgetError))
 
 
@@ -230,7 +255,7 @@ def test_interrupted_sweep_is_not_finished():
     _check_complete(Grid(3, 1, 4), "x", "runs/x")
     with pytest.raises(Interrupted, match="run the same command again"):
         _check_complete(Grid(2, 1, 4), "x", "runs/x")
-    with pytest.raises(Interrupted):   # stopped before the searcher had made all its trials
+    with pytest.raises(Interrupted):  # stopped before the searcher had made all its trials
         _check_complete(Grid(2, 0, 2), "x", "runs/x", expected=6)
 
 
@@ -240,14 +265,15 @@ def test_claims_of_an_older_schema_still_match(tmp_path):
 
     from orchestrator.run.layout import CONFIG_FILE
     from orchestrator.run.rundir import Run
+
     cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml")
     old = _json.loads(_json.dumps(to_dict(cfg), default=str))
     for key in ("prune_from", "prune_importance", "prune_steps", "prune_to", "ema", "erase"):
-        old["train"].pop(key)                                   # what an older kdsweep wrote
+        old["train"].pop(key)  # what an older kdsweep wrote
     (tmp_path / CONFIG_FILE).write_text(_json.dumps(old))
     (tmp_path / "t0").mkdir()
     (tmp_path / "t0" / "result.json").write_text("{}\n")
-    Run(str(tmp_path)).claim(cfg, dict(path="/t.pt", sha256="ab"))    # accepted
+    Run(str(tmp_path)).claim(cfg, dict(path="/t.pt", sha256="ab"))  # accepted
     old["train"]["epochs"] = 77
     (tmp_path / CONFIG_FILE).write_text(_json.dumps(old))
     with pytest.raises(ValueError, match="differs in train"):
@@ -256,13 +282,14 @@ def test_claims_of_an_older_schema_still_match(tmp_path):
 
 def test_final_epochs_fit_the_budget_at_the_searchs_speed():
     from orchestrator.sweep.driver import fit_final_epochs
+
     # two finalists side by side on two slots: an epoch of the stage takes the slower one's 40 s
-    assert fit_final_epochs(40, 25, [35.0, 40.0], seeds=1, slots=2) == 37      # 1500 s // 40 s
-    assert fit_final_epochs(40, 60, [35.0, 40.0], seeds=1, slots=2) == 40      # the cap binds
+    assert fit_final_epochs(40, 25, [35.0, 40.0], seeds=1, slots=2) == 37  # 1500 s // 40 s
+    assert fit_final_epochs(40, 60, [35.0, 40.0], seeds=1, slots=2) == 40  # the cap binds
     # four trials (2 finalists x 2 seeds) queue on two slots: (35 + 40) * 2 / 2 = 75 s an epoch of the stage
     assert fit_final_epochs(40, 25, [35.0, 40.0], seeds=2, slots=2) == 20
-    assert fit_final_epochs(40, 0.01, [35.0], seeds=1, slots=1) == 1           # never less than one epoch
-    assert fit_final_epochs(40, 0.01, [35.0], seeds=1, slots=1, floor=12) == 12   # nor than final.min_epochs
+    assert fit_final_epochs(40, 0.01, [35.0], seeds=1, slots=1) == 1  # never less than one epoch
+    assert fit_final_epochs(40, 0.01, [35.0], seeds=1, slots=1, floor=12) == 12  # nor than final.min_epochs
 
 
 def test_search_seconds_per_epoch_are_each_finalists_own():
@@ -272,14 +299,21 @@ def test_search_seconds_per_epoch_are_each_finalists_own():
 
     from orchestrator.sweep.driver import search_seconds_per_epoch
     from trainables.config import TrainConfig
+
     base = to_dict(load_sweep_config(ROOT / "configs" / "sweep.yaml").train)
-    def trial(variant, elapsed):   # a search trial's history: elapsed_s after each epoch
+
+    def trial(variant, elapsed):  # a search trial's history: elapsed_s after each epoch
         df = pd.DataFrame({"epoch": range(1, len(elapsed) + 1), "elapsed_s": elapsed, "val_acc": 0.5})
         return SimpleNamespace(metrics_dataframe=df, config={"_variant": variant})
-    results = [trial({"loss": "kd"}, [30.0, 62.0]), trial({"loss": "kd"}, [34.0, 70.0, 102.0, 140.0]),
-               trial({"loss": "dkd"}, [40.0, 84.0]), trial({"loss": "ce"}, [10.0])]
+
+    results = [
+        trial({"loss": "kd"}, [30.0, 62.0]),
+        trial({"loss": "kd"}, [34.0, 70.0, 102.0, 140.0]),
+        trial({"loss": "dkd"}, [40.0, 84.0]),
+        trial({"loss": "ce"}, [10.0]),
+    ]
     finalists = [TrainConfig(**{**base, "loss": loss, "epochs": 40}) for loss in ("dkd", "kd")]
-    assert search_seconds_per_epoch(results, base, finalists) == [42.0, 33.0]   # kd: the median of 31 and 35
+    assert search_seconds_per_epoch(results, base, finalists) == [42.0, 33.0]  # kd: the median of 31 and 35
     with pytest.raises(RuntimeError, match="no timed epoch of finalist .* lskd"):
         search_seconds_per_epoch(results, base, [TrainConfig(**{**base, "loss": "lskd", "epochs": 40})])
 
@@ -292,10 +326,15 @@ def test_a_reference_control_is_never_a_finalist():
     import pandas as pd
 
     from orchestrator.sweep.driver import best_trial_configs
+
     base = to_dict(load_sweep_config(ROOT / "configs" / "sweep.yaml").train)
+
     def trial(loss, acc):
-        return SimpleNamespace(metrics_dataframe=pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, acc]}),
-                               config={"_variant": {"loss": loss}})
+        return SimpleNamespace(
+            metrics_dataframe=pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, acc]}),
+            config={"_variant": {"loss": loss}},
+        )
+
     results = [trial("kd", 0.888), trial("ce", 0.890)]
     assert [c.loss for c in best_trial_configs(results, base, 1)] == ["ce"]
     assert [c.loss for c in best_trial_configs(results, base, 1, control=False)] == ["kd"]
@@ -307,10 +346,11 @@ def test_gpus_auto_packs_the_cpu_slots_onto_the_gpus():
     """sweep.gpus_per_trial auto: nothing without GPUs; with them, each trial the CPUs can run at once gets
     an equal share, several to a GPU, never more than one GPU; a number is kept as it is."""
     from orchestrator.sweep.driver import gpu_share
+
     assert gpu_share({"CPU": 2}, 1) == 0.0
-    assert gpu_share({"CPU": 16, "GPU": 1}, 1) == 0.0625          # 16 trials on the one GPU
-    assert gpu_share({"CPU": 16, "GPU": 2}, 2) == 0.25            # 8 slots, 4 to each GPU
-    assert gpu_share({"CPU": 6, "GPU": 2}, 1) == 0.3333           # Ray's resolution, rounded down
+    assert gpu_share({"CPU": 16, "GPU": 1}, 1) == 0.0625  # 16 trials on the one GPU
+    assert gpu_share({"CPU": 16, "GPU": 2}, 2) == 0.25  # 8 slots, 4 to each GPU
+    assert gpu_share({"CPU": 6, "GPU": 2}, 1) == 0.3333  # Ray's resolution, rounded down
     assert gpu_share({"CPU": 2, "GPU": 4}, 1) == 1.0
     assert load_sweep_config(ROOT / "configs" / "sweep.yaml").sweep.gpus_per_trial == "auto"
     assert load_sweep_config(ROOT / "configs" / "smoke.yaml", {"sweep.gpus_per_trial": 0.5}).sweep.gpus_per_trial == 0.5

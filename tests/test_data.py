@@ -22,7 +22,7 @@ def test_split_deterministic_stratified_disjoint():
     assert len(va) == 5000 and len(tr) == 55_000
     assert not set(tr) & set(va)
     assert set(tr) | set(va) == set(range(60_000))
-    assert np.bincount(y[va], minlength=10).tolist() == [500] * 10   # every class keeps its 10% share
+    assert np.bincount(y[va], minlength=10).tolist() == [500] * 10  # every class keeps its 10% share
     _, va3 = stratified_split(y, 5000, seed=1)
     assert not np.array_equal(np.sort(va), np.sort(va3))
 
@@ -66,8 +66,12 @@ def _write_idx(path, magic, dims, payload):
 
 def test_bad_magic_and_truncation(tmp_path):
     d = find_data_dir()
-    for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                 "t10k-labels-idx1-ubyte.gz"]:
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]:
         (tmp_path / name).write_bytes((d / name).read_bytes())
     _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", 1234, (60_000,), bytes(60_000))
     with pytest.raises(DataFormatError, match="magic"):

@@ -1,4 +1,5 @@
 """Layers import downward only (shared/DESIGN.md): orchestrator/ -> trainables/ -> students/."""
+
 import ast
 from pathlib import Path
 
@@ -20,8 +21,10 @@ def imported_packages(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_no_upward_imports(package):
-    bad = {str(p.relative_to(ROOT)): sorted(imported_packages(p) & FORBIDDEN[package])
-           for p in (ROOT / package).glob("*.py")}
+    bad = {
+        str(p.relative_to(ROOT)): sorted(imported_packages(p) & FORBIDDEN[package])
+        for p in (ROOT / package).glob("*.py")
+    }
     assert not {k: v for k, v in bad.items() if v}
 
 
@@ -29,17 +32,25 @@ def test_trainable_runs_without_orchestrator():
     """A lent GPU machine has no Ray: the plain training loop must import without it or orchestrator/."""
     import subprocess
     import sys
-    code = ("import sys; sys.modules['ray'] = None; sys.modules['orchestrator'] = None; "
-            "import trainables.train, trainables.losses, trainables.config; print('ok')")
+
+    code = (
+        "import sys; sys.modules['ray'] = None; sys.modules['orchestrator'] = None; "
+        "import trainables.train, trainables.losses, trainables.config; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
 
 
 # Ray API calls live in the sweep driver, the Tune trainable, the cluster cache builder, the Ray Train teacher
 # loop and the Ray session bookkeeping (shared/DESIGN.md); everything else runs where Ray is not installed.
-RAY_ALLOWED = {"orchestrator/sweep/driver.py", "orchestrator/sweep/ray_session.py",
-               "orchestrator/sweep/tune_callbacks.py",   # the driver's Tune callbacks, run in the driver
-               "orchestrator/teacher/cache_ray.py", "orchestrator/teacher/train.py", "trainables/tune_trainable.py"}
+RAY_ALLOWED = {
+    "orchestrator/sweep/driver.py",
+    "orchestrator/sweep/ray_session.py",
+    "orchestrator/sweep/tune_callbacks.py",  # the driver's Tune callbacks, run in the driver
+    "orchestrator/teacher/cache_ray.py",
+    "orchestrator/teacher/train.py",
+    "trainables/tune_trainable.py",
+}
 PACKAGES = ("orchestrator", "trainables", "students")
 
 
@@ -59,7 +70,7 @@ def _imports(path: Path, modules: dict) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name in modules}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for a in node.names:   # `from pkg import module` names a module; `from module import name` not
+            for a in node.names:  # `from pkg import module` names a module; `from module import name` not
                 found.add(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module)
     return {m for m in found if m in modules}
 
@@ -73,10 +84,11 @@ def test_no_import_cycles_and_ray_only_where_allowed():
         state[m] = "open"
         for d in sorted(graph[m]):
             if state.get(d) == "open":
-                cycles.append(stack[stack.index(d):] + [d])
+                cycles.append(stack[stack.index(d) :] + [d])
             elif d not in state:
                 visit(d, stack + [d])
         state[m] = "done"
+
     for m in sorted(graph):
         if m not in state:
             visit(m, [m])

@@ -1,5 +1,6 @@
 """`kdsweep train` (no Ray) and what the GPU release needs: a teacher at 56 px, teacher erasing/bf16,
 the local run layout that export/results/report read, resume, and a run without Ray installed."""
+
 import dataclasses
 import json
 import os
@@ -22,9 +23,9 @@ def test_to_input_resizes_for_a_teacher():
     x[1, :14] = 0
     out = to_input(x, 0.5, 0.5, 3, 56)
     assert out.shape == (2, 3, 56, 56)
-    assert torch.allclose(out[0], torch.ones(3, 56, 56))             # a constant image stays constant
+    assert torch.allclose(out[0], torch.ones(3, 56, 56))  # a constant image stays constant
     assert out[1, 0, :26].max() == -1 and out[1, 0, 30:].min() == 1  # the edge stays where it was
-    assert to_input(x, 0.5, 0.5, 1).shape == (2, 1, 28, 28)          # no size: the images as they are
+    assert to_input(x, 0.5, 0.5, 1).shape == (2, 1, 28, 28)  # no size: the images as they are
 
 
 def test_preprocess_size_is_checked():
@@ -40,12 +41,16 @@ def test_cache_keys_of_28_px_teachers_are_unchanged():
 
     from orchestrator.teacher.cache import CACHE_VERSION, fingerprint
     from trainables.augment import ViewSpec
+
     x, y = np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64)
     pre, spec = Preprocess(), ViewSpec(1, True)
     old = dict(asdict(pre))
     old.pop("size")
-    h = hashlib.sha256(json.dumps(dict(v=CACHE_VERSION, teacher="t", views=asdict(spec), pre=old, shape=[4, 28, 28]),
-                                  sort_keys=True).encode())
+    h = hashlib.sha256(
+        json.dumps(
+            dict(v=CACHE_VERSION, teacher="t", views=asdict(spec), pre=old, shape=[4, 28, 28]), sort_keys=True
+        ).encode()
+    )
     h.update(x.tobytes())
     h.update(y.tobytes())
     assert fingerprint("t", x, y, spec, pre) == h.hexdigest()[:24]
@@ -59,9 +64,18 @@ def test_teacher_at_56_px_with_erasing_and_bf16_round_trips(tmp_path):
     from orchestrator.data import load_split
     from orchestrator.teacher.model import accuracy, load_teacher, predict_logits
     from orchestrator.teacher.train import history_path, train_local
-    cfg = from_dict(TeacherTrainConfig, dict(arch="resnet10", data=dict(train_limit=256, val_limit=128),
-                                             preprocess=dict(size=56), erase=0.5, precision="bf16",
-                                             optim=dict(epochs=1, batch_size=64, lr=0.05)))
+
+    cfg = from_dict(
+        TeacherTrainConfig,
+        dict(
+            arch="resnet10",
+            data=dict(train_limit=256, val_limit=128),
+            preprocess=dict(size=56),
+            erase=0.5,
+            precision="bf16",
+            optim=dict(epochs=1, batch_size=64, lr=0.05),
+        ),
+    )
     out = train_local(cfg, tmp_path / "run", tmp_path / "t56.pt")
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["preprocess"]["size"] == 56 and side["recipe"]["erase"] == 0.5
@@ -70,18 +84,24 @@ def test_teacher_at_56_px_with_erasing_and_bf16_round_trips(tmp_path):
     assert info.preprocess.size == 56
     s = load_split(val_size=5000, seed=0, train_limit=8, val_limit=128)
     logits = predict_logits(model, s.val_x, info.preprocess)
-    assert accuracy(logits, s.val_y) == pytest.approx(side["val_acc"])   # eval reproduces training's number
+    assert accuracy(logits, s.val_y) == pytest.approx(side["val_acc"])  # eval reproduces training's number
     at28 = predict_logits(model, s.val_x, dataclasses.replace(info.preprocess, size=28))
-    assert not torch.allclose(logits, at28)                             # the size is really applied
+    assert not torch.allclose(logits, at28)  # the size is really applied
 
 
 def _local_cfg(tmp_path, teacher, **train) -> SweepConfig:
-    return from_dict(SweepConfig, dict(
-        name="loc", data=dict(train_limit=256, val_limit=128),
-        teacher=dict(checkpoint=str(teacher), mode="live", batch_size=128), augment=dict(shift=1, flip=True),
-        train=dict(student="resdw_w24_d111", loss="kd", epochs=2, batch_size=64, lr=0.05, **train),
-        trials=[dict(loss="ce"), dict(loss="kd", temperature=2.0)],
-        sweep=dict(storage=str(tmp_path / "runs"), cpus_per_trial=1)))
+    return from_dict(
+        SweepConfig,
+        dict(
+            name="loc",
+            data=dict(train_limit=256, val_limit=128),
+            teacher=dict(checkpoint=str(teacher), mode="live", batch_size=128),
+            augment=dict(shift=1, flip=True),
+            train=dict(student="resdw_w24_d111", loss="kd", epochs=2, batch_size=64, lr=0.05, **train),
+            trials=[dict(loss="ce"), dict(loss="kd", temperature=2.0)],
+            sweep=dict(storage=str(tmp_path / "runs"), cpus_per_trial=1),
+        ),
+    )
 
 
 @pytest.mark.slow
@@ -90,6 +110,7 @@ def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_te
     from orchestrator.release.results import trials
     from orchestrator.run.layout import META_FILE
     from orchestrator.sweep import local
+
     cfg = _local_cfg(tmp_path, tiny_teacher)
     run = tmp_path / "runs" / "loc"
     # trial 1 alone, interrupted after its first epoch (a killed process): the run is not finished
@@ -99,7 +120,9 @@ def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_te
         def once(m, s):
             report(m, s)
             raise KeyboardInterrupt
+
         return real(c, data, report=once, resume=resume, device=device)
+
     monkeypatch.setattr(local, "train_student", interrupted)
     with pytest.raises(KeyboardInterrupt):
         local.run_local(cfg, only=[1], device="cpu")
@@ -114,7 +137,7 @@ def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_te
     # the other process's trial ends the run: meta, results table, both trials finished
     local.run_local(cfg, only=[0], device="cpu")
     meta = json.loads((run / META_FILE).read_text())
-    assert meta["teacher"]["mode"] == "live" and meta["teacher_forwards"] == 2 * 256   # the KD trial's 2 epochs
+    assert meta["teacher"]["mode"] == "live" and meta["teacher_forwards"] == 2 * 256  # the KD trial's 2 epochs
     assert "no Ray" in meta["trained_with"] and (run / "results.csv").is_file()
     ts = {t["trial"]: t for t in trials(run)}
     assert ts["local_01"]["config"]["temperature"] == 2.0 and ts["local_00"]["config"]["loss"] == "ce"
@@ -135,11 +158,12 @@ def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_te
         export(run, tmp_path / "out_x", trial="local_0")
     report = (tmp_path / "out" / "report.md").read_text()
     assert "trained to its last epoch without Ray" in report and "Ray Tune trials" not in report
-    assert "inside every distillation trial" in report   # live mode: the teacher did run in the trials
+    assert "inside every distillation trial" in report  # live mode: the teacher did run in the trials
 
 
 def test_local_run_refuses_what_it_cannot_do(tmp_path, tiny_teacher):
     from orchestrator.sweep import local
+
     cfg = _local_cfg(tmp_path, tiny_teacher)
     with pytest.raises(ValueError, match="pass it without --trial"):
         local.run_local(cfg, only=[0], force=True, device="cpu")
@@ -157,27 +181,81 @@ def test_local_run_refuses_what_it_cannot_do(tmp_path, tiny_teacher):
 def test_kdsweep_train_runs_without_ray_installed(tmp_path, tiny_teacher):
     """The GPU machine has no Ray: the CLI's train and teacher-train paths must never import it."""
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps(dict(
-        name="noray", data=dict(train_limit=128, val_limit=64),
-        teacher=dict(checkpoint=str(tiny_teacher), mode="live"), augment=dict(shift=1, flip=False),
-        train=dict(student="resdw_w24_d111", loss="kd", epochs=1, batch_size=64),
-        trials=[dict(loss="kd"), dict(loss="ce")], sweep=dict(storage=str(tmp_path / "runs")))))
+    cfg.write_text(
+        json.dumps(
+            dict(
+                name="noray",
+                data=dict(train_limit=128, val_limit=64),
+                teacher=dict(checkpoint=str(tiny_teacher), mode="live"),
+                augment=dict(shift=1, flip=False),
+                train=dict(student="resdw_w24_d111", loss="kd", epochs=1, batch_size=64),
+                trials=[dict(loss="kd"), dict(loss="ce")],
+                sweep=dict(storage=str(tmp_path / "runs")),
+            )
+        )
+    )
     block = tmp_path / "block"
     (block / "ray").mkdir(parents=True)
     (block / "ray" / "__init__.py").write_text("raise ImportError('ray is not installed here')\n")
     env = {**os.environ, "PYTHONPATH": f"{block}{os.pathsep}{ROOT}"}
     for k in (0, 1):
-        r = subprocess.run([sys.executable, "-m", "orchestrator", "train", "--config", str(cfg), "--trial", str(k),
-                            "--device", "cpu", "--threads", "1", "--no-export"],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "train",
+                "--config",
+                str(cfg),
+                "--trial",
+                str(k),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--no-export",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "runs" / "noray" / "kdsweep_meta.json").is_file()
-    t = subprocess.run([sys.executable, "-m", "orchestrator", "teacher", "train", "--no-ray", "--config",
-                        str(ROOT / "configs" / "teacher_x56.yaml"), "--set", "arch=resnet10", "--set",
-                        "data.train_limit=128", "--set", "data.val_limit=64", "--set", "optim.epochs=1",
-                        "--set", "optim.batch_size=64", "--set", "use_gpu=false",
-                        "--run-dir", str(tmp_path / "trun"), "--out", str(tmp_path / "t.pt")],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    t = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "teacher",
+            "train",
+            "--no-ray",
+            "--config",
+            str(ROOT / "configs" / "teacher_x56.yaml"),
+            "--set",
+            "arch=resnet10",
+            "--set",
+            "data.train_limit=128",
+            "--set",
+            "data.val_limit=64",
+            "--set",
+            "optim.epochs=1",
+            "--set",
+            "optim.batch_size=64",
+            "--set",
+            "use_gpu=false",
+            "--run-dir",
+            str(tmp_path / "trun"),
+            "--out",
+            str(tmp_path / "t.pt"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert t.returncode == 0, t.stderr[-2000:]
     assert json.loads((tmp_path / "t.json").read_text())["preprocess"]["size"] == 56
 
@@ -187,11 +265,19 @@ def test_kdsweep_cache_builds_what_a_sweep_then_hits(tmp_path, tiny_teacher, cap
     from orchestrator.cli import main
     from orchestrator.config import load_sweep_config
     from orchestrator.sweep.prepare import prepare_data
+
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps(dict(
-        name="c", data=dict(train_limit=96, val_limit=32),
-        teacher=dict(checkpoint=str(tiny_teacher), mode="views", cache_dir=str(tmp_path / "cache")),
-        augment=dict(shift=1, flip=True), train=dict(student="resdw_w24_d111", loss="kd", epochs=1))))
+    cfg.write_text(
+        json.dumps(
+            dict(
+                name="c",
+                data=dict(train_limit=96, val_limit=32),
+                teacher=dict(checkpoint=str(tiny_teacher), mode="views", cache_dir=str(tmp_path / "cache")),
+                augment=dict(shift=1, flip=True),
+                train=dict(student="resdw_w24_d111", loss="kd", epochs=1),
+            )
+        )
+    )
     assert main(["cache", "--config", str(cfg), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "96 images x 18 views, built in" in out and "1,728 teacher forwards now" in out
@@ -208,13 +294,18 @@ def test_teacher_precision_bf16_has_its_own_cache_and_close_logits(tmp_path, tin
     theirs), close to the fp32 ones; auto resolves to what this CPU computes natively."""
     from orchestrator.sweep.prepare import prepare_data
     from trainables.train import resolve_precision
-    base = dict(name="tp", data=dict(train_limit=64, val_limit=32), train=dict(loss="kd"),
-                teacher=dict(checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "c")))
+
+    base = dict(
+        name="tp",
+        data=dict(train_limit=64, val_limit=32),
+        train=dict(loss="kd"),
+        teacher=dict(checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "c")),
+    )
     d32, m32 = prepare_data(from_dict(SweepConfig, base))
     base["teacher"]["precision"] = "bf16"
     d16, m16 = prepare_data(from_dict(SweepConfig, base))
     assert m32["teacher"]["precision"] == "fp32" and m16["teacher"]["precision"] == "bf16"
-    assert m16["cache"]["key"] != m32["cache"]["key"] and m16["teacher_forwards"] == 64   # built, not reused
+    assert m16["cache"]["key"] != m32["cache"]["key"] and m16["teacher_forwards"] == 64  # built, not reused
     diff = abs(d16.teacher_logits.astype("float32") - d32.teacher_logits.astype("float32"))
     assert 0 < diff.max() < 0.25 * abs(d32.teacher_logits.astype("float32")).max()
     base["teacher"]["precision"] = "auto"
@@ -228,13 +319,19 @@ def test_the_run_names_a_teacher_in_the_project_by_its_project_path(tmp_path, ti
     import shutil
 
     from orchestrator.sweep.prepare import prepare_data
+
     (tmp_path / "models" / "teacher").mkdir(parents=True)
     for f in (tiny_teacher, tiny_teacher.with_suffix(".json")):
         shutil.copy(f, tmp_path / "models" / "teacher" / f.name)
     monkeypatch.chdir(tmp_path)
-    base = dict(name="tp", data=dict(train_limit=64, val_limit=32), train=dict(loss="kd"),
-                teacher=dict(checkpoint=str(tmp_path / "models/teacher" / tiny_teacher.name), mode="clean",
-                             cache_dir=str(tmp_path / "c")))
+    base = dict(
+        name="tp",
+        data=dict(train_limit=64, val_limit=32),
+        train=dict(loss="kd"),
+        teacher=dict(
+            checkpoint=str(tmp_path / "models/teacher" / tiny_teacher.name), mode="clean", cache_dir=str(tmp_path / "c")
+        ),
+    )
     _, meta = prepare_data(from_dict(SweepConfig, base))
     assert meta["teacher"]["path"] == f"models/teacher/{tiny_teacher.name}"
     base["teacher"]["checkpoint"] = str(tiny_teacher)
@@ -253,6 +350,7 @@ def test_a_run_written_by_an_earlier_kdsweep_resumes_and_exports(tmp_path, monke
     from orchestrator.release.results import trials
     from orchestrator.run.rundir import Run
     from orchestrator.sweep import local
+
     data = ROOT / "tests" / "data"
     (tmp_path / "configs").mkdir()
     shutil.copy(data / "legacy_run.yaml", tmp_path / "configs" / "legacy_run.yaml")

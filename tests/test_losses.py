@@ -1,4 +1,5 @@
 """Losses against values computed by hand (math module, not torch.nn.functional)."""
+
 import math
 
 import pytest
@@ -32,7 +33,7 @@ def kl_rows(s, t, temp):
 
 def test_kd_hinton_batchmean():
     alpha, temp = 0.7, 3.0
-    expected = alpha * temp ** 2 * sum(kl_rows(S, T, temp)) / 2 + (1 - alpha) * ce_hand(S, Y)
+    expected = alpha * temp**2 * sum(kl_rows(S, T, temp)) / 2 + (1 - alpha) * ce_hand(S, Y)
     got = LOSSES["kd"](S, T, Y, alpha=alpha, temperature=temp)
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
@@ -55,8 +56,13 @@ def test_mse_against_onehot():
 def test_ce_and_label_smoothing():
     assert LOSSES["ce"](S, None, Y).item() == pytest.approx(ce_hand(S, Y), rel=1e-6)
     eps = 0.1
-    smooth = sum((1 - eps) * -math.log(softmax(s)[y]) + eps * sum(-math.log(p) for p in softmax(s)) / 3
-                 for s, y in zip(S.tolist(), Y.tolist())) / 2
+    smooth = (
+        sum(
+            (1 - eps) * -math.log(softmax(s)[y]) + eps * sum(-math.log(p) for p in softmax(s)) / 3
+            for s, y in zip(S.tolist(), Y.tolist())
+        )
+        / 2
+    )
     assert LOSSES["ce"](S, None, Y, label_smoothing=eps).item() == pytest.approx(smooth, rel=1e-5)
 
 
@@ -73,7 +79,7 @@ def zscore(v):
 def test_lskd_standardizes_then_kd():
     alpha, temp = 0.9, 2.0
     zs, zt = torch.tensor([zscore(r) for r in S.tolist()]), torch.tensor([zscore(r) for r in T.tolist()])
-    expected = alpha * temp ** 2 * sum(kl_rows(zs, zt, temp)) / 2 + (1 - alpha) * ce_hand(S, Y)
+    expected = alpha * temp**2 * sum(kl_rows(zs, zt, temp)) / 2 + (1 - alpha) * ce_hand(S, Y)
     assert LOSSES["lskd"](S, T, Y, alpha=alpha, temperature=temp).item() == pytest.approx(expected, rel=1e-5)
     # invariant to each side's logit scale and shift: only the shape of the logits is taught
     shifted = LOSSES["lskd"](S, 3 * T + 5, Y, alpha=1.0, temperature=temp)
@@ -91,7 +97,7 @@ def test_dkd_against_hand_values():
         rest = [c for c in range(3) if c != y]
         qs, qt = softmax([s[c] for c in rest], temp), softmax([t[c] for c in rest], temp)
         nckd += sum(a * math.log(a / b) for a, b in zip(qt, qs)) / 2
-    expected += temp ** 2 * (alpha * tckd + beta * nckd)
+    expected += temp**2 * (alpha * tckd + beta * nckd)
     got = LOSSES["dkd"](S, T, Y, alpha=alpha, temperature=temp, beta=beta)
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
@@ -118,7 +124,8 @@ def test_the_registry_says_which_losses_read_the_teacher(name):
     loss = LOSSES[name]
     if loss.teacher:
         assert loss(S, T, Y, alpha=0.5, temperature=2.0).item() != pytest.approx(
-            loss(S, -T, Y, alpha=0.5, temperature=2.0).item())
+            loss(S, -T, Y, alpha=0.5, temperature=2.0).item()
+        )
     else:
         assert math.isfinite(loss(S, None, Y).item())
-    assert loss.formula.startswith("L = ") and loss.paper     # what the report writes for it
+    assert loss.formula.startswith("L = ") and loss.paper  # what the report writes for it

@@ -1,4 +1,5 @@
 """The run's plan: stage estimates from measured speeds, the whole-run budget the final stage gets."""
+
 import pytest
 
 from orchestrator.config import SweepConfig, from_dict
@@ -7,10 +8,13 @@ from orchestrator.sweep.plan import final_stage_minutes as _final_minutes
 
 
 def _cfg(**over) -> SweepConfig:
-    raw = dict(name="p", train=dict(student="res3_w16_d111", epochs=4),
-               trials=[{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}, {"loss": "ce"}],
-               sweep=dict(grace_period=2, reduction_factor=2, max_concurrent_trials=2),
-               final=dict(epochs=40, top=2, seeds=1))
+    raw = dict(
+        name="p",
+        train=dict(student="res3_w16_d111", epochs=4),
+        trials=[{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}, {"loss": "ce"}],
+        sweep=dict(grace_period=2, reduction_factor=2, max_concurrent_trials=2),
+        final=dict(epochs=40, top=2, seeds=1),
+    )
     for k, v in over.items():
         raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
     return from_dict(SweepConfig, raw)
@@ -20,19 +24,19 @@ def test_plan_adds_the_stages_from_measured_rates():
     cfg = _cfg()
     p = make_plan(cfg, {"res3_w16_d111": 30.0}, cache_forwards=55_000, teacher_rate=500.0, slots=2)
     assert p.cache_s == pytest.approx(110.0)
-    assert p.search_trial_epochs == 4 * (2 + 2 / 2)                  # all to the grace period, half to the end
-    assert p.search_s == pytest.approx(12 * 30 / 2)                   # two at a time
-    assert p.final_epochs == 40 and p.final_s == pytest.approx(40 * 30)   # two finalists side by side
+    assert p.search_trial_epochs == 4 * (2 + 2 / 2)  # all to the grace period, half to the end
+    assert p.search_s == pytest.approx(12 * 30 / 2)  # two at a time
+    assert p.final_epochs == 40 and p.final_s == pytest.approx(40 * 30)  # two finalists side by side
     assert p.total_s == pytest.approx(110 + 180 + 1200 + EXPORT_S)
     line = p.line(budget_min=10)
     assert line.startswith("plan: ~25.2 min on this CPU: cache 1.8, search 3.0") and "OVER the 10-minute" in line
     assert "OVER" not in p.line(budget_min=30)
     budgeted = make_plan(_cfg(final=dict(minutes=10)), {"res3_w16_d111": 30.0}, 0, 500.0, slots=2)
-    assert budgeted.final_epochs == 20 and budgeted.cache_s == 0       # 10 min at 30 s an epoch; cache hit
+    assert budgeted.final_epochs == 20 and budgeted.cache_s == 0  # 10 min at 30 s an epoch; cache hit
     assert "(20 epochs of a cap of 40)" in budgeted.line()
     # a whole-run budget: the final stage gets what the cache and the search will have left of it
     run = make_plan(_cfg(minutes=20), {"res3_w16_d111": 30.0}, 55_000, 500.0, slots=2, elapsed_s=60)
-    left = 20 * 60 - 60 - 110 - 180 - EXPORT_S                           # 830 s: 27 epochs of 30 s
+    left = 20 * 60 - 60 - 110 - 180 - EXPORT_S  # 830 s: 27 epochs of 30 s
     assert run.final_epochs == int(left // 30) and run.total_s <= 20 * 60 - 60
     assert "OVER" not in run.line(budget_min=20)
 
@@ -43,22 +47,29 @@ def test_a_faster_final_stage_and_its_floor():
     cfg = _cfg(final=dict(top=1, cpus_per_trial=2, min_epochs=16, minutes=6))
     assert final_slots(cfg, cpus=2, search_slots=2) == 1 and final_slots(_cfg(), 2, 2) == 2
     p = make_plan(cfg, {"res3_w16_d111": 30.0}, 0, 500.0, slots=2, final_speedup=1.5, final_slots=1)
-    assert p.final_epochs == 18 and p.final_s == pytest.approx(18 * 20)   # 360 s at 30 / 1.5 s an epoch
-    tight = make_plan(_cfg(final=dict(top=1, cpus_per_trial=2, min_epochs=16, minutes=2)), {"res3_w16_d111": 30.0},
-                      0, 500.0, slots=2, final_speedup=1.5, final_slots=1)
-    assert tight.final_epochs == 16                                       # 6 would fit; the floor holds
+    assert p.final_epochs == 18 and p.final_s == pytest.approx(18 * 20)  # 360 s at 30 / 1.5 s an epoch
+    tight = make_plan(
+        _cfg(final=dict(top=1, cpus_per_trial=2, min_epochs=16, minutes=2)),
+        {"res3_w16_d111": 30.0},
+        0,
+        500.0,
+        slots=2,
+        final_speedup=1.5,
+        final_slots=1,
+    )
+    assert tight.final_epochs == 16  # 6 would fit; the floor holds
     assert "keeps the 16 epochs the result needs" in tight.line(budget_min=3)
     with pytest.raises(ValueError, match="min_epochs must be in 1..final.epochs"):
         _cfg(final=dict(min_epochs=41))
 
 
 def test_the_whole_run_budget_leaves_the_final_stage_the_rest():
-    assert _final_minutes(_cfg(), 0) == 0                               # no budget at all
-    assert _final_minutes(_cfg(final=dict(minutes=30)), 600) == 30      # a stage budget alone
+    assert _final_minutes(_cfg(), 0) == 0  # no budget at all
+    assert _final_minutes(_cfg(final=dict(minutes=30)), 600) == 30  # a stage budget alone
     run = _cfg(minutes=10)
     assert _final_minutes(run, 120) == pytest.approx(10 - 2 - EXPORT_S / 60)
-    assert _final_minutes(_cfg(minutes=10, final=dict(minutes=5)), 120) == 5   # the tighter of the two
-    assert 0 < _final_minutes(run, 3600) < 0.01                         # spent: one epoch, not none
+    assert _final_minutes(_cfg(minutes=10, final=dict(minutes=5)), 120) == 5  # the tighter of the two
+    assert 0 < _final_minutes(run, 3600) < 0.01  # spent: one epoch, not none
     with pytest.raises(ValueError, match="minutes must be >= 0"):
         _cfg(minutes=-1)
 
@@ -72,6 +83,7 @@ def test_a_final_trial_alone_is_timed_without_a_neighbours_overhead(monkeypatch)
     """The search's trials share the machine (SWEEP_OVERHEAD); one final trial on every core does not
     (ALONE_OVERHEAD): its speed-up is the thread gain times the overheads' ratio, not the thread gain alone."""
     import orchestrator.sweep.plan as plan
+
     monkeypatch.setattr(plan, "train_speed", lambda name, threads=None, **k: 1000.0 * plan.torch.get_num_threads())
     cfg = _cfg(final=dict(top=1, cpus_per_trial=2))
     search = student_epoch_seconds(cfg, 1000, 300, threads=1)
@@ -79,4 +91,4 @@ def test_a_final_trial_alone_is_timed_without_a_neighbours_overhead(monkeypatch)
     shared = plan.final_speedup(cfg, 1000, 300, search)
     alone = plan.final_speedup(cfg, 1000, 300, search, alone=True)
     assert shared == pytest.approx(2.0) and alone == pytest.approx(2.0 * plan.SWEEP_OVERHEAD / plan.ALONE_OVERHEAD)
-    assert plan.final_speedup(_cfg(), 1000, 300, search, alone=True) == 1.0   # same threads: no probe
+    assert plan.final_speedup(_cfg(), 1000, 300, search, alone=True) == 1.0  # same threads: no probe

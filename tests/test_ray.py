@@ -3,6 +3,7 @@
 One local Ray serves the module (started by the `ray_local` fixture on loopback
 when `make test` runs pytest in a loopback-only network namespace).
 """
+
 import csv
 import dataclasses
 import json
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def sweep_run(ray_local, tiny_teacher, tmp_path_factory, request):
     """4 trials, sequential so that ASHA's first rung has a reference to cut against."""
     from orchestrator.sweep.driver import run_sweep
+
     tmp = tmp_path_factory.mktemp("sweep")
     opened = []
     real_open = data_mod._open_idx
@@ -33,12 +35,24 @@ def sweep_run(ray_local, tiny_teacher, tmp_path_factory, request):
 
     mp = pytest.MonkeyPatch()
     mp.setattr(data_mod, "_open_idx", audit)
-    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "name": "t_sweep", "sweep.storage": str(tmp / "runs"), "sweep.max_concurrent_trials": 1,
-        "teacher.cache_dir": str(tmp / "cache"), "teacher.mode": "clean",
-        "data.train_limit": 768, "train.epochs": 3, "sweep.grace_period": 1, "sweep.reduction_factor": 2,
-        "search_space": {}, "train.student": "seed_model_2", "train.batch_size": 64,
-        "trials": [{"lr": 0.05}, {"lr": 1.0e-5}, {"lr": 2.0e-5}, {"lr": 0.03, "loss": "ce"}]})
+    cfg = load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": "t_sweep",
+            "sweep.storage": str(tmp / "runs"),
+            "sweep.max_concurrent_trials": 1,
+            "teacher.cache_dir": str(tmp / "cache"),
+            "teacher.mode": "clean",
+            "data.train_limit": 768,
+            "train.epochs": 3,
+            "sweep.grace_period": 1,
+            "sweep.reduction_factor": 2,
+            "search_space": {},
+            "train.student": "seed_model_2",
+            "train.batch_size": 64,
+            "trials": [{"lr": 0.05}, {"lr": 1.0e-5}, {"lr": 2.0e-5}, {"lr": 0.03, "loss": "ce"}],
+        },
+    )
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     mp.undo()
     return run_dir, opened, cfg, tmp
@@ -63,7 +77,7 @@ def test_sweep_results_and_asha(sweep_run):
 def test_teacher_ran_once(sweep_run):
     run_dir, _, cfg, _ = sweep_run
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
-    assert meta["teacher_forwards"] == 768 == meta["n_train"]   # clean mode: one forward per training image
+    assert meta["teacher_forwards"] == 768 == meta["n_train"]  # clean mode: one forward per training image
     assert meta["n_trials"] == 4
 
 
@@ -77,6 +91,7 @@ def test_sweep_never_opens_test_split(sweep_run):
 def exported(sweep_run):
     """The smoke sweep exported once, for the tests that read an export."""
     from orchestrator.release.export import export
+
     out = sweep_run[3] / "exported"
     return export(sweep_run[0], out), out
 
@@ -84,6 +99,7 @@ def exported(sweep_run):
 def test_export(sweep_run, exported):
     from orchestrator.release.export import Deployable, predict
     from students import rebuild
+
     run_dir = sweep_run[0]
     m, out = exported
     for f in ["student.pt", "student.pt2", "summary.txt", "metrics.json", "submission.csv", "report.md"]:
@@ -96,7 +112,7 @@ def test_export(sweep_run, exported):
     rows = list(csv.reader(open(out / "submission.csv")))
     assert rows[0] == ["id", "label"] and len(rows) == 10_001 and rows[1][0] == "0"
     ckpt = torch.load(out / "student.pt", weights_only=True)
-    assert ckpt["config"]["tta"] == metrics["tta"]                  # the weights name what the .pt2 runs
+    assert ckpt["config"]["tta"] == metrics["tta"]  # the weights name what the .pt2 runs
     eager = Deployable(rebuild(ckpt), ckpt["config"]["mean"], ckpt["config"]["std"], metrics["tta"]).eval()
     prog = torch.export.load(str(out / "student.pt2")).module()
     for n in (1, 7, 300):
@@ -108,6 +124,7 @@ def test_export(sweep_run, exported):
     assert np.array_equal(pred, np.array([int(r[1]) for r in rows[1:501]]))
     # ONNX, checked by its own runtime
     import onnxruntime as ort
+
     sess = ort.InferenceSession(str(out / "student.onnx"), providers=["CPUExecutionProvider"])
     for n in (1, 37):
         x = torch.rand(n, 1, 28, 28)
@@ -115,8 +132,8 @@ def test_export(sweep_run, exported):
             assert np.abs(sess.run(None, {"pixels": x.numpy()})[0] - eager(x).numpy()).max() < 1e-4
     assert set(metrics["latency_ms"]) == {"student.pt2 (torch)", "student.onnx (onnxruntime)"}
     assert metrics["config"]["loss"] == metrics["loss"] and metrics["file_bytes"]["student.onnx"] > 0
-    assert not list(out.glob("*.data"))                      # the ONNX file carries its weights: one file ships
-    here = str(Path(__file__).resolve().parents[1]).encode()   # no file ships this machine's source paths
+    assert not list(out.glob("*.data"))  # the ONNX file carries its weights: one file ships
+    here = str(Path(__file__).resolve().parents[1]).encode()  # no file ships this machine's source paths
     assert [f.name for f in out.iterdir() if here in f.read_bytes()] == []
 
 
@@ -125,13 +142,19 @@ def test_report(sweep_run, exported):
     method text that names the loss and temperature the run used."""
     import base64
     import re
+
     cfg = sweep_run[2]
     m, out = exported
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
-    assert "Total params" in md and "Total params" in page                         # torchinfo summary
+    assert "Total params" in md and "Total params" in page  # torchinfo summary
     pngs = sorted(out.glob("*.png"))
-    assert {p.name for p in pngs} == {"val_curves.png", "acc_vs_params.png", "kd_vs_control.png", "confusion_val.png",
-                                      "search_anytime.png"}   # 4 trials under ASHA: a search, with its anytime curve
+    assert {p.name for p in pngs} == {
+        "val_curves.png",
+        "acc_vs_params.png",
+        "kd_vs_control.png",
+        "confusion_val.png",
+        "search_anytime.png",
+    }  # 4 trials under ASHA: a search, with its anytime curve
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(embedded) == 5 and all(base64.b64decode(e)[:8] == b"\x89PNG\r\n\x1a\n" for e in embedded)
     for p in pngs:
@@ -140,8 +163,8 @@ def test_report(sweep_run, exported):
     assert len(trials_rows) == 4
     assert any(s in page for s in ("stopped by ASHA", "finished"))
     win = m["config"]
-    assert f"`{win['loss']}`" in md                      # the exported student's loss
-    kd = cfg.trial_config({})                            # smoke.yaml's kd trials: T 4, alpha 0.9
+    assert f"`{win['loss']}`" in md  # the exported student's loss
+    kd = cfg.trial_config({})  # smoke.yaml's kd trials: T 4, alpha 0.9
     assert f"kd T{kd.temperature:g} a{kd.alpha:g}" in md and "no-teacher control" in md
     assert "measured once, at export" in md and "torch.export.load" in md
 
@@ -156,6 +179,7 @@ def test_predict_png_and_idx(exported, tmp_path):
     from orchestrator.cli import main as cli
     from orchestrator.release.predict import NotAnImageError, classify
     from orchestrator.release.report import CLASSES
+
     out = exported[1]
     expected = [int(r[1]) for r in list(csv.reader(open(out / "submission.csv")))[1:9]]
     test_x, _ = data_mod.load_test()
@@ -182,6 +206,7 @@ def test_predict_png_and_idx(exported, tmp_path):
 
 def test_export_refuses_over_budget(sweep_run, tmp_path):
     from orchestrator.release.export import export
+
     with pytest.raises(ValueError, match="budget"):
         export(sweep_run[0], tmp_path / "o", budget=1000)
 
@@ -189,6 +214,7 @@ def test_export_refuses_over_budget(sweep_run, tmp_path):
 def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_path, monkeypatch):
     from orchestrator.sweep.driver import run_sweep
     from trainables.train import TrialData
+
     puts, real_put = [], ray_local.put
 
     def counting_put(value, *a, **k):
@@ -196,10 +222,19 @@ def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_pat
         return real_put(value, *a, **k)
 
     monkeypatch.setattr(ray_local, "put", counting_put)
-    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "name": "t_views", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
-        "data.train_limit": 128, "data.val_limit": 64, "train.epochs": 1, "augment.shift": 1,
-        "search_space": {"student": {"grid": ["resdw_w24_d111", "seed_model_1", "seed_model_3"]}}})
+    cfg = load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": "t_views",
+            "sweep.storage": str(tmp_path / "runs"),
+            "teacher.cache_dir": str(tmp_path / "cache"),
+            "data.train_limit": 128,
+            "data.val_limit": 64,
+            "train.epochs": 1,
+            "augment.shift": 1,
+            "search_space": {"student": {"grid": ["resdw_w24_d111", "seed_model_1", "seed_model_3"]}},
+        },
+    )
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["n_trials"] == 3 and meta["teacher_forwards"] == 128 * 18  # N x views, whatever the trials
@@ -212,6 +247,7 @@ def test_budget_checked_before_ray(tmp_path, monkeypatch):
     from orchestrator.config import SweepConfig, from_dict
     from orchestrator.sweep.driver import run_sweep
     from orchestrator.sweep.prepare import BudgetError
+
     cfg = from_dict(SweepConfig, {"name": "b", "budget": 50_000, "train": {"student": "seed_model_1"}})
     with pytest.raises(BudgetError, match="seed_model_1 has 95,530 parameters"):
         run_sweep(cfg)
@@ -222,8 +258,13 @@ def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path, monke
     from orchestrator.teacher import train as train_mod
     from orchestrator.teacher.model import load_teacher
     from orchestrator.teacher.train import history_path, train_ray
-    raw = dict(arch="resnet10", data=dict(train_limit=256, val_limit=128), cpus_per_worker=1,
-               optim=dict(epochs=2, batch_size=64, lr=0.05))
+
+    raw = dict(
+        arch="resnet10",
+        data=dict(train_limit=256, val_limit=128),
+        cpus_per_worker=1,
+        optim=dict(epochs=2, batch_size=64, lr=0.05),
+    )
     cfg = from_dict(TeacherTrainConfig, raw)
     marker = str(tmp_path / "failed-once")
 
@@ -233,6 +274,7 @@ def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path, monke
         import ray.train
 
         import orchestrator.teacher.train as real
+
         report = ray.train.report
 
         def report_then_crash(metrics, checkpoint=None):
@@ -240,6 +282,7 @@ def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path, monke
             if not os.path.exists(marker):
                 open(marker, "w").close()
                 raise RuntimeError("injected: the worker dies after its first checkpoint")
+
         ray.train.report = report_then_crash
         return real._ray_train_loop(config)
 
@@ -258,33 +301,48 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     """final.epochs retrains the search's `top` best (by val_acc) longer, once per seed; export reads that stage."""
     from orchestrator.release.export import best_checkpoint, export, export_dir
     from orchestrator.sweep.driver import run_sweep
-    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "name": "t_final", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
-        "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
-        "train.student": "resdw_w24_d111", "search_space": {},
-        "trials": [{"lr": 0.05, "loss": "lskd", "temperature": 2.0}, {"lr": 1.0e-6}],
-        "final.epochs": 2, "final.seeds": 2, "final.top": 2, "final.minutes": 60})   # a budget the cap fits in
+
+    cfg = load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": "t_final",
+            "sweep.storage": str(tmp_path / "runs"),
+            "teacher.cache_dir": str(tmp_path / "cache"),
+            "teacher.mode": "clean",
+            "data.train_limit": 256,
+            "data.val_limit": 128,
+            "train.epochs": 1,
+            "train.student": "resdw_w24_d111",
+            "search_space": {},
+            "trials": [{"lr": 0.05, "loss": "lskd", "temperature": 2.0}, {"lr": 1.0e-6}],
+            "final.epochs": 2,
+            "final.seeds": 2,
+            "final.top": 2,
+            "final.minutes": 60,
+        },
+    )  # a budget the cap fits in
     opened, real_open = [], data_mod._open_idx
     mp = pytest.MonkeyPatch()
     mp.setattr(data_mod, "_open_idx", lambda path: opened.append(str(path)) or real_open(path))
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     mp.undo()
-    assert opened and not any("t10k" in p for p in opened)       # search and final never read the test split
+    assert opened and not any("t10k" in p for p in opened)  # search and final never read the test split
     table = pd.read_csv(run_dir / "results.csv")
     search, final = table[table.stage == "search"], table[table.stage == "final"]
-    assert len(search) == 2 and len(final) == 4                   # 2 finalists x 2 seeds
+    assert len(search) == 2 and len(final) == 4  # 2 finalists x 2 seeds
     best = search.sort_values("val_acc").iloc[-1]
-    assert best["lr"] == 0.05 and best["loss"] == "lskd"         # the lr 1e-6 trial cannot have won
+    assert best["lr"] == 0.05 and best["loss"] == "lskd"  # the lr 1e-6 trial cannot have won
     assert sorted(final["seed"]) == [0, 0, 1, 1] and set(final["epoch"]) <= {1, 2}
-    assert set(final["loss"]) == {"lskd", "kd"} and set(final["lr"]) == {0.05, 1e-6}   # both finalists, shown
-    assert set(final[final.loss == "lskd"]["temperature"]) == {2.0}   # each with its own settings
+    assert set(final["loss"]) == {"lskd", "kd"} and set(final["lr"]) == {0.05, 1e-6}  # both finalists, shown
+    assert set(final[final.loss == "lskd"]["temperature"]) == {2.0}  # each with its own settings
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["final"]["winner"]["loss"] == "lskd" and meta["final"]["winner"]["epochs"] == 2
-    assert [f["lr"] for f in meta["final"]["finalists"]] == [0.05, 1e-6]   # best first
+    assert [f["lr"] for f in meta["final"]["finalists"]] == [0.05, 1e-6]  # best first
     assert meta["final"]["minutes"] == 60 and meta["final"]["epochs_cap"] == 2 and meta["final"]["epochs"] == 2
     assert len(meta["final"]["search_seconds_per_epoch"]) == 2 and min(meta["final"]["search_seconds_per_epoch"]) > 0
     assert export_dir(run_dir) == run_dir / "final"
     from orchestrator.release.results import table as results_table  # `kdsweep results`, without Ray
+
     shown = results_table(run_dir)
     assert list(shown["stage"]) == ["search"] * 2 + ["final"] * 4
     assert set(shown[shown.stage == "final"]["epochs"]) == {"2/2"} and "status" in shown
@@ -301,12 +359,27 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(s
     """final.minutes: the stage trains what fits at the search's measured seconds per epoch (here one epoch,
     not the cap's 30), and a resumed stage keeps the length it began with."""
     from orchestrator.sweep.driver import run_sweep
-    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "name": "t_budget", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
-        "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 128, "train.epochs": 1,
-        "train.student": "resdw_w24_d111", "search_space": {}, "trials": [{"lr": 0.05}],
-        "final.epochs": 30, "final.minutes": 0.001, "minutes": 0.01,   # 0.06 s: less than any epoch
-        "final.min_epochs": 2, "final.cpus_per_trial": 2})    # what the result needs; the finalist on both cores
+
+    cfg = load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": "t_budget",
+            "sweep.storage": str(tmp_path / "runs"),
+            "teacher.cache_dir": str(tmp_path / "cache"),
+            "teacher.mode": "clean",
+            "data.train_limit": 256,
+            "data.val_limit": 128,
+            "train.epochs": 1,
+            "train.student": "resdw_w24_d111",
+            "search_space": {},
+            "trials": [{"lr": 0.05}],
+            "final.epochs": 30,
+            "final.minutes": 0.001,
+            "minutes": 0.01,  # 0.06 s: less than any epoch
+            "final.min_epochs": 2,
+            "final.cpus_per_trial": 2,
+        },
+    )  # what the result needs; the finalist on both cores
     said.clear()
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     # the plan, from speeds measured here, before the cache: over the whole run's 0.6 s, and said so, with
@@ -320,12 +393,15 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(s
     final = pd.read_csv(run_dir / "results.csv").query("stage == 'final'")
     assert list(final["epoch"]) == [2]
     assert any("0.001-minute budget" in m and "-> 2 epochs (cap 30, floor 2)" in m for m in said)
+
     def threads(pattern):
         return {json.loads(x)["threads"] for p in run_dir.glob(pattern) for x in p.read_text().splitlines()}
-    assert threads("*/result.json") == {1} and threads("final/*/result.json") == {2}   # search: one thread each
+
+    assert threads("*/result.json") == {1} and threads("final/*/result.json") == {2}  # search: one thread each
     # a driver killed after the stage began: the rerun restores it, and a new measurement (faked here: 5
     # epochs would fit now) must not change the length of trials that began with one
     import orchestrator.sweep.driver as sweep_mod
+
     (run_dir / "kdsweep_meta.json").unlink()
     said.clear()
     with pytest.MonkeyPatch.context() as mp:
@@ -344,6 +420,7 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
 
     from orchestrator.sweep.driver import run_sweep
     from trainables import tune_trainable
+
     marker = str(tmp_path / "raised-once")
 
     def flaky(config, data, base, threads, use_gpu):  # pickled by value into the worker, which has the real one
@@ -352,34 +429,56 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
         from ray import tune as rt
 
         import trainables.tune_trainable as tt
+
         tt.tune = rt
         if config["_variant"]["lr"] == 0.05 and not os.path.exists(marker):
+
             def report_then_die(metrics, checkpoint=None):
                 rt.report(metrics, checkpoint=checkpoint)
                 open(marker, "w").close()
                 raise RuntimeError("injected: the worker dies after its first checkpoint")
-            tt.tune = SimpleNamespace(report=report_then_die, Checkpoint=rt.Checkpoint,
-                                      get_checkpoint=rt.get_checkpoint, get_context=rt.get_context)
+
+            tt.tune = SimpleNamespace(
+                report=report_then_die,
+                Checkpoint=rt.Checkpoint,
+                get_checkpoint=rt.get_checkpoint,
+                get_context=rt.get_context,
+            )
         return tt.distill_trainable(config, data, base, threads, use_gpu)
 
     monkeypatch.setattr(tune_trainable, "distill_trainable", flaky)
-    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "name": "t_faults", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
-        "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 64, "train.epochs": 3,
-        "sweep.grace_period": 3, "sweep.max_failures": 2, "search_space": {}, "train.student": "resdw_w24_d111",
-        "trials": [{"lr": 0.05}, {"lr": 1.0e12, "loss": "ce", "optimizer": "sgd", "schedule": "constant"}]})
+    cfg = load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": "t_faults",
+            "sweep.storage": str(tmp_path / "runs"),
+            "teacher.cache_dir": str(tmp_path / "cache"),
+            "teacher.mode": "clean",
+            "data.train_limit": 256,
+            "data.val_limit": 64,
+            "train.epochs": 3,
+            "sweep.grace_period": 3,
+            "sweep.max_failures": 2,
+            "search_space": {},
+            "train.student": "resdw_w24_d111",
+            "trials": [{"lr": 0.05}, {"lr": 1.0e12, "loss": "ce", "optimizer": "sgd", "schedule": "constant"}],
+        },
+    )
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
-    assert Path(marker).exists()                                   # the failure happened
+    assert Path(marker).exists()  # the failure happened
     table = pd.read_csv(run_dir / "results.csv")
     ok, bad = table[table.lr == 0.05].iloc[0], table[table.lr == 1.0e12].iloc[0]
     assert ok["status"] == "finished"
     assert bad["status"].startswith("diverged at epoch 1, step ") and "lr" in bad["status"]
-    ok_dir = next(p.parent for p in run_dir.glob("*/result.json") if "lr=0.05" in p.parent.name or
-                  json.loads(p.read_text().splitlines()[0])["config"]["_variant"]["lr"] == 0.05)
+    ok_dir = next(
+        p.parent
+        for p in run_dir.glob("*/result.json")
+        if "lr=0.05" in p.parent.name or json.loads(p.read_text().splitlines()[0])["config"]["_variant"]["lr"] == 0.05
+    )
     epochs = [json.loads(line)["epoch"] for line in (ok_dir / "result.json").read_text().splitlines()]
-    assert epochs == [1, 2, 3]                                     # resumed at epoch 2: nothing redone
+    assert epochs == [1, 2, 3]  # resumed at epoch 2: nothing redone
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
-    assert meta["errors"] == 0                                     # retried to success; divergence is no error
+    assert meta["errors"] == 0  # retried to success; divergence is no error
 
 
 def test_run_identity_and_finished_runs(said, ray_local, tiny_teacher, tmp_path):
@@ -388,23 +487,33 @@ def test_run_identity_and_finished_runs(said, ray_local, tiny_teacher, tmp_path)
     import shutil
 
     from orchestrator.sweep.driver import run_sweep
-    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "name": "t_ident", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
-        "teacher.mode": "clean", "data.train_limit": 128, "data.val_limit": 64, "train.epochs": 1,
-        "search_space": {}})
+
+    cfg = load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": "t_ident",
+            "sweep.storage": str(tmp_path / "runs"),
+            "teacher.cache_dir": str(tmp_path / "cache"),
+            "teacher.mode": "clean",
+            "data.train_limit": 128,
+            "data.val_limit": 64,
+            "train.epochs": 1,
+            "search_space": {},
+        },
+    )
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     other = tmp_path / "other.pt"
     shutil.copy(tiny_teacher, other)
     shutil.copy(tiny_teacher.with_suffix(".json"), other.with_suffix(".json"))
     with open(other, "ab") as f:
-        f.write(b"\0")                                             # other bytes, same loadable layout
+        f.write(b"\0")  # other bytes, same loadable layout
     with pytest.raises(ValueError, match="the teacher: .*tiny.pt -> .*other.pt"):
         run_sweep(cfg, teacher_path=str(other))
     said.clear()
     before = sorted(p.stat().st_mtime for p in run_dir.glob("*/result.json"))
     run_sweep(cfg, teacher_path=str(tiny_teacher), export_to=str(tmp_path / "out"))
     assert any("already finished" in s for s in said) and (tmp_path / "out" / "student.pt2").is_file()
-    assert sorted(p.stat().st_mtime for p in run_dir.glob("*/result.json")) == before   # nothing retrained
+    assert sorted(p.stat().st_mtime for p in run_dir.glob("*/result.json")) == before  # nothing retrained
     said.clear()
     run_sweep(cfg, teacher_path=str(other), force=True)
     assert any("--force" in s for s in said)
@@ -417,6 +526,7 @@ def test_export_is_atomic_and_owned(sweep_run, tmp_path, monkeypatch):
     import hashlib
 
     from orchestrator.release import export as ex
+
     run_dir = sweep_run[0]
     out = tmp_path / "out"
 
@@ -433,15 +543,15 @@ def test_export_is_atomic_and_owned(sweep_run, tmp_path, monkeypatch):
     monkeypatch.setattr(ex, "export_onnx", boom)
     with pytest.raises(RuntimeError):
         ex.export(run_dir, out)
-    assert json.loads((out / "metrics.json").read_text())["sha256"] == m["sha256"]   # the previous export, whole
+    assert json.loads((out / "metrics.json").read_text())["sha256"] == m["sha256"]  # the previous export, whole
     monkeypatch.undo()
     fake_other = json.loads((out / "metrics.json").read_text()) | {"run_dir": str(tmp_path / "another_run")}
     (out / "metrics.json").write_text(json.dumps(fake_other))
     with pytest.raises(FileExistsError, match="another run"):
         ex.export(run_dir, out)
-    (out / "README.md").write_text("how this release was made")          # a file the export does not write
+    (out / "README.md").write_text("how this release was made")  # a file the export does not write
     assert ex.export(run_dir, out, force=True)["run_dir"] == str(Path(run_dir).resolve())
-    assert (out / "README.md").read_text() == "how this release was made"   # kept across the replacement
+    assert (out / "README.md").read_text() == "how this release was made"  # kept across the replacement
 
 
 def test_prune_and_fine_tune_trials_in_a_sweep(ray_local, tiny_teacher, small_split, tmp_path):
@@ -454,22 +564,40 @@ def test_prune_and_fine_tune_trials_in_a_sweep(ray_local, tiny_teacher, small_sp
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
     from trainables.train import TrialData, train_student
-    data = TrialData(small_split.train_x, small_split.train_y, small_split.val_x, small_split.val_y,
-                     ViewSpec(1, True), "none")
+
+    data = TrialData(
+        small_split.train_x, small_split.train_y, small_split.val_x, small_split.val_y, ViewSpec(1, True), "none"
+    )
     states = []
-    train_student(TrainConfig(student="res3", student_kwargs={"widths": [12, 24, 48]}, loss="ce", epochs=1,
-                              batch_size=64), data, report=lambda m, s: states.append(copy.deepcopy(s)))
+    train_student(
+        TrainConfig(student="res3", student_kwargs={"widths": [12, 24, 48]}, loss="ce", epochs=1, batch_size=64),
+        data,
+        report=lambda m, s: states.append(copy.deepcopy(s)),
+    )
     src = tmp_path / "wide" / "student.pt"
     src.parent.mkdir()
     torch.save(states[-1], src)
-    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "name": "t_prune", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
-        "teacher.mode": "clean", "data.train_limit": 384, "data.val_limit": 128, "train.epochs": 2,
-        "sweep.grace_period": 2, "search_space": {}, "train.student": "resdw_w24_d111",
-        "trials": [{"prune_from": str(src), "prune_to": 25000, "prune_importance": "magnitude", "prune_steps": 8},
-                   {"prune_from": str(src), "prune_to": 25000, "prune_importance": "taylor", "prune_steps": 8},
-                   {"lr": 1.0e-6}]})
-    assert cfg.students() == ["resdw_w24_d111"]                  # only the designed student is budget-checked
+    cfg = load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": "t_prune",
+            "sweep.storage": str(tmp_path / "runs"),
+            "teacher.cache_dir": str(tmp_path / "cache"),
+            "teacher.mode": "clean",
+            "data.train_limit": 384,
+            "data.val_limit": 128,
+            "train.epochs": 2,
+            "sweep.grace_period": 2,
+            "search_space": {},
+            "train.student": "resdw_w24_d111",
+            "trials": [
+                {"prune_from": str(src), "prune_to": 25000, "prune_importance": "magnitude", "prune_steps": 8},
+                {"prune_from": str(src), "prune_to": 25000, "prune_importance": "taylor", "prune_steps": 8},
+                {"lr": 1.0e-6},
+            ],
+        },
+    )
+    assert cfg.students() == ["resdw_w24_d111"]  # only the designed student is budget-checked
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     table = pd.read_csv(run_dir / "results.csv")
     assert len(table) == 3 and set(table["status"]) == {"finished"}
@@ -497,6 +625,7 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
         from ray import tune as rt
 
         import trainables.tune_trainable as tt
+
         tt.tune = rt
         lr = config["_variant"]["lr"]
         real_train = tt.train_student
@@ -504,20 +633,39 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
         if lr == 0.02:  # dies inside the training call, as in a native kernel
             tt.train_student = lambda *a, **k: signal.raise_signal(signal.SIGSEGV)
         if lr == 0.03:
+
             def report_then_abort(metrics, checkpoint=None):
                 rt.report(metrics, checkpoint=checkpoint)
                 signal.raise_signal(signal.SIGABRT)
+
             from types import SimpleNamespace
-            tt.tune = SimpleNamespace(report=report_then_abort, Checkpoint=rt.Checkpoint,
-                                      get_checkpoint=rt.get_checkpoint, get_context=rt.get_context)
+
+            tt.tune = SimpleNamespace(
+                report=report_then_abort,
+                Checkpoint=rt.Checkpoint,
+                get_checkpoint=rt.get_checkpoint,
+                get_context=rt.get_context,
+            )
         return tt.distill_trainable(config, data, base, threads, use_gpu)
 
     monkeypatch.setattr(tune_trainable, "distill_trainable", dying)
-    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "name": "t_dead", "sweep.storage": str(tmp_path / "runs"), "teacher.cache_dir": str(tmp_path / "cache"),
-        "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 64, "train.epochs": 2,
-        "sweep.grace_period": 2, "sweep.max_failures": 0, "search_space": {}, "train.student": "resdw_w24_d111",
-        "trials": [{"lr": 0.01}, {"lr": 0.02}, {"lr": 0.03}]})
+    cfg = load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": "t_dead",
+            "sweep.storage": str(tmp_path / "runs"),
+            "teacher.cache_dir": str(tmp_path / "cache"),
+            "teacher.mode": "clean",
+            "data.train_limit": 256,
+            "data.val_limit": 64,
+            "train.epochs": 2,
+            "sweep.grace_period": 2,
+            "sweep.max_failures": 0,
+            "search_space": {},
+            "train.student": "resdw_w24_d111",
+            "trials": [{"lr": 0.01}, {"lr": 0.02}, {"lr": 0.03}],
+        },
+    )
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     csv_table = pd.read_csv(run_dir / "results.csv")
     assert sorted(csv_table["lr"]) == [0.01, 0.02, 0.03]

@@ -1,4 +1,5 @@
 """Releases change only through `kdsweep release`, and only for a candidate better on validation."""
+
 import json
 from pathlib import Path
 
@@ -12,8 +13,17 @@ def _export(d: Path, val: float, params: int = 90_000, split=(5000, 0), size: in
     d.mkdir(parents=True)
     (d / "student.pt").write_bytes(b"w" * size)
     (d / "student.pt2").write_bytes(b"p")
-    (d / "metrics.json").write_text(json.dumps(dict(student="res3", val_acc=val, params=params, budget=100_000,
-                                                    data=dict(val_size=split[0], split_seed=split[1]))))
+    (d / "metrics.json").write_text(
+        json.dumps(
+            dict(
+                student="res3",
+                val_acc=val,
+                params=params,
+                budget=100_000,
+                data=dict(val_size=split[0], split_seed=split[1]),
+            )
+        )
+    )
     return d
 
 
@@ -25,7 +35,7 @@ def test_release_student_only_when_better_on_validation(tmp_path):
         release_student(_export(tmp_path / "worse", 0.9390), dest)
     with pytest.raises(ReleaseRefused, match="not above"):
         release_student(_export(tmp_path / "same", 0.9400), dest)
-    assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9400      # untouched
+    assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9400  # untouched
     with pytest.raises(ReleaseRefused, match="another split"):
         release_student(_export(tmp_path / "other", 0.95, split=(10000, 0)), dest)
     with pytest.raises(ReleaseRefused, match="over the budget"):
@@ -34,8 +44,8 @@ def test_release_student_only_when_better_on_validation(tmp_path):
         release_student(_export(tmp_path / "heavy", 0.95, size=1_000_001), dest)
     release_student(_export(tmp_path / "better", 0.9410), dest)
     assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9410
-    assert (dest / "README.md").read_text() == "how it was made\n"                  # what it does not write stays
-    assert not list(dest.parent.glob(".student.*"))                                 # no temp dirs left
+    assert (dest / "README.md").read_text() == "how it was made\n"  # what it does not write stays
+    assert not list(dest.parent.glob(".student.*"))  # no temp dirs left
 
 
 def test_release_teacher_only_when_better(tmp_path):
@@ -59,6 +69,7 @@ def test_release_teacher_only_when_better(tmp_path):
 def test_nothing_else_writes_into_models(tmp_path, capsys):
     from orchestrator.cli import main
     from orchestrator.release.export import export
+
     assert promote.inside_models(promote.MODELS / "student") and not promote.inside_models(tmp_path)
     with pytest.raises(ReleaseRefused, match="changes only through `kdsweep release`"):
         export(tmp_path, promote.MODELS / "student")
@@ -75,11 +86,12 @@ def test_flip_tta_ships_only_where_it_helped_and_exports(tmp_path):
 
     from orchestrator.release.export import Deployable, export_onnx, export_program, shipped_tta
     from students import count_params, create_student
+
     asked = dict(config=dict(tta="flip"), metrics=dict(val_acc_plain=0.90, val_acc_flip=0.91))
     assert shipped_tta(asked) == "flip"
     assert shipped_tta(dict(config=dict(tta="flip"), metrics=dict(val_acc_plain=0.91, val_acc_flip=0.91))) == "none"
     assert shipped_tta(dict(config=dict(tta="none"), metrics=dict(val_acc_plain=0.90, val_acc_flip=0.95))) == "none"
-    assert shipped_tta(dict(config={}, metrics={})) == "none"            # checkpoints from before the option
+    assert shipped_tta(dict(config={}, metrics={})) == "none"  # checkpoints from before the option
     # export --tta auto: the mirror wherever it helped on validation, whatever the trial trained with
     trained_plain = dict(config=dict(tta="none"), metrics=dict(val_acc_plain=0.90, val_acc_flip=0.95))
     assert shipped_tta(trained_plain, "auto") == "flip" and shipped_tta(asked, "none") == "none"
@@ -93,8 +105,8 @@ def test_flip_tta_ships_only_where_it_helped_and_exports(tmp_path):
         assert torch.allclose(flip(x), (plain(x) + plain(x.flip(-1))) / 2, atol=1e-6)
         export_program(flip, tmp_path / "s.pt2")
         root = str(Path(__file__).resolve().parent.parent).encode()
-        assert root not in (tmp_path / "s.pt2").read_bytes()             # no machine paths in a shipped file
+        assert root not in (tmp_path / "s.pt2").read_bytes()  # no machine paths in a shipped file
         prog = torch.export.load(str(tmp_path / "s.pt2")).module()
         assert torch.allclose(prog(x), flip(x), atol=1e-5)
-    export_onnx(flip, tmp_path / "s.onnx")                               # checked against eager inside
+    export_onnx(flip, tmp_path / "s.onnx")  # checked against eager inside
     assert count_params(flip.student) == count_params(student)

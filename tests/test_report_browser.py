@@ -1,5 +1,6 @@
 """The report as a person sees it: report.html opened in a real browser (Debian's headless chromium), and
 each plot only where the run has what it shows. Synthetic run directories: no Ray, no training."""
+
 from __future__ import annotations
 
 import json
@@ -28,18 +29,42 @@ def _run(tmp: Path, variants: list[dict]) -> tuple[Path, dict]:
         d = run / f"distill_trainable_abc_{k:05d}"
         d.mkdir()
         (d / "params.json").write_text(json.dumps({"_variant": v}))
-        (d / "result.json").write_text("".join(
-            json.dumps(dict(epoch=e, val_acc=0.80 + 0.03 * e + 0.01 * k, params=50_000 + 1000 * k,
-                            trial_id=f"abc_{k:05d}")) + "\n" for e in (1, 2, 3)))
-    metrics = dict(student=cfg.train.student, params=50_000, val_acc=0.92, test_acc=0.91, budget=100_000,
-                   config={**to_dict(cfg.train), **variants[0]}, teacher_val_acc=0.93, machine="test")
+        (d / "result.json").write_text(
+            "".join(
+                json.dumps(
+                    dict(epoch=e, val_acc=0.80 + 0.03 * e + 0.01 * k, params=50_000 + 1000 * k, trial_id=f"abc_{k:05d}")
+                )
+                + "\n"
+                for e in (1, 2, 3)
+            )
+        )
+    metrics = dict(
+        student=cfg.train.student,
+        params=50_000,
+        val_acc=0.92,
+        test_acc=0.91,
+        budget=100_000,
+        config={**to_dict(cfg.train), **variants[0]},
+        teacher_val_acc=0.93,
+        machine="test",
+    )
     return run, metrics
 
 
 def _meta() -> dict:
-    return {"name": "browser", "wall_s": 60.0, "teacher_forwards": 0,
-            "teacher": {"arch": "resnet50", "params": 23_528_522, "val_acc": 0.93, "mode": "clean",
-                        "path": str(ROOT / "models" / "teacher" / "resnet50.pt"), "sha256": "ab" * 32}}
+    return {
+        "name": "browser",
+        "wall_s": 60.0,
+        "teacher_forwards": 0,
+        "teacher": {
+            "arch": "resnet50",
+            "params": 23_528_522,
+            "val_acc": 0.93,
+            "mode": "clean",
+            "path": str(ROOT / "models" / "teacher" / "resnet50.pt"),
+            "sha256": "ab" * 32,
+        },
+    }
 
 
 def _plot_names(out: Path) -> set[str]:
@@ -55,7 +80,7 @@ def test_a_plot_appears_only_where_the_run_has_what_it_shows(tmp_path):
     write_report(run, out, metrics, _meta())
     assert _plot_names(out) == {"val_curves.png", "acc_vs_params.png"}
     page = (out / "report.html").read_text()
-    assert page.count("<img ") == 2 and str(ROOT) not in page   # the teacher named relative to the project
+    assert page.count("<img ") == 2 and str(ROOT) not in page  # the teacher named relative to the project
     (tmp_path / "b").mkdir()
     run2, metrics2 = _run(tmp_path / "b", [{"loss": "kd"}, {"loss": "kd", "student": "res3_w8_d111"}, {"loss": "ce"}])
     out2 = tmp_path / "out2"
@@ -63,6 +88,7 @@ def test_a_plot_appears_only_where_the_run_has_what_it_shows(tmp_path):
     write_report(run2, out2, metrics2, _meta())
     assert "kd_vs_control.png" in _plot_names(out2)
     from orchestrator.release.results import trials
+
     names = _bar_names(trials(run2))
     assert len(set(names)) == len(names) == 3 and any("res3_w8_d111" in n for n in names)
 
@@ -72,24 +98,37 @@ def test_the_report_renders_in_a_real_browser(tmp_path):
     """Headless chromium opens report.html and draws it: a screenshot of the window's size, mostly page
     (not blank), with the plots' own colours in it (the embedded PNGs decoded and drawn)."""
     from PIL import Image
+
     assert CHROMIUM, "this test needs a browser: apt-get install -y chromium (make test installs it)"
     run, metrics = _run(tmp_path, [{"loss": "kd"}, {"loss": "ce"}])
     out = tmp_path / "out"
     out.mkdir()
     write_report(run, out, metrics, _meta())
     shot = tmp_path / "shot.png"
-    p = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,2600",
-                        f"--screenshot={shot}", (out / "report.html").as_uri()],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1000,2600",
+            f"--screenshot={shot}",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0 and shot.is_file(), p.stderr[-2000:]
     img = Image.open(shot).convert("RGB")
     assert img.size == (1000, 2600)
     px = np.asarray(img).astype(int)
-    ink = float((px.sum(axis=2) < 600).mean())                           # anything that is not white paper
+    ink = float((px.sum(axis=2) < 600).mean())  # anything that is not white paper
     blue = int((np.abs(px - (31, 119, 180)) < 30).all(axis=2).sum())
-    assert 0.01 < ink < 0.9, ink                                         # a drawn page, neither blank nor black
-    assert blue > 500, blue                                              # matplotlib's C0: the plots were drawn
+    assert 0.01 < ink < 0.9, ink  # a drawn page, neither blank nor black
+    assert blue > 500, blue  # matplotlib's C0: the plots were drawn
 
 
 def test_the_search_is_accounted_for(tmp_path, capsys):
@@ -101,21 +140,33 @@ def test_the_search_is_accounted_for(tmp_path, capsys):
     from orchestrator.cli import _results
     from orchestrator.release.results import search_account, trials
     from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE
-    run, metrics = _run(tmp_path, [{"loss": "kd"}, {"loss": "kd", "lr": 0.2}, {"loss": "kd", "lr": 0.3},
-                                   {"loss": "ce"}])
-    for k, d in enumerate(sorted(run.glob("distill_trainable_*"))):   # each trial's epochs, interleaved in time
+
+    run, metrics = _run(
+        tmp_path, [{"loss": "kd"}, {"loss": "kd", "lr": 0.2}, {"loss": "kd", "lr": 0.3}, {"loss": "ce"}]
+    )
+    for k, d in enumerate(sorted(run.glob("distill_trainable_*"))):  # each trial's epochs, interleaved in time
         rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines()]
-        rows = rows[:1] if k == 1 else rows[:2]                           # trial 1 cut after its first epoch
-        (d / "result.json").write_text("".join(json.dumps({**r, "timestamp": 100 * r["epoch"] + k,
-                                                           "elapsed_s": 30.0 * r["epoch"], "threads": 1}) + "\n"
-                                               for r in rows))
+        rows = rows[:1] if k == 1 else rows[:2]  # trial 1 cut after its first epoch
+        (d / "result.json").write_text(
+            "".join(
+                json.dumps({**r, "timestamp": 100 * r["epoch"] + k, "elapsed_s": 30.0 * r["epoch"], "threads": 1})
+                + "\n"
+                for r in rows
+            )
+        )
     final = run / FINAL_DIR / "distill_trainable_fin_00000"
     final.mkdir(parents=True)
     (run / FINAL_DIR / FINAL_BASE_FILE).write_text(json.dumps({**metrics["config"], "epochs": 40}))
     (final / "params.json").write_text(json.dumps({"seed": 0}))
     (final / "result.json").write_text(json.dumps(dict(epoch=40, val_acc=0.95, trial_id="fin_00000")) + "\n")
-    said = {"searches": True, "searcher": "random", "grace": 1, "rungs": [1],
-            "rule": "grace period 1 of 2 epochs: measured", "statement": "search: 4 candidates"}
+    said = {
+        "searches": True,
+        "searcher": "random",
+        "grace": 1,
+        "rungs": [1],
+        "rule": "grace period 1 of 2 epochs: measured",
+        "statement": "search: 4 candidates",
+    }
     meta = {**_meta(), "search": said}
     (run / META_FILE).write_text(json.dumps(meta))
     acc = search_account(trials(run), meta)
@@ -136,19 +187,23 @@ def test_the_search_is_accounted_for(tmp_path, capsys):
     assert "Why the first rung is where it is: grace period 1 of 2 epochs: measured." in text
     assert "Would a cut trial have won? " in text
     from orchestrator.release.report import compared
-    assert [t["stage"] for t in compared(trials(run))] == ["search"] * 4   # not the 40-epoch final beside them
-    assert _results(argparse.Namespace(run=str(run))) == 0   # `kdsweep results` (main() would keep capsys' stream)
+
+    assert [t["stage"] for t in compared(trials(run))] == ["search"] * 4  # not the 40-epoch final beside them
+    assert _results(argparse.Namespace(run=str(run))) == 0  # `kdsweep results` (main() would keep capsys' stream)
     shown = capsys.readouterr().out
-    assert ("search: 4 trials by random, 7 trial-epochs, 0.06 core-hours; "
-            "ASHA cut 1 (1 at epoch 1), 3 ran to the end") in shown
-    assert "would a cut trial have won: 1 cut, " in shown and "times in 1 such cuts" in shown   # the committed table
+    assert (
+        "search: 4 trials by random, 7 trial-epochs, 0.06 core-hours; ASHA cut 1 (1 at epoch 1), 3 ran to the end"
+    ) in shown
+    assert "would a cut trial have won: 1 cut, " in shown and "times in 1 such cuts" in shown  # the committed table
 
 
 def test_a_trial_resumed_on_another_cpu_shows_both_precisions(tmp_path):
     from orchestrator.release.results import table
+
     run, _ = _run(tmp_path, [{"loss": "kd"}, {"loss": "ce"}])
     d = sorted(run.glob("distill_trainable_*"))[0]
     rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines()]
-    (d / "result.json").write_text("".join(json.dumps({**r, "precision": "bf16" if r["epoch"] < 3 else "fp32"}) + "\n"
-                                           for r in rows))
+    (d / "result.json").write_text(
+        "".join(json.dumps({**r, "precision": "bf16" if r["epoch"] < 3 else "fp32"}) + "\n" for r in rows)
+    )
     assert sorted(table(run)["precision"]) == ["", "bf16+fp32"]

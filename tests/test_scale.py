@@ -2,6 +2,7 @@
 snapshot period, the driver's memory slope; and one sweep of many short trials whose driver memory, files
 and experiment state per trial must stay under stated bounds (bench/trial_scale.py measures 10 to 1,000).
 """
+
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,7 +42,7 @@ def test_retention_keeps_the_best_and_the_latest_until_the_margin_passes(monkeyp
     # c0 (superseded at 30), c2 (90) are old and not the best (c1, 0.8); c3 (superseded now) and c4 stay
     assert fs.deleted == ["a/c0", "a/c2"]
     keep.on_trial_complete(0, [], _trial("a", 0.65))
-    assert fs.deleted == ["a/c0", "a/c2", "a/c3", "a/c4"]     # ended: only its best remains
+    assert fs.deleted == ["a/c0", "a/c2", "a/c3", "a/c4"]  # ended: only its best remains
 
 
 def test_retention_keeps_k_best_per_trial(monkeypatch):
@@ -51,18 +52,22 @@ def test_retention_keeps_k_best_per_trial(monkeypatch):
         keep.on_checkpoint(0, [], _trial("b", val), SimpleNamespace(filesystem=fs, path=f"b/c{i}"))
     keep.on_checkpoint(0, [], _trial("c", 0.2), SimpleNamespace(filesystem=fs, path="c/c0"))
     keep.on_trial_complete(0, [], _trial("b", 0.8))
-    assert sorted(fs.deleted) == ["b/c0", "b/c2"]                # b keeps c1 and c3; c untouched
+    assert sorted(fs.deleted) == ["b/c0", "b/c2"]  # b keeps c1 and c3; c untouched
 
 
 def _written(tmp_path, vals: list[float]):
     """A trial directory as a driver killed mid-trial leaves it: checkpoint_00000k per epoch, result.json."""
     import pyarrow.fs
+
     d = tmp_path / "trial"
     for k in range(len(vals)):
         (d / f"checkpoint_{k:06d}").mkdir(parents=True)
-    (d / "result.json").write_text("".join(json.dumps({"epoch": k + 1, "val_acc": v,
-                                                       "checkpoint_dir_name": f"checkpoint_{k:06d}"}) + "\n"
-                                           for k, v in enumerate(vals)))
+    (d / "result.json").write_text(
+        "".join(
+            json.dumps({"epoch": k + 1, "val_acc": v, "checkpoint_dir_name": f"checkpoint_{k:06d}"}) + "\n"
+            for k, v in enumerate(vals)
+        )
+    )
     storage = SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem(), trial_fs_path=str(d))
     return d, lambda val: SimpleNamespace(trial_id="r", last_result={"val_acc": val}, storage=storage)
 
@@ -85,18 +90,20 @@ def test_a_restored_trial_rewriting_a_checkpoint_keeps_it(tmp_path, monkeypatch)
     new one is the latest and stays; the older ones go once superseded for safe_s, the best (0.9) stays."""
     import pyarrow.fs
     from ray.tune import Checkpoint
+
     clock = [1000.0]
     monkeypatch.setattr("orchestrator.sweep.tune_callbacks.time.monotonic", lambda: clock[0])
     d, trial = _written(tmp_path, [0.9, 0.5, 0.6])
     keep = CheckpointRetention(keep=1, safe_s=100)
     again = Checkpoint(path=str(d / "checkpoint_000002"), filesystem=pyarrow.fs.LocalFileSystem())
     keep.on_checkpoint(0, [], trial(0.7), again)
-    assert _left(d) == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]   # within safe_s
+    assert _left(d) == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]  # within safe_s
     clock[0] += 101
     (d / "checkpoint_000003").mkdir()
-    keep.on_checkpoint(0, [], trial(0.65), Checkpoint(path=str(d / "checkpoint_000003"),
-                                                      filesystem=pyarrow.fs.LocalFileSystem()))
-    assert _left(d) == ["checkpoint_000000", "checkpoint_000002", "checkpoint_000003"]   # best, superseded now, latest
+    keep.on_checkpoint(
+        0, [], trial(0.65), Checkpoint(path=str(d / "checkpoint_000003"), filesystem=pyarrow.fs.LocalFileSystem())
+    )
+    assert _left(d) == ["checkpoint_000000", "checkpoint_000002", "checkpoint_000003"]  # best, superseded now, latest
     keep.on_trial_complete(0, [], trial(0.65))
     assert _left(d) == ["checkpoint_000000"]
 
@@ -105,19 +112,25 @@ def test_snapshot_period_grows_with_the_trial_count():
     assert snapshot_period(1) == 0.1 and snapshot_period(100) == 5.0
     assert snapshot_period(1000) == 50.0 and snapshot_period(10_000) == 500.0
     from orchestrator.config import load_sweep_config
-    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "search_space": {"lr": {"grid": [0.1, 0.2, 0.3]}, "weight_decay": {"loguniform": [1e-5, 1e-3]}},
-        "trials": [{"loss": "kd"}, {"loss": "ce"}], "sweep.num_samples": 4})
-    assert search_trials(cfg) == 24     # the snapshot period's count: the plan's
+
+    cfg = load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "search_space": {"lr": {"grid": [0.1, 0.2, 0.3]}, "weight_decay": {"loguniform": [1e-5, 1e-3]}},
+            "trials": [{"loss": "kd"}, {"loss": "ce"}],
+            "sweep.num_samples": 4,
+        },
+    )
+    assert search_trials(cfg) == 24  # the snapshot period's count: the plan's
 
 
 def test_driver_memory_slope_is_the_second_half_trend():
     mib = 2**20
-    warm = [(n, 1000 * mib + n * 5 * mib, -1) for n in range(1, 11)]       # warm-up: 5 MiB a trial
-    flat = [(n, 1050 * mib + (n % 2) * mib, -1) for n in range(11, 31)]    # then flat, +-0.5 MiB noise
+    warm = [(n, 1000 * mib + n * 5 * mib, -1) for n in range(1, 11)]  # warm-up: 5 MiB a trial
+    flat = [(n, 1050 * mib + (n % 2) * mib, -1) for n in range(11, 31)]  # then flat, +-0.5 MiB noise
     s = slope(warm + flat)
     assert s["trials"] == 30 and abs(s["mib_per_100_trials"]) < 2 and s["rss_first_mib"] == 1005.0
-    assert "heap_mib_per_100_trials" not in s                              # not traced
+    assert "heap_mib_per_100_trials" not in s  # not traced
     s = slope([(n, n * mib, n * mib // 2) for n in range(1, 41)])
     assert s["mib_per_100_trials"] == pytest.approx(100.0) and s["heap_mib_per_100_trials"] == pytest.approx(50.0)
     assert slope([(1, 0, 0)]) == {}
@@ -133,15 +146,30 @@ def many_trials(ray_local, tiny_teacher, tmp_path_factory):
     """A sweep of N_TRIALS 2-epoch trials on 256 images, two at a time, ASHA cutting at epoch 1."""
     from orchestrator.config import load_sweep_config
     from orchestrator.sweep.driver import run_sweep
+
     tmp = tmp_path_factory.mktemp("scale")
-    cfg = load_sweep_config(ROOT / "configs" / "smoke.yaml", {
-        "name": "t_scale", "sweep.storage": str(tmp / "runs"), "teacher.cache_dir": str(tmp / "cache"),
-        "teacher.mode": "clean", "data.train_limit": 256, "data.val_limit": 256, "train.epochs": 2,
-        "train.batch_size": 64, "train.student": "resdw_w24_d111",
-        "search_space": {"lr": {"loguniform": [1e-3, 0.1]}}, "sweep.num_samples": N_TRIALS,
-        "sweep.max_concurrent_trials": 2, "sweep.cpus_per_trial": 1, "sweep.grace_period": 1,
-        "sweep.reduction_factor": 2})
+    cfg = load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": "t_scale",
+            "sweep.storage": str(tmp / "runs"),
+            "teacher.cache_dir": str(tmp / "cache"),
+            "teacher.mode": "clean",
+            "data.train_limit": 256,
+            "data.val_limit": 256,
+            "train.epochs": 2,
+            "train.batch_size": 64,
+            "train.student": "resdw_w24_d111",
+            "search_space": {"lr": {"loguniform": [1e-3, 0.1]}},
+            "sweep.num_samples": N_TRIALS,
+            "sweep.max_concurrent_trials": 2,
+            "sweep.cpus_per_trial": 1,
+            "sweep.grace_period": 1,
+            "sweep.reduction_factor": 2,
+        },
+    )
     import tracemalloc
+
     tracemalloc.start()
     try:
         return run_sweep(cfg, teacher_path=str(tiny_teacher))
@@ -152,6 +180,7 @@ def many_trials(ray_local, tiny_teacher, tmp_path_factory):
 @pytest.mark.slow
 def test_each_ended_trial_keeps_only_its_best_checkpoint(many_trials):
     import torch
+
     dirs = [p.parent for p in many_trials.glob("*/result.json")]
     assert len(dirs) == N_TRIALS
     for d in dirs:
@@ -169,7 +198,7 @@ def test_per_trial_costs_stay_bounded(many_trials):
     # params.json/.pkl, result.json, TensorBoard events, one checkpoint: no progress.csv copy of result.json
     assert len(trial_files) <= 5 * N_TRIALS and not any(p.name == "progress.csv" for p in files)
     state = sum(p.stat().st_size for p in files if p.name.startswith("experiment_state"))
-    assert state / N_TRIALS < 40_000       # bytes a trial in Tune's snapshot (measured ~21 KB)
+    assert state / N_TRIALS < 40_000  # bytes a trial in Tune's snapshot (measured ~21 KB)
     driver = json.loads((many_trials / "kdsweep_meta.json").read_text())["driver_memory"]
     assert driver["trials"] == N_TRIALS
     # the driver's Python heap (tracemalloc): Tune's records of each trial; RSS in a test process also

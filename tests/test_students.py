@@ -51,6 +51,7 @@ def test_students_command_and_speed(capsys):
     """`kdsweep students` lists every registered student with its count; train_speed measures one."""
     from orchestrator.cli import main
     from trainables.train import train_speed
+
     assert main(["students", "--no-speed"]) == 0
     out = capsys.readouterr().out
     assert "res3_w16_32_76_d111" in out and "96,906" in out and "OVER" not in out

@@ -1,4 +1,5 @@
 """Loading any reasonable teacher checkpoint, and a clear error for every unreasonable one."""
+
 import json
 import os
 
@@ -26,9 +27,13 @@ def save(obj, path, meta=True):
 @pytest.mark.parametrize("wrap", ["bare", "state_dict", "model", "module_prefix", "fp16"])
 def test_accepted_layouts(ref, tmp_path, wrap):
     sd = ref.state_dict()
-    obj = {"bare": sd, "state_dict": {"state_dict": sd, "epoch": 3}, "model": {"model": sd},
-           "module_prefix": {f"module.{k}": v for k, v in sd.items()},
-           "fp16": {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}}[wrap]
+    obj = {
+        "bare": sd,
+        "state_dict": {"state_dict": sd, "epoch": 3},
+        "model": {"model": sd},
+        "module_prefix": {f"module.{k}": v for k, v in sd.items()},
+        "fp16": {k: v.half() if v.is_floating_point() else v for k, v in sd.items()},
+    }[wrap]
     model, info = load_teacher(save(obj, tmp_path / "t.pt"))
     assert info.arch == "resnet10" and info.preprocess.mean == 0.5 and info.preprocess.channels == 3
     tol = 5e-2 if wrap == "fp16" else 1e-6
@@ -64,6 +69,7 @@ def test_wrong_class_count(tmp_path):
 
 def test_other_architecture(tmp_path):
     from students import create_student
+
     with pytest.raises(TeacherLoadError, match="not a teacher of a known layout"):
         load_teacher(save(create_student("seed_model_1").state_dict(), tmp_path / "s.pt"))
 
@@ -78,17 +84,20 @@ def test_truncated_file(ref, tmp_path):
 def test_not_a_checkpoint(tmp_path, tiny_teacher):
     """Each way a teacher file can be wrong gets its own true diagnosis."""
     import pickle
-    cases = {"notes.pt": (b"hello", "neither a torch.save zip archive nor a pickle"),
-             "empty.pt": (b"", "is empty"),
-             "noise.pt": (bytes(range(7, 250)) * 20, "neither a torch.save zip archive nor a pickle"),
-             "damaged.pt": (b"\x80\x02" + bytes(range(90, 250)), "a damaged pickle"),
-             "truncated.pt": (tiny_teacher.read_bytes()[:5000], "not a readable PyTorch checkpoint"),
-             "list.pt": (pickle.dumps([1, 2, 3], protocol=2), "not a readable PyTorch checkpoint")}
+
+    cases = {
+        "notes.pt": (b"hello", "neither a torch.save zip archive nor a pickle"),
+        "empty.pt": (b"", "is empty"),
+        "noise.pt": (bytes(range(7, 250)) * 20, "neither a torch.save zip archive nor a pickle"),
+        "damaged.pt": (b"\x80\x02" + bytes(range(90, 250)), "a damaged pickle"),
+        "truncated.pt": (tiny_teacher.read_bytes()[:5000], "not a readable PyTorch checkpoint"),
+        "list.pt": (pickle.dumps([1, 2, 3], protocol=2), "not a readable PyTorch checkpoint"),
+    }
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(TeacherLoadError, match=message) as e:
             load_teacher(tmp_path / name)
-        assert "refused" not in str(e.value), name   # none of these is an unsafe pickle
+        assert "refused" not in str(e.value), name  # none of these is an unsafe pickle
     with pytest.raises(TeacherLoadError, match="not found"):
         load_teacher(tmp_path / "missing.pt")
     with pytest.raises(TeacherLoadError, match="is a directory"):
@@ -115,6 +124,7 @@ def test_malicious_pickle_refused(tmp_path):
 def test_released_teacher_if_present():
     """The committed release loads as a torchvision resnet50 with its sidecar's preprocessing."""
     from pathlib import Path
+
     path = Path(__file__).resolve().parent.parent / "models" / "teacher" / "resnet50.pt"
     if not path.is_file():
         pytest.skip("no released teacher in this checkout")
@@ -122,14 +132,20 @@ def test_released_teacher_if_present():
     assert info.arch == "resnet50" and info.params == 23_528_522 and info.preprocess.channels == 3
 
 
-@pytest.mark.parametrize("arch, params, macs_m", [("cifar_resnet20", 272_474, 31.2),
-                                                  ("cifar_resnet32", 466_906, 52.9),
-                                                  ("cifar_resnet56", 855_770, 96.3),
-                                                  ("cifar_wrn16_4", 2_749_786, 300.6)])
+@pytest.mark.parametrize(
+    "arch, params, macs_m",
+    [
+        ("cifar_resnet20", 272_474, 31.2),
+        ("cifar_resnet32", 466_906, 52.9),
+        ("cifar_resnet56", 855_770, 96.3),
+        ("cifar_wrn16_4", 2_749_786, 300.6),
+    ],
+)
 def test_cifar_teachers_build_count_and_load_back(tmp_path, arch, params, macs_m):
     """The CPU-trainable teachers: their torchinfo counts at 28x28, and a saved one loads back as itself
     (the loader tells the layouts apart) with the same logits."""
     import torchinfo
+
     torch.manual_seed(0)
     m = build_resnet(arch).eval()
     s = torchinfo.summary(m, input_size=(1, 3, 28, 28), verbose=0)
@@ -145,8 +161,16 @@ def test_a_cifar_teacher_trains_in_chunks_and_resumes(tmp_path, said):
     weights; the same call goes on from the next epoch (not from the first) and releases at the end."""
     from orchestrator.config import TeacherTrainConfig, from_dict
     from orchestrator.teacher.train import history_path, train_local
-    cfg = from_dict(TeacherTrainConfig, dict(arch="cifar_resnet20", data=dict(train_limit=256, val_limit=128),
-                                             optim=dict(epochs=2, batch_size=64, lr=0.05), erase=0.5))
+
+    cfg = from_dict(
+        TeacherTrainConfig,
+        dict(
+            arch="cifar_resnet20",
+            data=dict(train_limit=256, val_limit=128),
+            optim=dict(epochs=2, batch_size=64, lr=0.05),
+            erase=0.5,
+        ),
+    )
     out = tmp_path / "ta.pt"
     assert train_local(cfg, tmp_path / "run", out, chunk_minutes=0) is None and not out.exists()
     assert any("chunk over after epoch 1/2" in m for m in said)
@@ -164,14 +188,22 @@ def test_a_teacher_distils_into_the_assistant(tmp_path, said, tiny_teacher, monk
     import orchestrator.teacher.model as tm
     from orchestrator.config import TeacherTrainConfig, from_dict
     from orchestrator.teacher.train import train_local
+
     calls = []
     real = tm.kd
     monkeypatch.setattr(tm, "kd", lambda s, t, y, **k: calls.append((t.shape, k["alpha"])) or real(s, t, y, **k))
-    (tmp_path / "configs").mkdir()      # a checkout of its own: the cache goes to tmp_path/cache
+    (tmp_path / "configs").mkdir()  # a checkout of its own: the cache goes to tmp_path/cache
     monkeypatch.chdir(tmp_path)
-    cfg = from_dict(TeacherTrainConfig, dict(arch="cifar_resnet20", data=dict(train_limit=128, val_limit=64),
-                                             optim=dict(epochs=1, batch_size=64, lr=0.05), kd_from=str(tiny_teacher),
-                                             kd_alpha=0.7))
+    cfg = from_dict(
+        TeacherTrainConfig,
+        dict(
+            arch="cifar_resnet20",
+            data=dict(train_limit=128, val_limit=64),
+            optim=dict(epochs=1, batch_size=64, lr=0.05),
+            kd_from=str(tiny_teacher),
+            kd_alpha=0.7,
+        ),
+    )
     assert train_local(cfg, tmp_path / "run", tmp_path / "ta.pt") == tmp_path / "ta.pt"
     assert calls == [((64, 10), 0.7)] * 2 and any("distilling resnet10" in m for m in said)
     assert len(list((tmp_path / "cache").glob("logits-*.npy"))) == 1

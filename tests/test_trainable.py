@@ -1,4 +1,5 @@
 """The trainable called directly: no Ray, no Tune."""
+
 import copy
 import dataclasses
 
@@ -15,8 +16,9 @@ from trainables.train import TrialData, train_student
 
 
 def data_for(split, mode="none", logits=None, teacher=None, spec=None):
-    return TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec or ViewSpec(1, True), mode,
-                     logits, teacher)
+    return TrialData(
+        split.train_x, split.train_y, split.val_x, split.val_y, spec or ViewSpec(1, True), mode, logits, teacher
+    )
 
 
 def test_one_epoch_reports_and_learns(small_split):
@@ -52,15 +54,15 @@ def test_teacher_modes_agree(small_split, tiny_teacher, tmp_path):
     """views (cached fp16 logits of the exact view) and live (teacher on the batch) train the same student."""
     model, info = load_teacher(tiny_teacher)
     spec = ViewSpec(1, True)
-    logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, small_split.train_x, small_split.train_y,
-                                  spec, tmp_path)
-    live = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
-                channels=info.preprocess.channels)
+    logits, _, _ = teacher_logits(
+        model, info.sha256, info.preprocess, small_split.train_x, small_split.train_y, spec, tmp_path
+    )
+    live = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std, channels=info.preprocess.channels)
     cfg = TrainConfig(student="resdw_w24_d111", loss="kd", epochs=1, batch_size=64, temperature=2.0)
     a = train_student(cfg, data_for(small_split, "views", logits, spec=spec))
     b = train_student(cfg, data_for(small_split, "live", teacher=live, spec=spec))
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=2e-3)
-    clean = np.ascontiguousarray(logits[:, spec.identity:spec.identity + 1])
+    clean = np.ascontiguousarray(logits[:, spec.identity : spec.identity + 1])
     c = train_student(cfg, data_for(small_split, "clean", clean, spec=spec))
     assert c["train_loss"] != pytest.approx(a["train_loss"], rel=1e-4)  # clean logits are another target
 
@@ -72,8 +74,10 @@ def test_teacher_loss_without_teacher_is_an_error(small_split):
 
 def test_divergence_is_reported(small_split):
     with pytest.raises(FloatingPointError, match="diverged"):
-        train_student(TrainConfig(student="seed_model_1", loss="mse", optimizer="sgd", lr=1e6, epochs=1,
-                                  batch_size=64), data_for(small_split))
+        train_student(
+            TrainConfig(student="seed_model_1", loss="mse", optimizer="sgd", lr=1e6, epochs=1, batch_size=64),
+            data_for(small_split),
+        )
 
 
 def test_bf16_step_trains_and_keeps_fp32_weights(small_split):
@@ -90,12 +94,15 @@ def test_bf16_step_trains_and_keeps_fp32_weights(small_split):
 def test_bf16_without_native_support_warns(small_split, monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     with pytest.warns(RuntimeWarning, match="precision: fp32"):
-        train_student(TrainConfig(student="resdw_w24_d111", loss="ce", epochs=1, batch_size=128,
-                                  precision="bf16"), data_for(small_split))
+        train_student(
+            TrainConfig(student="resdw_w24_d111", loss="ce", epochs=1, batch_size=128, precision="bf16"),
+            data_for(small_split),
+        )
 
 
 def test_auto_precision_follows_the_hardware(small_split, monkeypatch):
     from trainables.train import resolve_precision
+
     cfg = TrainConfig(student="resdw_w24_d111", loss="ce", epochs=1, batch_size=128, precision="auto")
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
@@ -104,7 +111,7 @@ def test_auto_precision_follows_the_hardware(small_split, monkeypatch):
         assert resolve_precision("auto", "cpu") == expected
         assert train_student(cfg, data_for(small_split))["precision"] == expected
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")       # a bf16 CPU limited to AVX2 trains as an AVX2 one
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # a bf16 CPU limited to AVX2 trains as an AVX2 one
     assert resolve_precision("auto", "cpu") == "fp32"
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
     assert resolve_precision("auto", "cpu") == "bf16"
@@ -113,26 +120,29 @@ def test_auto_precision_follows_the_hardware(small_split, monkeypatch):
 
 def test_random_erase_is_batched_and_bounded():
     from trainables.augment import random_erase
+
     x = torch.full((64, 28, 28), 200, dtype=torch.uint8)
     g = torch.Generator().manual_seed(0)
     out = random_erase(x, 1.0, generator=g)
-    frac = (out == 0).float().mean((1, 2))                       # (64,) erased fraction per image
+    frac = (out == 0).float().mean((1, 2))  # (64,) erased fraction per image
     assert (frac > 0).all() and (frac <= 0.25 + 2 * 28 / 784).all()
     assert torch.equal(random_erase(x, 0.0), x)
     some = (random_erase(x, 0.5, generator=g) == 0).flatten(1).any(1).float().mean().item()
-    assert 0.2 < some < 0.8                                       # about half the images cut
-    assert x.eq(200).all()                                        # the input is not modified
+    assert 0.2 < some < 0.8  # about half the images cut
+    assert x.eq(200).all()  # the input is not modified
 
 
 def test_erase_ema_and_kd_warmup_train_and_resume(small_split):
     """ema: checkpoints ship the averaged weights and carry the raw ones, so a resume continues exactly."""
     from trainables.train import evaluate
+
     cfg = TrainConfig(student="res3_w16_d111", loss="ce", epochs=2, batch_size=64, lr=0.05, erase=0.5, ema=0.9)
     states = []  # deep copies: a state holds the live tensors, as a checkpoint written at once would
     m = train_student(cfg, data_for(small_split), report=lambda met, st: states.append(copy.deepcopy(st)))
     assert np.isfinite(m["train_loss"]) and "train_state_dict" in states[-1] and 0 <= m["val_acc_raw"] <= 1
-    assert not all(torch.equal(states[-1]["state_dict"][k], states[-1]["train_state_dict"][k])
-                   for k in states[-1]["state_dict"])
+    assert not all(
+        torch.equal(states[-1]["state_dict"][k], states[-1]["train_state_dict"][k]) for k in states[-1]["state_dict"]
+    )
     ema_model = create_student("res3_w16_d111")
     ema_model.load_state_dict(states[-1]["state_dict"])
     vx, vy = torch.as_tensor(small_split.val_x), torch.as_tensor(small_split.val_y)
@@ -146,18 +156,20 @@ def test_erase_ema_and_kd_warmup_train_and_resume(small_split):
 def test_kd_warmup_changes_the_first_epochs(small_split, tiny_teacher, tmp_path):
     model, info = load_teacher(tiny_teacher)
     spec = ViewSpec(1, True)
-    logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, small_split.train_x, small_split.train_y,
-                                  spec, tmp_path)
+    logits, _, _ = teacher_logits(
+        model, info.sha256, info.preprocess, small_split.train_x, small_split.train_y, spec, tmp_path
+    )
     cfg = TrainConfig(student="resdw_w24_d111", loss="dkd", alpha=1.0, beta=2.0, epochs=2, batch_size=64)
     plain = train_student(cfg, data_for(small_split, "views", logits, spec=spec))
     warmed = train_student(dataclasses.replace(cfg, kd_warmup=2), data_for(small_split, "views", logits, spec=spec))
-    assert warmed["train_loss"] < plain["train_loss"]   # the teacher term is scaled down while it warms up
+    assert warmed["train_loss"] < plain["train_loss"]  # the teacher term is scaled down while it warms up
 
 
 def test_ema_warms_up_then_holds_its_decay():
     """d_t = min(decay, (1 + t) / (10 + t)): the first updates mostly take the live weights, so a short run's
     average is not dominated by the random initial weights; late updates use the configured decay."""
     from trainables.train import EMA
+
     model = torch.nn.Linear(3, 2)
     ema = EMA(model, 0.999)
     init = [p.detach().clone() for p in ema.model.parameters()]
@@ -165,12 +177,12 @@ def test_ema_warms_up_then_holds_its_decay():
         for p in model.parameters():
             p.add_(1.0)
     ema.update(model, 1)
-    for p0, pe in zip(init, ema.model.parameters()):      # moved 1 - 2/11 of the way to the live weights
+    for p0, pe in zip(init, ema.model.parameters()):  # moved 1 - 2/11 of the way to the live weights
         assert torch.allclose(pe, p0 + 9 / 11)
-    assert ema.decay_at(1) == pytest.approx(2 / 11) and ema.decay_at(10 ** 6) == 0.999
-    steps = np.arange(1, 1417)                             # a 12-epoch run of the recipe table
+    assert ema.decay_at(1) == pytest.approx(2 / 11) and ema.decay_at(10**6) == 0.999
+    steps = np.arange(1, 1417)  # a 12-epoch run of the recipe table
     init_share = np.prod([ema.decay_at(int(t)) for t in steps])
-    assert init_share < 1e-3                               # was 0.999 ** 1416 = 0.24 without the warm-up
+    assert init_share < 1e-3  # was 0.999 ** 1416 = 0.24 without the warm-up
 
 
 def test_flip_tta_is_the_mirror_averaged_accuracy_and_selects_when_asked(small_split):
@@ -178,6 +190,7 @@ def test_flip_tta_is_the_mirror_averaged_accuracy_and_selects_when_asked(small_s
     (what selection and ASHA see) the flip-averaged one."""
     from trainables.augment import to_input
     from trainables.train import evaluate, evaluate_tta
+
     cfg = TrainConfig(student="resdw_w24_d111", loss="ce", epochs=1, batch_size=64, tta="flip")
     states = []
     m = train_student(cfg, data_for(small_split), report=lambda met, st: states.append(st))

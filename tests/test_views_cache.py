@@ -1,4 +1,5 @@
 """Enumerable views and the teacher-logit cache (issue: consistent teaching)."""
+
 import json
 
 import numpy as np
@@ -45,7 +46,7 @@ def test_mixed_views_in_one_batch(small_split):
     views = torch.randint(spec.n_views, (50,), generator=torch.Generator().manual_seed(1))
     batch = apply_views(imgs, views, spec)
     for i in range(50):
-        assert torch.equal(batch[i], apply_views(imgs[i:i + 1], views[i:i + 1], spec)[0])
+        assert torch.equal(batch[i], apply_views(imgs[i : i + 1], views[i : i + 1], spec)[0])
 
 
 @pytest.fixture()
@@ -130,18 +131,36 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     from orchestrator.sweep.prepare import prepare_data, teacher_identity
     from orchestrator.teacher.model import load_member, load_teacher, predict_logits
     from students import create_student
+
     torch.manual_seed(0)
     member = tmp_path / "student.pt"
 
-    def save_student():   # fresh random weights each call
-        torch.save(dict(student="resdw_w24_d111", student_kwargs={}, config=dict(mean=0.3, std=0.4),
-                        state_dict=create_student("resdw_w24_d111").state_dict()), member)
+    def save_student():  # fresh random weights each call
+        torch.save(
+            dict(
+                student="resdw_w24_d111",
+                student_kwargs={},
+                config=dict(mean=0.3, std=0.4),
+                state_dict=create_student("resdw_w24_d111").state_dict(),
+            ),
+            member,
+        )
+
     save_student()
-    teacher = dict(checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "cache"),
-                   ensemble=[str(member)])
+    teacher = dict(
+        checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "cache"), ensemble=[str(member)]
+    )
     cfg_file = tmp_path / "c.yaml"
-    cfg_file.write_text(json.dumps(dict(name="c", data=dict(train_limit=64, val_limit=32), teacher=teacher,
-                                        train=dict(student="resdw_w24_d111", loss="kd", epochs=1))))
+    cfg_file.write_text(
+        json.dumps(
+            dict(
+                name="c",
+                data=dict(train_limit=64, val_limit=32),
+                teacher=teacher,
+                train=dict(student="resdw_w24_d111", loss="kd", epochs=1),
+            )
+        )
+    )
     cfg = load_sweep_config(cfg_file)
     data, meta = prepare_data(cfg)
     assert data.teacher_logits.shape == (64, 1, 10) and meta["teacher_forwards"] == 2 * 64
@@ -157,7 +176,7 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     again, meta2 = prepare_data(cfg)
     assert meta2["teacher_forwards"] == 0 and np.array_equal(again.teacher_logits, data.teacher_logits)
     ident = teacher_identity(cfg, None)
-    save_student()   # new weights, same path
+    save_student()  # new weights, same path
     assert teacher_identity(cfg, None)["ensemble"][0]["sha256"] != ident["ensemble"][0]["sha256"]
     assert "ensemble" not in teacher_identity(load_sweep_config(cfg_file, overrides={"teacher.ensemble": []}), None)
     gone = load_sweep_config(cfg_file, overrides={"teacher.ensemble": [str(tmp_path / "gone.pt")]})
@@ -174,14 +193,33 @@ def test_report_names_the_teacher_ensemble():
     """The export's report says that the target was an average, of which members, and how it scores."""
     from orchestrator.config import TrainConfig, to_dict
     from orchestrator.release.report import method_text
-    teacher = dict(arch="resnet50", params=23_528_522, val_acc=0.9466, path="t.pt", sha256="ab" * 32, mode="views",
-                   ensemble=[dict(arch="res3_w16_32_76_s121", val_acc=0.946, path="/m/s121.pt")],
-                   ensemble_val_acc=0.9482)
-    metrics = dict(config=to_dict(TrainConfig()), student="res3_w16_32_76_s121", params=96_906,
-                   train_precision="fp32")
-    text = "\n".join(method_text([], metrics, dict(teacher=teacher, teacher_forwards=0),
-                                 dict(augment=dict(shift=2, flip=True), train=dict(epochs=1), sweep={})))
+
+    teacher = dict(
+        arch="resnet50",
+        params=23_528_522,
+        val_acc=0.9466,
+        path="t.pt",
+        sha256="ab" * 32,
+        mode="views",
+        ensemble=[dict(arch="res3_w16_32_76_s121", val_acc=0.946, path="/m/s121.pt")],
+        ensemble_val_acc=0.9482,
+    )
+    metrics = dict(config=to_dict(TrainConfig()), student="res3_w16_32_76_s121", params=96_906, train_precision="fp32")
+    text = "\n".join(
+        method_text(
+            [],
+            metrics,
+            dict(teacher=teacher, teacher_forwards=0),
+            dict(augment=dict(shift=2, flip=True), train=dict(epochs=1), sweep={}),
+        )
+    )
     assert "**Teacher ensemble.**" in text and "res3_w16_32_76_s121 (94.60%, `s121.pt`)" in text and "94.82%" in text
-    plain = "\n".join(method_text([], metrics, dict(teacher={k: v for k, v in teacher.items() if "ensemble" not in k}),
-                                  dict(augment={}, train=dict(epochs=1), sweep={})))
+    plain = "\n".join(
+        method_text(
+            [],
+            metrics,
+            dict(teacher={k: v for k, v in teacher.items() if "ensemble" not in k}),
+            dict(augment={}, train=dict(epochs=1), sweep={}),
+        )
+    )
     assert "ensemble" not in plain

@@ -10,6 +10,7 @@ where f = 1 means the image is flipped left-right first and then shifted by
 integers, the teacher's logits can be cached per (image, view) and a trial can
 rebuild the exact image the teacher saw.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ import torch
 
 @dataclass(frozen=True)
 class ViewSpec:
-    shift: int = 2     # pixels, max |dy| and |dx|
+    shift: int = 2  # pixels, max |dy| and |dx|
     flip: bool = True  # horizontal flip
 
     def __post_init__(self):
@@ -61,12 +62,12 @@ def apply_views(x: torch.Tensor, views: torch.Tensor, spec: ViewSpec) -> torch.T
     p = spec.shift
     if p:
         n, c, h, w = x.shape
-        padded = torch.nn.functional.pad(x, (p, p, p, p))                          # (N, C, H+2p, W+2p)
+        padded = torch.nn.functional.pad(x, (p, p, p, p))  # (N, C, H+2p, W+2p)
         rows = (torch.arange(h, device=x.device) + p - dy[:, None])[:, None, :, None]  # (N, 1, H, 1)
         cols = (torch.arange(w, device=x.device) + p - dx[:, None])[:, None, None, :]  # (N, 1, 1, W)
         batch = torch.arange(n, device=x.device)[:, None, None, None]
         chans = torch.arange(c, device=x.device)[None, :, None, None]
-        x = padded[batch, chans, rows, cols]                                          # (N, C, H, W)
+        x = padded[batch, chans, rows, cols]  # (N, C, H, W)
     return x.squeeze(1) if squeeze else x
 
 
@@ -79,8 +80,13 @@ def to_input(x_u8: torch.Tensor, mean: float, std: float, channels: int, size: i
     return x.expand(-1, channels, -1, -1)
 
 
-def random_erase(x: torch.Tensor, p: float, area: tuple[float, float] = (0.02, 0.25),
-                 aspect: tuple[float, float] = (0.3, 3.3), generator: torch.Generator | None = None) -> torch.Tensor:
+def random_erase(
+    x: torch.Tensor,
+    p: float,
+    area: tuple[float, float] = (0.02, 0.25),
+    aspect: tuple[float, float] = (0.3, 3.3),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Random erasing (Zhong et al. 2017), batched: with probability `p` per image, one rectangle of
     `area` fraction of the image and `aspect` ratio h/w (log-uniform) is set to 0 (the background).
 
@@ -89,15 +95,15 @@ def random_erase(x: torch.Tensor, p: float, area: tuple[float, float] = (0.02, 0
     """
     n, h, w = x.shape
     rand = lambda: torch.rand(n, generator=generator).to(x.device)  # noqa: E731  (draws on the CPU generator)
-    a = (area[0] + (area[1] - area[0]) * rand()) * h * w                              # (N,) pixels
+    a = (area[0] + (area[1] - area[0]) * rand()) * h * w  # (N,) pixels
     r = torch.exp(math.log(aspect[0]) + (math.log(aspect[1]) - math.log(aspect[0])) * rand())
-    eh = torch.sqrt(a * r).round().clamp(1, h).long()                                   # (N,)
+    eh = torch.sqrt(a * r).round().clamp(1, h).long()  # (N,)
     ew = torch.sqrt(a / r).round().clamp(1, w).long()
     y0 = (rand() * (h - eh + 1).float()).long()
     x0 = (rand() * (w - ew + 1).float()).long()
-    on = rand() < p                                                                     # (N,) bool
+    on = rand() < p  # (N,) bool
     ys, xs = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
-    rows = (ys[None] >= y0[:, None]) & (ys[None] < (y0 + eh)[:, None])                  # (N, H)
-    cols = (xs[None] >= x0[:, None]) & (xs[None] < (x0 + ew)[:, None])                  # (N, W)
-    mask = rows[:, :, None] & cols[:, None, :] & on[:, None, None]                      # (N, H, W)
+    rows = (ys[None] >= y0[:, None]) & (ys[None] < (y0 + eh)[:, None])  # (N, H)
+    cols = (xs[None] >= x0[:, None]) & (xs[None] < (x0 + ew)[:, None])  # (N, W)
+    mask = rows[:, :, None] & cols[:, None, :] & on[:, None, None]  # (N, H, W)
     return x.masked_fill(mask, 0)

@@ -1,5 +1,6 @@
 """A trial's settings as a frozen dataclass: the trainable's own type, so `trainables/` imports nothing
 from `orchestrator/` (which builds it from YAML with its strict loader)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,9 +8,9 @@ from typing import Any, Literal
 
 from trainables.losses import LOSSES
 
-LOSS_NAMES = tuple(LOSSES)       # the registry's names, in its order
-CKPT_FILE = "checkpoint.pt"      # in a trial's checkpoint directory: the state train_student reports
-FATAL_FILE = "fatal_error.txt"   # in a trial's directory: how its worker died (signal, stack), if it did
+LOSS_NAMES = tuple(LOSSES)  # the registry's names, in its order
+CKPT_FILE = "checkpoint.pt"  # in a trial's checkpoint directory: the state train_student reports
+FATAL_FILE = "fatal_error.txt"  # in a trial's directory: how its worker died (signal, stack), if it did
 
 
 def _check(cond: bool, msg: str):
@@ -21,12 +22,13 @@ def _check(cond: bool, msg: str):
 class OptimSettings:
     """How a network is optimized, written once: a trial's (TrainConfig) and a teacher's training (the
     teacher config's `optim:`) share these fields, their defaults and their checks."""
+
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.05                  # peak learning rate
-    momentum: float = 0.9             # sgd (Nesterov)
-    weight_decay: float = 5e-4        # a teacher's training leaves BN weights and biases out of it
+    lr: float = 0.05  # peak learning rate
+    momentum: float = 0.9  # sgd (Nesterov)
+    weight_decay: float = 5e-4  # a teacher's training leaves BN weights and biases out of it
     schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
-    warmup_frac: float = 0.25         # onecycle: fraction of steps rising to the peak
+    warmup_frac: float = 0.25  # onecycle: fraction of steps rising to the peak
     epochs: int = 10
     batch_size: int = 128
 
@@ -42,32 +44,33 @@ class OptimSettings:
 class TrainConfig(OptimSettings):
     """One trial's settings: flat, so that any key can be a search-space dimension (the optimizer's fields
     come from OptimSettings)."""
+
     student: str = "seed_model_2"
     student_kwargs: dict[str, Any] = field(default_factory=dict)
     loss: Literal[LOSS_NAMES] = "kd"
-    alpha: float = 0.9                # weight of the soft (teacher) term; dkd: weight of its target-class term
+    alpha: float = 0.9  # weight of the soft (teacher) term; dkd: weight of its target-class term
     temperature: float = 4.0
-    beta: float = 8.0                 # dkd: weight of the non-target-class term
-    kd_warmup: int = 0                # epochs over which the teacher term's weight rises linearly 0 -> 1
-    label_smoothing: float = 0.0      # on the hard-label cross-entropy term
-    erase: float = 0.0                # random erasing (Zhong et al. 2017): probability per image of one zeroed
-                                      # rectangle on the student's input; the teacher's logits stay the uncut view's
-    tta: Literal["none", "flip"] = "none"   # test-time augmentation of the evaluated (and exported) model:
-                                      # flip averages its logits over the image and its mirror (no parameters);
-                                      # val_acc is then the flip-averaged accuracy. Both are reported each epoch
-    ema: float = 0.0                  # decay per step of an EMA of the weights used for evaluation; 0 = off
-    prune_from: str | None = None     # a trained student's checkpoint (student.pt / checkpoint.pt), wider than the
-                                      # budget: it is pruned to `prune_to` parameters, then fine-tuned by this trial
+    beta: float = 8.0  # dkd: weight of the non-target-class term
+    kd_warmup: int = 0  # epochs over which the teacher term's weight rises linearly 0 -> 1
+    label_smoothing: float = 0.0  # on the hard-label cross-entropy term
+    erase: float = 0.0  # random erasing (Zhong et al. 2017): probability per image of one zeroed
+    # rectangle on the student's input; the teacher's logits stay the uncut view's
+    tta: Literal["none", "flip"] = "none"  # test-time augmentation of the evaluated (and exported) model:
+    # flip averages its logits over the image and its mirror (no parameters);
+    # val_acc is then the flip-averaged accuracy. Both are reported each epoch
+    ema: float = 0.0  # decay per step of an EMA of the weights used for evaluation; 0 = off
+    prune_from: str | None = None  # a trained student's checkpoint (student.pt / checkpoint.pt), wider than the
+    # budget: it is pruned to `prune_to` parameters, then fine-tuned by this trial
     prune_importance: Literal["magnitude", "taylor"] = "magnitude"
-    prune_steps: int = 10             # iterative pruning steps (the ratio rises linearly; stops at the target)
-    prune_to: int = 100_000           # parameters (torchinfo) the pruned student may keep
-    prune_round_to: int = 8           # pruned layers keep a multiple of this many channels: 8 keeps oneDNN's
-                                      # fast kernels and avoids its AVX2 1x1 bug (trainables/layout.py)
-    mean: float = 0.2860              # student input normalization (pixels / 255)
+    prune_steps: int = 10  # iterative pruning steps (the ratio rises linearly; stops at the target)
+    prune_to: int = 100_000  # parameters (torchinfo) the pruned student may keep
+    prune_round_to: int = 8  # pruned layers keep a multiple of this many channels: 8 keeps oneDNN's
+    # fast kernels and avoids its AVX2 1x1 bug (trainables/layout.py)
+    mean: float = 0.2860  # student input normalization (pixels / 255)
     std: float = 0.3530
     seed: int = 0
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast in the train step; auto: bf16 where
-                                                          # the hardware has it (avx512_bf16/AMX CPU, GPU)
+    # the hardware has it (avx512_bf16/AMX CPU, GPU)
 
     def __post_init__(self):
         super().__post_init__()

@@ -12,6 +12,7 @@ every 1x1 convolution with stride 2 and 2..7 input channels crashed or went wron
 1 and 3x3 kernels did not. The guard can go when the pinned PyTorch ships a oneDNN with the fix:
 tests/test_layout.py then fails on its "the bug is still there" check and says so.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,12 @@ def onednn_below_avx512() -> bool:
 def hits_onednn_1x1_bug(m: nn.Module) -> bool:
     """A convolution of the shape the AVX2 backward-weights bug breaks: 1x1, stride > 1, < 8 input channels
     per group."""
-    return (isinstance(m, nn.Conv2d) and tuple(m.kernel_size) == (1, 1) and max(m.stride) > 1
-            and m.in_channels // m.groups < 8)
+    return (
+        isinstance(m, nn.Conv2d)
+        and tuple(m.kernel_size) == (1, 1)
+        and max(m.stride) > 1
+        and m.in_channels // m.groups < 8
+    )
 
 
 def _input_channels_first(module, args):

@@ -7,6 +7,7 @@ with s, t: (N, C) logits (t may be None for losses that use no teacher) and y: (
 `LOSSES` is the one registry: each config name's function, whether it reads teacher logits, its formula
 (as the report writes it) and its paper; `NEEDS_TEACHER` and the config's `LOSS_NAMES` derive from it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,8 +22,9 @@ def _kl_batchmean(s, t, T):
     return F.kl_div(F.log_softmax(s / T, dim=1), F.log_softmax(t / T, dim=1), reduction="batchmean", log_target=True)
 
 
-def kd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0,
-       warm: float = 1.0):
+def kd(
+    s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0, warm: float = 1.0
+):
     """Hinton et al. 2015, "Distilling the Knowledge in a Neural Network":
 
         L = alpha * T^2 * KL(softmax(t/T) || softmax(s/T))  +  (1 - alpha) * CE(s, y)
@@ -42,8 +44,9 @@ def _seed_kd_term(s, t, alpha, T):
     return kl * (T * T * 2.0 * alpha)
 
 
-def seed(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0,
-       warm: float = 1.0):
+def seed(
+    s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0, warm: float = 1.0
+):
     """The seed's formula, exactly:
 
         L = KLDivLoss_mean(log_softmax(s/T), softmax(t/T)) * T*T*2*alpha  +  CE(s, y)
@@ -53,21 +56,40 @@ def seed(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 
     return warm * _seed_kd_term(s, t, alpha, temperature) + F.cross_entropy(s, y, label_smoothing=label_smoothing)
 
 
-def seed_combined(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0,
-       warm: float = 1.0):
+def seed_combined(
+    s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0, warm: float = 1.0
+):
     """The seed's combined form: ((CE + KD) + CE) / 2 with KD the seed's KL term above."""
     ce = F.cross_entropy(s, y, label_smoothing=label_smoothing)
     return ((ce + warm * _seed_kd_term(s, t, alpha, temperature)) + ce) / 2
 
 
-def mse(s, t, y, *, alpha: float = 0.0, temperature: float = 1.0, label_smoothing: float = 0.0, beta: float = 8.0,
-       warm: float = 1.0):
+def mse(
+    s,
+    t,
+    y,
+    *,
+    alpha: float = 0.0,
+    temperature: float = 1.0,
+    label_smoothing: float = 0.0,
+    beta: float = 8.0,
+    warm: float = 1.0,
+):
     """The seed's MSE variant: mean over N*C of (s - onehot(y))^2 on raw outputs; no teacher."""
     return F.mse_loss(s, F.one_hot(y, s.shape[1]).to(s.dtype))
 
 
-def ce(s, t, y, *, alpha: float = 0.0, temperature: float = 1.0, label_smoothing: float = 0.0, beta: float = 8.0,
-       warm: float = 1.0):
+def ce(
+    s,
+    t,
+    y,
+    *,
+    alpha: float = 0.0,
+    temperature: float = 1.0,
+    label_smoothing: float = 0.0,
+    beta: float = 8.0,
+    warm: float = 1.0,
+):
     """Cross-entropy with optional label smoothing (Szegedy et al. 2016); no teacher: the control."""
     return F.cross_entropy(s, y, label_smoothing=label_smoothing)
 
@@ -78,8 +100,9 @@ def standardize(z, eps: float = 1e-7):
     return (z - z.mean(dim=1, keepdim=True)) / (z.std(dim=1, keepdim=True) + eps)
 
 
-def lskd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0,
-         warm: float = 1.0):
+def lskd(
+    s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0, warm: float = 1.0
+):
     """Logit-standardized KD, Sun et al., CVPR 2024, "Logit Standardization in Knowledge Distillation":
 
         L = alpha * T^2 * KL(softmax(Z(t)/T) || softmax(Z(s)/T))  +  (1 - alpha) * CE(s, y)
@@ -93,8 +116,9 @@ def lskd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 
     return warm * alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, y, label_smoothing=label_smoothing)
 
 
-def dkd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0,
-        warm: float = 1.0):
+def dkd(
+    s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0, warm: float = 1.0
+):
     """Decoupled KD, Zhao et al., CVPR 2022, "Decoupled Knowledge Distillation":
 
         L = CE(s, y) + warm * T^2 * (alpha * TCKD + beta * NCKD)
@@ -105,9 +129,9 @@ def dkd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0
     `warm` rising linearly to 1 over the first 20 epochs (train.kd_warmup).
     """
     T = temperature
-    gt = F.one_hot(y, s.shape[1]).bool()                                   # (N, C)
+    gt = F.one_hot(y, s.shape[1]).bool()  # (N, C)
     ps, pt = F.softmax(s / T, dim=1), F.softmax(t / T, dim=1)
-    bs = torch.stack([(ps * gt).sum(1), (ps * ~gt).sum(1)], 1).clamp_min(1e-12)   # (N, 2)
+    bs = torch.stack([(ps * gt).sum(1), (ps * ~gt).sum(1)], 1).clamp_min(1e-12)  # (N, 2)
     bt = torch.stack([(pt * gt).sum(1), (pt * ~gt).sum(1)], 1).clamp_min(1e-12)
     tckd = (bt * (bt.log() - bs.log())).sum(1).mean()
     # non-target distributions: softmax with the target logit pushed to -inf (the paper subtracts 1000)
@@ -122,6 +146,7 @@ def dkd(s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0
 class Loss:
     """A registered loss: call it like its function. `formula` has {T} {alpha} {one_minus_alpha} {beta}
     placeholders, filled by the report from the winner's settings."""
+
     fn: Callable
     teacher: bool
     formula: str
@@ -132,24 +157,41 @@ class Loss:
 
 
 LOSSES = {
-    "kd": Loss(kd, True,
-               "L = {alpha} · T² · KL(softmax(t/T) ‖ softmax(s/T)) + {one_minus_alpha} · CE_ls(s, y), T = {T}",
-               "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"),
-    "lskd": Loss(lskd, True,
-                 "L = {alpha} · T² · KL(softmax(Z(t)/T) ‖ softmax(Z(s)/T)) + {one_minus_alpha} · CE_ls(s, y), "
-                 "Z = per-sample z-score of the logits, T = {T}",
-                 "Sun et al., CVPR 2024, Logit Standardization in Knowledge Distillation"),
-    "dkd": Loss(dkd, True,
-                "L = CE_ls(s, y) + T² · ({alpha} · TCKD + {beta} · NCKD), T = {T}; TCKD: KL between the binary "
-                "(target, rest) probabilities, NCKD: KL among the non-target classes",
-                "Zhao et al., CVPR 2022, Decoupled Knowledge Distillation"),
-    "seed": Loss(seed, True,
-                 "L = KLDiv_mean(log_softmax(s/T), softmax(t/T)) · T² · 2 · {alpha} + CE_ls(s, y), T = {T}",
-                 "the course's starter code"),
-    "seed_combined": Loss(seed_combined, True, "L = ((CE + KD_seed) + CE) / 2, KD_seed as in `seed`, T = {T}",
-                          "the course's starter code"),
+    "kd": Loss(
+        kd,
+        True,
+        "L = {alpha} · T² · KL(softmax(t/T) ‖ softmax(s/T)) + {one_minus_alpha} · CE_ls(s, y), T = {T}",
+        "Hinton et al. 2015, Distilling the Knowledge in a Neural Network",
+    ),
+    "lskd": Loss(
+        lskd,
+        True,
+        "L = {alpha} · T² · KL(softmax(Z(t)/T) ‖ softmax(Z(s)/T)) + {one_minus_alpha} · CE_ls(s, y), "
+        "Z = per-sample z-score of the logits, T = {T}",
+        "Sun et al., CVPR 2024, Logit Standardization in Knowledge Distillation",
+    ),
+    "dkd": Loss(
+        dkd,
+        True,
+        "L = CE_ls(s, y) + T² · ({alpha} · TCKD + {beta} · NCKD), T = {T}; TCKD: KL between the binary "
+        "(target, rest) probabilities, NCKD: KL among the non-target classes",
+        "Zhao et al., CVPR 2022, Decoupled Knowledge Distillation",
+    ),
+    "seed": Loss(
+        seed,
+        True,
+        "L = KLDiv_mean(log_softmax(s/T), softmax(t/T)) · T² · 2 · {alpha} + CE_ls(s, y), T = {T}",
+        "the course's starter code",
+    ),
+    "seed_combined": Loss(
+        seed_combined, True, "L = ((CE + KD_seed) + CE) / 2, KD_seed as in `seed`, T = {T}", "the course's starter code"
+    ),
     "mse": Loss(mse, False, "L = mean((s − onehot(y))²), no teacher", "the course's starter code"),
-    "ce": Loss(ce, False, "L = CE_ls(s, y): cross-entropy on the labels, no teacher (the control)",
-               "label smoothing: Szegedy et al. 2016"),
+    "ce": Loss(
+        ce,
+        False,
+        "L = CE_ls(s, y): cross-entropy on the labels, no teacher (the control)",
+        "label smoothing: Szegedy et al. 2016",
+    ),
 }
 NEEDS_TEACHER = frozenset(name for name, loss in LOSSES.items() if loss.teacher)

@@ -1,4 +1,5 @@
 """Optimizers and per-step learning-rate schedules shared by the student and teacher loops."""
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@ Pruning"): whole channels are removed, together with every channel coupled to th
 BN, depthwise groups), so torchinfo's parameter count really drops (masks that zero weights would not
 lower it). Iterative: the source is narrowed a little at a time until its count is at most the target.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -14,9 +15,15 @@ import torch.nn.functional as F
 from students import count_params
 
 
-def prune_to_budget(model: nn.Module, target: int, importance: Literal["magnitude", "taylor"] = "magnitude",
-                    steps: int = 10, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-                    max_ratio: float = 0.9, round_to: int = 8) -> dict:
+def prune_to_budget(
+    model: nn.Module,
+    target: int,
+    importance: Literal["magnitude", "taylor"] = "magnitude",
+    steps: int = 10,
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+    max_ratio: float = 0.9,
+    round_to: int = 8,
+) -> dict:
     """Narrow `model` in place until count_params(model) <= target; returns what was done.
 
     importance: "magnitude" (L2 norm of each channel's weights) or "taylor" (|weight x gradient|, first
@@ -27,17 +34,24 @@ def prune_to_budget(model: nn.Module, target: int, importance: Literal["magnitud
     than 8 input channels that its AVX2 1x1 stride-2 backward breaks on (trainables/layout.py).
     """
     import torch_pruning as tp
+
     before = count_params(model)
     if before <= target:
-        return dict(params_before=before, params_after=before, steps_taken=0, importance=importance,
-                    round_to=round_to)
+        return dict(params_before=before, params_after=before, steps_taken=0, importance=importance, round_to=round_to)
     imp = tp.importance.TaylorImportance() if importance == "taylor" else tp.importance.MagnitudeImportance(p=2)
     if importance == "taylor" and batch is None:
         raise ValueError("taylor importance needs a batch (inputs, labels) for its gradients")
     example = torch.zeros(2, model.in_chans, 28, 28)
     head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
-    pruner = tp.pruner.MetaPruner(model, example, importance=imp, iterative_steps=steps, pruning_ratio=max_ratio,
-                                  ignored_layers=head, round_to=round_to)
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example,
+        importance=imp,
+        iterative_steps=steps,
+        pruning_ratio=max_ratio,
+        ignored_layers=head,
+        round_to=round_to,
+    )
     was_training = model.training
     for step in range(1, steps + 1):  # noqa: B007 (steps_taken reads the last one)
         if importance == "taylor":
@@ -51,7 +65,8 @@ def prune_to_budget(model: nn.Module, target: int, importance: Literal["magnitud
     model.train(was_training)
     after = count_params(model)
     if after > target:
-        raise ValueError(f"pruning stopped at {after:,} parameters after {steps} steps (max ratio {max_ratio}), over "
-                         f"the target {target:,}; raise prune_steps or start from a smaller source")
-    return dict(params_before=before, params_after=after, steps_taken=step, importance=importance,
-                round_to=round_to)
+        raise ValueError(
+            f"pruning stopped at {after:,} parameters after {steps} steps (max ratio {max_ratio}), over "
+            f"the target {target:,}; raise prune_steps or start from a smaller source"
+        )
+    return dict(params_before=before, params_after=after, steps_taken=step, importance=importance, round_to=round_to)

@@ -4,6 +4,7 @@ The data arrive as in-memory arrays (from the Ray object store in a sweep, from
 anywhere in a test); the teacher arrives as cached logits per (image, view), so
 a trial never runs the ResNet-50 (except in `live` mode, the reference).
 """
+
 from __future__ import annotations
 
 import time
@@ -28,14 +29,15 @@ from trainables.optim import make_optimizer, make_scheduler
 @dataclass
 class TrialData:
     """What a trial trains on. Arrays may be read-only (zero-copy from the object store)."""
-    train_x: np.ndarray                       # uint8 (N, 28, 28)
-    train_y: np.ndarray                       # int64 (N,)
-    val_x: np.ndarray                         # uint8 (M, 28, 28)
-    val_y: np.ndarray                         # int64 (M,)
-    spec: ViewSpec                            # the augmentation, as enumerable views
-    mode: str = "views"                       # views | clean | live | none
+
+    train_x: np.ndarray  # uint8 (N, 28, 28)
+    train_y: np.ndarray  # int64 (N,)
+    val_x: np.ndarray  # uint8 (M, 28, 28)
+    val_y: np.ndarray  # int64 (M,)
+    spec: ViewSpec  # the augmentation, as enumerable views
+    mode: str = "views"  # views | clean | live | none
     teacher_logits: np.ndarray | None = None  # fp16 (N, n_views, 10) for views, (N, 1, 10) for clean
-    teacher: dict | None = None               # live: {"model": nn.Module, "mean", "std", "channels", "size"}
+    teacher: dict | None = None  # live: {"model": nn.Module, "mean", "std", "channels", "size"}
 
 
 def _tensor(a, device) -> torch.Tensor:
@@ -45,14 +47,21 @@ def _tensor(a, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_tta(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean: float, std: float,
-                 batch_size: int = 1000, ttas: tuple[str, ...] = ("none", "flip")) -> dict[str, tuple[float, float]]:
+def evaluate_tta(
+    model: nn.Module,
+    x_u8: torch.Tensor,
+    y: torch.Tensor,
+    mean: float,
+    std: float,
+    batch_size: int = 1000,
+    ttas: tuple[str, ...] = ("none", "flip"),
+) -> dict[str, tuple[float, float]]:
     """{tta: (accuracy, mean cross-entropy)} on uint8 images (N, 28, 28): "none" of the plain logits, "flip" of
     the logits averaged over each image and its horizontal mirror (one more forward per image)."""
     model.eval()
     correct, loss = dict.fromkeys(ttas, 0), dict.fromkeys(ttas, 0.0)
     for i in range(0, len(x_u8), batch_size):
-        x, yb = to_input(x_u8[i:i + batch_size], mean, std, model.in_chans), y[i:i + batch_size]
+        x, yb = to_input(x_u8[i : i + batch_size], mean, std, model.in_chans), y[i : i + batch_size]
         plain = model(x)
         for k in ttas:
             logits = plain if k == "none" else (plain + model(x.flip(-1))) / 2
@@ -61,8 +70,9 @@ def evaluate_tta(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean: fl
     return {k: (correct[k] / len(x_u8), loss[k] / len(x_u8)) for k in ttas}
 
 
-def evaluate(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean: float, std: float,
-             batch_size: int = 1000) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean: float, std: float, batch_size: int = 1000
+) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) on uint8 images (N, 28, 28)."""
     return evaluate_tta(model, x_u8, y, mean, std, batch_size, ttas=("none",))["none"]
 
@@ -81,6 +91,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float):
         import copy
+
         self.decay = decay
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
@@ -93,8 +104,9 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, t: int):
         # foreach: a few fused kernels per step instead of one per tensor (launch-bound on a GPU)
-        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()],
-                             1 - self.decay_at(t))
+        torch._foreach_lerp_(
+            list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - self.decay_at(t)
+        )
         if buffers := list(self.model.buffers()):
             torch._foreach_copy_(buffers, list(model.buffers()))
 
@@ -115,8 +127,12 @@ def _autocast(precision: str, device: str):
     """bf16 autocast for the train step (evaluation stays fp32, as the exported model runs)."""
     kind = torch.device(device).type
     if precision == "bf16" and kind == "cpu" and not _native_bf16(kind):
-        warnings.warn("precision bf16: this CPU has no native bf16 (avx512_bf16/AMX), so it runs emulated and "
-                      "slower than fp32; set train.precision: fp32 or auto", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            "precision bf16: this CPU has no native bf16 (avx512_bf16/AMX), so it runs emulated and "
+            "slower than fp32; set train.precision: fp32 or auto",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
@@ -127,9 +143,12 @@ def _pruned_source(cfg: TrainConfig, data: TrialData):
 
     from students.pruned import layer_shapes
     from trainables.prune import prune_to_budget
+
     if not Path(cfg.prune_from).is_file():
-        raise FileNotFoundError(f"prune_from {cfg.prune_from}: no such checkpoint; export the source sweep first "
-                                "(its student.pt) or point at a trial's checkpoint.pt")
+        raise FileNotFoundError(
+            f"prune_from {cfg.prune_from}: no such checkpoint; export the source sweep first "
+            "(its student.pt) or point at a trial's checkpoint.pt"
+        )
     src = torch.load(cfg.prune_from, map_location="cpu", weights_only=True)
     model = create_student(src["student"], **src["student_kwargs"])
     model.load_state_dict(src["state_dict"])
@@ -138,15 +157,21 @@ def _pruned_source(cfg: TrainConfig, data: TrialData):
         idx = torch.arange(min(256, len(data.train_x)))
         x = to_input(_tensor(data.train_x, "cpu")[idx], cfg.mean, cfg.std, model.in_chans)
         batch = (x, _tensor(data.train_y, "cpu")[idx])
-    info = prune_to_budget(model, cfg.prune_to, cfg.prune_importance, cfg.prune_steps, batch,
-                           round_to=cfg.prune_round_to)
+    info = prune_to_budget(
+        model, cfg.prune_to, cfg.prune_importance, cfg.prune_steps, batch, round_to=cfg.prune_round_to
+    )
     info["source"] = f"{src['student']} {dict(src['student_kwargs']) or ''}".strip()
     kwargs = dict(base=src["student"], base_kwargs=dict(src["student_kwargs"]), shapes=layer_shapes(model))
     return model, "pruned", kwargs, info
 
 
-def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dict], Any] | None = None,
-                  resume: dict | None = None, device: str = "cpu") -> dict:
+def train_student(
+    cfg: TrainConfig,
+    data: TrialData,
+    report: Callable[[dict, dict], Any] | None = None,
+    resume: dict | None = None,
+    device: str = "cpu",
+) -> dict:
     """Train `cfg.student` for `cfg.epochs`; call `report(metrics, state)` after every epoch.
 
     `state` is a checkpoint (student name + kwargs + resolved config + state_dict,
@@ -168,8 +193,8 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
         model = create_student(name, **kwargs)
     params = count_params(model)
     if torch.device(device).type == "cuda":
-        torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick the fastest kernels once
-    prepare_for_training(model, device)   # channels_last, but for the layers oneDNN's AVX2 kernel breaks
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
+    prepare_for_training(model, device)  # channels_last, but for the layers oneDNN's AVX2 kernel breaks
     spec = data.spec
     train_x, train_y = _tensor(data.train_x, device), _tensor(data.train_y, device)
     val_x, val_y = _tensor(data.val_x, device), _tensor(data.val_y, device)
@@ -205,60 +230,91 @@ def train_student(cfg: TrainConfig, data: TrialData, report: Callable[[dict, dic
         for i in range(0, n, cfg.batch_size):
             step = epoch * steps_per_epoch + i // cfg.batch_size
             warm = min(1.0, step / (cfg.kd_warmup * steps_per_epoch)) if cfg.kd_warmup else 1.0
-            idx = perm[i:i + cfg.batch_size]
-            views = spec.random(len(idx), generator=g).to(device)                    # (B,)
-            xb = apply_views(train_x[idx], views, spec)                               # (B, 28, 28) uint8
+            idx = perm[i : i + cfg.batch_size]
+            views = spec.random(len(idx), generator=g).to(device)  # (B,)
+            xb = apply_views(train_x[idx], views, spec)  # (B, 28, 28) uint8
             t = None
             if logits is not None:
-                t = logits[idx, views if data.mode == "views" else 0].float()         # (B, 10)
-            elif teacher is not None:   # live: the teacher scores this very view, in the step's precision
-                xt = to_input(xb, data.teacher["mean"], data.teacher["std"], data.teacher["channels"],
-                              data.teacher.get("size")).contiguous(memory_format=torch.channels_last)
+                t = logits[idx, views if data.mode == "views" else 0].float()  # (B, 10)
+            elif teacher is not None:  # live: the teacher scores this very view, in the step's precision
+                xt = to_input(
+                    xb, data.teacher["mean"], data.teacher["std"], data.teacher["channels"], data.teacher.get("size")
+                ).contiguous(memory_format=torch.channels_last)
                 with torch.no_grad(), autocast:
                     t = teacher(xt).float()
             if cfg.erase > 0:  # after the teacher's view: the teacher scored the uncut image
                 xb = random_erase(xb, cfg.erase, generator=g)
             x = to_input(xb, cfg.mean, cfg.std, model.in_chans).contiguous(memory_format=torch.channels_last)
             with autocast:
-                s = model(x).float()                                                  # (B, 10)
-            loss = loss_fn(s, t, train_y[idx], alpha=cfg.alpha, temperature=cfg.temperature,
-                           label_smoothing=cfg.label_smoothing, beta=cfg.beta, warm=warm)
+                s = model(x).float()  # (B, 10)
+            loss = loss_fn(
+                s,
+                t,
+                train_y[idx],
+                alpha=cfg.alpha,
+                temperature=cfg.temperature,
+                label_smoothing=cfg.label_smoothing,
+                beta=cfg.beta,
+                warm=warm,
+            )
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"diverged at epoch {epoch + 1}, step {i // cfg.batch_size}, lr "
-                                         f"{opt.param_groups[0]['lr']:.3g} (loss {loss.item()}); lower train.lr "
-                                         f"(peak {cfg.lr:g})")
+                raise FloatingPointError(
+                    f"diverged at epoch {epoch + 1}, step {i // cfg.batch_size}, lr "
+                    f"{opt.param_groups[0]['lr']:.3g} (loss {loss.item()}); lower train.lr "
+                    f"(peak {cfg.lr:g})"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             if ema is not None:
-                ema.update(model, step + 1)   # the global step: a resume continues the warm-up
+                ema.update(model, step + 1)  # the global step: a resume continues the warm-up
             loss_sum += loss.item() * len(idx)
         train_s = time.time() - t0
-        eval_model = ema.model if ema is not None else model   # what the checkpoint ships
+        eval_model = ema.model if ema is not None else model  # what the checkpoint ships
         acc = evaluate_tta(eval_model, val_x, val_y, cfg.mean, cfg.std)
-        val_acc, val_loss = acc[cfg.tta]   # what selection sees: the model as export ships it
+        val_acc, val_loss = acc[cfg.tta]  # what selection sees: the model as export ships it
         elapsed += time.time() - t0
-        metrics = dict(epoch=epoch + 1, val_acc=val_acc, val_loss=val_loss, train_loss=loss_sum / n,
-                       lr=opt.param_groups[0]["lr"], params=params, images_per_s=n / train_s, elapsed_s=elapsed,
-                       precision=precision, threads=torch.get_num_threads(), tta=cfg.tta,
-                       val_acc_plain=acc["none"][0], val_acc_flip=acc["flip"][0])
+        metrics = dict(
+            epoch=epoch + 1,
+            val_acc=val_acc,
+            val_loss=val_loss,
+            train_loss=loss_sum / n,
+            lr=opt.param_groups[0]["lr"],
+            params=params,
+            images_per_s=n / train_s,
+            elapsed_s=elapsed,
+            precision=precision,
+            threads=torch.get_num_threads(),
+            tta=cfg.tta,
+            val_acc_plain=acc["none"][0],
+            val_acc_flip=acc["flip"][0],
+        )
         if ema is not None:  # the live weights' accuracy too: what the average adds, measured in the same run
             metrics["val_acc_raw"] = evaluate(model, val_x, val_y, cfg.mean, cfg.std)[0]
         if prune_info is not None:
             metrics["pruned"] = prune_info
         if report is not None:
-            state = dict(student=name, student_kwargs=kwargs, config=asdict(cfg),
-                         state_dict=eval_model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                         epoch=epoch + 1, elapsed_s=elapsed, metrics=metrics)
+            state = dict(
+                student=name,
+                student_kwargs=kwargs,
+                config=asdict(cfg),
+                state_dict=eval_model.state_dict(),
+                optimizer=opt.state_dict(),
+                scheduler=sched.state_dict(),
+                epoch=epoch + 1,
+                elapsed_s=elapsed,
+                metrics=metrics,
+            )
             if ema is not None:  # the raw weights too, so a resume continues training them
                 state["train_state_dict"] = model.state_dict()
             report(metrics, state)
     return metrics
 
 
-def train_speed(name: str, batch_size: int = 128, steps: int = 20, warmup: int = 3, precision: str = "fp32",
-                **student_kwargs) -> float:
+def train_speed(
+    name: str, batch_size: int = 128, steps: int = 20, warmup: int = 3, precision: str = "fp32", **student_kwargs
+) -> float:
     """Training images/s of student `name` alone (forward, CE, backward, SGD step; random data, channels_last):
     the student's compute bound, for comparing families on this machine."""
     model = create_student(name, **student_kwargs).train()

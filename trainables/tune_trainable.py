@@ -2,6 +2,7 @@
 
 Ray API calls live here, in the sweep driver and in the teacher's cluster code (orchestrator/).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ from ray import tune
 from trainables.config import CKPT_FILE, FATAL_FILE, TrainConfig
 from trainables.train import TrialData, train_student
 
-_fatal_log = None                # kept open for the worker's lifetime: faulthandler writes to it as it dies
+_fatal_log = None  # kept open for the worker's lifetime: faulthandler writes to it as it dies
 
 
 def _record_fatal_signals():
@@ -23,6 +24,7 @@ def _record_fatal_signals():
     the trial's directory: Ray's error then says only that the worker died, this file says how and where.
     Local (or shared-mount) storage only; on an object store the error's first line is all there is."""
     import faulthandler
+
     global _fatal_log
     st = tune.get_context().get_storage()
     if type(st.storage_filesystem).__name__ != "LocalFileSystem":
@@ -37,6 +39,7 @@ def _record_fatal_signals():
 def _close_fatal_log():
     """The trial's Python code has ended (returned or raised, so Tune records why): no crash file needed."""
     import faulthandler
+
     global _fatal_log
     if _fatal_log is None:
         return
@@ -74,10 +77,11 @@ def _distill(config: dict, data: TrialData, base: dict, use_gpu: bool):
             resume = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
 
     import ray
-    node = ray.get_runtime_context().get_node_id()[:12]   # which node ran this epoch (results table, node loss)
+
+    node = ray.get_runtime_context().get_node_id()[:12]  # which node ran this epoch (results table, node loss)
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-    gpus = ",".join(str(g) for g in ray.get_gpu_ids())    # the GPU(s) Ray gave this trial (a share of one)
-    started = time.time()                                 # with each report's `wall`: when this process ran
+    gpus = ",".join(str(g) for g in ray.get_gpu_ids())  # the GPU(s) Ray gave this trial (a share of one)
+    started = time.time()  # with each report's `wall`: when this process ran
 
     def report(metrics: dict, state: dict):
         metrics = {**metrics, "node": node, "device": device, "gpus": gpus, "wall_start": started, "wall": time.time()}

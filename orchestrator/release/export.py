@@ -4,6 +4,7 @@ Selection is by validation accuracy over every kept checkpoint in the run
 directory (no Ray needed, works on an interrupted sweep). Test accuracy is
 measured here, once, and never fed back into selection.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,11 +77,13 @@ def best_checkpoint(run_dir: Path, trial: str | None = None) -> tuple[Path, dict
     only the checkpoints of the one trial whose directory name contains it."""
     paths = find_checkpoints(run_dir)
     if trial is not None:
-        dirs = sorted({p.parent.parent.name for p in paths})   # <trial>/checkpoint_<epoch>/checkpoint.pt
+        dirs = sorted({p.parent.parent.name for p in paths})  # <trial>/checkpoint_<epoch>/checkpoint.pt
         hits = [d for d in dirs if trial in d]
         if len(hits) != 1:
-            raise UserError(f"--trial {trial!r} matches {len(hits)} trials of {run_dir} (it must name one); "
-                             f"its trials: {', '.join(dirs) or 'none'}")
+            raise UserError(
+                f"--trial {trial!r} matches {len(hits)} trials of {run_dir} (it must name one); "
+                f"its trials: {', '.join(dirs) or 'none'}"
+            )
         paths = [p for p in paths if p.parent.parent.name == hits[0]]
     best = None
     for p in paths:
@@ -89,8 +92,9 @@ def best_checkpoint(run_dir: Path, trial: str | None = None) -> tuple[Path, dict
         if best is None or key > best[0]:
             best = (key, p, state)
     if best is None:
-        raise FileNotFoundError(f"no {CKPT_FILE} under {run_dir}; is it a kdsweep run directory (runs/<name>)? "
-                                "Run `kdsweep sweep` first")
+        raise FileNotFoundError(
+            f"no {CKPT_FILE} under {run_dir}; is it a kdsweep run directory (runs/<name>)? Run `kdsweep sweep` first"
+        )
     return best[1], best[2]
 
 
@@ -103,7 +107,7 @@ def export_program(model: Deployable, path: Path):
     """torch.export with a dynamic batch dimension, saved as .pt2."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     ep = torch.export.export(model.eval(), (torch.rand(4, 1, 28, 28),), dynamic_shapes={"x": {0: batch}})
-    for node in ep.graph.nodes:   # the tracing stack: this machine's absolute source paths, in a shipped file
+    for node in ep.graph.nodes:  # the tracing stack: this machine's absolute source paths, in a shipped file
         node.meta.pop("stack_trace", None)
     torch.export.save(ep, str(path))
 
@@ -113,12 +117,21 @@ def export_onnx(model: Deployable, path: Path, atol: float = 1e-4):
     import warnings
 
     import onnxruntime as ort
+
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.rand(4, 1, 28, 28),), str(path), dynamo=True, verbose=False,
-                          external_data=False,   # one self-contained file, weights inside
-                          dynamic_shapes={"x": {0: batch}}, input_names=["pixels"], output_names=["logits"])
+        torch.onnx.export(
+            model.eval(),
+            (torch.rand(4, 1, 28, 28),),
+            str(path),
+            dynamo=True,
+            verbose=False,
+            external_data=False,  # one self-contained file, weights inside
+            dynamic_shapes={"x": {0: batch}},
+            input_names=["pixels"],
+            output_names=["logits"],
+        )
     _drop_stack_traces(path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for n in (1, 37):
@@ -126,14 +139,17 @@ def export_onnx(model: Deployable, path: Path, atol: float = 1e-4):
         with torch.no_grad():
             err = float(np.abs(sess.run(None, {"pixels": x.numpy()})[0] - model(x).numpy()).max())
         if err > atol:
-            raise RuntimeError(f"onnxruntime disagrees with the eager model by {err:.2g} at batch {n}; "
-                               f"the ONNX file {path} is not usable")
+            raise RuntimeError(
+                f"onnxruntime disagrees with the eager model by {err:.2g} at batch {n}; "
+                f"the ONNX file {path} is not usable"
+            )
     return sess
 
 
 def _drop_stack_traces(path: Path):
     """The exporter records each node's tracing stack (this machine's absolute source paths) in a shipped file."""
     import onnx
+
     m = onnx.load(str(path))
     for node in m.graph.node:
         keep = [p for p in node.metadata_props if not p.key.endswith("stack_trace")]
@@ -146,6 +162,7 @@ def latency_ms(run, batches=(1, 256), repeats: int = 30, budget_s: float = 1.0) 
     """Median wall time of one call at each batch size (after warm-up), in ms: `repeats` calls, or as many
     as fit in `budget_s` (at least 5)."""
     import statistics
+
     out = {}
     for b in batches:
         x = torch.rand(b, 1, 28, 28)
@@ -163,12 +180,20 @@ def latency_ms(run, batches=(1, 256), repeats: int = 30, budget_s: float = 1.0) 
 
 @torch.no_grad()
 def predict(model: nn.Module, images_u8: np.ndarray, batch_size: int = 1000) -> torch.Tensor:
-    x = torch.as_tensor(images_u8).float().div_(255).unsqueeze(1)   # (N, 1, 28, 28) in [0, 1]
-    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    x = torch.as_tensor(images_u8).float().div_(255).unsqueeze(1)  # (N, 1, 28, 28) in [0, 1]
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, force: bool = False,
-           trial: str | None = None, source: str | None = None, tta: str = "config") -> dict:
+def export(
+    run_dir: Path,
+    out: Path,
+    data_dir=None,
+    budget: int = BUDGET,
+    force: bool = False,
+    trial: str | None = None,
+    source: str | None = None,
+    tta: str = "config",
+) -> dict:
     """Write the export into a temporary directory beside `out` and rename it into place, so `out` is
     either the previous complete export or the new complete one, never half of either. Replacing an
     export of another run needs `force`. Files in `out` that the export does not write (a README beside
@@ -179,27 +204,40 @@ def export(run_dir: Path, out: Path, data_dir=None, budget: int = BUDGET, force:
     source = source or project_relative(run_dir)
     refuse_models(out, "export")
     if not (Path(run_dir) / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir} is not a kdsweep run directory (no {CONFIG_FILE}); pass runs/<name> "
-                                "of a sweep (`kdsweep sweep` makes one)")
+        raise FileNotFoundError(
+            f"{run_dir} is not a kdsweep run directory (no {CONFIG_FILE}); pass runs/<name> "
+            "of a sweep (`kdsweep sweep` makes one)"
+        )
     previous = out / "metrics.json"
     if previous.is_file() and not force:
         theirs = json.loads(previous.read_text()).get("run_dir")
-        if theirs and theirs != source and (is_uri(theirs) or is_uri(source)
-                                            or Path(theirs).resolve() != Path(run_dir).resolve()):
-            raise FileExistsError(f"{out} holds the export of another run ({theirs}); pass another --out, or "
-                                  "--force to replace it")
+        if (
+            theirs
+            and theirs != source
+            and (is_uri(theirs) or is_uri(source) or Path(theirs).resolve() != Path(run_dir).resolve())
+        ):
+            raise FileExistsError(
+                f"{out} holds the export of another run ({theirs}); pass another --out, or --force to replace it"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     metrics: dict = {}
-    replace_dir(out, lambda tmp: metrics.update(_export_into(Path(run_dir), tmp, data_dir, budget, trial, source, tta)),
-                generated=PLOT_FILES)
-    log.info(f"exported {metrics['student']} ({metrics['params']:,} params) val_acc {metrics['val_acc']:.4f} "
-        f"test_acc {metrics['test_acc']:.4f} -> {out}")
+    replace_dir(
+        out,
+        lambda tmp: metrics.update(_export_into(Path(run_dir), tmp, data_dir, budget, trial, source, tta)),
+        generated=PLOT_FILES,
+    )
+    log.info(
+        f"exported {metrics['student']} ({metrics['params']:,} params) val_acc {metrics['val_acc']:.4f} "
+        f"test_acc {metrics['test_acc']:.4f} -> {out}"
+    )
     return metrics
 
 
-def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | None, source: str,
-                 tta: str = "config") -> dict:
+def _export_into(
+    run_dir: Path, out: Path, data_dir, budget: int, trial: str | None, source: str, tta: str = "config"
+) -> dict:
     import torchinfo
+
     t0 = time.time()
     ckpt, state = best_checkpoint(export_dir(run_dir), trial)
     student = rebuild(state)
@@ -212,20 +250,35 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
     out.mkdir(parents=True, exist_ok=True)
     # student.pt's config names the augmentation shipped (chosen here with --tta auto), so that a reader of
     # the weights (deployable, predict) runs what the .pt2 and ONNX run
-    torch.save(dict(student=state["student"], student_kwargs=state["student_kwargs"], config={**cfg, "tta": tta},
-                    state_dict=student.state_dict(), metrics=state["metrics"]), out / "student.pt")
+    torch.save(
+        dict(
+            student=state["student"],
+            student_kwargs=state["student_kwargs"],
+            config={**cfg, "tta": tta},
+            state_dict=student.state_dict(),
+            metrics=state["metrics"],
+        ),
+        out / "student.pt",
+    )
     export_program(deploy, out / "student.pt2")
     sess = export_onnx(deploy, out / "student.onnx")
     prog = torch.export.load(str(out / "student.pt2")).module()
     with torch.no_grad():
-        lat = {"student.pt2 (torch)": latency_ms(lambda x: prog(x)),
-               "student.onnx (onnxruntime)": latency_ms(lambda x: sess.run(None, {"pixels": x.numpy()}))}
-        if tta != "none":   # what the augmentation costs: the same weights without it, eager
+        lat = {
+            "student.pt2 (torch)": latency_ms(lambda x: prog(x)),
+            "student.onnx (onnxruntime)": latency_ms(lambda x: sess.run(None, {"pixels": x.numpy()})),
+        }
+        if tta != "none":  # what the augmentation costs: the same weights without it, eager
             plain = Deployable(student, cfg["mean"], cfg["std"]).eval()
             lat["eager torch, with flip TTA"] = latency_ms(lambda x: deploy(x))
             lat["eager torch, without TTA"] = latency_ms(lambda x: plain(x))
-    summary = torchinfo.summary(student, input_size=(1, student.in_chans, 28, 28), verbose=0, device="cpu",
-                                col_names=("output_size", "num_params"))
+    summary = torchinfo.summary(
+        student,
+        input_size=(1, student.in_chans, 28, 28),
+        verbose=0,
+        device="cpu",
+        col_names=("output_size", "num_params"),
+    )
     (out / "summary.txt").write_text(f"{state['student']} {state['student_kwargs']}\n{summary}\n")
     test_x, test_y = load_test(data_dir)
     logits = predict(deploy, test_x)
@@ -238,22 +291,37 @@ def _export_into(run_dir: Path, out: Path, data_dir, budget: int, trial: str | N
     meta_path = run_dir / META_FILE
     run_meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     teacher = run_meta.get("teacher") or {}
-    metrics = dict(student=state["student"], student_kwargs=state["student_kwargs"], params=params,
-                   val_acc=m.get("val_acc_flip" if tta == "flip" else "val_acc_plain", m["val_acc"]),
-                   test_acc=test_acc, epoch=state["epoch"], tta=tta,
-                   val_acc_plain=m.get("val_acc_plain"), val_acc_flip=m.get("val_acc_flip"),
-                   trial_checkpoint=str(ckpt.relative_to(run_dir)), exported_trial=trial, loss=cfg["loss"],
-                   train_precision=state["metrics"].get("precision", cfg.get("precision", "fp32")),
-                   teacher_val_acc=teacher.get("val_acc"), teacher_sha256=teacher.get("sha256"),
-                   teacher_mode=teacher.get("mode"), teacher_forwards=run_meta.get("teacher_forwards"),
-                   teacher_params=teacher.get("params"), budget=budget, config=cfg,
-                   pruned=state["metrics"].get("pruned"),
-                   latency_ms=lat, threads=torch.get_num_threads(),
-                   file_bytes={f: (out / f).stat().st_size for f in ("student.pt", "student.pt2", "student.onnx")},
-                   sha256={f: sha256_file(out / f) for f in ("student.pt", "student.pt2", "student.onnx")},
-                   data={k: (read_json(run_dir / CONFIG_FILE).get("data") or {}).get(k)
-                         for k in ("val_size", "split_seed")},
-                   run_dir=source, sweep_wall_s=run_meta.get("wall_s"), machine=machine())
+    metrics = dict(
+        student=state["student"],
+        student_kwargs=state["student_kwargs"],
+        params=params,
+        val_acc=m.get("val_acc_flip" if tta == "flip" else "val_acc_plain", m["val_acc"]),
+        test_acc=test_acc,
+        epoch=state["epoch"],
+        tta=tta,
+        val_acc_plain=m.get("val_acc_plain"),
+        val_acc_flip=m.get("val_acc_flip"),
+        trial_checkpoint=str(ckpt.relative_to(run_dir)),
+        exported_trial=trial,
+        loss=cfg["loss"],
+        train_precision=state["metrics"].get("precision", cfg.get("precision", "fp32")),
+        teacher_val_acc=teacher.get("val_acc"),
+        teacher_sha256=teacher.get("sha256"),
+        teacher_mode=teacher.get("mode"),
+        teacher_forwards=run_meta.get("teacher_forwards"),
+        teacher_params=teacher.get("params"),
+        budget=budget,
+        config=cfg,
+        pruned=state["metrics"].get("pruned"),
+        latency_ms=lat,
+        threads=torch.get_num_threads(),
+        file_bytes={f: (out / f).stat().st_size for f in ("student.pt", "student.pt2", "student.onnx")},
+        sha256={f: sha256_file(out / f) for f in ("student.pt", "student.pt2", "student.onnx")},
+        data={k: (read_json(run_dir / CONFIG_FILE).get("data") or {}).get(k) for k in ("val_size", "split_seed")},
+        run_dir=source,
+        sweep_wall_s=run_meta.get("wall_s"),
+        machine=machine(),
+    )
     write_report(run_dir, out, metrics, run_meta, model=deploy)
     metrics["export_wall_s"] = time.time() - t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")

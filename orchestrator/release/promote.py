@@ -4,6 +4,7 @@ A candidate (an export directory, or a teacher's weights with their JSON sidecar
 when it is better on validation, measured on the same split; otherwise nothing is touched and the refusal
 says why. Exports and teacher trainings write elsewhere (artifacts/) and cannot write into models/.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ MODELS = ROOT / "models"
 STUDENT_RELEASE = MODELS / "student"
 TEACHER_RELEASE = MODELS / "teacher"
 STUDENT_FILES = ("student.pt", "student.pt2", "student.onnx", "metrics.json")
-MAX_STUDENT_BYTES = 1_000_000   # the released student.pt is committed: under 1 MB
+MAX_STUDENT_BYTES = 1_000_000  # the released student.pt is committed: under 1 MB
 
 
 class ReleaseRefused(UserError):
@@ -37,26 +38,32 @@ def inside_models(path: str | Path) -> bool:
 
 def refuse_models(path: str | Path, what: str) -> None:
     if inside_models(path):
-        raise ReleaseRefused(f"{path} is inside models/, which changes only through `kdsweep release`: write the "
-                             f"{what} elsewhere (the default is under artifacts/), then `kdsweep release` it")
+        raise ReleaseRefused(
+            f"{path} is inside models/, which changes only through `kdsweep release`: write the "
+            f"{what} elsewhere (the default is under artifacts/), then `kdsweep release` it"
+        )
 
 
 def _split(m: dict) -> tuple:
-    data = m.get("data") or {}   # exports before this field: the default split, which they all used
+    data = m.get("data") or {}  # exports before this field: the default split, which they all used
     return data.get("val_size") or 5000, data.get("split_seed") or 0
 
 
 def _check_better(cand: float, current: float | None, what: str, where: Path) -> None:
     if current is not None and not cand > current:
-        raise ReleaseRefused(f"the candidate {what} scores {cand:.4f} on validation, not above the release's "
-                             f"{current:.4f}; {where} is unchanged")
+        raise ReleaseRefused(
+            f"the candidate {what} scores {cand:.4f} on validation, not above the release's "
+            f"{current:.4f}; {where} is unchanged"
+        )
 
 
 def _swap_dir(src_files: dict[str, Path], dest: Path) -> None:
     """Copy `src_files` (name -> path) over `dest` as one rename; the files of `dest` not replaced stay."""
+
     def fill(tmp: Path):
         for name, path in src_files.items():
             (shutil.copytree if path.is_dir() else shutil.copy2)(path, tmp / name)
+
     replace_dir(dest, fill)
 
 
@@ -65,8 +72,10 @@ def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE) -> dict
     candidate = Path(candidate)
     mpath = candidate / "metrics.json"
     if not mpath.is_file():
-        raise ReleaseRefused(f"{candidate} is not an export (no metrics.json); `kdsweep export --run runs/<name>` "
-                             "makes one under artifacts/<name>")
+        raise ReleaseRefused(
+            f"{candidate} is not an export (no metrics.json); `kdsweep export --run runs/<name>` "
+            "makes one under artifacts/<name>"
+        )
     cand = json.loads(mpath.read_text())
     if cand.get("params", BUDGET + 1) > cand.get("budget", BUDGET):
         raise ReleaseRefused(f"the candidate has {cand.get('params')} parameters, over the budget")
@@ -74,13 +83,18 @@ def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE) -> dict
         raise ReleaseRefused(f"{candidate / 'student.pt'} is over 1 MB, too large to commit as the release")
     current = json.loads((dest / "metrics.json").read_text()) if (dest / "metrics.json").is_file() else None
     if current is not None and _split(current) != _split(cand):
-        raise ReleaseRefused(f"the candidate was validated on another split {_split(cand)} than the release "
-                             f"{_split(current)}: the two are not comparable")
+        raise ReleaseRefused(
+            f"the candidate was validated on another split {_split(cand)} than the release "
+            f"{_split(current)}: the two are not comparable"
+        )
     _check_better(cand["val_acc"], current and current["val_acc"], f"student {cand['student']}", dest)
     files = {f.name: f for f in candidate.iterdir() if f.is_file()}
     _swap_dir(files, dest)
-    log.info(f"released {cand['student']} (val {cand['val_acc']:.4f}"
-        + (f", was {current['val_acc']:.4f}" if current else "") + f") -> {dest}")
+    log.info(
+        f"released {cand['student']} (val {cand['val_acc']:.4f}"
+        + (f", was {current['val_acc']:.4f}" if current else "")
+        + f") -> {dest}"
+    )
     return cand
 
 
@@ -90,18 +104,24 @@ def release_teacher(candidate: str | Path, name: str, dest: Path = TEACHER_RELEA
     candidate = Path(candidate)
     side = candidate.with_suffix(".json")
     if not candidate.is_file() or not side.is_file():
-        raise ReleaseRefused(f"{candidate}: a teacher release is its weights plus the JSON sidecar beside them "
-                             "(`kdsweep teacher train` writes both)")
+        raise ReleaseRefused(
+            f"{candidate}: a teacher release is its weights plus the JSON sidecar beside them "
+            "(`kdsweep teacher train` writes both)"
+        )
     cand = json.loads(side.read_text())
     current_side = dest / f"{name}.json"
     current = json.loads(current_side.read_text()) if current_side.is_file() else None
-    _check_better(cand["val_acc"], current and current.get("val_acc"), f"teacher {cand.get('arch')}",
-                  dest / f"{name}.pt")
+    _check_better(
+        cand["val_acc"], current and current.get("val_acc"), f"teacher {cand.get('arch')}", dest / f"{name}.pt"
+    )
     files = {f"{name}.pt": candidate, f"{name}.json": side}
     hist = candidate.with_name(f"{candidate.stem}_history.json")
     if hist.is_file():
         files[f"{name}_history.json"] = hist
     _swap_dir(files, dest)
-    log.info(f"released teacher {cand.get('arch')} as {name} (val {cand['val_acc']:.4f}"
-        + (f", was {current['val_acc']:.4f}" if current else "") + f") -> {dest}")
+    log.info(
+        f"released teacher {cand.get('arch')} as {name} (val {cand['val_acc']:.4f}"
+        + (f", was {current['val_acc']:.4f}" if current else "")
+        + f") -> {dest}"
+    )
     return cand

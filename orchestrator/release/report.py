@@ -4,6 +4,7 @@ from the run directory and the export (`kdsweep report --run runs/<name>`, also 
 Everything in the method section is read from the run (its config, its trials, its teacher), so the
 text says what this run did: a no-teacher winner is described as such, a clean-mode teacher as such.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,9 +21,9 @@ from trainables.losses import LOSSES, NEEDS_TEACHER
 
 MODES = {
     "views": "its logits were computed once for every (training image, augmentation view) pair and each student "
-             "step replays a view with the teacher's exact logits for it (consistent teaching)",
+    "step replays a view with the teacher's exact logits for it (consistent teaching)",
     "clean": "its logits were computed once per clean training image; the student's shifted/flipped (and erased) "
-             "views are taught with the clean image's logits",
+    "views are taught with the clean image's logits",
     "live": "it ran on every student batch (the slow reference mode)",
 }
 
@@ -42,15 +43,19 @@ def _label(cfg: dict) -> str:
 
 # ---------------------------------------------------------------- plots
 
-PLOT_FILES = frozenset({"val_curves.png", "acc_vs_params.png", "kd_vs_control.png", "confusion_val.png",
-                        "search_anytime.png"})
+PLOT_FILES = frozenset(
+    {"val_curves.png", "acc_vs_params.png", "kd_vs_control.png", "confusion_val.png", "search_anytime.png"}
+)
 
 
-def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | None,
-           meta: dict | None = None) -> dict[str, Path]:
+def _plots(
+    ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | None, meta: dict | None = None
+) -> dict[str, Path]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     paths = {}
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -61,8 +66,9 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
         ep, acc = [x["epoch"] for x in h], [x["val_acc"] for x in h]
         style = "-" if t["stage"] == "search" else "--"
         c = t["config"]
-        line, = ax.plot(ep, acc, style, marker=".",
-                        label=f"{t['stage']}: {_label(c)} ({c.get('student')}, seed {c.get('seed')})")
+        (line,) = ax.plot(
+            ep, acc, style, marker=".", label=f"{t['stage']}: {_label(c)} ({c.get('student')}, seed {c.get('seed')})"
+        )
         if t["status"].startswith("stopped"):
             ax.plot(ep[-1], acc[-1], "x", color=line.get_color(), markersize=10)
     ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch (x: stopped by ASHA)")
@@ -79,9 +85,15 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
     sides = ((kd, "o", "C0", "with teacher (KD)"), (control, "s", "C3", "no teacher (control)"))
     for group, marker, color, label in sides:
         sized = [t for t in group if t["params"]]
-        if sized:   # a legend entry only for what the run has
-            ax.scatter([t["params"] for t in sized], [t["best_val_acc"] for t in sized], marker=marker, c=color,
-                       alpha=0.7, label=label)
+        if sized:  # a legend entry only for what the run has
+            ax.scatter(
+                [t["params"] for t in sized],
+                [t["best_val_acc"] for t in sized],
+                marker=marker,
+                c=color,
+                alpha=0.7,
+                label=label,
+            )
     budget = metrics.get("budget", 100_000)
     ax.axvline(budget, color="k", ls=":", label=f"budget ({budget:,} params)")
     if metrics.get("teacher_val_acc"):
@@ -106,18 +118,24 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
             ax.axvline(metrics["teacher_val_acc"], color="C2", ls="--", label="teacher")
             ax.legend(fontsize=7)
         lengths = sorted({t["epochs"] for t in rows})
-        ax.set(xlabel="best validation accuracy", title="Distillation (blue) against the no-teacher control (red), "
-               + (f"{lengths[0]} epochs each" if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]} epochs"))
+        ax.set(
+            xlabel="best validation accuracy",
+            title="Distillation (blue) against the no-teacher control (red), "
+            + (f"{lengths[0]} epochs each" if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]} epochs"),
+        )
         ax.grid(alpha=0.3, axis="x")
         paths["kd_vs_control"] = _save(fig, out / "kd_vs_control.png")
 
     acc = results_mod.search_account(ts, meta)
-    if acc["trials"] >= 3 and acc["anytime"]:   # a search, not a pair: what each trial-epoch bought
+    if acc["trials"] >= 3 and acc["anytime"]:  # a search, not a pair: what each trial-epoch bought
         fig, ax = plt.subplots(figsize=(6, 3.6))
         pts = acc["anytime"] + [dict(acc["anytime"][-1], trial_epochs=acc["trial_epochs"])]
         ax.step([p["trial_epochs"] for p in pts], [p["best_val_acc"] for p in pts], where="post")
-        ax.set(xlabel=f"trial-epochs spent ({acc['core_h']:.2f} core-hours in all)", ylabel="best validation so far",
-               title=f"The search's anytime curve ({acc['trials']} trials, {acc['searcher']}, ASHA)")
+        ax.set(
+            xlabel=f"trial-epochs spent ({acc['core_h']:.2f} core-hours in all)",
+            ylabel="best validation so far",
+            title=f"The search's anytime curve ({acc['trials']} trials, {acc['searcher']}, ASHA)",
+        )
         ax.grid(alpha=0.3)
         paths["anytime"] = _save(fig, out / "search_anytime.png")
 
@@ -126,8 +144,15 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
         ax.imshow(confusion, cmap="Blues")
         for i in range(10):
             for j in range(10):
-                ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if confusion[i, j] > confusion.max() / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(confusion[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if confusion[i, j] > confusion.max() / 2 else "black",
+                )
         ax.set_xticks(range(10), CLASSES, rotation=60, fontsize=7, ha="right")
         ax.set_yticks(range(10), CLASSES, fontsize=7)
         ax.set(xlabel="predicted", ylabel="true", title="Exported student, validation split")
@@ -138,9 +163,12 @@ def _plots(ts: list[dict], metrics: dict, out: Path, confusion: np.ndarray | Non
 def compared(ts: list[dict]) -> list[dict]:
     """The trials the distillation-against-control bars set side by side, like with like: the search's where
     it ran both sides (one length), else all of them; none where the run lacks a side. Best first."""
+
     def both(rows):
-        return any(_is_kd(t["config"].get("loss", "")) for t in rows) and \
-            any(not _is_kd(t["config"].get("loss", "")) for t in rows)
+        return any(_is_kd(t["config"].get("loss", "")) for t in rows) and any(
+            not _is_kd(t["config"].get("loss", "")) for t in rows
+        )
+
     search = [t for t in ts if t["stage"] == "search"]
     rows = search if both(search) else ts if both(ts) else []
     return sorted(rows, key=lambda t: (t["stage"] != "search", -t["best_val_acc"]))
@@ -149,8 +177,11 @@ def compared(ts: list[dict]) -> list[dict]:
 def _bar_names(rows: list[dict]) -> list[str]:
     """One label per trial that tells it from the others: stage, loss settings and seed, plus whatever else
     differs between the trials (the student, a learning rate), so no two bars read the same."""
-    keys = [k for k in results_mod.varying_keys(rows)
-            if k not in ("loss", "temperature", "alpha", "beta", "label_smoothing", "seed", "epochs")]
+    keys = [
+        k
+        for k in results_mod.varying_keys(rows)
+        if k not in ("loss", "temperature", "alpha", "beta", "label_smoothing", "seed", "epochs")
+    ]
     names = []
     for t in rows:
         c = t["config"]
@@ -163,6 +194,7 @@ def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt
+
     plt.close(fig)
     return path
 
@@ -170,17 +202,19 @@ def _save(fig, path: Path) -> Path:
 def val_confusion(model, run_cfg: dict) -> np.ndarray:
     """10x10 counts (true, predicted) of the exported model on the run's own validation split."""
     import torch
+
     d = run_cfg["data"]
     s = load_split(d.get("data_dir"), d["val_size"], d["split_seed"], d.get("train_limit"), d.get("val_limit"))
     with torch.no_grad():
         x = torch.as_tensor(s.val_x).float().div_(255).unsqueeze(1)
-        pred = torch.cat([model(x[i:i + 1000]) for i in range(0, len(x), 1000)]).argmax(1).numpy()
+        pred = torch.cat([model(x[i : i + 1000]) for i in range(0, len(x), 1000)]).argmax(1).numpy()
     m = np.zeros((10, 10), dtype=np.int64)
     np.add.at(m, (s.val_y, pred), 1)
     return m
 
 
 # ---------------------------------------------------------------- text
+
 
 def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) -> list[str]:
     """Plain paragraphs generated from the run: what was compared, how, and what won."""
@@ -190,8 +224,9 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
     if t:
         forwards = run_meta.get("teacher_forwards", 0)
         if t.get("mode") == "live":
-            how = ("inside every distillation trial, one forward per training image per epoch, on the view the "
-                   "student saw")
+            how = (
+                "inside every distillation trial, one forward per training image per epoch, on the view the student saw"
+            )
         elif not forwards:
             how = "none: a cache hit, computed by an earlier run; no trial ran the teacher network"
         else:
@@ -201,14 +236,16 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"validation split, from `{project_relative(t.get('path') or '')}` "
             f"(sha256 {str(t.get('sha256'))[:12]}…). Teacher mode "
             f"`{t.get('mode')}`: {MODES.get(t.get('mode'), '')}. This run made {forwards:,} teacher forward passes "
-            f"over training images ({how}).")
+            f"over training images ({how})."
+        )
         if t.get("ensemble"):
             names = ", ".join(f"{m['arch']} ({m['val_acc']:.2%}, `{Path(m['path']).name}`)" for m in t["ensemble"])
             paras.append(
                 f"**Teacher ensemble.** The distillation target is the average of the teacher's logits and those of "
                 f"{len(t['ensemble'])} more model(s) on the same view: {names}; the average scores "
                 f"{t.get('ensemble_val_acc', 0):.2%} on the validation split. Each member's logits are cached like "
-                f"the teacher's.")
+                f"the teacher's."
+            )
     else:
         paras.append("**Teacher.** None: every loss in this run trains on the labels only.")
     a = run_cfg.get("augment", {})
@@ -217,21 +254,35 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
     paras.append(
         f"**Student.** `{fam}` {metrics.get('student_kwargs') or ''}: {metrics['params']:,} parameters "
         f"({metrics['params'] / budget:.1%} of the {budget:,} budget, counted by torchinfo)"
-        + (f", {t['params'] / metrics['params']:.0f}x fewer than the teacher" if t.get("params") else "") + ". "
-        + ("Its size is the budget's: the family's widths were fitted so that the count stays at or under it"
-           if metrics["params"] >= 0.9 * budget else "It is well under the budget (a small variant)")
-        + " (`kdsweep students` lists every registered student with its count and measured training speed).")
+        + (f", {t['params'] / metrics['params']:.0f}x fewer than the teacher" if t.get("params") else "")
+        + ". "
+        + (
+            "Its size is the budget's: the family's widths were fitted so that the count stays at or under it"
+            if metrics["params"] >= 0.9 * budget
+            else "It is well under the budget (a small variant)"
+        )
+        + " (`kdsweep students` lists every registered student with its count and measured training speed)."
+    )
     loss = LOSSES.get(win["loss"])
     formula, paper = (loss.formula, loss.paper) if loss else (win["loss"], "")
     alpha = win.get("alpha", 0)
-    formula = formula.format(alpha=f"{alpha:g}", one_minus_alpha=f"{1 - alpha:g}", beta=f"{win.get('beta', 0):g}",
-                             T=f"{win.get('temperature', 0):g}")
+    formula = formula.format(
+        alpha=f"{alpha:g}",
+        one_minus_alpha=f"{1 - alpha:g}",
+        beta=f"{win.get('beta', 0):g}",
+        T=f"{win.get('temperature', 0):g}",
+    )
     ls = win.get("label_smoothing") or 0
     paras.append(
         f"**Loss of the exported student.** `{win['loss']}` ({paper}): {formula}"
         + (f", CE_ls with label smoothing {ls:g}" if ls else ", CE_ls without label smoothing")
-        + (f"; the teacher term's weight rose linearly from 0 over the first {win['kd_warmup']} epochs"
-           if win.get("kd_warmup") else "") + ".")
+        + (
+            f"; the teacher term's weight rose linearly from 0 over the first {win['kd_warmup']} epochs"
+            if win.get("kd_warmup")
+            else ""
+        )
+        + "."
+    )
     paras.append(
         f"**Training.** {win['optimizer'].upper()}"
         f"{' (Nesterov, momentum ' + format(win['momentum'], 'g') + ')' if win['optimizer'] == 'sgd' else ''}, "
@@ -239,14 +290,25 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
         f"batch {win['batch_size']}, {win['epochs']} epochs, precision {metrics.get('train_precision')}. "
         f"Augmentation: random shift up to {a.get('shift')} px"
         + (", horizontal flip" if a.get("flip") else "")
-        + (f", random erasing with probability {win['erase']:g} "
-           "(after the teacher's view: the teacher scored the uncut image)" if win.get("erase") else "")
-        + "." + (" Evaluation and the export use an exponential moving average of the weights "
-                 f"(decay {win['ema']:g} per step)." if win.get("ema") else ""))
+        + (
+            f", random erasing with probability {win['erase']:g} "
+            "(after the teacher's view: the teacher scored the uncut image)"
+            if win.get("erase")
+            else ""
+        )
+        + "."
+        + (
+            " Evaluation and the export use an exponential moving average of the weights "
+            f"(decay {win['ema']:g} per step)."
+            if win.get("ema")
+            else ""
+        )
+    )
     pruned = [x for x in ts if x["config"].get("prune_from")]
     if pruned:
-        sources = sorted({Path(x["config"]["prune_from"]).parent.name + "/" + Path(x["config"]["prune_from"]).name
-                          for x in pruned})
+        sources = sorted(
+            {Path(x["config"]["prune_from"]).parent.name + "/" + Path(x["config"]["prune_from"]).name for x in pruned}
+        )
         imps = sorted({x["config"].get("prune_importance") for x in pruned})
         p = metrics.get("pruned")
         paras.append(
@@ -254,20 +316,25 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"({', '.join(sources)}), removed whole channels with Torch-Pruning (DepGraph, Fang et al. 2023; "
             f"importance: {', '.join(imps)}) until at most {pruned[0]['config'].get('prune_to'):,} parameters "
             "remained, then fine-tuned with the loss below. "
-            + (f"The exported student is one of them: {p['source']} pruned from {p['params_before']:,} to "
-               f"{p['params_after']:,} parameters in {p['steps_taken']} step(s) by {p['importance']} importance."
-               if p else "The exported student was designed at the budget, not pruned."))
+            + (
+                f"The exported student is one of them: {p['source']} pruned from {p['params_before']:,} to "
+                f"{p['params_after']:,} parameters in {p['steps_taken']} step(s) by {p['importance']} importance."
+                if p
+                else "The exported student was designed at the budget, not pruned."
+            )
+        )
     s = run_cfg.get("sweep", {})
     search = [x for x in ts if x["stage"] == "search"]
     final = [x for x in ts if x["stage"] == "final"]
     variants = sorted({_label(x["config"]) + f" ({x['config'].get('student')})" for x in search})
     space = run_cfg.get("search_space") or {}
     local = str(run_meta.get("trained_with", "")).startswith("kdsweep train")
-    if local:   # `kdsweep train`: explicit trials run to the end, no search, no Ray
+    if local:  # `kdsweep train`: explicit trials run to the end, no search, no Ray
         search, final = final, []
         paras.append(
             f"**Trials.** {len(search)} trials ({', '.join(sorted({_label(x['config']) for x in search}))}), each "
-            f"trained to its last epoch without Ray ({run_meta['trained_with']}), no early stopping.")
+            f"trained to its last epoch without Ray ({run_meta['trained_with']}), no early stopping."
+        )
     else:
         acc = results_mod.search_account(ts, run_meta)
         said = run_meta.get("search") or {}
@@ -277,28 +344,43 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             + (f" over {', '.join(variants)}" if len(variants) <= 8 else "")
             + (f"; sampled keys: {', '.join(space)}" if space else "")
             + ", proposed by "
-            + ("Optuna's TPE" if acc["searcher"] == "optuna" else "random draws or the listed trials") + ", "
+            + ("Optuna's TPE" if acc["searcher"] == "optuna" else "random draws or the listed trials")
+            + ", "
             f"{s.get('max_concurrent_trials')} at a time with {s.get('cpus_per_trial')} CPU each, "
             "ASHA early stopping on validation accuracy "
             f"(grace period {said.get('grace', s.get('grace_period'))} epochs, "
             f"reduction factor {s.get('reduction_factor')}, at most {run_cfg['train']['epochs']} epochs); "
-            f"{sum(x['status'].startswith('stopped') for x in search)} stopped early" + (f" ({cuts})" if cuts else "")
-            + (f", {failed} failed (why: the table's status)" if (failed := sum(x['status'].startswith('failed')
-                                                                            for x in search)) else "")
+            f"{sum(x['status'].startswith('stopped') for x in search)} stopped early"
+            + (f" ({cuts})" if cuts else "")
+            + (
+                f", {failed} failed (why: the table's status)"
+                if (failed := sum(x["status"].startswith("failed") for x in search))
+                else ""
+            )
             + f"; {acc['trial_epochs']} trial-epochs, {acc['core_h']:.2f} core-hours in all."
-            + (f" Would a cut trial have won? {chk['ahead_when_cut']} of the {chk['cut']} cut were ahead of the "
-               f"winner when cut; by the recorded curves, configurations that far behind at that point finished "
-               f"ahead {chk['expected']:.2f} times in {chk['judged']} such cuts."
-               if (chk := acc.get("cut_check")) and chk["expected"] is not None else "")
-            + (f" Why the first rung is where it is: {said['rule']}." if said.get("rungs") and said.get("rule") else
-               f" Said at its start: {said['statement']}." if said.get("statement") else ""))
+            + (
+                f" Would a cut trial have won? {chk['ahead_when_cut']} of the {chk['cut']} cut were ahead of the "
+                f"winner when cut; by the recorded curves, configurations that far behind at that point finished "
+                f"ahead {chk['expected']:.2f} times in {chk['judged']} such cuts."
+                if (chk := acc.get("cut_check")) and chk["expected"] is not None
+                else ""
+            )
+            + (
+                f" Why the first rung is where it is: {said['rule']}."
+                if said.get("rungs") and said.get("rule")
+                else f" Said at its start: {said['statement']}."
+                if said.get("statement")
+                else ""
+            )
+        )
     if final:
-        settings = sorted({_label(x['config']) for x in final})
+        settings = sorted({_label(x["config"]) for x in final})
         paras.append(
             f"**Final stage.** The search's {len(settings)} best setting(s) by "
             f"validation accuracy ({', '.join(settings)}) were retrained from "
             f"scratch for {final[0]['epochs']} epochs, {len(final)} trial(s) in all; the export is the best of those "
-            "checkpoints by validation accuracy.")
+            "checkpoints by validation accuracy."
+        )
     kd = [x for x in search if _is_kd(x["config"].get("loss", ""))]
     ctl = [x for x in search if not _is_kd(x["config"].get("loss", ""))]
     if kd and ctl:
@@ -309,15 +391,19 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"the best distilled trial ({_label(bk['config'])}) reached "
             f"{bk['best_val_acc']:.2%} validation accuracy against {bc['best_val_acc']:.2%} for the best no-teacher "
             f"control ({_label(bc['config'])}): {verdict} at this length ({bk['epochs']} epochs at most, one seed, "
-            "so differences under about 0.3 points are within noise).")
+            "so differences under about 0.3 points are within noise)."
+        )
     if metrics.get("exported_trial"):
-        paras.append(f"**Exported trial.** Named at export (`--trial {metrics['exported_trial']}`): its best epoch by "
-                     "validation accuracy, not necessarily the run's best trial.")
+        paras.append(
+            f"**Exported trial.** Named at export (`--trial {metrics['exported_trial']}`): its best epoch by "
+            "validation accuracy, not necessarily the run's best trial."
+        )
     paras.append(
         "**Data.** Fashion-MNIST: 60,000 training images cut into a seeded, stratified training/validation split; "
         f"every choice above ({'' if local else 'ASHA, '}the winner, the best epoch) used validation accuracy only. "
         "The 10,000 test "
-        "images were read once, at export, to measure the figure below and write the submission.")
+        "images were read once, at export, to measure the figure below and write the submission."
+    )
     return paras
 
 
@@ -329,9 +415,9 @@ def _md_table(df) -> str:
     return "\n".join(lines)
 
 
-LOAD_LINES = '''import torch
+LOAD_LINES = """import torch
 model = torch.export.load("student.pt2").module()        # or onnxruntime.InferenceSession("student.onnx")
-logits = model(torch.rand(8, 1, 28, 28))                 # pixels in [0, 1], white garment on black'''
+logits = model(torch.rand(8, 1, 28, 28))                 # pixels in [0, 1], white garment on black"""
 
 
 def _tta_text(m: dict) -> str:
@@ -342,8 +428,10 @@ def _tta_text(m: dict) -> str:
     if m.get("tta") == "flip":
         return f"horizontal flip (logits averaged): validation {flip:.4f} against {plain:.4f} without"
     asked = (m.get("config") or {}).get("tta") == "flip"
-    return (f"none: {'train.tta flip did not help here' if asked else 'not asked for'} "
-            f"(validation {plain:.4f}; flip-averaged {flip:.4f})")
+    return (
+        f"none: {'train.tta flip did not help here' if asked else 'not asked for'} "
+        f"(validation {plain:.4f}; flip-averaged {flip:.4f})"
+    )
 
 
 def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=None) -> Path:
@@ -364,10 +452,14 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
         ("validation accuracy (used for selection)", f"{metrics['val_acc']:.4f}"),
         ("test-time augmentation", _tta_text(metrics)),
         ("test accuracy (measured once, at export; never used to choose)", f"{metrics['test_acc']:.4f}"),
-        ("teacher",
-         f"{t.get('arch', 'none')}, {t.get('params', 0):,} params, val {t.get('val_acc', float('nan')):.4f}"),
-        ("compression (teacher / student parameters)",
-         f"{t['params'] / metrics['params']:.0f}x" if t.get("params") else "-"),
+        (
+            "teacher",
+            f"{t.get('arch', 'none')}, {t.get('params', 0):,} params, val {t.get('val_acc', float('nan')):.4f}",
+        ),
+        (
+            "compression (teacher / student parameters)",
+            f"{t['params'] / metrics['params']:.0f}x" if t.get("params") else "-",
+        ),
         ("teacher forwards this run", f"{run_meta.get('teacher_forwards', 0):,}"),
         ("sweep wall time", f"{(run_meta.get('wall_s') or 0) / 60:.1f} min"),
         ("machine", metrics.get("machine", "")),
@@ -380,14 +472,42 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
     config_json = json.dumps(metrics.get("config", {}), indent=1)
     title = f"kdsweep report: {run_meta.get('name', run_dir.name)}"
 
-    md = [f"# {title}", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in headline], "",
-          "## Method", "", *[p + "\n" for p in paras],
-          "## Plots", "", *[f"![{k}]({p.name})\n" for k, p in plots.items()],
-          "## Trials (best epoch of each by validation accuracy, and why each stopped)", "",
-          _md_table(table) if table is not None else "", "",
-          "## Student summary (torchinfo)", "", "```", summary, "```", "",
-          "## The exported student's full configuration", "", "```json", config_json, "```", "",
-          "## Load and run it", "", "```python", LOAD_LINES, "```", ""]
+    md = [
+        f"# {title}",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in headline],
+        "",
+        "## Method",
+        "",
+        *[p + "\n" for p in paras],
+        "## Plots",
+        "",
+        *[f"![{k}]({p.name})\n" for k, p in plots.items()],
+        "## Trials (best epoch of each by validation accuracy, and why each stopped)",
+        "",
+        _md_table(table) if table is not None else "",
+        "",
+        "## Student summary (torchinfo)",
+        "",
+        "```",
+        summary,
+        "```",
+        "",
+        "## The exported student's full configuration",
+        "",
+        "```json",
+        config_json,
+        "```",
+        "",
+        "## Load and run it",
+        "",
+        "```python",
+        LOAD_LINES,
+        "```",
+        "",
+    ]
     (out / "report.md").write_text("\n".join(md))
 
     def img(p: Path) -> str:
@@ -401,18 +521,32 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
             text = text.replace("`", "<code>", 1).replace("`", "</code>", 1)
         return f"<p>{text}</p>"
 
-    body = [f"<h1>{html.escape(title)}</h1>", "<table class=h>",
-            *[f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in headline], "</table>",
-            "<h2>Method</h2>", *[para(p) for p in paras], "<h2>Plots</h2>", *[img(p) for p in plots.values()],
-            "<h2>Trials</h2>",
-            table.to_html(index=False, float_format=lambda v: f"{v:.4f}") if table is not None else "",
-            "<h2>Student summary (torchinfo)</h2>", f"<pre>{html.escape(summary)}</pre>",
-            "<h2>The exported student's full configuration</h2>", f"<pre>{html.escape(config_json)}</pre>",
-            "<h2>Load and run it</h2>", f"<pre>{html.escape(LOAD_LINES)}</pre>"]
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
-             "img{max-width:100%;display:block;margin:1em 0}table{border-collapse:collapse;font-size:0.85em}"
-             "td,th{border:1px solid #ccc;padding:0.2em 0.5em;text-align:left}pre{background:#f6f6f6;padding:0.5em;"
-             "overflow-x:auto;font-size:0.8em}")
-    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}"
-                                     f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        "<table class=h>",
+        *[f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in headline],
+        "</table>",
+        "<h2>Method</h2>",
+        *[para(p) for p in paras],
+        "<h2>Plots</h2>",
+        *[img(p) for p in plots.values()],
+        "<h2>Trials</h2>",
+        table.to_html(index=False, float_format=lambda v: f"{v:.4f}") if table is not None else "",
+        "<h2>Student summary (torchinfo)</h2>",
+        f"<pre>{html.escape(summary)}</pre>",
+        "<h2>The exported student's full configuration</h2>",
+        f"<pre>{html.escape(config_json)}</pre>",
+        "<h2>Load and run it</h2>",
+        f"<pre>{html.escape(LOAD_LINES)}</pre>",
+    ]
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
+        "img{max-width:100%;display:block;margin:1em 0}table{border-collapse:collapse;font-size:0.85em}"
+        "td,th{border:1px solid #ccc;padding:0.2em 0.5em;text-align:left}pre{background:#f6f6f6;padding:0.5em;"
+        "overflow-x:auto;font-size:0.8em}"
+    )
+    (out / "report.html").write_text(
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}"
+        f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
     return out / "report.md"

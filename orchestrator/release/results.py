@@ -5,6 +5,7 @@ Works on a running, interrupted or finished sweep (`kdsweep results runs/<name>`
 `params.json`; the run directory holds the sweep's config (`kdsweep_config.json`) and, for the final
 stage, the winner's resolved settings (`final/final_base.json`).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,14 @@ from orchestrator.run.io import read_json as _read_json
 from orchestrator.run.layout import CONFIG_FILE, FATAL_FILE, FINAL_BASE_FILE, FINAL_DIR, META_FILE
 from orchestrator.sweep.fidelity import read_rule, reversal_rate
 
-_SIGNALS = {"Segmentation fault": "SIGSEGV", "Aborted": "SIGABRT", "Bus error": "SIGBUS",
-            "Floating-point exception": "SIGFPE", "Floating point exception": "SIGFPE",
-            "Illegal instruction": "SIGILL"}
+_SIGNALS = {
+    "Segmentation fault": "SIGSEGV",
+    "Aborted": "SIGABRT",
+    "Bus error": "SIGBUS",
+    "Floating-point exception": "SIGFPE",
+    "Floating point exception": "SIGFPE",
+    "Illegal instruction": "SIGILL",
+}
 
 
 def result_lines(path: Path) -> list[dict]:
@@ -60,10 +66,13 @@ def failure(trial_dir: Path) -> str:
     if "OutOfMemoryError" in err or "low on memory" in err:
         return "failed: out of memory (Ray's memory monitor killed the worker)"
     if "worker process has died" in err:
-        return ("failed: the worker process died with no signal recorded (the kernel's OOM killer, SIGKILL, "
-                "or storage without the crash file)")
-    lines = [ln.strip() for ln in err.splitlines()
-             if re.match(r"^(\w+\.)*\w*(Error|Exception|Interrupt|Exit)\b", ln.strip())]
+        return (
+            "failed: the worker process died with no signal recorded (the kernel's OOM killer, SIGKILL, "
+            "or storage without the crash file)"
+        )
+    lines = [
+        ln.strip() for ln in err.splitlines() if re.match(r"^(\w+\.)*\w*(Error|Exception|Interrupt|Exit)\b", ln.strip())
+    ]
     return f"failed: {lines[-1][:200]}" if lines else "failed"
 
 
@@ -74,12 +83,15 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
     a trial stopped by ASHA from one still running."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir} is not a kdsweep run directory (no {CONFIG_FILE}); "
-                                "pass runs/<name> of a sweep")
+        raise FileNotFoundError(
+            f"{run_dir} is not a kdsweep run directory (no {CONFIG_FILE}); pass runs/<name> of a sweep"
+        )
     sweep_cfg = _read_json(run_dir / CONFIG_FILE)
     finished = (run_dir / META_FILE).is_file() if finished is None else finished
-    stages = [("search", run_dir, sweep_cfg["train"]),
-              ("final", run_dir / FINAL_DIR, _read_json(run_dir / FINAL_DIR / FINAL_BASE_FILE))]
+    stages = [
+        ("search", run_dir, sweep_cfg["train"]),
+        ("final", run_dir / FINAL_DIR, _read_json(run_dir / FINAL_DIR / FINAL_BASE_FILE)),
+    ]
     out = []
     for stage, root, base in stages:
         # the search is over once the final stage has begun
@@ -89,10 +101,19 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
             params = _read_json(d / "params.json")
             cfg = {**base, **params.get("_variant", {}), **{k: v for k, v in params.items() if k != "_variant"}}
             lines = result_lines(rj)
-            hist = [dict(epoch=r["epoch"], val_acc=r["val_acc"], val_loss=r.get("val_loss"),
-                         train_loss=r.get("train_loss"), elapsed_s=r.get("elapsed_s"), timestamp=r.get("timestamp"),
-                         threads=r.get("threads"))
-                    for r in lines if "val_acc" in r and not r.get("diverged")]
+            hist = [
+                dict(
+                    epoch=r["epoch"],
+                    val_acc=r["val_acc"],
+                    val_loss=r.get("val_loss"),
+                    train_loss=r.get("train_loss"),
+                    elapsed_s=r.get("elapsed_s"),
+                    timestamp=r.get("timestamp"),
+                    threads=r.get("threads"),
+                )
+                for r in lines
+                if "val_acc" in r and not r.get("diverged")
+            ]
             diverged = next((r["diverged"] for r in lines if r.get("diverged")), None)
             epochs = int(cfg.get("epochs", 0))
             run = hist[-1]["epoch"] if hist else 0
@@ -107,15 +128,24 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
                 status = f"stopped by ASHA after epoch {run}"
             else:
                 status = "running or interrupted"
-            out.append(dict(stage=stage, trial=next((r["trial_id"] for r in lines if "trial_id" in r),
-                                                    trial_id_of(d.name)),
-                            dir=str(d), config=cfg, history=hist, epochs_run=run, epochs=epochs, status=status,
-                            best_val_acc=best["val_acc"] if best else float("nan"),
-                            best_epoch=best["epoch"] if best else 0,
-                            params=next((r.get("params") for r in lines if "params" in r), None),
-                            nodes=list(dict.fromkeys(r["node"] for r in lines if r.get("node"))),
-                            # in order of use: a trial resumed on another kind of CPU shows both ("bf16+fp32")
-                            precision="+".join(dict.fromkeys(r["precision"] for r in lines if r.get("precision")))))
+            out.append(
+                dict(
+                    stage=stage,
+                    trial=next((r["trial_id"] for r in lines if "trial_id" in r), trial_id_of(d.name)),
+                    dir=str(d),
+                    config=cfg,
+                    history=hist,
+                    epochs_run=run,
+                    epochs=epochs,
+                    status=status,
+                    best_val_acc=best["val_acc"] if best else float("nan"),
+                    best_epoch=best["epoch"] if best else 0,
+                    params=next((r.get("params") for r in lines if "params" in r), None),
+                    nodes=list(dict.fromkeys(r["node"] for r in lines if r.get("node"))),
+                    # in order of use: a trial resumed on another kind of CPU shows both ("bf16+fp32")
+                    precision="+".join(dict.fromkeys(r["precision"] for r in lines if r.get("precision"))),
+                )
+            )
     return out
 
 
@@ -129,14 +159,26 @@ def varying_keys(ts: list[dict]) -> list[str]:
 def table(run_dir: Path):
     """One row per trial: stage, what it ran with, best validation accuracy and epoch, epochs, stop reason."""
     import pandas as pd
+
     ts = trials(run_dir)
-    keys = [k for k in varying_keys(ts) if k != "epochs"]   # the epochs column shows run/planned already
-    rows = [dict(stage=t["stage"], trial=t["trial"], **{k: t["config"].get(k) for k in keys},
-                 params=t["params"], val_acc=t["best_val_acc"], best_epoch=t["best_epoch"],
-                 epochs=f"{t['epochs_run']}/{t['epochs']}", precision=t["precision"], status=t["status"]) for t in ts]
+    keys = [k for k in varying_keys(ts) if k != "epochs"]  # the epochs column shows run/planned already
+    rows = [
+        dict(
+            stage=t["stage"],
+            trial=t["trial"],
+            **{k: t["config"].get(k) for k in keys},
+            params=t["params"],
+            val_acc=t["best_val_acc"],
+            best_epoch=t["best_epoch"],
+            epochs=f"{t['epochs_run']}/{t['epochs']}",
+            precision=t["precision"],
+            status=t["status"],
+        )
+        for t in ts
+    ]
     df = pd.DataFrame(rows)
     if len(df):
-        df["params"] = df["params"].astype("Int64")   # stays an integer where a trial has not reported yet
+        df["params"] = df["params"].astype("Int64")  # stays an integer where a trial has not reported yet
         df = df.sort_values(["stage", "val_acc"], ascending=[False, False], ignore_index=True)
     return df
 
@@ -151,10 +193,12 @@ def search_account(ts: list[dict], meta: dict | None = None, reversal: list[dict
     if reversal is None and any(t["status"].startswith("stopped") for t in search):
         try:
             reversal = read_rule().get("reversal")
-        except (UserError, OSError, ValueError):   # no rule recorded: the account says it cannot judge
+        except (UserError, OSError, ValueError):  # no rule recorded: the account says it cannot judge
             reversal = None
-    events = sorted(((h.get("timestamp") or 0, i, n, h) for i, t in enumerate(search)
-                     for n, h in enumerate(t["history"])), key=lambda e: e[:3])
+    events = sorted(
+        ((h.get("timestamp") or 0, i, n, h) for i, t in enumerate(search) for n, h in enumerate(t["history"])),
+        key=lambda e: e[:3],
+    )
     anytime, best, epochs, core_s, last = [], float("-inf"), 0, 0.0, {}
     for _, i, _, h in events:
         epochs += 1
@@ -168,10 +212,18 @@ def search_account(ts: list[dict], meta: dict | None = None, reversal: list[dict
         if t["status"].startswith("stopped"):
             cut[t["epochs_run"]] = cut.get(t["epochs_run"], 0) + 1
     said = (meta or {}).get("search") or {}
-    return dict(trials=len(search), trial_epochs=epochs, core_h=round(core_s / 3600, 4), anytime=anytime,
-                cut_at=dict(sorted(cut.items())), finished=sum(t["status"] == "finished" for t in search),
-                searcher=said.get("searcher", "random"), statement=said.get("statement"), rule=said.get("rule"),
-                cut_check=cut_check(search, reversal))
+    return dict(
+        trials=len(search),
+        trial_epochs=epochs,
+        core_h=round(core_s / 3600, 4),
+        anytime=anytime,
+        cut_at=dict(sorted(cut.items())),
+        finished=sum(t["status"] == "finished" for t in search),
+        searcher=said.get("searcher", "random"),
+        statement=said.get("statement"),
+        rule=said.get("rule"),
+        cut_check=cut_check(search, reversal),
+    )
 
 
 def cut_check(search: list[dict], reversal: list[dict] | None) -> dict | None:
@@ -192,11 +244,25 @@ def cut_check(search: list[dict], reversal: list[dict] | None) -> dict | None:
             continue
         gap = seen[e] - t["history"][-1]["val_acc"]
         rate = reversal_rate(reversal, e / max(t["epochs"], 1), max(gap, 0.0)) if reversal else None
-        rows.append(dict(trial=t["trial"], epoch=e, gap=round(gap, 4),
-                         reversal=None if rate is None else round(rate[0], 3), pairs=None if rate is None else rate[1]))
+        rows.append(
+            dict(
+                trial=t["trial"],
+                epoch=e,
+                gap=round(gap, 4),
+                reversal=None if rate is None else round(rate[0], 3),
+                pairs=None if rate is None else rate[1],
+            )
+        )
     known = [r["reversal"] for r in rows if r["reversal"] is not None]
-    return dict(winner=win["trial"], cut=len(cut), compared=len(rows), ahead_when_cut=sum(r["gap"] < 0 for r in rows),
-                expected=round(sum(known), 2) if known else None, judged=len(known), rows=rows)
+    return dict(
+        winner=win["trial"],
+        cut=len(cut),
+        compared=len(rows),
+        ahead_when_cut=sum(r["gap"] < 0 for r in rows),
+        expected=round(sum(known), 2) if known else None,
+        judged=len(known),
+        rows=rows,
+    )
 
 
 def account_lines(acc: dict) -> list[str]:
@@ -204,22 +270,34 @@ def account_lines(acc: dict) -> list[str]:
     if not acc["trials"]:
         return []
     cuts = ", ".join(f"{n} at epoch {e}" for e, n in acc["cut_at"].items()) or "none"
-    lines = [f"search: {acc['trials']} trials by {acc['searcher']}, {acc['trial_epochs']} trial-epochs, "
-             f"{acc['core_h']:.2f} core-hours; ASHA cut {sum(acc['cut_at'].values())} ({cuts}), "
-             f"{acc['finished']} ran to the end"]
+    lines = [
+        f"search: {acc['trials']} trials by {acc['searcher']}, {acc['trial_epochs']} trial-epochs, "
+        f"{acc['core_h']:.2f} core-hours; ASHA cut {sum(acc['cut_at'].values())} ({cuts}), "
+        f"{acc['finished']} ran to the end"
+    ]
     if acc["anytime"]:
         pts = acc["anytime"]
         marks = sorted({0, len(pts) // 2, len(pts) - 1})
-        lines.append("best validation so far: " + ", ".join(
-            f"{pts[k]['best_val_acc']:.4f} after {pts[k]['trial_epochs']} trial-epochs ({pts[k]['core_h']:.2f} core-h)"
-            for k in marks))
+        lines.append(
+            "best validation so far: "
+            + ", ".join(
+                f"{pts[k]['best_val_acc']:.4f} after {pts[k]['trial_epochs']} trial-epochs "
+                f"({pts[k]['core_h']:.2f} core-h)"
+                for k in marks
+            )
+        )
     chk = acc.get("cut_check")
     if chk:
-        said = (f"by the recorded curves, configurations that far behind at that point finished ahead "
-                f"{chk['expected']:.2f} times in {chk['judged']} such cuts" if chk["expected"] is not None
-                else "no recorded curves to judge them by (orchestrator/sweep/fidelity.json has no reversal table)")
-        lines.append(f"would a cut trial have won: {chk['cut']} cut, {chk['ahead_when_cut']} of them ahead of the "
-                     f"winner ({chk['winner']}) when cut; {said}")
+        said = (
+            f"by the recorded curves, configurations that far behind at that point finished ahead "
+            f"{chk['expected']:.2f} times in {chk['judged']} such cuts"
+            if chk["expected"] is not None
+            else "no recorded curves to judge them by (orchestrator/sweep/fidelity.json has no reversal table)"
+        )
+        lines.append(
+            f"would a cut trial have won: {chk['cut']} cut, {chk['ahead_when_cut']} of them ahead of the "
+            f"winner ({chk['winner']}) when cut; {said}"
+        )
     if acc.get("statement"):
         lines.append(acc["statement"])
     return lines

@@ -1,5 +1,6 @@
 """Every write a reader may see half done goes through `atomic_write`: a temp file in the same directory,
 then one rename, so a crash leaves the old file or the new one, never a torn one. And file hashing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """`write(tmp)` writes the content to a temp path beside `path`; then it replaces `path` at once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")   # keeps the suffix (np.save adds .npy)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")  # keeps the suffix (np.save adds .npy)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -27,13 +28,15 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def replace_dir(dest: str | Path, fill: Callable[[Path], None], keep_others: bool = True,
-                generated: frozenset[str] = frozenset()) -> Path:
+def replace_dir(
+    dest: str | Path, fill: Callable[[Path], None], keep_others: bool = True, generated: frozenset[str] = frozenset()
+) -> Path:
     """Rebuild directory `dest` at once: `fill(tmp)` writes the new content into a temp directory beside it,
     the files of `dest` that `fill` did not write (a README beside a release) are carried over unless they
     are `generated` (a plot this export leaves out must not survive from the last one), and one rename puts
     it in place; a crash leaves the old directory or the new one, never half of either."""
     import shutil
+
     dest = Path(dest)
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     old = dest.parent / f".{dest.name}.old-{os.getpid()}"
@@ -41,7 +44,7 @@ def replace_dir(dest: str | Path, fill: Callable[[Path], None], keep_others: boo
     tmp.mkdir(parents=True)
     try:
         fill(tmp)
-        for f in (dest.iterdir() if keep_others and dest.is_dir() else ()):
+        for f in dest.iterdir() if keep_others and dest.is_dir() else ():
             if not (tmp / f.name).exists() and f.name not in generated:
                 (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
         if dest.exists():
@@ -64,6 +67,7 @@ def atomic_write_json(path: str | Path, obj, **kwargs) -> Path:
 def atomic_save(obj, path: str | Path) -> Path:
     """torch.save, atomically: a crash never leaves half a checkpoint."""
     import torch
+
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 

@@ -1,13 +1,14 @@
 """A run directory's layout: every file name the project writes into it, in one place.
 
-    runs/<name>/
-      kdsweep_config.json   what the run computes (its identity), written when the run is claimed
-      kdsweep_meta.json     teacher facts, wall time: written last, when the run has finished
-      results.csv           one row per trial (search and final)
-      <trial>/              Tune's trial directories (result.json, params.json, checkpoint_*/checkpoint.pt,
-                            fatal_error.txt where its worker died of a signal)
-      final/                the final stage's Tune experiment; final_base.json: the winner's settings
+runs/<name>/
+  kdsweep_config.json   what the run computes (its identity), written when the run is claimed
+  kdsweep_meta.json     teacher facts, wall time: written last, when the run has finished
+  results.csv           one row per trial (search and final)
+  <trial>/              Tune's trial directories (result.json, params.json, checkpoint_*/checkpoint.pt,
+                        fatal_error.txt where its worker died of a signal)
+  final/                the final stage's Tune experiment; final_base.json: the winner's settings
 """
+
 from __future__ import annotations
 
 from trainables.config import CKPT_FILE, FATAL_FILE  # noqa: F401  (written by the trainable, read here)
@@ -18,4 +19,3 @@ RESULTS_FILE = "results.csv"
 FINAL_DIR = "final"
 FINAL_BASE_FILE = "final_base.json"
 CLAIM_LOCK = ".kdsweep_claim.lock"
-

@@ -8,6 +8,7 @@ object is written by one PUT, which readers see whole or not at all. The claim's
 under a file lock on a local disk; an object store has no lock, so two drivers started at the same moment
 on one URI can both claim it (the rest of the run's promises hold there).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,15 +34,23 @@ from orchestrator.run.layout import (
 
 # what `Run.fetch` copies from shared storage for the readers (results, report, status): a run's records,
 # not its checkpoints, which `fetch(checkpoints=True)` adds for an export
-RECORDS = ("result.json", "params.json", "error.txt", "fatal_error.txt", CONFIG_FILE, META_FILE, RESULTS_FILE,
-           FINAL_BASE_FILE)
+RECORDS = (
+    "result.json",
+    "params.json",
+    "error.txt",
+    "fatal_error.txt",
+    CONFIG_FILE,
+    META_FILE,
+    RESULTS_FILE,
+    FINAL_BASE_FILE,
+)
 
-_REACHED: set[str] = set()   # the URI runs whose storage has answered in this process
+_REACHED: set[str] = set()  # the URI runs whose storage has answered in this process
 
 
 @dataclass(frozen=True)
 class Run:
-    path: str   # a local directory or a URI
+    path: str  # a local directory or a URI
 
     @classmethod
     def of(cls, cfg: SweepConfig) -> Run:
@@ -75,23 +84,27 @@ class Run:
     def _fs(self, name: str = ""):
         """pyarrow's filesystem and the path within it for `name` (a URI only)."""
         from pyarrow import fs
+
         try:
             filesystem, p = fs.FileSystem.from_uri(self.join(name) if name else self.path)
-            if self.path not in _REACHED:   # the first touch: an unreachable store is the user's to fix
+            if self.path not in _REACHED:  # the first touch: an unreachable store is the user's to fix
                 filesystem.get_file_info(p)
                 _REACHED.add(self.path)
             return filesystem, p
-        except OSError as e:   # unreachable, no such bucket, no credentials: the storage, not a bug
+        except OSError as e:  # unreachable, no such bucket, no credentials: the storage, not a bug
             if self.path in _REACHED:
-                raise          # it answered before: a failure mid-run keeps its traceback
-            raise UserError(f"cannot open the run's storage {self.path}: {str(e).splitlines()[0]}; check the URI, "
-                            "the credentials and, for an S3-compatible server, AWS_ENDPOINT_URL") from None
+                raise  # it answered before: a failure mid-run keeps its traceback
+            raise UserError(
+                f"cannot open the run's storage {self.path}: {str(e).splitlines()[0]}; check the URI, "
+                "the credentials and, for an S3-compatible server, AWS_ENDPOINT_URL"
+            ) from None
 
     # --- reading -----------------------------------------------------------------------------------------
     def exists(self, name: str) -> bool:
         if self.is_local:
             return (self.dir / name).exists()
         from pyarrow import fs
+
         filesystem, p = self._fs(name)
         return filesystem.get_file_info(p).type != fs.FileType.NotFound
 
@@ -132,7 +145,7 @@ class Run:
             return
         filesystem, p = self._fs(name)
         filesystem.create_dir(p.rsplit("/", 1)[0], recursive=True)
-        with filesystem.open_output_stream(p) as f:   # one object: seen whole or not at all
+        with filesystem.open_output_stream(p) as f:  # one object: seen whole or not at all
             f.write(text.encode())
 
     def write_json(self, name: str, obj, **kwargs):
@@ -175,8 +188,10 @@ class Run:
     def _has_trials(self) -> bool:
         if self.is_local:
             return any(self.dir.glob("*/result.json")) or any(self.dir.glob("experiment_state*.json"))
-        return any(name.endswith("/result.json") or name.rsplit("/", 1)[-1].startswith("experiment_state")
-                   for name in self.listing(depth=2))
+        return any(
+            name.endswith("/result.json") or name.rsplit("/", 1)[-1].startswith("experiment_state")
+            for name in self.listing(depth=2)
+        )
 
     def _claim(self, cfg: SweepConfig, teacher: dict | None):
         mine = json.loads(json.dumps({**to_dict(cfg), "_teacher": teacher}, default=str))
@@ -186,11 +201,14 @@ class Run:
             if theirs != mine:
                 diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
                 if "_teacher" in diff:
-                    diff[diff.index("_teacher")] = (f"the teacher: {(theirs.get('_teacher') or {}).get('path')} -> "
-                                                    f"{(teacher or {}).get('path')}")
-                raise UserError(f"{self.path} holds a sweep that computed something else (differs in "
-                                f"{', '.join(diff)}); give this sweep another name (--set name=...) or pass "
-                                "--force to start it over")
+                    diff[diff.index("_teacher")] = (
+                        f"the teacher: {(theirs.get('_teacher') or {}).get('path')} -> {(teacher or {}).get('path')}"
+                    )
+                raise UserError(
+                    f"{self.path} holds a sweep that computed something else (differs in "
+                    f"{', '.join(diff)}); give this sweep another name (--set name=...) or pass "
+                    "--force to start it over"
+                )
             return
         self.write_json(CONFIG_FILE, mine)
 
@@ -198,14 +216,18 @@ class Run:
     def listing(self, depth: int | None = None) -> list[str]:
         """Every file of the run, as paths relative to it (at most `depth` levels down)."""
         if self.is_local:
-            return sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*") if p.is_file()
-                          and (depth is None or len(p.relative_to(self.dir).parts) <= depth))
+            return sorted(
+                str(p.relative_to(self.dir))
+                for p in self.dir.rglob("*")
+                if p.is_file() and (depth is None or len(p.relative_to(self.dir).parts) <= depth)
+            )
         from pyarrow import fs
+
         filesystem, root = self._fs()
         if filesystem.get_file_info(root).type == fs.FileType.NotFound:
             return []
         infos = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
-        rel = [i.path[len(root.rstrip("/")) + 1:] for i in infos if i.type == fs.FileType.File]
+        rel = [i.path[len(root.rstrip("/")) + 1 :] for i in infos if i.type == fs.FileType.File]
         return sorted(r for r in rel if depth is None or r.count("/") < depth)
 
     def fetch(self, dest: str | Path | None = None, checkpoints: bool = False) -> Path:
@@ -225,7 +247,7 @@ class Run:
                     data = f.read()
                 atomic_write(dest / rel, lambda tmp: tmp.write_bytes(data))  # noqa: B023 (called at once)
         for p in [p for p in dest.rglob("*") if p.is_file()] if dest.is_dir() else []:
-            if str(p.relative_to(dest)) not in there:   # left from an earlier run of this URI
+            if str(p.relative_to(dest)) not in there:  # left from an earlier run of this URI
                 p.unlink()
         return dest
 

@@ -4,6 +4,7 @@ tune_callbacks.py, and its session, ray_session.py), in trainables/tune_trainabl
 cluster code (orchestrator/teacher/cache_ray.py, train.py). On a cluster head:
 `ray submit cluster.yaml orchestrator/submit.py -- --config ...`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,9 +43,13 @@ log = logging.getLogger(__name__)
 def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
     """The YAML search space (+ explicit trial variants) as Ray Tune domains: the one place that knows both."""
     from ray import tune
-    make = {"choice": tune.choice, "grid": tune.grid_search,
-            "uniform": lambda v: tune.uniform(float(v[0]), float(v[1])),
-            "loguniform": lambda v: tune.loguniform(float(v[0]), float(v[1]))}
+
+    make = {
+        "choice": tune.choice,
+        "grid": tune.grid_search,
+        "uniform": lambda v: tune.uniform(float(v[0]), float(v[1])),
+        "loguniform": lambda v: tune.loguniform(float(v[0]), float(v[1])),
+    }
     out = {key: make[kind](list(vals)) for key, dom in space.items() for kind, vals in dom.items()}
     if trials:
         out["_variant"] = tune.grid_search([dict(t) for t in trials])
@@ -73,19 +78,31 @@ def _fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, 
     from ray.tune.logger import JsonLoggerCallback, TBXLoggerCallback
 
     from orchestrator.sweep.tune_callbacks import CheckpointRetention
+
     period = snapshot_period(n_trials)
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(period)   # read when Tune's controller starts
-    callbacks = [JsonLoggerCallback(), TBXLoggerCallback(),
-                 CheckpointRetention(s.keep_checkpoints, safe_s=max(600.0, 3 * period + 60)), *callbacks]
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(period)  # read when Tune's controller starts
+    callbacks = [
+        JsonLoggerCallback(),
+        TBXLoggerCallback(),
+        CheckpointRetention(s.keep_checkpoints, safe_s=max(600.0, 3 * period + 60)),
+        *callbacks,
+    ]
     path = f"{storage}/{name}"
     if tune.Tuner.can_restore(path):
         log.info(f"resuming the interrupted experiment in {path}")
         return tune.Tuner.restore(path, trainable, resume_errored=True, param_space=param_space).fit()
     return tune.Tuner(
-        trainable, param_space=param_space, tune_config=tune_config,
+        trainable,
+        param_space=param_space,
+        tune_config=tune_config,
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=1, callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=s.max_failures))).fit()
+            name=name,
+            storage_path=storage,
+            verbose=1,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+        ),
+    ).fit()
 
 
 class Interrupted(RuntimeError):
@@ -97,8 +114,10 @@ def _check_complete(results, name: str, run_dir: str, expected: int = 0):
     makes (a searcher, and Tune's own variant generator, create trials as slots free up, so a stopped stage
     can hold only those it had begun), mean the run is not complete."""
     if results.num_terminated + results.num_errors < len(results) or len(results) < expected:
-        raise Interrupted(f"sweep {name} was interrupted before all its trials ended; run the same command again "
-                          f"to resume it from {run_dir}")
+        raise Interrupted(
+            f"sweep {name} was interrupted before all its trials ended; run the same command again "
+            f"to resume it from {run_dir}"
+        )
 
 
 def _trial_id(result) -> str:
@@ -109,18 +128,33 @@ def _trial_id(result) -> str:
 def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
     """Tune's results as one row per trial: what it ran with (resolved) and its best validation epoch."""
     import pandas as pd
+
     df = results.get_dataframe(filter_metric="val_acc", filter_mode="max")
     # a trial that died before its first report has no metric, so Tune leaves it out: it gets a row (its
     # status, from its directory, says why it failed)
     seen = set(df["trial_id"]) if "trial_id" in df else set()
-    dead = [pd.json_normalize({"trial_id": _trial_id(r), "config": r.config or {}}, sep="/")
-            for r in results if r.error is not None and _trial_id(r) not in seen]
+    dead = [
+        pd.json_normalize({"trial_id": _trial_id(r), "config": r.config or {}}, sep="/")
+        for r in results
+        if r.error is not None and _trial_id(r) not in seen
+    ]
     df = pd.concat([df, *dead], ignore_index=True) if dead else df
     keep = [c for c in df.columns if c.startswith("config/")]
-    cols = ["trial_id", *keep, "val_acc", "val_loss", "epoch", "params", "precision", "images_per_s", "elapsed_s",
-            "node"]
+    cols = [
+        "trial_id",
+        *keep,
+        "val_acc",
+        "val_loss",
+        "epoch",
+        "params",
+        "precision",
+        "images_per_s",
+        "elapsed_s",
+        "node",
+    ]
     table = df[[c for c in cols if c in df.columns]].rename(
-        columns=lambda c: c.removeprefix("config/").removeprefix("_variant/"))
+        columns=lambda c: c.removeprefix("config/").removeprefix("_variant/")
+    )
     for col in table.columns:  # a variant that left a key alone ran with the base config's value
         if col in TrainConfig.__dataclass_fields__ and table[col].isna().any():
             table[col] = table[col].astype(object).where(table[col].notna(), getattr(base, col))
@@ -133,6 +167,7 @@ def best_trial_configs(results, base: dict, top: int = 1, control: bool = True) 
     (distinct settings only). `control` False (final.control: reference) leaves out the no-teacher trials
     where any distillation trial reported."""
     from trainables.tune_trainable import trial_config
+
     ranked = []
     for r in results:
         df = r.metrics_dataframe
@@ -152,6 +187,7 @@ def search_seconds_per_epoch(results, base: dict, finalists: list[TrainConfig]) 
     """Each finalist's wall seconds per epoch (training + validation) in the search, where trials ran side by
     side as the final stage's will: the median over the search trials with its settings."""
     from trainables.tune_trainable import trial_config
+
     rates: list[tuple[TrainConfig, float]] = []
     for r in results:
         df = r.metrics_dataframe
@@ -162,8 +198,10 @@ def search_seconds_per_epoch(results, base: dict, finalists: list[TrainConfig]) 
     for f in finalists:
         mine = [sec for c, sec in rates if dataclasses.replace(c, epochs=f.epochs) == f]
         if not mine:
-            raise RuntimeError(f"final.minutes: the search holds no timed epoch of finalist {f.student} {f.loss}, "
-                               f"so the stage's length cannot be fitted to the budget; unset final.minutes")
+            raise RuntimeError(
+                f"final.minutes: the search holds no timed epoch of finalist {f.student} {f.loss}, "
+                f"so the stage's length cannot be fitted to the budget; unset final.minutes"
+            )
         out.append(statistics.median(mine))
     return out
 
@@ -172,6 +210,7 @@ def search_seconds_per_epoch(results, base: dict, finalists: list[TrainConfig]) 
 class Slots:
     """What the cluster holds for the trials: search trials at a time, each final trial's CPUs, final trials
     at a time."""
+
     search: int
     final_cpus: float
     final: int
@@ -189,54 +228,81 @@ def with_gpus(cfg: SweepConfig) -> SweepConfig:
     """`cfg` with its GPU share resolved for the connected cluster, and where the trials and the teacher run
     said in the log's first lines."""
     import ray
+
     s = cfg.sweep
     if s.gpus_per_trial != "auto":
         return cfg
     have = ray.cluster_resources()
     share = gpu_share(have, s.cpus_per_trial)
     if share:
-        log.info(f"GPUs: {have['GPU']:g} on the cluster, each trial gets {share:g} of one "
-                 f"({int(1 / share)} trials to a GPU; sweep.gpus_per_trial: auto)"
-                 + (", the teacher's cache built on this machine's GPU" if _driver_gpu() else ""))
+        log.info(
+            f"GPUs: {have['GPU']:g} on the cluster, each trial gets {share:g} of one "
+            f"({int(1 / share)} trials to a GPU; sweep.gpus_per_trial: auto)"
+            + (", the teacher's cache built on this machine's GPU" if _driver_gpu() else "")
+        )
     return dataclasses.replace(cfg, sweep=dataclasses.replace(s, gpus_per_trial=share))
 
 
 def _driver_gpu() -> bool:
     import torch
+
     return torch.cuda.is_available()
 
 
 def _slots(cfg: SweepConfig) -> Slots:
     import ray
+
     s, have = cfg.sweep, ray.cluster_resources()
     for res, need in (("CPU", s.cpus_per_trial), ("GPU", s.gpus_per_trial)):
         if need > have.get(res, 0):
-            raise UserError(f"sweep.{res.lower()}s_per_trial is {need:g} but the Ray cluster has "
-                            f"{have.get(res, 0):g} {res}s: no trial could ever start; lower it or add nodes")
-    search = min([s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
-                 + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else []))
+            raise UserError(
+                f"sweep.{res.lower()}s_per_trial is {need:g} but the Ray cluster has "
+                f"{have.get(res, 0):g} {res}s: no trial could ever start; lower it or add nodes"
+            )
+    search = min(
+        [s.max_concurrent_trials, int(have.get("CPU", 1) // s.cpus_per_trial)]
+        + ([int(have.get("GPU", 0) // s.gpus_per_trial)] if s.gpus_per_trial else [])
+    )
     fcpus = final_cpus(cfg)
     if cfg.final.epochs and fcpus > have.get("CPU", 0):
-        raise UserError(f"final.cpus_per_trial is {fcpus:g} but the Ray cluster has {have.get('CPU', 0):g} "
-                        "CPUs: no final trial could ever start; lower it or add nodes")
+        raise UserError(
+            f"final.cpus_per_trial is {fcpus:g} but the Ray cluster has {have.get('CPU', 0):g} "
+            "CPUs: no final trial could ever start; lower it or add nodes"
+        )
     return Slots(search, fcpus, final_slots(cfg, have.get("CPU", 1), search))
 
 
 def _planner(cfg: SweepConfig, slots: Slots, t_start: float, plan: dict):
     """prepare_data's hook before the cache: the run's plan from speeds measured here, logged before the
     cache and the trials cost anything, and kept in `plan` for the meta record and the final stage."""
+
     def log_plan(n_train, n_val, teacher_img_s, cache_forwards):
-        if cfg.sweep.gpus_per_trial:   # the probe times the CPU; a GPU plan would need a GPU probe
+        if cfg.sweep.gpus_per_trial:  # the probe times the CPU; a GPU plan would need a GPU probe
             return
         epoch_s = student_epoch_seconds(cfg, n_train, n_val, int(cfg.sweep.cpus_per_trial))
         speedup = final_speedup(cfg, n_train, n_val, epoch_s, alone=slots.final == 1)
-        p = make_plan(cfg, epoch_s, cache_forwards, teacher_img_s, slots.search, time.time() - t_start, speedup,
-                      slots.final)
-        plan.update(estimate_s=p.total_s, cache_s=p.cache_s, search_s=p.search_s, final_s=p.final_s,
-                    final_epochs=p.final_epochs, teacher_img_s=teacher_img_s, epoch_s=p.epoch_s,
-                    final_speedup=speedup)
-        log.info(p.line(cfg.minutes) + (f"; final trials on {slots.final_cpus:g} CPUs: {speedup:.2f}x an epoch's speed"
-                                   if speedup != 1.0 else ""))
+        p = make_plan(
+            cfg, epoch_s, cache_forwards, teacher_img_s, slots.search, time.time() - t_start, speedup, slots.final
+        )
+        plan.update(
+            estimate_s=p.total_s,
+            cache_s=p.cache_s,
+            search_s=p.search_s,
+            final_s=p.final_s,
+            final_epochs=p.final_epochs,
+            teacher_img_s=teacher_img_s,
+            epoch_s=p.epoch_s,
+            final_speedup=speedup,
+        )
+        log.info(
+            p.line(cfg.minutes)
+            + (
+                f"; final trials on {slots.final_cpus:g} CPUs: {speedup:.2f}x an epoch's speed"
+                if speedup != 1.0
+                else ""
+            )
+        )
+
     return log_plan
 
 
@@ -245,9 +311,11 @@ def _trainable(cfg: SweepConfig, data, base: TrainConfig, cpus: float):
     from ray import tune
 
     from trainables.tune_trainable import distill_trainable
+
     s = cfg.sweep
-    t = tune.with_parameters(distill_trainable, data=data, base=to_dict(base), threads=max(1, int(cpus)),
-                             use_gpu=s.gpus_per_trial > 0)
+    t = tune.with_parameters(
+        distill_trainable, data=data, base=to_dict(base), threads=max(1, int(cpus)), use_gpu=s.gpus_per_trial > 0
+    )
     return tune.with_resources(t, {"cpu": cpus, "gpu": s.gpus_per_trial})
 
 
@@ -258,6 +326,7 @@ def searcher(cfg: SweepConfig):
         return None
     import optuna
     from ray.tune.search.optuna import OptunaSearch
+
     return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=cfg.train.seed))
 
 
@@ -267,45 +336,66 @@ def _search(cfg: SweepConfig, run: Run, data):
     from ray.tune.schedulers import ASHAScheduler
 
     from orchestrator.sweep.tune_callbacks import DriverMemory
+
     s = cfg.sweep
-    asha = ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=cfg.grace(),
-                         reduction_factor=s.reduction_factor)
-    results = _fit(_trainable(cfg, data, cfg.train, s.cpus_per_trial), to_tune_space(cfg.search_space, cfg.trials),
-                   cfg.name, run.storage, tune.TuneConfig(metric="val_acc", mode="max", num_samples=s.num_samples,
-                                                          max_concurrent_trials=s.max_concurrent_trials,
-                                                          search_alg=searcher(cfg), scheduler=asha,
-                                                          reuse_actors=True), s,
-                   search_trials(cfg), callbacks=[DriverMemory(cfg.name)])
+    asha = ASHAScheduler(
+        time_attr="epoch", max_t=cfg.train.epochs, grace_period=cfg.grace(), reduction_factor=s.reduction_factor
+    )
+    results = _fit(
+        _trainable(cfg, data, cfg.train, s.cpus_per_trial),
+        to_tune_space(cfg.search_space, cfg.trials),
+        cfg.name,
+        run.storage,
+        tune.TuneConfig(
+            metric="val_acc",
+            mode="max",
+            num_samples=s.num_samples,
+            max_concurrent_trials=s.max_concurrent_trials,
+            search_alg=searcher(cfg),
+            scheduler=asha,
+            reuse_actors=True,
+        ),
+        s,
+        search_trials(cfg),
+        callbacks=[DriverMemory(cfg.name)],
+    )
     _check_complete(results, cfg.name, run.path, search_trials(cfg))
     return results
 
 
-def _select(cfg: SweepConfig, run: Run, results, plan: dict, slots: Slots, t_start: float,
-            meta: dict) -> list[TrainConfig]:
+def _select(
+    cfg: SweepConfig, run: Run, results, plan: dict, slots: Slots, t_start: float, meta: dict
+) -> list[TrainConfig]:
     """Stage 3: the finalists (the best search trials' settings) and the final stage's length, fitted to
     what the budget leaves; recorded in `meta` and in the run (for `kdsweep results` while it trains)."""
     found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top, cfg.final.control == "finalist")
     if not found:
-        raise RuntimeError(f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
-                           f"finalist; the trials' errors are in {run.path} (error.txt per trial)")
+        raise RuntimeError(
+            f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
+            f"finalist; the trials' errors are in {run.path} (error.txt per trial)"
+        )
     epochs = cfg.final.epochs
     meta["final"] = dict(seeds=cfg.final.seeds, top=cfg.final.top)
     final_minutes = final_stage_minutes(cfg, time.time() - t_start)
     if final_minutes:
-        speedup = plan.get("final_speedup", 1.0)   # the final trials' threads against the search's
+        speedup = plan.get("final_speedup", 1.0)  # the final trials' threads against the search's
         sec = [x / speedup for x in search_seconds_per_epoch(results, to_dict(cfg.train), found)]
-        epochs = fit_final_epochs(cfg.final.epochs, final_minutes, sec, cfg.final.seeds, slots.final,
-                                  cfg.final.min_epochs)
+        epochs = fit_final_epochs(
+            cfg.final.epochs, final_minutes, sec, cfg.final.seeds, slots.final, cfg.final.min_epochs
+        )
         kept = run.final_base.get("epochs")
-        if kept:   # a resumed stage keeps the length it began with, whatever the clock says now
+        if kept:  # a resumed stage keeps the length it began with, whatever the clock says now
             epochs = kept
-        log.info(f"final stage: {final_minutes:.3g}-minute budget"
+        log.info(
+            f"final stage: {final_minutes:.3g}-minute budget"
             + (f" (what the run's {cfg.minutes:g} minutes leave)" if cfg.minutes else "")
             + f", {max(sec):.1f} s an epoch (the search's"
             + (f" / {speedup:.2f} on {slots.final_cpus:g} CPUs" if speedup != 1.0 else "")
             + f"; {slots.final} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs}"
-            + (f", floor {cfg.final.min_epochs}" if cfg.final.min_epochs > 1 else "") + ")"
-            + (", as when the stage began" if kept else ""))
+            + (f", floor {cfg.final.min_epochs}" if cfg.final.min_epochs > 1 else "")
+            + ")"
+            + (", as when the stage began" if kept else "")
+        )
         meta["final"].update(minutes=final_minutes, epochs_cap=cfg.final.epochs, search_seconds_per_epoch=sec)
     finalists = [dataclasses.replace(c, epochs=epochs) for c in found]
     meta["final"].update(epochs=epochs, winner=to_dict(finalists[0]), finalists=[to_dict(c) for c in finalists])
@@ -318,17 +408,25 @@ def _final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots
     that `--set train.seed=N` reseeds the whole run); the winner is the stage's base, the others its
     variants."""
     from ray import tune
+
     winner = finalists[0]
-    log.info(f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
-        f"x {cfg.final.seeds} seed(s)")
+    log.info(
+        f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
+        f"x {cfg.final.seeds} seed(s)"
+    )
     space = {"seed": tune.grid_search([cfg.train.seed + i for i in range(cfg.final.seeds)])}
     if len(finalists) > 1:
         base = to_dict(winner)
-        space["_variant"] = tune.grid_search([{k: v for k, v in to_dict(c).items() if base[k] != v}
-                                              for c in finalists])
-    final = _fit(_trainable(cfg, data, winner, slots.final_cpus), space, FINAL_DIR, run.path,
-                 tune.TuneConfig(metric="val_acc", mode="max", max_concurrent_trials=cfg.sweep.max_concurrent_trials),
-                 cfg.sweep, cfg.final.seeds * len(finalists))
+        space["_variant"] = tune.grid_search([{k: v for k, v in to_dict(c).items() if base[k] != v} for c in finalists])
+    final = _fit(
+        _trainable(cfg, data, winner, slots.final_cpus),
+        space,
+        FINAL_DIR,
+        run.path,
+        tune.TuneConfig(metric="val_acc", mode="max", max_concurrent_trials=cfg.sweep.max_concurrent_trials),
+        cfg.sweep,
+        cfg.final.seeds * len(finalists),
+    )
     _check_complete(final, cfg.name, run.path, cfg.final.seeds * len(finalists))
     return final
 
@@ -337,6 +435,7 @@ def _finish(cfg: SweepConfig, run: Run, tables: list, winner: TrainConfig | None
     """Stage 5: the results table (final rows show the winner's settings; each trial's stop reason) and the
     meta record, written last: the finished marker."""
     import pandas as pd
+
     table = pd.concat(tables, ignore_index=True).sort_values(["stage", "val_acc"], ascending=[False, False])
     if winner is not None:  # final rows ran with the winner's settings: show them, not blanks
         for col in table.columns:
@@ -349,15 +448,20 @@ def _finish(cfg: SweepConfig, run: Run, tables: list, winner: TrainConfig | None
     status = {t["trial"]: t["status"] for t in trials(run.fetch(), finished=True)}
     table["status"] = table["trial_id"].map(status)
     run.write_results(table)
-    meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t_start,
-                n_trials=sum(len(t) for t in tables))
+    meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t_start, n_trials=sum(len(t) for t in tables))
     run.finish(meta)
     log.info("\n" + summary(table, meta))
     return meta
 
 
-def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | None = None,
-              export_to: str | None = None, force: bool = False, dashboard: bool = False) -> Path:
+def run_sweep(
+    cfg: SweepConfig,
+    teacher_path: str | None = None,
+    address: str | None = None,
+    export_to: str | None = None,
+    force: bool = False,
+    dashboard: bool = False,
+) -> Path:
     """Run the sweep (resuming an interrupted one of the same name) as its stages: prepare (data, the
     teacher's logits once), search, select, final, finish; then export. Returns the run directory (of a run
     on shared storage: the local copy of its records).
@@ -375,18 +479,23 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
     run = Run.of(cfg)
     teacher = teacher_identity(cfg, teacher_path)
     if run.finished and not force:
-        log.info(f"sweep {cfg.name} already finished in {run.path}; not training it again"
-            + (", exporting it" if export_to else "") + " (--force starts it over)")
+        log.info(
+            f"sweep {cfg.name} already finished in {run.path}; not training it again"
+            + (", exporting it" if export_to else "")
+            + " (--force starts it over)"
+        )
         run.claim(cfg, teacher)  # the same computation, or a clear refusal
     else:
         if force and run.exists(""):
             log.info(f"--force: deleting {run.path} and starting over")
             run.remove()
-        run.claim(cfg, teacher)   # before any expensive work
+        run.claim(cfg, teacher)  # before any expensive work
         if "runtime_resources/working_dir_files" in run.path:
-            log.info(f"warning: the run directory {run.path} is inside Ray's temporary copy of the project "
-                     "(ray job submit --working-dir) and goes when the job's session does; "
-                     "pass --set sweep.storage=/shared/path/runs")
+            log.info(
+                f"warning: the run directory {run.path} is inside Ray's temporary copy of the project "
+                "(ray job submit --working-dir) and goes when the job's session does; "
+                "pass --set sweep.storage=/shared/path/runs"
+            )
         with ray_session.connected(run, address, dashboard):
             cfg = with_gpus(cfg)
             slots, plan = _slots(cfg), {}
@@ -397,6 +506,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
             meta["search"] = stated
             results = _search(cfg, run, data)
             from orchestrator.sweep.tune_callbacks import driver_memory
+
             meta["driver_memory"] = driver_memory(cfg.name)
             tables, errors, winner = [_table(results, cfg, cfg.train, "search")], _errors(results), None
             if cfg.final.epochs:
@@ -408,8 +518,7 @@ def run_sweep(cfg: SweepConfig, teacher_path: str | None = None, address: str | 
         meta.update(errors=errors, student_params=counts)
         _finish(cfg, run, tables, winner, meta, t_start)
     if export_to is not None:
-        export(run.fetch(checkpoints=True), Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget,
-               force=force)
+        export(run.fetch(checkpoints=True), Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, force=force)
     return run.fetch()
 
 
@@ -420,11 +529,20 @@ def _errors(results) -> int:
 def summary(table, meta: dict) -> str:
     """One screen: the best trials and where the teacher's time went."""
     import pandas as pd
+
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         top = table.head(10).to_string(index=False, float_format=lambda v: f"{v:.4g}")
     t = meta.get("teacher")
-    teacher = (f"teacher {t['arch']} val_acc {t['val_acc']:.4f}, mode {t['mode']}, "
-               f"{meta['teacher_forwards']:,} teacher forwards this run") if t else "no teacher (CE/MSE only)"
-    return (f"sweep {meta['name']}: {meta['n_trials']} trials ({meta['errors']} errored) "
-            f"in {meta['wall_s'] / 60:.1f} min, "
-            f"{meta['n_train']} train / {meta['n_val']} val images\n{teacher}\n{top}")
+    teacher = (
+        (
+            f"teacher {t['arch']} val_acc {t['val_acc']:.4f}, mode {t['mode']}, "
+            f"{meta['teacher_forwards']:,} teacher forwards this run"
+        )
+        if t
+        else "no teacher (CE/MSE only)"
+    )
+    return (
+        f"sweep {meta['name']}: {meta['n_trials']} trials ({meta['errors']} errored) "
+        f"in {meta['wall_s'] / 60:.1f} min, "
+        f"{meta['n_train']} train / {meta['n_val']} val images\n{teacher}\n{top}"
+    )

@@ -15,6 +15,7 @@ The rule for ASHA (`grace_for`): the first rung sits at the earliest fraction of
 correlation reaches `min_rho` and stays there; `sweep.grace_period: auto` applies the recorded fraction
 (FIDELITY_FILE, written by `bench/search_fidelity.py`) to the search's own length. Pure numpy: no Ray.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,14 @@ import numpy as np
 
 from orchestrator.errors import UserError
 
-FIDELITY_FILE = Path(__file__).with_name("fidelity.json")   # the measured rule sweep.grace_period: auto reads
-DEFAULT_MIN_RHO = 0.8      # Spearman at a rung: above it, an early cut rarely drops a trial that would win
+FIDELITY_FILE = Path(__file__).with_name("fidelity.json")  # the measured rule sweep.grace_period: auto reads
+DEFAULT_MIN_RHO = 0.8  # Spearman at a rung: above it, an early cut rarely drops a trial that would win
 
 
 @dataclass
 class Curve:
     """One trial's record: its settings (`variant` over the config's base `train:`), per-epoch metrics."""
+
     name: str
     variant: dict
     config: str = ""
@@ -89,7 +91,7 @@ def spearman(a, b) -> float:
     """Spearman's rho: Pearson's correlation of the ranks (average ranks for ties)."""
     ra, rb = _ranks(np.asarray(a, float)), _ranks(np.asarray(b, float))
     ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = math.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+    den = math.sqrt((ra**2).sum() * (rb**2).sum())
     return float((ra * rb).sum() / den) if den else float("nan")
 
 
@@ -123,8 +125,9 @@ def one_per_config(curves: list[Curve]) -> list[Curve]:
     return list(firsts.values())
 
 
-def fidelity_table(curves: list[Curve], metric: str, final_metric: str | None = None,
-                   epochs: list[int] | None = None) -> list[dict]:
+def fidelity_table(
+    curves: list[Curve], metric: str, final_metric: str | None = None, epochs: list[int] | None = None
+) -> list[dict]:
     """Per epoch k: rank correlation of `metric` at k with `final_metric` at the end (one seed per
     configuration: the seed-0 curve, so a seed pair does not count one configuration twice), the seed spread
     at k, and the spread between configurations at k (their standard deviation)."""
@@ -136,19 +139,29 @@ def fidelity_table(curves: list[Curve], metric: str, final_metric: str | None = 
     rows = []
     for k in epochs or checkpoints(length):
         at = [c.at(metric, k) for c in one]
-        rows.append(dict(
-            epoch=k, frac=round(k / length, 4), n=len(one), spearman=round(spearman(at, end), 4),
-            kendall=round(kendall(at, end), 4), between_sd=round(float(np.std(at, ddof=1)), 4) if len(at) > 1 else None,
-            seed_spread=round(float(np.mean([abs(p.at(metric, k) - q.at(metric, k)) for p, q in pairs])), 4)
-            if pairs else None, seed_pairs=len(pairs)))
+        rows.append(
+            dict(
+                epoch=k,
+                frac=round(k / length, 4),
+                n=len(one),
+                spearman=round(spearman(at, end), 4),
+                kendall=round(kendall(at, end), 4),
+                between_sd=round(float(np.std(at, ddof=1)), 4) if len(at) > 1 else None,
+                seed_spread=round(float(np.mean([abs(p.at(metric, k) - q.at(metric, k)) for p, q in pairs])), 4)
+                if pairs
+                else None,
+                seed_pairs=len(pairs),
+            )
+        )
     return rows
 
 
-REVERSAL_GAPS = (0.0, 0.005, 0.01, 0.02)   # how far behind (accuracy) a trial stood when it was judged
+REVERSAL_GAPS = (0.0, 0.005, 0.01, 0.02)  # how far behind (accuracy) a trial stood when it was judged
 
 
-def reversal_table(curves: list[Curve], metric: str, final_metric: str | None = None,
-                   gaps: tuple[float, ...] = REVERSAL_GAPS) -> list[dict]:
+def reversal_table(
+    curves: list[Curve], metric: str, final_metric: str | None = None, gaps: tuple[float, ...] = REVERSAL_GAPS
+) -> list[dict]:
     """Per epoch k and gap g: of the ordered pairs of configurations where one stood more than g behind the
     other at k by `metric`, how many finished ahead by `final_metric`: how often cutting a trial that far
     behind at k would have dropped the better one."""
@@ -161,8 +174,15 @@ def reversal_table(curves: list[Curve], metric: str, final_metric: str | None = 
         end = [c.final(final_metric) for c in one]
         for g in gaps:
             behind = [(i, j) for i in range(len(one)) for j in range(len(one)) if at[i] < at[j] - g]
-            rows.append(dict(epoch=k, frac=round(k / length, 4), gap=g, pairs=len(behind),
-                             reversed=sum(end[i] > end[j] for i, j in behind)))
+            rows.append(
+                dict(
+                    epoch=k,
+                    frac=round(k / length, 4),
+                    gap=g,
+                    pairs=len(behind),
+                    reversed=sum(end[i] > end[j] for i, j in behind),
+                )
+            )
     return rows
 
 
@@ -187,8 +207,7 @@ def lever_pairs(curves: list[Curve]) -> list[tuple[str, Curve, Curve]]:
     like the release's KD triple, count as one lever named by their keys)."""
     seed0 = [c for c in curves if c.seed == 0]
     bases = {c.config: c for c in seed0 if not c.variant}
-    return [("+".join(sorted(c.variant)), bases[c.config], c) for c in seed0
-            if c.variant and c.config in bases]
+    return [("+".join(sorted(c.variant)), bases[c.config], c) for c in seed0 if c.variant and c.config in bases]
 
 
 def decided_at(a: Curve, b: Curve, metric: str, final_metric: str | None = None) -> int:
@@ -233,8 +252,10 @@ def read_rule(path: Path | None = None) -> dict:
     """The recorded rule: {"frac", "min_rho", "metric", "n", "record", ...} (FIDELITY_FILE by default)."""
     path = path or FIDELITY_FILE
     if not path.is_file():
-        raise UserError(f"sweep.grace_period auto: {path} holds no fidelity record; "
-                        "run bench/search_fidelity.py --write-rule, or set sweep.grace_period to a number of epochs")
+        raise UserError(
+            f"sweep.grace_period auto: {path} holds no fidelity record; "
+            "run bench/search_fidelity.py --write-rule, or set sweep.grace_period to a number of epochs"
+        )
     return json.loads(path.read_text())
 
 
@@ -242,7 +263,9 @@ def auto_grace(max_t: int, rule: dict | None = None) -> tuple[int, str]:
     """(grace period, the sentence the plan logs) for a search of `max_t` epochs under the recorded rule."""
     rule = rule or read_rule()
     g = grace_for(max_t, rule["frac"])
-    why = (f"grace period {g} of {max_t} epochs: at {rule['frac']:.0%} of a one-cycle schedule the ranking of "
-           f"{rule['n']} recorded configurations agrees with the end at Spearman >= {rule['min_rho']} "
-           f"({rule['record']})")
+    why = (
+        f"grace period {g} of {max_t} epochs: at {rule['frac']:.0%} of a one-cycle schedule the ranking of "
+        f"{rule['n']} recorded configurations agrees with the end at Spearman >= {rule['min_rho']} "
+        f"({rule['record']})"
+    )
     return g, why

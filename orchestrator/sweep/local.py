@@ -14,6 +14,7 @@ trial. `trials=[K]` trains only those, so several processes can share one GPU. T
 claimed like a sweep's (same config and teacher bytes, or a clear refusal), and the run is finished
 (its meta file written) when every trial has ended, by whichever process ends the last one.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,11 +54,15 @@ def resolve_device(device: str) -> str:
 def local_trials(cfg: SweepConfig) -> list[dict]:
     """The variants a local run trains: the explicit `trials:` list, or the base settings alone."""
     if cfg.search_space:
-        raise UserError("kdsweep train runs the config's explicit trials only; a search_space needs "
-                         "`kdsweep sweep` (Ray Tune with ASHA). List the variants under `trials:` instead")
+        raise UserError(
+            "kdsweep train runs the config's explicit trials only; a search_space needs "
+            "`kdsweep sweep` (Ray Tune with ASHA). List the variants under `trials:` instead"
+        )
     if cfg.final.epochs:
-        raise UserError("kdsweep train has no search stage to pick a winner from: set train.epochs to the "
-                         "length you want and leave `final` unset")
+        raise UserError(
+            "kdsweep train has no search stage to pick a winner from: set train.epochs to the "
+            "length you want and leave `final` unset"
+        )
     return [dict(t) for t in cfg.trials] or [{}]
 
 
@@ -88,23 +93,27 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
     if trial_done(d, tcfg.epochs):
         log.info(f"trial {trial_id}: already finished ({tcfg.epochs} epochs)")
         return max(lines, key=lambda r: r["val_acc"]) if lines else {}
-    log.info(f"trial {trial_id} {variant or '(base settings)'}: {tcfg.student} {tcfg.loss}, "
-        f"{'resuming after epoch ' + str(done) if resume else 'from scratch'}, {tcfg.epochs} epochs on {device}")
+    log.info(
+        f"trial {trial_id} {variant or '(base settings)'}: {tcfg.student} {tcfg.loss}, "
+        f"{'resuming after epoch ' + str(done) if resume else 'from scratch'}, {tcfg.epochs} epochs on {device}"
+    )
 
     def report(metrics: dict, state: dict):
         nonlocal best
-        atomic_save(state, last_path)              # first the state, then the line that reports it
+        atomic_save(state, last_path)  # first the state, then the line that reports it
         if metrics["val_acc"] > best:
             best = metrics["val_acc"]
             atomic_save(state, best_path)
         with open(d / "result.json", "a") as f:
             f.write(json.dumps({**metrics, "trial_id": trial_id, "device": device}) + "\n")
-        log.info(f"  {trial_id} epoch {metrics['epoch']}/{tcfg.epochs} val_acc {metrics['val_acc']:.4f} "
-            f"(best {best:.4f}) {metrics['images_per_s']:.0f} img/s")
+        log.info(
+            f"  {trial_id} epoch {metrics['epoch']}/{tcfg.epochs} val_acc {metrics['val_acc']:.4f} "
+            f"(best {best:.4f}) {metrics['images_per_s']:.0f} img/s"
+        )
 
     try:
         train_student(tcfg, data, report=report, resume=resume, device=device)
-    except FloatingPointError as e:   # a property of the settings: recorded, never selected, not retried
+    except FloatingPointError as e:  # a property of the settings: recorded, never selected, not retried
         with open(d / "result.json", "a") as f:
             f.write(json.dumps({"epoch": done + 1, "val_acc": 0.0, "diverged": str(e), "trial_id": trial_id}) + "\n")
         log.info(f"trial {trial_id}: {e}")
@@ -112,25 +121,36 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
     return max(lines, key=lambda r: r["val_acc"]) if lines else {}
 
 
-def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int] | None = None,
-              device: str = "auto", export_to: str | None = None, force: bool = False) -> Path:
+def run_local(
+    cfg: SweepConfig,
+    teacher_path: str | None = None,
+    only: list[int] | None = None,
+    device: str = "auto",
+    export_to: str | None = None,
+    force: bool = False,
+) -> Path:
     """Train the config's trials (all, or `only`) here; finish the run when every trial has ended."""
     device = resolve_device(device)
     if force and only is not None:
-        raise UserError("--force starts the whole run over, which would delete the trials other processes train; "
-                         "pass it without --trial")
+        raise UserError(
+            "--force starts the whole run over, which would delete the trials other processes train; "
+            "pass it without --trial"
+        )
     variants = local_trials(cfg)
     todo = list(range(len(variants))) if only is None else list(only)
     bad = [k for k in todo if not 0 <= k < len(variants)]
     if bad:
-        raise UserError(f"trial {bad[0]} does not exist: "
-                        f"the config lists {len(variants)} trial(s), 0..{len(variants) - 1}")
+        raise UserError(
+            f"trial {bad[0]} does not exist: the config lists {len(variants)} trial(s), 0..{len(variants) - 1}"
+        )
     counts = check_budget(cfg)
     cfg = with_absolute_sources(cfg)
     run = Run.of(cfg)
     if not run.is_local:
-        raise UserError(f"kdsweep train writes its trials on this machine's disk; sweep.storage {cfg.sweep.storage} "
-                        "is shared storage: use `kdsweep sweep` there, or a local sweep.storage")
+        raise UserError(
+            f"kdsweep train writes its trials on this machine's disk; sweep.storage {cfg.sweep.storage} "
+            "is shared storage: use `kdsweep sweep` there, or a local sweep.storage"
+        )
     run_dir = run.dir
     teacher = teacher_identity(cfg, teacher_path)
     if force and run_dir.exists():
@@ -154,20 +174,37 @@ def run_local(cfg: SweepConfig, teacher_path: str | None = None, only: list[int]
                 run_trial(k, variants[k], cfg, data, root, device)
         ended = [trial_done(root / trial_dir_name(k, v), epochs[k]) for k, v in enumerate(variants)]
         if not all(ended):
-            log.info(f"{sum(ended)}/{len(variants)} trials of {cfg.name} have ended; "
-                     "the run finishes with the last one")
+            log.info(
+                f"{sum(ended)}/{len(variants)} trials of {cfg.name} have ended; the run finishes with the last one"
+            )
             return run_dir
-        if meta is None:   # the others ended them: the teacher's facts for the meta file
+        if meta is None:  # the others ended them: the teacher's facts for the meta file
             _, meta = prepare_data(cfg, teacher_path, device=device)
-        if meta.get("teacher", {}).get("mode") == "live":   # one teacher forward per image per epoch per KD trial
-            meta["teacher_forwards"] = sum(
-                max((r.get("epoch", 0) for r in result_lines(root / trial_dir_name(k, v) / "result.json")), default=0)
-                for k, v in enumerate(variants) if v.get("loss", cfg.train.loss) in NEEDS_TEACHER) * meta["n_train"]
+        if meta.get("teacher", {}).get("mode") == "live":  # one teacher forward per image per epoch per KD trial
+            meta["teacher_forwards"] = (
+                sum(
+                    max(
+                        (r.get("epoch", 0) for r in result_lines(root / trial_dir_name(k, v) / "result.json")),
+                        default=0,
+                    )
+                    for k, v in enumerate(variants)
+                    if v.get("loss", cfg.train.loss) in NEEDS_TEACHER
+                )
+                * meta["n_train"]
+            )
         df = table(run_dir)
         run.write_results(df)
         t0 = run.read_json(started)["t"]
-        meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t0, n_trials=len(variants), errors=0,
-                    student_params=counts, trained_with=f"kdsweep train (no Ray) on {device}", machine=machine())
+        meta.update(
+            name=cfg.name,
+            config=to_dict(cfg),
+            wall_s=time.time() - t0,
+            n_trials=len(variants),
+            errors=0,
+            student_params=counts,
+            trained_with=f"kdsweep train (no Ray) on {device}",
+            machine=machine(),
+        )
         run.finish(meta)
         log.info(df.to_string(index=False))
     if export_to is not None:

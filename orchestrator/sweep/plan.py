@@ -3,6 +3,7 @@ cache (its rate timed on the validation forwards the sweep runs anyway), the sea
 (each student's training rate timed by a few steps of `train_speed`), the export. Logged at the start, so
 that a budget this CPU cannot hold is said before the time is spent, not found out at the end.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -13,7 +14,7 @@ import torch
 from orchestrator.config import SweepConfig
 from trainables.train import resolve_precision, train_speed
 
-EXPORT_S = 20.0       # an export on 2 cores: 13-21 s measured (bench/results/sweep_cold, models/student)
+EXPORT_S = 20.0  # an export on 2 cores: 13-21 s measured (bench/results/sweep_cold, models/student)
 # A trial's epoch in a sweep runs below `train_speed`'s bare step (data views, the teacher's logits, the
 # loss, validation, a checkpoint, another trial on the other core): 300 against 413 img/s on an AVX2 EPYC
 # (issue 23), so the estimate divides the bare rate by this.
@@ -33,33 +34,41 @@ class Plan:
     search_trial_epochs: float
     final_epochs: int
     final_cap: int
-    final_floor: int                 # final.min_epochs
-    epoch_s: dict[str, float]        # seconds per epoch of each student, as a trial runs it here
+    final_floor: int  # final.min_epochs
+    epoch_s: dict[str, float]  # seconds per epoch of each student, as a trial runs it here
 
     @property
     def total_s(self) -> float:
         return self.cache_s + self.search_s + self.final_s + self.export_s
 
     def line(self, budget_min: float = 0.0) -> str:
-        m = lambda s: f"{s / 60:.1f}"   # noqa: E731
+        m = lambda s: f"{s / 60:.1f}"  # noqa: E731
         parts = [f"cache {m(self.cache_s)}", f"search {m(self.search_s)} (~{self.search_trial_epochs:g} trial-epochs)"]
         if self.final_cap:
-            parts.append(f"final {m(self.final_s)} ({self.final_epochs} epochs"
-                         + (f" of a cap of {self.final_cap}" if self.final_epochs < self.final_cap else "") + ")")
+            parts.append(
+                f"final {m(self.final_s)} ({self.final_epochs} epochs"
+                + (f" of a cap of {self.final_cap}" if self.final_epochs < self.final_cap else "")
+                + ")"
+            )
         parts.append(f"export {m(self.export_s)}")
-        rates = ", ".join(f"{k} {v:.2g} s an epoch" if v < 10 else f"{k} {v:.0f} s an epoch"
-                          for k, v in self.epoch_s.items())
+        rates = ", ".join(
+            f"{k} {v:.2g} s an epoch" if v < 10 else f"{k} {v:.0f} s an epoch" for k, v in self.epoch_s.items()
+        )
         text = f"plan: ~{m(self.total_s)} min on this CPU: {', '.join(parts)} [measured here: {rates}]"
         if budget_min and self.total_s > budget_min * 60 * 1.05:
             text += f"; OVER the {budget_min:g}-minute budget: this CPU cannot hold it with this config"
-            text += (f" (its final stage keeps the {self.final_floor} epochs the result needs, final.min_epochs; "
-                     "this run takes the estimate above)" if self.final_cap and self.final_epochs <= self.final_floor
-                     else " (fewer or cheaper trials, fewer epochs, or a faster CPU)")
+            text += (
+                f" (its final stage keeps the {self.final_floor} epochs the result needs, final.min_epochs; "
+                "this run takes the estimate above)"
+                if self.final_cap and self.final_epochs <= self.final_floor
+                else " (fewer or cheaper trials, fewer epochs, or a faster CPU)"
+            )
         return text
 
 
-def student_epoch_seconds(cfg: SweepConfig, n_train: int, n_val: int, threads: int,
-                          overhead: float = SWEEP_OVERHEAD) -> dict[str, float]:
+def student_epoch_seconds(
+    cfg: SweepConfig, n_train: int, n_val: int, threads: int, overhead: float = SWEEP_OVERHEAD
+) -> dict[str, float]:
     """Seconds per epoch of each student the config trains from scratch, as one trial runs it here
     (`overhead`: SWEEP_OVERHEAD beside other trials, ALONE_OVERHEAD alone on the machine)."""
     precision = resolve_precision(cfg.train.precision, "cpu")
@@ -68,10 +77,18 @@ def student_epoch_seconds(cfg: SweepConfig, n_train: int, n_val: int, threads: i
     try:
         out = {}
         for name in cfg.students():
-            rate = statistics.median(   # three short timings: one alone swung a 2-thread speed-up 1.27-1.69x
-                train_speed(name, batch_size=cfg.train.batch_size, steps=6, warmup=2, precision=precision,
-                            **cfg.train.student_kwargs) for _ in range(3))
-            out[name] = overhead * (n_train + n_val / 3) / rate   # validation: a forward, ~1/3 of a step
+            rate = statistics.median(  # three short timings: one alone swung a 2-thread speed-up 1.27-1.69x
+                train_speed(
+                    name,
+                    batch_size=cfg.train.batch_size,
+                    steps=6,
+                    warmup=2,
+                    precision=precision,
+                    **cfg.train.student_kwargs,
+                )
+                for _ in range(3)
+            )
+            out[name] = overhead * (n_train + n_val / 3) / rate  # validation: a forward, ~1/3 of a step
         return out
     finally:
         torch.set_num_threads(before)
@@ -82,12 +99,13 @@ def final_stage_minutes(cfg: SweepConfig, elapsed_s: float) -> float:
     it after `elapsed_s` and the export (0: no budget)."""
     budgets = [cfg.final.minutes] if cfg.final.minutes else []
     if cfg.minutes:
-        budgets.append(max(1e-3, cfg.minutes - elapsed_s / 60 - EXPORT_S / 60))   # spent: 1 epoch
+        budgets.append(max(1e-3, cfg.minutes - elapsed_s / 60 - EXPORT_S / 60))  # spent: 1 epoch
     return min(budgets) if budgets else 0.0
 
 
-def fit_final_epochs(cap: int, minutes: float, seconds_per_epoch: list[float], seeds: int, slots: int,
-                     floor: int = 1) -> int:
+def fit_final_epochs(
+    cap: int, minutes: float, seconds_per_epoch: list[float], seeds: int, slots: int, floor: int = 1
+) -> int:
     """The final stage's epochs under a wall-clock budget: at most `cap`, at least `floor` (final.min_epochs:
     what the result needs, whatever the budget). Each finalist trains `seeds` trials at its measured seconds
     per epoch; `slots` trials run at a time, so an epoch of the whole stage takes the slowest trial's time,
@@ -114,13 +132,20 @@ def final_speedup(cfg: SweepConfig, n_train: int, n_val: int, epoch_s: dict[str,
     share it with another as search trials do."""
     if not cfg.final.epochs or int(final_cpus(cfg)) == int(cfg.sweep.cpus_per_trial):
         return 1.0
-    fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus(cfg)),
-                                 ALONE_OVERHEAD if alone else SWEEP_OVERHEAD)
+    fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus(cfg)), ALONE_OVERHEAD if alone else SWEEP_OVERHEAD)
     return statistics.median(epoch_s[k] / fast[k] for k in epoch_s)
 
 
-def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, teacher_rate: float,
-              slots: int, elapsed_s: float = 0.0, final_speedup: float = 1.0, final_slots: int | None = None) -> Plan:
+def make_plan(
+    cfg: SweepConfig,
+    epoch_s: dict[str, float],
+    cache_forwards: int,
+    teacher_rate: float,
+    slots: int,
+    elapsed_s: float = 0.0,
+    final_speedup: float = 1.0,
+    final_slots: int | None = None,
+) -> Plan:
     """The stages' estimated wall times, `elapsed_s` into the run. Search: ASHA's expected trial-epochs (every
     trial to the grace period, then 1 / reduction_factor of them to the end), `slots` trials at a time. Final:
     the top finalists x seeds at the slowest student's epoch (divided by `final_speedup`, its measured gain at
@@ -132,16 +157,19 @@ def make_plan(cfg: SweepConfig, epoch_s: dict[str, float], cache_forwards: int, 
     per_trial = min(t.epochs, g) + max(0, t.epochs - g) / max(1, s.reduction_factor)
     slowest = max(epoch_s.values()) if epoch_s else 0.0
     search_epochs = n_trials * per_trial
-    search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots))   # a trial runs on one slot
+    search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots))  # a trial runs on one slot
     final_s, final_epochs = 0.0, 0
     cache_s = cache_forwards / teacher_rate if teacher_rate and cache_forwards else 0.0
     final_minutes = final_stage_minutes(cfg, elapsed_s + cache_s + search_s)
     if f.epochs:
         fslots = final_slots if final_slots is not None else slots
         fastest = slowest / max(final_speedup, 1e-9)
-        per_epoch = fastest * max(1.0, f.top * f.seeds / max(1, fslots))   # fit_final_epochs' stage epoch
-        final_epochs = fit_final_epochs(f.epochs, final_minutes, [fastest] * f.top, f.seeds, fslots,
-                                        f.min_epochs) if final_minutes else f.epochs
+        per_epoch = fastest * max(1.0, f.top * f.seeds / max(1, fslots))  # fit_final_epochs' stage epoch
+        final_epochs = (
+            fit_final_epochs(f.epochs, final_minutes, [fastest] * f.top, f.seeds, fslots, f.min_epochs)
+            if final_minutes
+            else f.epochs
+        )
         final_s = final_epochs * per_epoch
     return Plan(cache_s, search_s, final_s, EXPORT_S, search_epochs, final_epochs, f.epochs, f.min_epochs, epoch_s)
 
@@ -166,6 +194,7 @@ def search_statement(cfg: SweepConfig) -> dict:
     grace period at the trials' length, or fewer trials than one rung keeps), that it does not search and
     what it does instead."""
     from orchestrator.sweep.fidelity import auto_grace, rungs
+
     n, t, s = search_trials(cfg), cfg.train.epochs, cfg.sweep
     grace = cfg.grace()
     why = auto_grace(t)[1] if s.grace_period == "auto" else f"grace period {grace} of {t} epochs (set in the config)"
@@ -181,14 +210,19 @@ def search_statement(cfg: SweepConfig) -> dict:
             f"this run does not search: {n} trial(s) of {t} epochs compare {kinds}"
             + ("; then it trains one recipe (the final stage)" if cfg.final.epochs else "")
             + ". A search needs more candidates than one ASHA rung keeps and trials long enough to be judged "
-            "(configs/search.yaml; experiments/search_fidelity measures how early a trial can be judged)")
+            "(configs/search.yaml; experiments/search_fidelity measures how early a trial can be judged)"
+        )
     elif not milestones:
         out["searches"] = True
-        out["statement"] = (f"search: {n} candidates from {by} ({s.searcher}), each trained to its end: ASHA judges "
-                            f"none early, since {why}")
+        out["statement"] = (
+            f"search: {n} candidates from {by} ({s.searcher}), each trained to its end: ASHA judges "
+            f"none early, since {why}"
+        )
     else:
         out["searches"] = True
-        out["statement"] = (f"search: {n} candidates from {by} ({s.searcher}), ASHA judging them at epochs "
-                            f"{', '.join(map(str, milestones))} of {t} "
-                            f"and keeping 1/{s.reduction_factor} at each; {why}")
+        out["statement"] = (
+            f"search: {n} candidates from {by} ({s.searcher}), ASHA judging them at epochs "
+            f"{', '.join(map(str, milestones))} of {t} "
+            f"and keeping 1/{s.reduction_factor} at each; {why}"
+        )
     return out

@@ -1,5 +1,6 @@
 """What a sweep needs before any trial runs: the budget checked, the data split, the teacher's logits (once,
 cached; on a cluster built on every node), an ensemble's averaged logits, and the teacher's identity."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,22 +35,28 @@ def check_budget(cfg: SweepConfig) -> dict[str, int]:
     for name in cfg.students():
         n = count_params(create_student(name, **cfg.train.student_kwargs))
         if n > cfg.budget:
-            raise BudgetError(f"student {name} has {n:,} parameters, over the budget of {cfg.budget:,}; "
-                              "pick a smaller variant (`kdsweep students`) or prune it")
+            raise BudgetError(
+                f"student {name} has {n:,} parameters, over the budget of {cfg.budget:,}; "
+                "pick a smaller variant (`kdsweep students`) or prune it"
+            )
         counts[name] = n
     return counts
 
 
 def with_absolute_sources(cfg: SweepConfig) -> SweepConfig:
     """prune_from paths made absolute (trials run in other directories and on other nodes), and checked."""
+
     def fix(d: dict) -> dict:
         if d.get("prune_from"):
             p = resolve_path(d["prune_from"])
             if not is_uri(p) and not Path(p).is_file():
-                raise FileNotFoundError(f"prune_from {d['prune_from']}: no such checkpoint; export the source sweep "
-                                        "first (`kdsweep sweep --config ...` writes artifacts/<name>/student.pt)")
+                raise FileNotFoundError(
+                    f"prune_from {d['prune_from']}: no such checkpoint; export the source sweep "
+                    "first (`kdsweep sweep --config ...` writes artifacts/<name>/student.pt)"
+                )
             d = {**d, "prune_from": p}
         return d
+
     space = dict(cfg.search_space)
     if "prune_from" in space:
         kind, vals = next(iter(space["prune_from"].items()))
@@ -62,8 +69,9 @@ def uses_teacher(cfg: SweepConfig) -> bool:
     return bool(set(cfg.losses()) & NEEDS_TEACHER)
 
 
-def prepare_data(cfg: SweepConfig, teacher_path: str | None = None,
-                 device: str = "cpu", before_cache=None) -> tuple[TrialData, dict]:
+def prepare_data(
+    cfg: SweepConfig, teacher_path: str | None = None, device: str = "cpu", before_cache=None
+) -> tuple[TrialData, dict]:
     """Everything trials need, computed in the driver: split, teacher logits (the only teacher run).
     `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`).
     `before_cache(n_train, n_val, teacher_img_s, cache_forwards)` is called once the teacher's speed is known
@@ -83,8 +91,15 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None,
     t = cfg.teacher
     model, info = load_teacher(path, t.mean, t.std)
     precision = resolve_precision(t.precision, device)
-    meta["teacher"] = dict(path=project_relative(info.path), arch=info.arch, sha256=info.sha256, params=info.params,
-                           preprocess=asdict(info.preprocess), mode=t.mode, precision=precision)
+    meta["teacher"] = dict(
+        path=project_relative(info.path),
+        arch=info.arch,
+        sha256=info.sha256,
+        params=info.params,
+        preprocess=asdict(info.preprocess),
+        mode=t.mode,
+        precision=precision,
+    )
     plain = model.to(device)
     model, key = in_precision(plain, precision, device), identity(info.sha256, precision)
     t0 = time.perf_counter()
@@ -94,23 +109,57 @@ def prepare_data(cfg: SweepConfig, teacher_path: str | None = None,
     meta["teacher_val_forwards"] = len(split.val_x)
     log.info(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
     if before_cache is not None:
-        forwards = 0 if t.mode == "live" else missing_forwards(
-            key, info.preprocess, split.train_x, split.train_y, spec if t.mode == "views" else ViewSpec(0, False),
-            resolve_path(t.cache_dir))
+        forwards = (
+            0
+            if t.mode == "live"
+            else missing_forwards(
+                key,
+                info.preprocess,
+                split.train_x,
+                split.train_y,
+                spec if t.mode == "views" else ViewSpec(0, False),
+                resolve_path(t.cache_dir),
+            )
+        )
         before_cache(len(split.train_x), len(split.val_x), meta["teacher"]["infer_img_s"], forwards)
     if t.mode == "live":
-        data.teacher = dict(model=model, mean=info.preprocess.mean, std=info.preprocess.std,
-                            channels=info.preprocess.channels, size=info.preprocess.size)
+        data.teacher = dict(
+            model=model,
+            mean=info.preprocess.mean,
+            std=info.preprocess.std,
+            channels=info.preprocess.channels,
+            size=info.preprocess.size,
+        )
     else:
         cache_spec = spec if t.mode == "views" else ViewSpec(0, False)
         runner = None
         if t.build == "cluster":
             from orchestrator.teacher.cache_ray import ray_runner
-            runner = ray_runner(plain, info.arch, info.preprocess.channels, split.train_x, cache_spec, info.preprocess,
-                                t.batch_size, t.cpus_per_actor, t.gpus_per_actor, precision=precision)
-        logits, forwards, cinfo = teacher_logits(model, key, info.preprocess, split.train_x, split.train_y,
-                                                 cache_spec, resolve_path(t.cache_dir), t.batch_size, device,
-                                                 runner=runner)
+
+            runner = ray_runner(
+                plain,
+                info.arch,
+                info.preprocess.channels,
+                split.train_x,
+                cache_spec,
+                info.preprocess,
+                t.batch_size,
+                t.cpus_per_actor,
+                t.gpus_per_actor,
+                precision=precision,
+            )
+        logits, forwards, cinfo = teacher_logits(
+            model,
+            key,
+            info.preprocess,
+            split.train_x,
+            split.train_y,
+            cache_spec,
+            resolve_path(t.cache_dir),
+            t.batch_size,
+            device,
+            runner=runner,
+        )
         meta["teacher_forwards"] = forwards
         meta["cache"] = cinfo
         if t.ensemble:
@@ -125,13 +174,15 @@ def ensemble_paths(t) -> list[Path]:
     paths = [Path(resolve_path(m)) for m in t.ensemble]
     for m, p in zip(t.ensemble, paths):
         if not p.is_file():
-            raise FileNotFoundError(f"teacher.ensemble member {m} not found ({p}); give a teacher or student "
-                                    "checkpoint")
+            raise FileNotFoundError(
+                f"teacher.ensemble member {m} not found ({p}); give a teacher or student checkpoint"
+            )
     return paths
 
 
-def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, meta: dict, device: str,
-                    precision: str = "fp32") -> np.ndarray:
+def ensemble_logits(
+    logits: np.ndarray, val_logits, t, split, spec: ViewSpec, meta: dict, device: str, precision: str = "fp32"
+) -> np.ndarray:
     """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
     member's own cache, keyed by its bytes like the teacher's); the members and the average's validation
     accuracy go into meta["teacher"]."""
@@ -140,13 +191,30 @@ def ensemble_logits(logits: np.ndarray, val_logits, t, split, spec: ViewSpec, me
         model, info = load_member(path, device)
         model = in_precision(model, precision, device)
         bs = info.infer_batch or t.batch_size
-        z, forwards, cinfo = teacher_logits(model, identity(info.sha256, precision), info.preprocess, split.train_x,
-                                            split.train_y, spec, resolve_path(t.cache_dir), bs, device)
+        z, forwards, cinfo = teacher_logits(
+            model,
+            identity(info.sha256, precision),
+            info.preprocess,
+            split.train_x,
+            split.train_y,
+            spec,
+            resolve_path(t.cache_dir),
+            bs,
+            device,
+        )
         v = predict_logits(model, split.val_x, info.preprocess, bs, device)
         total += z
         val_total += v
-        members.append(dict(path=project_relative(info.path), arch=info.arch, sha256=info.sha256, params=info.params,
-                            val_acc=accuracy(v, split.val_y), cache=cinfo))
+        members.append(
+            dict(
+                path=project_relative(info.path),
+                arch=info.arch,
+                sha256=info.sha256,
+                params=info.params,
+                val_acc=accuracy(v, split.val_y),
+                cache=cinfo,
+            )
+        )
         meta["teacher_forwards"] += forwards
         log.info(f"ensemble member {info.arch} ({info.params:,} params) val_acc {members[-1]['val_acc']:.4f}")
     n = 1 + len(members)
@@ -165,11 +233,11 @@ def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
         raise UserError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"teacher checkpoint {path} not found; pass --teacher PATH or set teacher.checkpoint "
-                                "(the release is models/teacher/resnet50.pt; `kdsweep teacher train` makes one)")
+        raise FileNotFoundError(
+            f"teacher checkpoint {path} not found; pass --teacher PATH or set teacher.checkpoint "
+            "(the release is models/teacher/resnet50.pt; `kdsweep teacher train` makes one)"
+        )
     ident = dict(path=str(p.resolve()), sha256=sha256_file(p))
-    if cfg.teacher.ensemble:   # only when set, so the claims of runs without one read as they always did
+    if cfg.teacher.ensemble:  # only when set, so the claims of runs without one read as they always did
         ident["ensemble"] = [dict(path=str(m.resolve()), sha256=sha256_file(m)) for m in ensemble_paths(cfg.teacher)]
     return ident
-
-

@@ -7,6 +7,7 @@ whatever of that session is still alive before it starts its own.
 Processes are found by what they hold open under the session directory (Ray overwrites their command
 lines), read from /proc: Linux only, a no-op elsewhere.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,6 +34,7 @@ def connected(run: Run, address: str | None, dashboard: bool):
     dashboard unless asked, then on 127.0.0.1 only) recorded in the run so that a rerun after a killed
     driver stops its leftovers; shut down at the end. Inside an already connected driver, that one."""
     import ray
+
     reap(session_record(run))  # what a killed driver of this run left running on this machine
     if ray.is_initialized():
         yield
@@ -50,7 +52,7 @@ def connected(run: Run, address: str | None, dashboard: bool):
     finally:
         ray.shutdown()
         if mine:
-            session_record(run).unlink(missing_ok=True)   # a clean end: ray.shutdown() stopped the session
+            session_record(run).unlink(missing_ok=True)  # a clean end: ray.shutdown() stopped the session
 
 
 def session_record(run: Run) -> Path:
@@ -65,6 +67,7 @@ def session_record(run: Run) -> Path:
 def record(path: Path) -> None:
     """Write this driver's local Ray session to `path` (call right after ray.init)."""
     import ray._private.worker as worker
+
     node = getattr(worker, "_global_node", None)
     if node is None:
         return
@@ -103,8 +106,10 @@ def reap(path: Path) -> int:
         return 0
     rec = json.loads(path.read_text())
     if _alive(rec["driver_pid"]) and rec["driver_pid"] != os.getpid():
-        raise UserError(f"the sweep driver (pid {rec['driver_pid']}) of this run is still running; "
-                           "wait for it or stop it before running this sweep again")
+        raise UserError(
+            f"the sweep driver (pid {rec['driver_pid']}) of this run is still running; "
+            "wait for it or stop it before running this sweep again"
+        )
     n = stop(rec["session_dir"])
     if n:
         log.info(f"warning: {n} process(es) of the interrupted run's Ray session could not be stopped")

@@ -13,6 +13,7 @@ running delays the next); every one but its best when the trial ends (it is neve
 sweep's callback comes back from Tune's pickled run config having seen nothing, so the first time it meets a
 trial it reads the trial's checkpoints already on disk (or in the bucket) and their val_acc from the trial's
 result.json, and counts them as superseded then: the same rule prunes them."""
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,13 @@ from ray.tune import Callback
 # isort: split
 import psutil  # Ray's own copy (ray/thirdparty_files), on the path once ray is imported
 
-SAMPLES: dict[str, list[tuple[int, int, int]]] = {}   # name -> (trials ended, driver RSS, Python heap bytes)
+SAMPLES: dict[str, list[tuple[int, int, int]]] = {}  # name -> (trials ended, driver RSS, Python heap bytes)
 
 
 class CheckpointRetention(Callback):
     def __init__(self, keep: int, safe_s: float):
         self.keep, self.safe_s = keep, safe_s
-        self.seen: dict[str, list] = {}     # trial id -> [checkpoint, val_acc, superseded at (None: latest)]
+        self.seen: dict[str, list] = {}  # trial id -> [checkpoint, val_acc, superseded at (None: latest)]
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         rows = self._rows(trial)
@@ -56,7 +57,7 @@ class CheckpointRetention(Callback):
         return self.seen[trial.trial_id]
 
     def _prune(self, rows: list, before: float, latest: bool = True):
-        best = {id(r) for r in sorted(rows, key=lambda r: -r[1])[:self.keep]}
+        best = {id(r) for r in sorted(rows, key=lambda r: -r[1])[: self.keep]}
         for r in list(rows):
             old = r[2] is not None and r[2] <= before
             if id(r) not in best and (old or not latest):
@@ -72,13 +73,15 @@ def on_disk(trial) -> list[tuple]:
     val_acc the trial reported with it (result.json's checkpoint_dir_name), 0 where none is recorded. Empty
     where the trial has no storage yet."""
     from ray.tune import Checkpoint
+
     try:
         fs, root = trial.storage.storage_filesystem, trial.storage.trial_fs_path
         infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
-    except (AttributeError, RuntimeError):   # not started: no trial directory yet
+    except (AttributeError, RuntimeError):  # not started: no trial directory yet
         return []
-    names = sorted(i.base_name for i in infos
-                   if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_"))
+    names = sorted(
+        i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_")
+    )
     if not names:
         return []
     val: dict[str, float] = {}
@@ -88,7 +91,7 @@ def on_disk(trial) -> list[tuple]:
                 r = json.loads(line) if line.strip() else {}
                 if r.get("checkpoint_dir_name") and "val_acc" in r:
                     val[r["checkpoint_dir_name"]] = float(r["val_acc"])
-    except (FileNotFoundError, OSError, ValueError):   # no record (or a torn last line): the checkpoint counts as 0
+    except (FileNotFoundError, OSError, ValueError):  # no record (or a torn last line): the checkpoint counts as 0
         pass
     return [(Checkpoint(path=f"{root}/{n}", filesystem=fs), val.get(n, 0.0)) for n in names]
 
@@ -126,10 +129,13 @@ def slope(samples: list[tuple[int, int, int]]) -> dict:
     pools, the first trials' buffers)."""
     if len(samples) < 4:
         return {}
-    tail = samples[len(samples) // 2:]
-    out = dict(trials=len(samples), rss_first_mib=round(samples[0][1] / 2**20, 1),
-               rss_last_mib=round(samples[-1][1] / 2**20, 1),
-               mib_per_100_trials=round(_per_trial([(n, r) for n, r, _ in tail]) * 100 / 2**20, 3))
+    tail = samples[len(samples) // 2 :]
+    out = dict(
+        trials=len(samples),
+        rss_first_mib=round(samples[0][1] / 2**20, 1),
+        rss_last_mib=round(samples[-1][1] / 2**20, 1),
+        mib_per_100_trials=round(_per_trial([(n, r) for n, r, _ in tail]) * 100 / 2**20, 3),
+    )
     if all(h >= 0 for _, _, h in tail):
         out["heap_mib_per_100_trials"] = round(_per_trial([(n, h) for n, _, h in tail]) * 100 / 2**20, 3)
     return out

@@ -7,6 +7,7 @@ split or augmentation gets a new file. The JSON also holds a sha256 of the
 array's bytes: a corrupted or truncated file is detected and rebuilt.
 Building is chunked and resumable: finished chunks survive an interruption.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,14 @@ def _pre_key(pre: Preprocess) -> dict:
 
 def fingerprint(teacher_sha256: str, images: np.ndarray, labels: np.ndarray, spec: ViewSpec, pre: Preprocess) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps(dict(v=CACHE_VERSION, teacher=teacher_sha256, views=asdict(spec), pre=_pre_key(pre),
-                             shape=list(images.shape)), sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            dict(
+                v=CACHE_VERSION, teacher=teacher_sha256, views=asdict(spec), pre=_pre_key(pre), shape=list(images.shape)
+            ),
+            sort_keys=True,
+        ).encode()
+    )
     h.update(np.ascontiguousarray(images).tobytes())
     h.update(np.ascontiguousarray(labels).tobytes())
     return h.hexdigest()[:24]
@@ -71,13 +78,13 @@ def _load_valid(npy: Path, meta: Path, key: str, shape: tuple) -> np.ndarray | N
 def _views_logits(model, x_u8: torch.Tensor, spec: ViewSpec, pre: Preprocess, batch_size: int, device) -> torch.Tensor:
     """(n, V, 10) fp32 logits of every view of every image in x_u8 (n, 28, 28)."""
     V = spec.n_views
-    views = torch.arange(V).repeat(len(x_u8))                       # (n*V,) image-major
-    imgs = x_u8.repeat_interleave(V, dim=0)                          # (n*V, 28, 28)
+    views = torch.arange(V).repeat(len(x_u8))  # (n*V,) image-major
+    imgs = x_u8.repeat_interleave(V, dim=0)  # (n*V, 28, 28)
     out = []
     for i in range(0, len(imgs), batch_size):
-        xb = apply_views(imgs[i:i + batch_size].to(device), views[i:i + batch_size].to(device), spec)
+        xb = apply_views(imgs[i : i + batch_size].to(device), views[i : i + batch_size].to(device), spec)
         x_in = to_input(xb, pre.mean, pre.std, pre.channels, pre.size).contiguous(memory_format=torch.channels_last)
-        out.append(model(x_in).float().cpu())                        # channels_last: see teacher.load_teacher
+        out.append(model(x_in).float().cpu())  # channels_last: see teacher.load_teacher
     return torch.cat(out).view(len(x_u8), V, -1)
 
 
@@ -86,8 +93,15 @@ def chunk_images(c: int, n: int) -> slice:
     return slice(c * CHUNK_IMAGES, min((c + 1) * CHUNK_IMAGES, n))
 
 
-def compute_chunk(model, images: np.ndarray | torch.Tensor, rows: slice, spec: ViewSpec, pre: Preprocess,
-                  batch_size: int, device="cpu") -> np.ndarray:
+def compute_chunk(
+    model,
+    images: np.ndarray | torch.Tensor,
+    rows: slice,
+    spec: ViewSpec,
+    pre: Preprocess,
+    batch_size: int,
+    device="cpu",
+) -> np.ndarray:
     """fp16 (rows, V, 10) logits of images[rows] (one chunk): the one computation both builders run."""
     x = torch.as_tensor(images)[rows]
     return _views_logits(model, x, spec, pre, batch_size, device).half().numpy()
@@ -98,8 +112,9 @@ def _rows(c: int, n: int) -> int:
     return r.stop - r.start
 
 
-def missing_forwards(teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray, spec: ViewSpec,
-                     cache_dir: str | Path) -> int:
+def missing_forwards(
+    teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray, spec: ViewSpec, cache_dir: str | Path
+) -> int:
     """How many teacher forwards `teacher_logits` would run now: 0 when the cache file is there, else every
     (image, view) of the chunks not written yet (for a plan; the build itself checks every file)."""
     cache_dir = Path(cache_dir)
@@ -111,9 +126,18 @@ def missing_forwards(teacher_sha256: str, pre: Preprocess, images: np.ndarray, l
     return (len(images) - done) * spec.n_views
 
 
-def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray,
-                   spec: ViewSpec, cache_dir: str | Path, batch_size: int = INFER_BATCH, device: str = "cpu",
-                   runner=None) -> tuple[np.ndarray, int, dict]:
+def teacher_logits(
+    model,
+    teacher_sha256: str,
+    pre: Preprocess,
+    images: np.ndarray,
+    labels: np.ndarray,
+    spec: ViewSpec,
+    cache_dir: str | Path,
+    batch_size: int = INFER_BATCH,
+    device: str = "cpu",
+    runner=None,
+) -> tuple[np.ndarray, int, dict]:
     """(logits fp16 (N, V, 10), teacher forward passes run now, info) for every view of every image.
 
     `spec` with shift 0 and no flip gives the clean-image logits (V = 1). `runner(missing_chunks)` yields
@@ -145,8 +169,10 @@ def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarr
             pass  # a chunk torn by a crash: compute it again
         missing.append(c)
     if runner is None:
-        runner = lambda cs: ((c, compute_chunk(model, images, chunk_images(c, N), spec, pre, batch_size, device))  # noqa: E731
-                             for c in cs)
+
+        def runner(cs):
+            return ((c, compute_chunk(model, images, chunk_images(c, N), spec, pre, batch_size, device)) for c in cs)
+
     forwards, t0 = 0, time.time()
     todo = sum(_rows(m, N) for m in missing) * V
     for i, (c, out) in enumerate(runner(missing)):
@@ -157,14 +183,29 @@ def teacher_logits(model, teacher_sha256: str, pre: Preprocess, images: np.ndarr
         forwards += out.shape[0] * V
         atomic_write(parts / f"{c:05d}.npy", lambda tmp: np.save(tmp, out))  # noqa: B023 (called at once)
         rate = forwards / max(time.time() - t0, 1e-9)
-        log.info(f"teacher logits: {i + 1}/{len(missing)} missing chunks ({forwards}/{todo} forwards, "
-            f"{rate:.0f} img/s, eta {max(todo - forwards, 0) / max(rate, 1e-9) / 60:.1f} min)")
-    a = np.concatenate([np.load(parts / f"{c:05d}.npy") for c in range(n_chunks)]) if n_chunks else \
-        np.zeros((0, V, 10), np.float16)
+        log.info(
+            f"teacher logits: {i + 1}/{len(missing)} missing chunks ({forwards}/{todo} forwards, "
+            f"{rate:.0f} img/s, eta {max(todo - forwards, 0) / max(rate, 1e-9) / 60:.1f} min)"
+        )
+    a = (
+        np.concatenate([np.load(parts / f"{c:05d}.npy") for c in range(n_chunks)])
+        if n_chunks
+        else np.zeros((0, V, 10), np.float16)
+    )
     atomic_write(npy, lambda tmp: np.save(tmp, a))
     build_s = time.time() - t0
-    atomic_write_json(meta, dict(key=key, sha256=_array_sha(a), shape=list(a.shape), teacher=teacher_sha256,
-                                 views=asdict(spec), preprocess=asdict(pre), build_s=build_s))
+    atomic_write_json(
+        meta,
+        dict(
+            key=key,
+            sha256=_array_sha(a),
+            shape=list(a.shape),
+            teacher=teacher_sha256,
+            views=asdict(spec),
+            preprocess=asdict(pre),
+            build_s=build_s,
+        ),
+    )
     shutil.rmtree(parts, ignore_errors=True)
     log.info(f"teacher logits: built {npy} in {build_s:.0f} s ({forwards} teacher forwards)")
     return a, forwards, {**info, "hit": False, "build_s": build_s}

@@ -12,11 +12,12 @@ projection shortcut where the shape changes, global average pooling, one linear 
 Layer names follow torchvision's (conv1, bn1, layer1..3, fc), so the teacher loader, its layout check and
 the channels_last guard treat them like the ResNet-50.
 """
+
 from __future__ import annotations
 
 import torch.nn as nn
 
-CIFAR_ARCHS = {   # name -> (blocks per stage, width multiplier)
+CIFAR_ARCHS = {  # name -> (blocks per stage, width multiplier)
     "cifar_resnet20": (3, 1),
     "cifar_resnet32": (5, 1),
     "cifar_resnet56": (9, 1),
@@ -51,8 +52,11 @@ class CifarResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         cin, stages = 16, []
         for i, w in enumerate(widths):
-            stages.append(nn.Sequential(*[Block(cin if j == 0 else w, w, (1 if i == 0 else 2) if j == 0 else 1)
-                                          for j in range(n)]))
+            stages.append(
+                nn.Sequential(
+                    *[Block(cin if j == 0 else w, w, (1 if i == 0 else 2) if j == 0 else 1) for j in range(n)]
+                )
+            )
             cin = w
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -60,7 +64,7 @@ class CifarResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        if zero_init_residual:   # every block starts as the identity (Goyal et al. 2017)
+        if zero_init_residual:  # every block starts as the identity (Goyal et al. 2017)
             for m in self.modules():
                 if isinstance(m, Block):
                     nn.init.zeros_(m.bn2.weight)

@@ -5,6 +5,7 @@ train one (`fit_teacher`, plain PyTorch; `orchestrator.teacher.train` runs it on
 Ray Train). The preprocessing a teacher expects travels with it in a JSON
 sidecar next to the weights (`<weights>.json`).
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ class TeacherLoadError(UserError):
     """A teacher checkpoint that cannot be used; the message says why and what was expected."""
 
 
-def build_resnet(arch: str = "resnet50", in_chans: int = 3, num_classes: int = NUM_CLASSES,
-                 zero_init_residual: bool = False) -> nn.Module:
+def build_resnet(
+    arch: str = "resnet50", in_chans: int = 3, num_classes: int = NUM_CLASSES, zero_init_residual: bool = False
+) -> nn.Module:
     """A teacher network: torchvision's ResNet layout (ARCHS) or a CIFAR-style one (teacher/cifar.py)."""
     if arch in CIFAR_ARCHS:
         return build_cifar(arch, in_chans, num_classes, zero_init_residual)
@@ -66,7 +68,7 @@ class TeacherInfo:
     sha256: str
     path: str
     params: int
-    infer_batch: int | None = None   # the loader's own inference batch (a student member's); None: teacher.batch_size
+    infer_batch: int | None = None  # the loader's own inference batch (a student member's); None: teacher.batch_size
 
 
 def _strip(sd: dict) -> dict:
@@ -74,7 +76,7 @@ def _strip(sd: dict) -> dict:
     for k, v in sd.items():
         for prefix in ("module.", "_orig_mod."):  # DataParallel/DDP, torch.compile
             while k.startswith(prefix):
-                k = k[len(prefix):]
+                k = k[len(prefix) :]
         out[k] = v
     return out
 
@@ -85,8 +87,10 @@ def _unwrap(obj, path) -> dict:
             if key in obj and isinstance(obj[key], dict):
                 return _unwrap(obj[key], path)
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise TeacherLoadError(f"{path}: holds no state_dict (a dict of tensors, or one under 'state_dict'/"
-                               "'model'); save the teacher with torch.save(model.state_dict(), path)")
+        raise TeacherLoadError(
+            f"{path}: holds no state_dict (a dict of tensors, or one under 'state_dict'/"
+            "'model'); save the teacher with torch.save(model.state_dict(), path)"
+        )
     return obj
 
 
@@ -94,30 +98,40 @@ def read_state_dict(path: str | Path) -> dict:
     """torch.load(weights_only=True) with an error for each way a file can be wrong."""
     path = Path(path)
     if path.is_dir():
-        raise TeacherLoadError(f"teacher checkpoint {path} is a directory; pass the weights file in it "
-                               "(e.g. models/teacher/resnet50.pt)")
+        raise TeacherLoadError(
+            f"teacher checkpoint {path} is a directory; pass the weights file in it (e.g. models/teacher/resnet50.pt)"
+        )
     if not path.is_file():
-        raise TeacherLoadError(f"teacher checkpoint {path} not found; train one with `kdsweep teacher train` "
-                               "or pass --teacher PATH to a ResNet-50 state_dict")
+        raise TeacherLoadError(
+            f"teacher checkpoint {path} not found; train one with `kdsweep teacher train` "
+            "or pass --teacher PATH to a ResNet-50 state_dict"
+        )
     with open(path, "rb") as f:
         head = f.read(4)
     if not head:
         raise TeacherLoadError(f"{path} is empty (0 bytes): an interrupted copy or save? Copy or train it again")
-    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":   # torch.save's zip archive, or a legacy pickle
-        raise TeacherLoadError(f"{path} is not a PyTorch checkpoint: it is neither a torch.save zip archive nor "
-                               f"a pickle (it starts with {head!r}); pass the .pt file that torch.save wrote")
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save's zip archive, or a legacy pickle
+        raise TeacherLoadError(
+            f"{path} is not a PyTorch checkpoint: it is neither a torch.save zip archive nor "
+            f"a pickle (it starts with {head!r}); pass the .pt file that torch.save wrote"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "GLOBAL" not in str(e) and "global" not in str(e):   # garbage after a pickle's first byte
-            raise TeacherLoadError(f"{path}: not a readable PyTorch checkpoint (a damaged pickle: "
-                                   f"{str(e).splitlines()[-1][:200]})") from None
-        raise TeacherLoadError(f"{path}: refused: unpickling it would run code or build objects other than "
-                               f"tensors ({str(e).splitlines()[0][:200]}). Re-save only the weights with "
-                               "torch.save(model.state_dict(), path).") from None
+        if "GLOBAL" not in str(e) and "global" not in str(e):  # garbage after a pickle's first byte
+            raise TeacherLoadError(
+                f"{path}: not a readable PyTorch checkpoint (a damaged pickle: {str(e).splitlines()[-1][:200]})"
+            ) from None
+        raise TeacherLoadError(
+            f"{path}: refused: unpickling it would run code or build objects other than "
+            f"tensors ({str(e).splitlines()[0][:200]}). Re-save only the weights with "
+            "torch.save(model.state_dict(), path)."
+        ) from None
     except Exception as e:  # zip, EOF, legacy-pickle errors: all mean "not a checkpoint we can read"
-        raise TeacherLoadError(f"{path}: not a readable PyTorch checkpoint (truncated or another format: "
-                               f"{type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise TeacherLoadError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or another format: "
+            f"{type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
     return _strip(_unwrap(obj, path))
 
 
@@ -125,8 +139,10 @@ def _check_layout(sd: dict, path) -> tuple[str, int]:
     """-> (arch, in_chans) or TeacherLoadError naming what differs."""
     fc = sd.get("fc.weight")
     if fc is not None and fc.dim() == 2 and fc.shape[0] != NUM_CLASSES:
-        raise TeacherLoadError(f"{path}: the final layer has {fc.shape[0]} classes; Fashion-MNIST needs "
-                               f"{NUM_CLASSES} (fc.weight {tuple(fc.shape)})")
+        raise TeacherLoadError(
+            f"{path}: the final layer has {fc.shape[0]} classes; Fashion-MNIST needs "
+            f"{NUM_CLASSES} (fc.weight {tuple(fc.shape)})"
+        )
     conv1 = sd.get("conv1.weight")
     in_chans = conv1.shape[1] if conv1 is not None and conv1.dim() == 4 else 3
     if in_chans not in (1, 3):
@@ -140,8 +156,10 @@ def _check_layout(sd: dict, path) -> tuple[str, int]:
             bad = [k for k in keys if tuple(sd[k].shape) != tuple(ref[k].shape)]
             if not bad:
                 return arch, in_chans
-            raise TeacherLoadError(f"{path}: {arch} layout but {bad[0]} has shape {tuple(sd[bad[0]].shape)}, "
-                                   f"expected {tuple(ref[bad[0]].shape)}")
+            raise TeacherLoadError(
+                f"{path}: {arch} layout but {bad[0]} has shape {tuple(sd[bad[0]].shape)}, "
+                f"expected {tuple(ref[bad[0]].shape)}"
+            )
         diff = len(keys ^ ref_keys)
         if best is None or diff < best[0]:
             best = (diff, arch, sorted(ref_keys - keys), sorted(keys - ref_keys))
@@ -150,15 +168,17 @@ def _check_layout(sd: dict, path) -> tuple[str, int]:
         f"{path}: not a teacher of a known layout (expected torchvision's resnet50(num_classes=10) or one of "
         f"{', '.join(CIFAR_ARCHS)}; "
         f"closest {arch}: {len(missing)} keys missing e.g. {missing[:3]}, {len(unexpected)} unexpected "
-        f"e.g. {unexpected[:3]})")
+        f"e.g. {unexpected[:3]})"
+    )
 
 
 def sidecar_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def load_teacher(path: str | Path, mean: float | None = None, std: float | None = None,
-                 device: str = "cpu") -> tuple[nn.Module, TeacherInfo]:
+def load_teacher(
+    path: str | Path, mean: float | None = None, std: float | None = None, device: str = "cpu"
+) -> tuple[nn.Module, TeacherInfo]:
     """A teacher in eval mode (fp32) and what it expects as input.
 
     mean/std: given explicitly (CLI, config) or read from the sidecar JSON that
@@ -171,16 +191,24 @@ def load_teacher(path: str | Path, mean: float | None = None, std: float | None 
     mean = mean if mean is not None else meta.get("preprocess", {}).get("mean")
     std = std if std is not None else meta.get("preprocess", {}).get("std")
     if mean is None or std is None:
-        raise TeacherLoadError(f"{path}: its input normalization is unknown: no {side.name} beside it. Give it "
-                               "in the config (teacher.mean, teacher.std) or with --teacher-mean/--teacher-std "
-                               "(the given ResNet-50 uses 0.2860 and 0.3530)")
+        raise TeacherLoadError(
+            f"{path}: its input normalization is unknown: no {side.name} beside it. Give it "
+            "in the config (teacher.mean, teacher.std) or with --teacher-mean/--teacher-std "
+            "(the given ResNet-50 uses 0.2860 and 0.3530)"
+        )
     model = build_resnet(arch, in_chans)
     model.load_state_dict({k: v.float() for k, v in sd.items()})
     # channels_last: 1.09x faster ResNet-50 inference on CPU, same logits (bench/teacher_variants.py)
     model.eval().to(device, memory_format=torch.channels_last)
-    info = TeacherInfo(arch, Preprocess(mean=float(mean), std=float(std), channels=in_chans,
-                                            size=int(meta.get("preprocess", {}).get("size", 28))), sha256_file(path),
-                       str(Path(path).resolve()), sum(p.numel() for p in model.parameters()))
+    info = TeacherInfo(
+        arch,
+        Preprocess(
+            mean=float(mean), std=float(std), channels=in_chans, size=int(meta.get("preprocess", {}).get("size", 28))
+        ),
+        sha256_file(path),
+        str(Path(path).resolve()),
+        sum(p.numel() for p in model.parameters()),
+    )
     return model, info
 
 
@@ -192,10 +220,17 @@ def load_member(path: str | Path, device: str = "cpu") -> tuple[nn.Module, Teach
     if not (isinstance(state, dict) and "student" in state and "state_dict" in state):
         return load_teacher(path, device=device)
     model = rebuild(state).to(device)
-    pre = Preprocess(mean=float(state["config"]["mean"]), std=float(state["config"]["std"]),
-                     channels=model.in_chans, size=28)
-    return model, TeacherInfo(state["student"], pre, sha256_file(path), str(Path(path).resolve()),
-                              sum(p.numel() for p in model.parameters()), infer_batch=MEMBER_INFER_BATCH)
+    pre = Preprocess(
+        mean=float(state["config"]["mean"]), std=float(state["config"]["std"]), channels=model.in_chans, size=28
+    )
+    return model, TeacherInfo(
+        state["student"],
+        pre,
+        sha256_file(path),
+        str(Path(path).resolve()),
+        sum(p.numel() for p in model.parameters()),
+        infer_batch=MEMBER_INFER_BATCH,
+    )
 
 
 # Teacher inference batch on CPU: at 1000 images each ~50 MB activation is mmap'd and re-faulted by glibc
@@ -232,17 +267,23 @@ def identity(sha256: str, precision: str) -> str:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images_u8: np.ndarray | torch.Tensor, pre: Preprocess,
-                   batch_size: int = INFER_BATCH, device: str = "cpu", views: torch.Tensor | None = None,
-                   spec: ViewSpec | None = None) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module,
+    images_u8: np.ndarray | torch.Tensor,
+    pre: Preprocess,
+    batch_size: int = INFER_BATCH,
+    device: str = "cpu",
+    views: torch.Tensor | None = None,
+    spec: ViewSpec | None = None,
+) -> torch.Tensor:
     """Logits (N, 10) fp32 of uint8 images (N, 28, 28), optionally of view `views[i]` of image i."""
     x = torch.as_tensor(images_u8)
     out = []
     model.eval()
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device)
+        xb = x[i : i + batch_size].to(device)
         if views is not None:
-            xb = apply_views(xb, views[i:i + batch_size].to(device), spec)
+            xb = apply_views(xb, views[i : i + batch_size].to(device), spec)
         x_in = to_input(xb, pre.mean, pre.std, pre.channels, pre.size).contiguous(memory_format=torch.channels_last)
         out.append(model(x_in).float().cpu())
     return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
@@ -254,9 +295,23 @@ def accuracy(logits: torch.Tensor, labels) -> float:
 
 # ---------------------------------------------------------------- training
 
-def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resume: dict | None = None,
-                save=None, device: str = "cpu", rank: int = 0, world: int = 1,
-                wrap=lambda m: m, stop_after_s: float | None = None, soft=None) -> dict:
+
+def fit_teacher(
+    cfg: TeacherTrainConfig,
+    train_x,
+    train_y,
+    val_x,
+    val_y,
+    *,
+    resume: dict | None = None,
+    save=None,
+    device: str = "cpu",
+    rank: int = 0,
+    world: int = 1,
+    wrap=lambda m: m,
+    stop_after_s: float | None = None,
+    soft=None,
+) -> dict:
     """Train a ResNet with cross-entropy (label smoothing) on in-memory uint8 arrays.
 
     Plain PyTorch. `save(state, metrics, is_best)` is called once per epoch with a
@@ -269,7 +324,7 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
     t_call = time.time()
     torch.manual_seed(cfg.seed)
     if torch.device(device).type == "cuda":
-        torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick the fastest kernels once
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
     o, pre, spec = cfg.optim, cfg.preprocess, ViewSpec(cfg.augment.shift, cfg.augment.flip)
     # zero-init of each block's last BN: every residual block starts as identity (Goyal et al. 2017)
     model = build_resnet(cfg.arch, pre.channels, zero_init_residual=True)
@@ -283,8 +338,9 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
     # no weight decay on BN and biases (1-d tensors): decaying them only fights normalization
     decay = [p for p in model.parameters() if p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]
-    opt = make_optimizer([dict(params=decay), dict(params=no_decay, weight_decay=0.0)],
-                         o.optimizer, o.lr, o.weight_decay, o.momentum)
+    opt = make_optimizer(
+        [dict(params=decay), dict(params=no_decay, weight_decay=0.0)], o.optimizer, o.lr, o.weight_decay, o.momentum
+    )
     sched = make_scheduler(opt, o.schedule, o.epochs * steps_per_epoch, o.warmup_frac)
     start, best, history = 0, -1.0, []
     if cfg.init_from and resume is None:  # a new cycle from earlier weights (e.g. the last release)
@@ -300,7 +356,7 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
     ddp_model = wrap(model)
     step_model = torch.compile(ddp_model) if cfg.compile else ddp_model  # ~13% faster here, ~100 s to compile
     crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    autocast = _autocast(resolve_precision(cfg.precision, device), device)   # bf16 step; evaluation in fp32
+    autocast = _autocast(resolve_precision(cfg.precision, device), device)  # bf16 step; evaluation in fp32
     metrics = history[-1] if history else {}
     for epoch in range(start, o.epochs):
         g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # same order on every rank
@@ -308,20 +364,26 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
         ddp_model.train()
         t0, seen, loss_sum = time.time(), 0, 0.0
         for i in range(0, len(perm), o.batch_size):
-            idx = perm[i:i + o.batch_size]
+            idx = perm[i : i + o.batch_size]
             views = spec.random(len(idx), generator=g).to(device)
-            xb = apply_views(train_x[idx], views, spec)                            # (B, 28, 28) uint8
+            xb = apply_views(train_x[idx], views, spec)  # (B, 28, 28) uint8
             if cfg.erase > 0:
                 xb = random_erase(xb, cfg.erase, generator=g)
             x = to_input(xb, pre.mean, pre.std, pre.channels, pre.size)
-            x = x.contiguous(memory_format=torch.channels_last)                     # (B, C, size, size)
+            x = x.contiguous(memory_format=torch.channels_last)  # (B, C, size, size)
             with autocast:
                 out = step_model(x)
             if soft is None:
                 loss = crit(out.float(), train_y[idx])
             else:
-                loss = kd(out.float(), soft[idx], train_y[idx], alpha=cfg.kd_alpha, temperature=cfg.kd_temperature,
-                          label_smoothing=cfg.label_smoothing)
+                loss = kd(
+                    out.float(),
+                    soft[idx],
+                    train_y[idx],
+                    alpha=cfg.kd_alpha,
+                    temperature=cfg.kd_temperature,
+                    label_smoothing=cfg.label_smoothing,
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -339,20 +401,39 @@ def fit_teacher(cfg: TeacherTrainConfig, train_x, train_y, val_x, val_y, *, resu
         best = max(best, val_acc)
         rate = seen * world / train_time
         eta = (o.epochs - epoch - 1) * (time.time() - t0)
-        metrics = dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), val_acc=val_acc, val_loss=val_loss,
-                       best_val_acc=best, lr=opt.param_groups[0]["lr"], images_per_s=rate,
-                       epoch_s=time.time() - t0, eta_s=eta)
+        metrics = dict(
+            epoch=epoch + 1,
+            train_loss=loss_sum / max(seen, 1),
+            val_acc=val_acc,
+            val_loss=val_loss,
+            best_val_acc=best,
+            lr=opt.param_groups[0]["lr"],
+            images_per_s=rate,
+            epoch_s=time.time() - t0,
+            eta_s=eta,
+        )
         history.append(metrics)
         if rank == 0:
-            log.info(f"epoch {epoch + 1}/{o.epochs} train_loss {metrics['train_loss']:.4f} val_acc {val_acc:.4f} "
-                f"(best {best:.4f}) {rate:.0f} img/s eta {eta / 60:.1f} min")
+            log.info(
+                f"epoch {epoch + 1}/{o.epochs} train_loss {metrics['train_loss']:.4f} val_acc {val_acc:.4f} "
+                f"(best {best:.4f}) {rate:.0f} img/s eta {eta / 60:.1f} min"
+            )
         if save is not None:
-            state = dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                         epoch=epoch, best_val_acc=best, history=history, config=asdict(cfg))
+            state = dict(
+                model=model.state_dict(),
+                optimizer=opt.state_dict(),
+                scheduler=sched.state_dict(),
+                epoch=epoch,
+                best_val_acc=best,
+                history=history,
+                config=asdict(cfg),
+            )
             save(state, metrics, is_best)
         if stop_after_s is not None and time.time() - t_call >= stop_after_s and epoch + 1 < o.epochs:
-            log.info(f"chunk over after epoch {epoch + 1}/{o.epochs} ({(time.time() - t_call) / 60:.1f} min); "
-                     "run the same command again to go on from here")
+            log.info(
+                f"chunk over after epoch {epoch + 1}/{o.epochs} ({(time.time() - t_call) / 60:.1f} min); "
+                "run the same command again to go on from here"
+            )
             break
     return metrics
 
@@ -361,7 +442,8 @@ def release_weights(state_dict: dict, out: Path, cfg: TeacherTrainConfig, extra:
     """Write `<out>` (fp16 state_dict, ~47 MB for ResNet-50) and its JSON sidecar."""
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in state_dict.items()}
     atomic_save(sd, out)
-    meta = dict(arch=cfg.arch, num_classes=NUM_CLASSES, preprocess=asdict(cfg.preprocess),
-                sha256=sha256_file(out), **extra)
+    meta = dict(
+        arch=cfg.arch, num_classes=NUM_CLASSES, preprocess=asdict(cfg.preprocess), sha256=sha256_file(out), **extra
+    )
     sidecar_path(out).write_text(json.dumps(meta, indent=2) + "\n")
     return out

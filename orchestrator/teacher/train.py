@@ -4,6 +4,7 @@ Both paths checkpoint every epoch and resume an interrupted run from its last
 checkpoint; both end by writing the best-validation weights as a release
 (`<out>`: fp16 state_dict + JSON sidecar with the preprocessing).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,11 +38,14 @@ def kd_targets(cfg: TeacherTrainConfig, split, cache_dir: str = "cache"):
     from orchestrator.teacher.cache import teacher_logits
     from orchestrator.teacher.model import load_teacher
     from trainables.augment import ViewSpec
+
     model, info = load_teacher(resolve_path(cfg.kd_from))
-    logits, _, _ = teacher_logits(model, info.sha256, info.preprocess, split.train_x, split.train_y,
-                                  ViewSpec(0, False), resolve_path(cache_dir))
-    log.info(f"distilling {info.arch} ({cfg.kd_from}, alpha {cfg.kd_alpha:g}, T {cfg.kd_temperature:g}) "
-             f"into {cfg.arch}")
+    logits, _, _ = teacher_logits(
+        model, info.sha256, info.preprocess, split.train_x, split.train_y, ViewSpec(0, False), resolve_path(cache_dir)
+    )
+    log.info(
+        f"distilling {info.arch} ({cfg.kd_from}, alpha {cfg.kd_alpha:g}, T {cfg.kd_temperature:g}) into {cfg.arch}"
+    )
     return logits[:, 0].astype("float32")
 
 
@@ -52,8 +56,15 @@ def history_path(out: Path) -> Path:
 
 def _finish(cfg: TeacherTrainConfig, best_sd: dict, history: list, wall_s: float, out: Path, how: str) -> Path:
     best = max(history, key=lambda m: m["val_acc"])
-    extra = dict(val_acc=best["val_acc"], best_epoch=best["epoch"], epochs=cfg.optim.epochs,
-                 wall_s=round(wall_s, 1), machine=machine(), trained_with=how, recipe=asdict(cfg))
+    extra = dict(
+        val_acc=best["val_acc"],
+        best_epoch=best["epoch"],
+        epochs=cfg.optim.epochs,
+        wall_s=round(wall_s, 1),
+        machine=machine(),
+        trained_with=how,
+        recipe=asdict(cfg),
+    )
     release_weights(best_sd, out, cfg, extra)
     history_path(out).write_text(json.dumps(history, indent=1) + "\n")
     return out
@@ -78,8 +89,18 @@ def train_local(cfg: TeacherTrainConfig, run_dir: Path, out: Path, chunk_minutes
     s = _split(cfg)
     log.info(f"teacher {cfg.arch}: {len(s.train_x)} train / {len(s.val_x)} val images, run dir {run_dir}")
     device = "cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu"
-    fit_teacher(cfg, s.train_x, s.train_y, s.val_x, s.val_y, resume=resume, save=save, device=device,
-                stop_after_s=None if chunk_minutes is None else chunk_minutes * 60, soft=kd_targets(cfg, s))
+    fit_teacher(
+        cfg,
+        s.train_x,
+        s.train_y,
+        s.val_x,
+        s.val_y,
+        resume=resume,
+        save=save,
+        device=device,
+        stop_after_s=None if chunk_minutes is None else chunk_minutes * 60,
+        soft=kd_targets(cfg, s),
+    )
     final = torch.load(last, map_location="cpu", weights_only=True)
     if final["epoch"] + 1 < cfg.optim.epochs:
         return None
@@ -100,10 +121,9 @@ def _ray_train_loop(config: dict):
     import ray.train
     import ray.train.torch
 
-
     cfg = from_dict(TeacherTrainConfig, config["cfg"])
     torch.set_num_threads(max(1, cfg.cpus_per_worker))
-    logs.setup()   # a Ray Train worker: its epochs' lines reach the driver's output through stdout
+    logs.setup()  # a Ray Train worker: its epochs' lines reach the driver's output through stdout
     d = ray.get(config["data"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -128,8 +148,20 @@ def _ray_train_loop(config: dict):
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
 
     wrap = ray.train.torch.prepare_model if world > 1 else (lambda m: m)
-    fit_teacher(cfg, d["train_x"], d["train_y"], d["val_x"], d["val_y"], resume=resume, save=save,
-                device=str(device), rank=rank, world=world, wrap=wrap, soft=d.get("soft"))
+    fit_teacher(
+        cfg,
+        d["train_x"],
+        d["train_y"],
+        d["val_x"],
+        d["val_y"],
+        resume=resume,
+        save=save,
+        device=str(device),
+        rank=rank,
+        world=world,
+        wrap=wrap,
+        soft=d.get("soft"),
+    )
 
 
 def train_ray(cfg: TeacherTrainConfig, run_dir: Path, out: Path, address: str | None = None) -> Path:
@@ -139,22 +171,30 @@ def train_ray(cfg: TeacherTrainConfig, run_dir: Path, out: Path, address: str | 
     from ray.train.torch import TorchTrainer
 
     s = _split(cfg)
-    log.info(f"teacher {cfg.arch}: {len(s.train_x)} train / {len(s.val_x)} val images, {cfg.workers} Ray Train "
-        f"worker(s), run dir {run_dir}")
+    log.info(
+        f"teacher {cfg.arch}: {len(s.train_x)} train / {len(s.val_x)} val images, {cfg.workers} Ray Train "
+        f"worker(s), run dir {run_dir}"
+    )
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, **({} if address else dict(include_dashboard=False)))
     try:
-        data = ray.put(dict(train_x=s.train_x, train_y=s.train_y, val_x=s.val_x, val_y=s.val_y,
-                            soft=kd_targets(cfg, s)))
+        data = ray.put(
+            dict(train_x=s.train_x, train_y=s.train_y, val_x=s.val_x, val_y=s.val_y, soft=kd_targets(cfg, s))
+        )
         trainer = TorchTrainer(
             _ray_train_loop,
             train_loop_config=dict(cfg=asdict(cfg), data=data),
-            scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
-                                                   resources_per_worker={"CPU": cfg.cpus_per_worker}),
-            run_config=ray.train.RunConfig(name=run_dir.name, storage_path=str(run_dir.parent),
-                                           failure_config=ray.train.FailureConfig(max_failures=2),
-                                           checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)))
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}
+            ),
+            run_config=ray.train.RunConfig(
+                name=run_dir.name,
+                storage_path=str(run_dir.parent),
+                failure_config=ray.train.FailureConfig(max_failures=2),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            ),
+        )
         result = trainer.fit()
         if result.checkpoint is None:
             raise RuntimeError(f"Ray Train finished without a checkpoint; see the logs under {run_dir}")
@@ -164,5 +204,4 @@ def train_ray(cfg: TeacherTrainConfig, run_dir: Path, out: Path, address: str | 
     finally:
         if started:
             ray.shutdown()
-    return _finish(cfg, best_sd, state["history"], state["wall_s"], out,
-                   f"Ray Train, {cfg.workers} worker(s)")
+    return _finish(cfg, best_sd, state["history"], state["wall_s"], out, f"Ray Train, {cfg.workers} worker(s)")
