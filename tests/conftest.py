@@ -80,3 +80,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in RAY_MODULES or "ray_local" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+
+
+def smoke_config(tmp: Path, name: str, overrides: dict | None = None):
+    """configs/smoke.yaml as a test runs it: named `name`, its runs and teacher cache under `tmp`, then
+    `overrides` (dotted keys, as --set)."""
+    from orchestrator.config import load_sweep_config
+
+    base = {"name": name, "sweep.storage": str(tmp / "runs"), "teacher.cache_dir": str(tmp / "cache")}
+    return load_sweep_config(ROOT / "configs" / "smoke.yaml", {**base, **(overrides or {})})

@@ -4,15 +4,13 @@ actors on every node, a sweep spread over two worker nodes, and a worker node lo
 import json
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from orchestrator.config import load_sweep_config
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 
 @pytest.fixture

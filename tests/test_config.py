@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 
 from orchestrator.config import (
@@ -11,9 +9,7 @@ from orchestrator.config import (
     load_teacher_config,
     to_dict,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
-
+from tests.conftest import ROOT
 
 TEACHER_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("teacher*.yaml"))
 SWEEP_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if p.stem not in TEACHER_CONFIGS)

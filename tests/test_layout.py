@@ -11,15 +11,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
+from tests.conftest import ROOT
 from trainables import layout
-
-ROOT = Path(__file__).resolve().parent.parent
 
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 

@@ -6,16 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from orchestrator.config import Preprocess, SweepConfig, from_dict
+from tests.conftest import ROOT
 from trainables.augment import to_input
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_to_input_resizes_for_a_teacher():

@@ -15,9 +15,7 @@ import pytest
 import torch
 
 from orchestrator import data as data_mod
-from orchestrator.config import load_sweep_config
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import smoke_config
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +33,11 @@ def sweep_run(ray_local, tiny_teacher, tmp_path_factory, request):
 
     mp = pytest.MonkeyPatch()
     mp.setattr(data_mod, "_open_idx", audit)
-    cfg = load_sweep_config(
-        ROOT / "configs" / "smoke.yaml",
+    cfg = smoke_config(
+        tmp,
+        "t_sweep",
         {
-            "name": "t_sweep",
-            "sweep.storage": str(tmp / "runs"),
             "sweep.max_concurrent_trials": 1,
-            "teacher.cache_dir": str(tmp / "cache"),
             "teacher.mode": "clean",
             "data.train_limit": 768,
             "train.epochs": 3,
@@ -222,12 +218,10 @@ def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_pat
         return real_put(value, *a, **k)
 
     monkeypatch.setattr(ray_local, "put", counting_put)
-    cfg = load_sweep_config(
-        ROOT / "configs" / "smoke.yaml",
+    cfg = smoke_config(
+        tmp_path,
+        "t_views",
         {
-            "name": "t_views",
-            "sweep.storage": str(tmp_path / "runs"),
-            "teacher.cache_dir": str(tmp_path / "cache"),
             "data.train_limit": 128,
             "data.val_limit": 64,
             "train.epochs": 1,
@@ -302,12 +296,10 @@ def test_search_then_final_stage(ray_local, tiny_teacher, tmp_path):
     from orchestrator.release.export import best_checkpoint, export, export_dir
     from orchestrator.sweep.driver import run_sweep
 
-    cfg = load_sweep_config(
-        ROOT / "configs" / "smoke.yaml",
+    cfg = smoke_config(
+        tmp_path,
+        "t_final",
         {
-            "name": "t_final",
-            "sweep.storage": str(tmp_path / "runs"),
-            "teacher.cache_dir": str(tmp_path / "cache"),
             "teacher.mode": "clean",
             "data.train_limit": 256,
             "data.val_limit": 128,
@@ -360,12 +352,10 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(s
     not the cap's 30), and a resumed stage keeps the length it began with."""
     from orchestrator.sweep.driver import run_sweep
 
-    cfg = load_sweep_config(
-        ROOT / "configs" / "smoke.yaml",
+    cfg = smoke_config(
+        tmp_path,
+        "t_budget",
         {
-            "name": "t_budget",
-            "sweep.storage": str(tmp_path / "runs"),
-            "teacher.cache_dir": str(tmp_path / "cache"),
             "teacher.mode": "clean",
             "data.train_limit": 256,
             "data.val_limit": 128,
@@ -447,12 +437,10 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
         return tt.distill_trainable(config, data, base, threads, use_gpu)
 
     monkeypatch.setattr(tune_trainable, "distill_trainable", flaky)
-    cfg = load_sweep_config(
-        ROOT / "configs" / "smoke.yaml",
+    cfg = smoke_config(
+        tmp_path,
+        "t_faults",
         {
-            "name": "t_faults",
-            "sweep.storage": str(tmp_path / "runs"),
-            "teacher.cache_dir": str(tmp_path / "cache"),
             "teacher.mode": "clean",
             "data.train_limit": 256,
             "data.val_limit": 64,
@@ -488,12 +476,10 @@ def test_run_identity_and_finished_runs(said, ray_local, tiny_teacher, tmp_path)
 
     from orchestrator.sweep.driver import run_sweep
 
-    cfg = load_sweep_config(
-        ROOT / "configs" / "smoke.yaml",
+    cfg = smoke_config(
+        tmp_path,
+        "t_ident",
         {
-            "name": "t_ident",
-            "sweep.storage": str(tmp_path / "runs"),
-            "teacher.cache_dir": str(tmp_path / "cache"),
             "teacher.mode": "clean",
             "data.train_limit": 128,
             "data.val_limit": 64,
@@ -577,12 +563,10 @@ def test_prune_and_fine_tune_trials_in_a_sweep(ray_local, tiny_teacher, small_sp
     src = tmp_path / "wide" / "student.pt"
     src.parent.mkdir()
     torch.save(states[-1], src)
-    cfg = load_sweep_config(
-        ROOT / "configs" / "smoke.yaml",
+    cfg = smoke_config(
+        tmp_path,
+        "t_prune",
         {
-            "name": "t_prune",
-            "sweep.storage": str(tmp_path / "runs"),
-            "teacher.cache_dir": str(tmp_path / "cache"),
             "teacher.mode": "clean",
             "data.train_limit": 384,
             "data.val_limit": 128,
@@ -649,12 +633,10 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
         return tt.distill_trainable(config, data, base, threads, use_gpu)
 
     monkeypatch.setattr(tune_trainable, "distill_trainable", dying)
-    cfg = load_sweep_config(
-        ROOT / "configs" / "smoke.yaml",
+    cfg = smoke_config(
+        tmp_path,
+        "t_dead",
         {
-            "name": "t_dead",
-            "sweep.storage": str(tmp_path / "runs"),
-            "teacher.cache_dir": str(tmp_path / "cache"),
             "teacher.mode": "clean",
             "data.train_limit": 256,
             "data.val_limit": 64,

@@ -14,8 +14,8 @@ import pytest
 from orchestrator.config import load_sweep_config, to_dict
 from orchestrator.release.report import _bar_names, write_report
 from orchestrator.run.layout import CONFIG_FILE
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

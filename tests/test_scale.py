@@ -4,7 +4,6 @@ and experiment state per trial must stay under stated bounds (bench/trial_scale.
 """
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,8 +11,7 @@ import pytest
 from orchestrator.sweep.driver import snapshot_period
 from orchestrator.sweep.plan import search_trials
 from orchestrator.sweep.tune_callbacks import CheckpointRetention, slope
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, smoke_config
 
 
 class FakeFS:
@@ -144,16 +142,13 @@ DRIVER_MIB_PER_100_BOUND = 20
 @pytest.fixture(scope="module")
 def many_trials(ray_local, tiny_teacher, tmp_path_factory):
     """A sweep of N_TRIALS 2-epoch trials on 256 images, two at a time, ASHA cutting at epoch 1."""
-    from orchestrator.config import load_sweep_config
     from orchestrator.sweep.driver import run_sweep
 
     tmp = tmp_path_factory.mktemp("scale")
-    cfg = load_sweep_config(
-        ROOT / "configs" / "smoke.yaml",
+    cfg = smoke_config(
+        tmp,
+        "t_scale",
         {
-            "name": "t_scale",
-            "sweep.storage": str(tmp / "runs"),
-            "teacher.cache_dir": str(tmp / "cache"),
             "teacher.mode": "clean",
             "data.train_limit": 256,
             "data.val_limit": 256,

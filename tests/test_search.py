@@ -26,8 +26,7 @@ from orchestrator.sweep.fidelity import (
     spearman,
 )
 from orchestrator.sweep.plan import search_statement
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, smoke_config
 
 
 def test_rank_correlations_against_hand_computed_values():
@@ -288,12 +287,10 @@ def test_an_optuna_search_under_asha_resumes_where_it_stopped(said, ray_local, t
     import orchestrator.sweep.tune_callbacks as cbs
     from orchestrator.sweep.driver import Interrupted, run_sweep
 
-    cfg = load_sweep_config(
-        ROOT / "configs" / "smoke.yaml",
+    cfg = smoke_config(
+        tmp_path,
+        "t_optuna",
         {
-            "name": "t_optuna",
-            "sweep.storage": str(tmp_path / "runs"),
-            "teacher.cache_dir": str(tmp_path / "cache"),
             "teacher.mode": "clean",
             "data.train_limit": 256,
             "data.val_limit": 128,

@@ -7,9 +7,8 @@ input channels per group: with one thread the process aborts ("double free or co
 more the weight gradient is wrong. Only CPUs where oneDNN runs below AVX-512 take that kernel (an AVX2-only
 CPU, or ONEDNN_MAX_CPU_ISA=AVX2); the AVX-512 kernels are correct. On such a CPU `prepare_for_training`
 runs each affected layer channels-first (its weight and input contiguous, its output back to
-channels_last), which takes the reference kernel. Scanned on 2026-12-03 (experiments/onednn_avx2_1x1/):
-every 1x1 convolution with stride 2 and 2..7 input channels crashed or went wrong; 8..32 channels, stride
-1 and 3x3 kernels did not. The guard can go when the pinned PyTorch ships a oneDNN with the fix:
+channels_last), which takes the reference kernel. The scan of shapes that crashed or went wrong and those
+that did not is experiments/onednn_avx2_1x1/. The guard can go when the pinned PyTorch ships a oneDNN with the fix:
 tests/test_layout.py then fails on its "the bug is still there" check and says so.
 """
 

@@ -14,14 +14,13 @@ import torch
 from orchestrator.config import SweepConfig
 from trainables.train import resolve_precision, train_speed
 
-EXPORT_S = 20.0  # an export on 2 cores: 13-21 s measured (bench/results/sweep_cold, models/student)
+EXPORT_S = 20.0  # an export on 2 cores (bench/results/sweep_cold, models/student)
 # A trial's epoch in a sweep runs below `train_speed`'s bare step (data views, the teacher's logits, the
-# loss, validation, a checkpoint, another trial on the other core): 300 against 413 img/s on an AVX2 EPYC
-# (issue 23), so the estimate divides the bare rate by this.
+# loss, validation, a checkpoint, another trial on the other core); the estimate divides the bare rate by
+# this ratio, measured in bench/results/sweep_cold.
 SWEEP_OVERHEAD = 1.35
 # A trial alone on the machine (the default's finalist on both cores) loses only the data, loss, validation
-# and checkpoint: 20 epochs in 569 s on the Zen 4 machine against 542 s at train_speed's 2,091 img/s
-# (experiments/fast_recipe); with SWEEP_OVERHEAD there the plan said 37 s an epoch for 28.5.
+# and checkpoint (the ratio measured in experiments/fast_recipe).
 ALONE_OVERHEAD = 1.05
 
 
