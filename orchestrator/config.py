@@ -17,6 +17,7 @@ import yaml
 
 from orchestrator.errors import UserError
 from orchestrator.run.io import is_uri
+from orchestrator.space import Domain, parse_space
 from trainables.config import LOSS_NAMES, OptimSettings, TrainConfig  # noqa: F401  (a trial's settings live with the trainable)
 
 
@@ -339,9 +340,6 @@ class FinalSettings:
         _check(self.cpus_per_trial >= 0, "cpus_per_trial must be >= 0 (0: sweep.cpus_per_trial)")
 
 
-DOMAINS = ("choice", "grid", "uniform", "loguniform")
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     name: str
@@ -362,25 +360,10 @@ class SweepConfig:
         _check(bool(self.name) and "/" not in self.name, "name must be a non-empty string without '/'")
         _check(self.minutes >= 0, "minutes must be >= 0 (0: no budget for the whole run)")
         train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-        for key, dom in self.search_space.items():
+        for key, raw in self.search_space.items():
             if key not in train_keys:
                 raise ValueError(f"search_space.{key}: not a train key; allowed: {sorted(train_keys)}")
-            if len(dom) != 1 or next(iter(dom)) not in DOMAINS:
-                raise ValueError(
-                    f"search_space.{key}: write exactly one of {list(DOMAINS)}, e.g. "
-                    f"{{choice: [a, b]}} or {{loguniform: [1e-3, 1e-1]}}; got {dom}"
-                )
-            kind, vals = next(iter(dom.items()))
-            if not isinstance(vals, list) or not vals:
-                raise ValueError(f"search_space.{key}.{kind}: expected a non-empty list")
-            if kind in ("uniform", "loguniform"):
-                nums = [_num(v) for v in vals]
-                if len(vals) != 2 or not all(isinstance(v, float) for v in nums) or nums[0] >= nums[1]:
-                    raise ValueError(f"search_space.{key}.{kind}: expected [low, high] numbers with low < high")
-                if kind == "loguniform" and _num(vals[0]) <= 0:
-                    raise ValueError(f"search_space.{key}.loguniform: bounds must be > 0")
-                vals = [_num(v) for v in vals]
-            for v in vals:  # every value must make a valid TrainConfig
+            for v in Domain.parse(key, raw).values:  # every value (a range's ends) must make a valid TrainConfig
                 try:
                     from_dict(TrainConfig, {**to_dict(self.train), key: v})
                 except ConfigError as e:
@@ -404,7 +387,7 @@ class SweepConfig:
                 raise ValueError(
                     "sweep.searcher optuna needs a search_space to sample; add one or use searcher: random"
                 )
-            grids = [k for k, dom in self.search_space.items() if "grid" in dom]
+            grids = [k for k, dom in self.space().items() if not dom.sampled]
             if grids:
                 raise ValueError(
                     f"search_space.{grids[0]}: grid cannot be sampled by sweep.searcher optuna; write "
@@ -439,9 +422,13 @@ class SweepConfig:
 
         return auto_grace(self.train.epochs)[0]
 
+    def space(self) -> dict[str, Domain]:
+        """search_space as domains (orchestrator/space.py); the YAML form stays the run's identity."""
+        return parse_space(self.search_space)
+
     def _values(self, key: str, trials=None) -> set:
-        dom = self.search_space.get(key)
-        vals = set(next(iter(dom.values()))) if dom else {getattr(self.train, key)}
+        dom = self.space().get(key)
+        vals = set(dom.values) if dom else {getattr(self.train, key)}
         trials = self.trials if trials is None else trials
         if trials:
             vals = {t.get(key, v) for t in trials for v in vals}
@@ -461,13 +448,6 @@ class SweepConfig:
 
     def trial_config(self, overrides: dict) -> TrainConfig:
         return from_dict(TrainConfig, {**to_dict(self.train), **overrides})
-
-
-def _num(v):
-    try:
-        return float(v) if not isinstance(v, bool) else None
-    except (TypeError, ValueError):
-        return None
 
 
 def apply_overrides(data: dict, overrides: dict | None) -> dict:

@@ -350,3 +350,24 @@ def test_gpus_auto_packs_the_cpu_slots_onto_the_gpus():
     assert gpu_share({"CPU": 2, "GPU": 4}, 1) == 1.0
     assert load_sweep_config(ROOT / "configs" / "sweep.yaml").sweep.gpus_per_trial == "auto"
     assert load_sweep_config(ROOT / "configs" / "smoke.yaml", {"sweep.gpus_per_trial": 0.5}).sweep.gpus_per_trial == 0.5
+
+
+def test_a_search_space_domain_is_one_type():
+    """orchestrator/space.Domain: the YAML form parsed once; what the plan counts and the preparation maps."""
+    from orchestrator.space import Domain, grid_size, parse_space
+
+    space = parse_space(
+        {"lr": {"loguniform": ["1e-3", 0.1]}, "student": {"grid": ["a", "b", "c"]}, "loss": {"choice": ["kd", "ce"]}}
+    )
+    assert space["lr"] == Domain("lr", "loguniform", (1e-3, 0.1)) and space["lr"].sampled
+    assert grid_size(space) == 3 and not space["student"].sampled
+    assert space["student"].map(str.upper).to_yaml() == {"grid": ["A", "B", "C"]}
+    assert space["lr"].map(str.upper) is space["lr"]  # a range has no listed values to rewrite
+    for raw, says in [
+        ({"uniform": [2, 1]}, "low < high"),
+        ({"loguniform": [0, 1]}, "bounds must be > 0"),
+        ({"choice": []}, "non-empty list"),
+        ({"pick": [1]}, "write exactly one of"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            Domain.parse("lr", raw)

@@ -22,6 +22,7 @@ from orchestrator.release.export import export
 from orchestrator.release.results import trial_id_of, trials
 from orchestrator.run.layout import FINAL_DIR
 from orchestrator.run.rundir import Run
+from orchestrator.space import parse_space
 from orchestrator.sweep import ray_session
 from orchestrator.sweep.plan import (
     final_cpus,
@@ -41,16 +42,15 @@ log = logging.getLogger(__name__)
 
 
 def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
-    """The YAML search space (+ explicit trial variants) as Ray Tune domains: the one place that knows both."""
+    """The YAML search space (+ explicit trial variants) as Ray Tune's search space."""
     from ray import tune
 
-    make = {
-        "choice": tune.choice,
-        "grid": tune.grid_search,
-        "uniform": lambda v: tune.uniform(float(v[0]), float(v[1])),
-        "loguniform": lambda v: tune.loguniform(float(v[0]), float(v[1])),
+    make = {"choice": tune.choice, "grid": tune.grid_search}
+    ranges = {"uniform": tune.uniform, "loguniform": tune.loguniform}
+    out = {
+        key: make[d.kind](list(d.values)) if d.kind in make else ranges[d.kind](*d.values)
+        for key, d in parse_space(space).items()
     }
-    out = {key: make[kind](list(vals)) for key, dom in space.items() for kind, vals in dom.items()}
     if trials:
         out["_variant"] = tune.grid_search([dict(t) for t in trials])
     return out

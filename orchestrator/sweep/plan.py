@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from orchestrator.config import SweepConfig
+from orchestrator.space import grid_size
 from trainables.train import resolve_precision, train_speed
 
 EXPORT_S = 20.0  # an export on 2 cores (bench/results/sweep_cold, models/student)
@@ -175,16 +176,7 @@ def make_plan(
 
 def search_trials(cfg: SweepConfig) -> int:
     """How many trials the search makes: its explicit trials (or one) x num_samples x the grids' sizes."""
-    return max(1, len(cfg.trials) or 1) * max(1, cfg.sweep.num_samples) * _grid_size(cfg)
-
-
-def _grid_size(cfg: SweepConfig) -> int:
-    n = 1
-    for dom in cfg.search_space.values():
-        kind, vals = next(iter(dom.items()))
-        if kind == "grid":
-            n *= len(vals)
-    return n
+    return max(1, len(cfg.trials) or 1) * max(1, cfg.sweep.num_samples) * grid_size(cfg.space())
 
 
 def search_statement(cfg: SweepConfig) -> dict:
@@ -198,7 +190,7 @@ def search_statement(cfg: SweepConfig) -> dict:
     grace = cfg.grace()
     why = auto_grace(t)[1] if s.grace_period == "auto" else f"grace period {grace} of {t} epochs (set in the config)"
     milestones = rungs(t, grace, s.reduction_factor)
-    sampled = cfg.search_space and not all("grid" in d for d in cfg.search_space.values())
+    sampled = any(d.sampled for d in cfg.space().values())
     by = "Optuna's TPE" if s.searcher == "optuna" else ("random draws" if sampled else "a fixed list")
     out = dict(trials=n, searcher=s.searcher, grace=grace, rungs=milestones, rule=why)
     if n < 3 or n <= s.reduction_factor:

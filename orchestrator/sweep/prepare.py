@@ -59,8 +59,8 @@ def with_absolute_sources(cfg: SweepConfig) -> SweepConfig:
 
     space = dict(cfg.search_space)
     if "prune_from" in space:
-        kind, vals = next(iter(space["prune_from"].items()))
-        space["prune_from"] = {kind: [fix({"prune_from": v})["prune_from"] for v in vals]}
+        dom = cfg.space()["prune_from"]
+        space["prune_from"] = dom.map(lambda v: fix({"prune_from": v})["prune_from"]).to_yaml()
     train = dataclasses.replace(cfg.train, prune_from=fix({"prune_from": cfg.train.prune_from})["prune_from"])
     return dataclasses.replace(cfg, train=train, search_space=space, trials=[fix(dict(t)) for t in cfg.trials])
 
