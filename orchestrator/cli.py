@@ -226,6 +226,13 @@ def _predict(a) -> int:
     return 0
 
 
+def _teacher_restore(a) -> int:
+    from orchestrator.teacher.history import restore
+
+    print(f"restored {restore(a.name)} (sha256 checked against its release record)")
+    return 0
+
+
 def _teacher_eval(a) -> int:
     import json
 
@@ -326,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--split-seed", type=int, default=0)
     te.add_argument("--json", default=None, help="also write the results to this JSON file")
     te.set_defaults(func=_teacher_eval)
+    tr = tsub.add_parser("restore", help="bring back a released teacher kept in git history (sha256-checked)")
+    tr.add_argument("name", help="its release name, e.g. resnet50_x56")
+    tr.set_defaults(func=_teacher_restore)
 
     s = sub.add_parser("students", help="registered students: torchinfo parameter counts, measured training speed")
     s.add_argument("--threads", type=int, default=1, help="torch threads for the speed measurement (one trial's CPU)")

@@ -20,7 +20,7 @@ def test_configs_hold_what_a_user_runs():
     experiment's config lives in experiments/<name>/ with its record."""
     files = sorted((ROOT / "configs").glob("*.yaml"))
     assert {"smoke", "sweep", "full", "release"} <= set(SWEEP_CONFIGS)
-    assert {"teacher", "teacher_x56"} <= set(TEACHER_CONFIGS)
+    assert {"teacher", "teacher_ta"} <= set(TEACHER_CONFIGS)
     assert len(files) <= 8
     for f in files:
         first = f.read_text().splitlines()[0]

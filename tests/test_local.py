@@ -230,7 +230,7 @@ def test_kdsweep_train_runs_without_ray_installed(tmp_path, tiny_teacher):
             "train",
             "--no-ray",
             "--config",
-            str(ROOT / "configs" / "teacher_x56.yaml"),
+            str(ROOT / "experiments" / "teacher_x56" / "config.yaml"),
             "--set",
             "arch=resnet10",
             "--set",

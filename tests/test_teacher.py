@@ -207,3 +207,37 @@ def test_a_teacher_distils_into_the_assistant(tmp_path, said, tiny_teacher, monk
     assert train_local(cfg, tmp_path / "run", tmp_path / "ta.pt") == tmp_path / "ta.pt"
     assert calls == [((64, 10), 0.7)] * 2 and any("distilling resnet10" in m for m in said)
     assert len(list((tmp_path / "cache").glob("logits-*.npy"))) == 1
+
+
+def test_a_teacher_kept_in_git_history_is_restored_checked_and_named_when_missing(tmp_path):
+    """kdsweep teacher restore: the bytes from the commit that holds them, checked against the release's
+    sha256; a config naming the missing file is told that command."""
+    import hashlib
+    import subprocess
+
+    from orchestrator.errors import UserError
+    from orchestrator.teacher.history import hint, restore
+    from orchestrator.teacher.model import TeacherLoadError, read_state_dict
+
+    teachers = tmp_path / "models" / "teacher"
+    teachers.mkdir(parents=True)
+    data = b"weights" * 100
+    (teachers / "t.pt").write_bytes(data)
+    (teachers / "t.json").write_text(json.dumps({"sha256": hashlib.sha256(data).hexdigest()}))
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "t"], check=True)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (teachers / "t.pt").unlink()
+    assert restore("t", root=tmp_path, table={"t": commit}).read_bytes() == data
+    with pytest.raises(UserError, match="no teacher 'u' is kept"):
+        restore("u", root=tmp_path, table={"t": commit})
+    (teachers / "t.pt").unlink()
+    (teachers / "t.json").write_text(json.dumps({"sha256": "0" * 64}))
+    with pytest.raises(UserError, match="does not match the sha256"):
+        restore("t", root=tmp_path, table={"t": commit})
+    assert not (teachers / "t.pt").exists()
+    assert "kdsweep teacher restore resnet50_x56" in hint("models/teacher/resnet50_x56.pt") and not hint("x.pt")
+    with pytest.raises(TeacherLoadError, match="kdsweep teacher restore resnet50_x56"):
+        read_state_dict(tmp_path / "resnet50_x56.pt")

@@ -15,6 +15,7 @@ from orchestrator.config import SweepConfig, resolve_path
 from orchestrator.data import load_split
 from orchestrator.errors import UserError
 from orchestrator.run.io import is_uri, project_relative, sha256_file
+from orchestrator.teacher import history
 from orchestrator.teacher.cache import missing_forwards, teacher_logits
 from orchestrator.teacher.model import accuracy, identity, in_precision, load_member, load_teacher, predict_logits
 from students import count_params, create_student
@@ -175,7 +176,7 @@ def ensemble_paths(t) -> list[Path]:
     for m, p in zip(t.ensemble, paths):
         if not p.is_file():
             raise FileNotFoundError(
-                f"teacher.ensemble member {m} not found ({p}); give a teacher or student checkpoint"
+                f"teacher.ensemble member {m} not found ({p}); give a teacher or student checkpoint" + history.hint(p)
             )
     return paths
 
@@ -235,7 +236,7 @@ def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
     if not p.is_file():
         raise FileNotFoundError(
             f"teacher checkpoint {path} not found; pass --teacher PATH or set teacher.checkpoint "
-            "(the release is models/teacher/resnet50.pt; `kdsweep teacher train` makes one)"
+            "(the default's is models/teacher/resnet50.pt; `kdsweep teacher train` makes one)" + history.hint(path)
         )
     ident = dict(path=str(p.resolve()), sha256=sha256_file(p))
     if cfg.teacher.ensemble:  # only when set, so the claims of runs without one read as they always did

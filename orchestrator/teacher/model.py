@@ -23,6 +23,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from orchestrator.config import Preprocess, TeacherTrainConfig
 from orchestrator.errors import UserError
 from orchestrator.run.io import atomic_save, sha256_file
+from orchestrator.teacher import history
 from orchestrator.teacher.cifar import CIFAR_ARCHS, build_cifar
 from students import rebuild
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
@@ -104,7 +105,7 @@ def read_state_dict(path: str | Path) -> dict:
     if not path.is_file():
         raise TeacherLoadError(
             f"teacher checkpoint {path} not found; train one with `kdsweep teacher train` "
-            "or pass --teacher PATH to a ResNet-50 state_dict"
+            "or pass --teacher PATH to a ResNet-50 state_dict" + history.hint(path)
         )
     with open(path, "rb") as f:
         head = f.read(4)
