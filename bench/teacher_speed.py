@@ -24,8 +24,9 @@ from orchestrator.machine import machine  # noqa: E402
 from orchestrator.run.io import atomic_write_json  # noqa: E402
 from orchestrator.teacher.cifar import CIFAR_ARCHS  # noqa: E402
 from orchestrator.teacher.model import build_resnet  # noqa: E402
+from trainables.engine import autocast, resolve_precision  # noqa: E402
 from trainables.layout import prepare_for_training  # noqa: E402
-from trainables.train import _autocast, resolve_precision, step_rate  # noqa: E402
+from trainables.train import step_rate  # noqa: E402
 
 N_TRAIN, VIEWS = 55_000, 18
 
@@ -34,7 +35,7 @@ N_TRAIN, VIEWS = 55_000, 18
 def infer_rate(model, bs: int, batches: int, precision: str) -> float:
     x = torch.randn(bs, 3, 28, 28).contiguous(memory_format=torch.channels_last)
     model.eval()
-    with _autocast(precision, "cpu"):
+    with autocast(precision, "cpu"):
         model(x)
         t0 = time.perf_counter()
         for _ in range(batches):

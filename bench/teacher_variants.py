@@ -21,7 +21,7 @@ from orchestrator.data import load_split  # noqa: E402
 from orchestrator.machine import machine  # noqa: E402
 from orchestrator.teacher.model import load_teacher  # noqa: E402
 from trainables.augment import to_input  # noqa: E402
-from trainables.train import resolve_precision  # noqa: E402
+from trainables.engine import resolve_precision  # noqa: E402
 
 GFLOP_PER_IMAGE = 2 * 79.2e-3
 

@@ -291,7 +291,7 @@ def test_teacher_precision_bf16_has_its_own_cache_and_close_logits(tmp_path, tin
     """teacher.precision bf16: the cache's logits come from bf16 forwards under their own key (fp32 caches keep
     theirs), close to the fp32 ones; auto resolves to what this CPU computes natively."""
     from orchestrator.sweep.prepare import prepare_data
-    from trainables.train import resolve_precision
+    from trainables.engine import resolve_precision
 
     base = dict(
         name="tp",

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -241,3 +242,29 @@ def test_a_teacher_kept_in_git_history_is_restored_checked_and_named_when_missin
     assert "kdsweep teacher restore resnet50_x56" in hint("models/teacher/resnet50_x56.pt") and not hint("x.pt")
     with pytest.raises(TeacherLoadError, match="kdsweep teacher restore resnet50_x56"):
         read_state_dict(tmp_path / "resnet50_x56.pt")
+
+
+def test_a_teacher_chunk_saved_before_the_shared_training_loop_resumes_to_the_same_weights():
+    """tests/data/legacy_teacher_chunk.pt was saved by fit_teacher before it ran on trainables/engine.py
+    (tests/data/make_legacy_teacher.py, at 137e255): resumed now, its second epoch ends on the weights an
+    uninterrupted run of today's code reaches."""
+    from orchestrator.config import TeacherTrainConfig, from_dict
+    from orchestrator.data import load_split
+    from orchestrator.teacher.model import fit_teacher
+
+    cfg = {"name": "legacy", "arch": "cifar_resnet20", "optim": {"epochs": 2, "batch_size": 64}, "precision": "fp32"}
+    cfg = from_dict(TeacherTrainConfig, cfg)
+    s = load_split(val_size=5000, seed=0, train_limit=256, val_limit=64)
+    old = torch.load(Path(__file__).parent / "data" / "legacy_teacher_chunk.pt", weights_only=False)
+    ends, threads = [], torch.get_num_threads()
+    torch.set_num_threads(1)  # as the chunk was written: a convolution's sums depend on the thread count
+    try:
+        for resume in (old, None):
+            saved = []
+            keep = saved.append
+            fit_teacher(cfg, s.train_x, s.train_y, s.val_x, s.val_y, resume=resume, save=lambda st, m, b, k=keep: k(st))
+            assert saved[-1]["epoch"] == 1
+            ends.append(saved[-1]["model"])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(ends[0][k], ends[1][k]) for k in ends[1])

@@ -101,7 +101,7 @@ def test_bf16_without_native_support_warns(small_split, monkeypatch):
 
 
 def test_auto_precision_follows_the_hardware(small_split, monkeypatch):
-    from trainables.train import resolve_precision
+    from trainables.engine import resolve_precision
 
     cfg = TrainConfig(student="resdw_w24_d111", loss="ce", epochs=1, batch_size=128, precision="auto")
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)

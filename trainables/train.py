@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from students import count_params, create_student
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.config import TrainConfig
-from trainables.layout import onednn_native_bf16, prepare_for_training
+from trainables.engine import Loop, autocast, fit, resolve_precision
+from trainables.layout import prepare_for_training
 from trainables.losses import LOSSES, NEEDS_TEACHER
 from trainables.optim import make_optimizer, make_scheduler
 
@@ -111,31 +112,6 @@ class EMA:
             torch._foreach_copy_(buffers, list(model.buffers()))
 
 
-def _native_bf16(kind: str) -> bool:
-    """Whether device kind 'cpu'/'cuda' computes bf16 in hardware (avx512_bf16/AMX CPUs, bf16 GPUs)."""
-    return onednn_native_bf16() if kind == "cpu" else kind == "cuda" and torch.cuda.is_bf16_supported()
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """'auto' -> 'bf16' where the device computes bf16 natively, else 'fp32'; others unchanged."""
-    if precision != "auto":
-        return precision
-    return "bf16" if _native_bf16(torch.device(device).type) else "fp32"
-
-
-def _autocast(precision: str, device: str):
-    """bf16 autocast for the train step (evaluation stays fp32, as the exported model runs)."""
-    kind = torch.device(device).type
-    if precision == "bf16" and kind == "cpu" and not _native_bf16(kind):
-        warnings.warn(
-            "precision bf16: this CPU has no native bf16 (avx512_bf16/AMX), so it runs emulated and "
-            "slower than fp32; set train.precision: fp32 or auto",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 def _pruned_source(cfg: TrainConfig, data: TrialData):
     """The trained source student of `cfg.prune_from`, pruned to `cfg.prune_to` parameters:
     (model, "pruned", kwargs that rebuild it, what pruning did)."""
@@ -210,7 +186,6 @@ def train_student(
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch, cfg.warmup_frac)
     loss_fn = LOSSES[cfg.loss]
     precision = resolve_precision(cfg.precision, device)
-    autocast = _autocast(precision, device)
     start, elapsed = 0, 0.0
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     if resume is not None:
@@ -221,60 +196,46 @@ def train_student(
         sched.load_state_dict(resume["scheduler"])
         start, elapsed = resume["epoch"], resume["elapsed_s"]
     g = torch.Generator().manual_seed(cfg.seed)
+    live_cast = autocast(precision, device)
     metrics: dict = {}
-    for epoch in range(start, cfg.epochs):
+
+    def order(epoch):
         g.manual_seed(cfg.seed * 100_003 + epoch)  # an epoch's order is the same after a resume
-        perm = torch.randperm(n, generator=g).to(device)
-        model.train()
-        t0, loss_sum = time.time(), 0.0
-        for i in range(0, n, cfg.batch_size):
-            step = epoch * steps_per_epoch + i // cfg.batch_size
-            warm = min(1.0, step / (cfg.kd_warmup * steps_per_epoch)) if cfg.kd_warmup else 1.0
-            idx = perm[i : i + cfg.batch_size]
-            views = spec.random(len(idx), generator=g).to(device)  # (B,)
-            xb = apply_views(train_x[idx], views, spec)  # (B, 28, 28) uint8
-            t = None
-            if logits is not None:
-                t = logits[idx, views if data.mode == "views" else 0].float()  # (B, 10)
-            elif teacher is not None:  # live: the teacher scores this very view, in the step's precision
-                xt = to_input(
-                    xb, data.teacher["mean"], data.teacher["std"], data.teacher["channels"], data.teacher.get("size")
-                ).contiguous(memory_format=torch.channels_last)
-                with torch.no_grad(), autocast:
-                    t = teacher(xt).float()
-            if cfg.erase > 0:  # after the teacher's view: the teacher scored the uncut image
-                xb = random_erase(xb, cfg.erase, generator=g)
-            x = to_input(xb, cfg.mean, cfg.std, model.in_chans).contiguous(memory_format=torch.channels_last)
-            with autocast:
-                s = model(x).float()  # (B, 10)
-            loss = loss_fn(
-                s,
-                t,
-                train_y[idx],
-                alpha=cfg.alpha,
-                temperature=cfg.temperature,
-                label_smoothing=cfg.label_smoothing,
-                beta=cfg.beta,
-                warm=warm,
-            )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"diverged at epoch {epoch + 1}, step {i // cfg.batch_size}, lr "
-                    f"{opt.param_groups[0]['lr']:.3g} (loss {loss.item()}); lower train.lr "
-                    f"(peak {cfg.lr:g})"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update(model, step + 1)  # the global step: a resume continues the warm-up
-            loss_sum += loss.item() * len(idx)
-        train_s = time.time() - t0
+        return torch.randperm(n, generator=g).to(device), g
+
+    def batch(idx, g):
+        views = spec.random(len(idx), generator=g).to(device)  # (B,)
+        xb = apply_views(train_x[idx], views, spec)  # (B, 28, 28) uint8
+        t = None
+        if logits is not None:
+            t = logits[idx, views if data.mode == "views" else 0].float()  # (B, 10)
+        elif teacher is not None:  # live: the teacher scores this very view, in the step's precision
+            xt = to_input(
+                xb, data.teacher["mean"], data.teacher["std"], data.teacher["channels"], data.teacher.get("size")
+            ).contiguous(memory_format=torch.channels_last)
+            with torch.no_grad(), live_cast:
+                t = teacher(xt).float()
+        if cfg.erase > 0:  # after the teacher's view: the teacher scored the uncut image
+            xb = random_erase(xb, cfg.erase, generator=g)
+        x = to_input(xb, cfg.mean, cfg.std, model.in_chans).contiguous(memory_format=torch.channels_last)
+        return x, (t, train_y[idx])
+
+    def loss(s, target, step):
+        warm = min(1.0, step / (cfg.kd_warmup * steps_per_epoch)) if cfg.kd_warmup else 1.0
+        t, y = target
+        kw = dict(alpha=cfg.alpha, temperature=cfg.temperature, label_smoothing=cfg.label_smoothing, beta=cfg.beta)
+        return loss_fn(s, t, y, warm=warm, **kw)
+
+    def diverged(epoch, b, lr, value):
+        return f"diverged at epoch {epoch + 1}, step {b}, lr {lr:.3g} (loss {value}); lower train.lr (peak {cfg.lr:g})"
+
+    def end_epoch(epoch, train_s, loss_sum, seen):
+        nonlocal elapsed, metrics
+        t_eval = time.time()
         eval_model = ema.model if ema is not None else model  # what the checkpoint ships
         acc = evaluate_tta(eval_model, val_x, val_y, cfg.mean, cfg.std)
         val_acc, val_loss = acc[cfg.tta]  # what selection sees: the model as export ships it
-        elapsed += time.time() - t0
+        elapsed += train_s + time.time() - t_eval
         metrics = dict(
             epoch=epoch + 1,
             val_acc=val_acc,
@@ -309,6 +270,28 @@ def train_student(
             if ema is not None:  # the raw weights too, so a resume continues training them
                 state["train_state_dict"] = model.state_dict()
             report(metrics, state)
+        return False
+
+    fit(
+        Loop(
+            module=model,
+            forward=model,
+            opt=opt,
+            sched=sched,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            steps_per_epoch=steps_per_epoch,
+            precision=precision,
+            device=device,
+            order=order,
+            batch=batch,
+            loss=loss,
+            end_epoch=end_epoch,
+            after_step=(lambda t: ema.update(model, t)) if ema is not None else None,  # a resume continues warm-up
+            diverged=diverged,
+        ),
+        start,
+    )
     return metrics
 
 
@@ -329,11 +312,11 @@ def step_rate(model, in_chans: int, batch_size: int, steps: int, warmup: int, pr
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch_size, in_chans, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(10, (batch_size,))
-    autocast = _autocast(precision, "cpu")
+    cast = autocast(precision, "cpu")
     for i in range(warmup + steps):
         if i == warmup:
             t0 = time.perf_counter()
-        with autocast:
+        with cast:
             loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -13,7 +13,8 @@ import torch
 
 from orchestrator.config import SweepConfig
 from orchestrator.space import grid_size
-from trainables.train import resolve_precision, train_speed
+from trainables.engine import resolve_precision
+from trainables.train import train_speed
 
 EXPORT_S = 20.0  # an export on 2 cores (bench/results/sweep_cold, models/student)
 # A trial's epoch in a sweep runs below `train_speed`'s bare step (data views, the teacher's logits, the

@@ -20,8 +20,9 @@ from orchestrator.teacher.cache import missing_forwards, teacher_logits
 from orchestrator.teacher.model import accuracy, identity, in_precision, load_member, load_teacher, predict_logits
 from students import count_params, create_student
 from trainables.augment import ViewSpec
+from trainables.engine import resolve_precision
 from trainables.losses import NEEDS_TEACHER
-from trainables.train import TrialData, resolve_precision
+from trainables.train import TrialData
 
 log = logging.getLogger(__name__)
 
