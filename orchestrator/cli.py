@@ -401,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tta",
         choices=("config", "auto", "none"),
         default="config",
-        help="flip test-time augmentation: as the trial's train.tta (config), wherever it helps the "
-        "checkpoint on validation (auto), or never (none)",
+        help="test-time views: as the trial's train.tta (config: the flip where it helped on validation), "
+        "the best of none / flip / flip_shift (six views) measured on validation (auto), or none",
     )
     e.set_defaults(func=_export)
 

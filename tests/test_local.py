@@ -151,6 +151,11 @@ def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_te
     m0 = export(run, tmp_path / "out_00", trial="local_00")
     assert m0["val_acc"] == pytest.approx(ts["local_00"]["best_val_acc"]) and "local_00" in m0["trial_checkpoint"]
     assert m0["exported_trial"] == "local_00" and m["exported_trial"] is None
+    # --tta auto: every view set measured on the run's validation split, the best shipped and recorded
+    ma = export(run, tmp_path / "out_auto", trial="local_00", tta="auto")
+    assert set(ma["val_acc_by_tta"]) == {"none", "flip", "flip_shift"}
+    assert ma["val_acc"] == max(ma["val_acc_by_tta"].values()) == ma["val_acc_by_tta"][ma["tta"]]
+    assert ma["val_acc_by_tta"]["none"] == pytest.approx(m0["val_acc_plain"], abs=1e-4)  # as training measured
     assert "Named at export (`--trial local_00`)" in (tmp_path / "out_00" / "report.md").read_text()
     with pytest.raises(ValueError, match=r"'local_0' matches 2 trials .* its trials: local_00_loss=ce, local_01"):
         export(run, tmp_path / "out_x", trial="local_0")

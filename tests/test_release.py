@@ -92,7 +92,7 @@ def test_flip_tta_ships_only_where_it_helped_and_exports(tmp_path):
     assert shipped_tta(dict(config=dict(tta="flip"), metrics=dict(val_acc_plain=0.91, val_acc_flip=0.91))) == "none"
     assert shipped_tta(dict(config=dict(tta="none"), metrics=dict(val_acc_plain=0.90, val_acc_flip=0.95))) == "none"
     assert shipped_tta(dict(config={}, metrics={})) == "none"  # checkpoints from before the option
-    # export --tta auto: the mirror wherever it helped on validation, whatever the trial trained with
+    # shipped_tta "auto" (the flip wherever the trial's metrics say it helped); export --tta auto measures more
     trained_plain = dict(config=dict(tta="none"), metrics=dict(val_acc_plain=0.90, val_acc_flip=0.95))
     assert shipped_tta(trained_plain, "auto") == "flip" and shipped_tta(asked, "none") == "none"
     flip_worse = dict(config=dict(tta="none"), metrics=dict(val_acc_plain=0.95, val_acc_flip=0.90))
@@ -110,3 +110,48 @@ def test_flip_tta_ships_only_where_it_helped_and_exports(tmp_path):
         assert torch.allclose(prog(x), flip(x), atol=1e-5)
     export_onnx(flip, tmp_path / "s.onnx")  # checked against eager inside
     assert count_params(flip.student) == count_params(student)
+
+
+def test_six_view_tta_is_the_training_shift_and_exports(tmp_path):
+    """flip_shift: the image and its mirror, and both shifted one pixel up-left and down-right with a black
+    fill (exactly trainables.augment.apply_views' shift), weighted 1/2, 1/4, 1/4; it exports to .pt2 and
+    ONNX, and export --tta auto ships whichever view set validation ranks first (ties: fewer views)."""
+    import torch
+
+    from orchestrator.release.export import Deployable, choose_tta, export_onnx, export_program
+    from students import create_student
+    from trainables.augment import ViewSpec, apply_views
+
+    torch.manual_seed(0)
+    student = create_student("resdw_w24_d111").eval()
+    six = Deployable(student, 0.286, 0.353, "flip_shift").eval()
+    plain = Deployable(student, 0.286, 0.353).eval()
+    u8 = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    spec = ViewSpec(1, True)
+    ids = {tuple(int(v) for v in spec.decode(torch.tensor([i]))): i for i in range(spec.n_views)}
+
+    def view(dy, dx, f):  # apply_views decodes (dy, dx, flip) and mirrors before shifting
+        return apply_views(u8, torch.full((3,), ids[(dy, dx, f)]), spec).float().div(255).unsqueeze(1)
+
+    with torch.no_grad():
+        ref = sum(
+            w * plain(view(dy, dx, int(f)))
+            for (dy, dx, f), w in {
+                (0, 0, 0): 0.25,
+                (0, 0, 1): 0.25,
+                (-1, -1, 0): 0.125,
+                (-1, -1, 1): 0.125,
+                (1, 1, 0): 0.125,
+                (1, 1, 1): 0.125,
+            }.items()
+        )
+        assert torch.allclose(six(u8.float().div(255).unsqueeze(1)), ref, atol=1e-5)
+        export_program(six, tmp_path / "s.pt2")
+        x = torch.rand(4, 1, 28, 28)
+        assert torch.allclose(torch.export.load(str(tmp_path / "s.pt2")).module()(x), six(x), atol=1e-5)
+    export_onnx(six, tmp_path / "s.onnx")  # checked against eager inside
+    val_x = torch.randint(0, 256, (40, 28, 28), dtype=torch.uint8).numpy()
+    with torch.no_grad():
+        val_y = plain(torch.as_tensor(val_x).float().div(255).unsqueeze(1)).argmax(1).numpy()  # plain is right
+    best, acc = choose_tta(student, dict(mean=0.286, std=0.353), val_x, val_y)
+    assert set(acc) == {"none", "flip", "flip_shift"} and acc["none"] == 1.0 and best == "none"

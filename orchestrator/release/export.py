@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from orchestrator.data import load_test
+from orchestrator.data import load_split, load_test
 from orchestrator.errors import UserError
 from orchestrator.machine import machine
 from orchestrator.release.promote import refuse_models
@@ -33,32 +33,56 @@ def export_dir(run_dir: Path) -> Path:
     return Path(run_dir) / FINAL_DIR if (Path(run_dir) / FINAL_DIR).is_dir() else Path(run_dir)
 
 
+# The test-time views an export can ship: (dy, dx, flip) -> weight, a view as trainables.augment.apply_views
+# makes it (mirrored, then shifted, zero fill). "flip_shift" is six views after airbench's: the image and its
+# mirror, and both shifted one pixel up-left and one down-right, the unshifted pair weighted as much as the
+# two shifted pairs together.
+TTA_VIEWS = {
+    "none": {(0, 0, False): 1.0},
+    "flip": {(0, 0, False): 0.5, (0, 0, True): 0.5},
+    "flip_shift": {
+        (dy, dx, f): w / 2 for (dy, dx), w in {(0, 0): 0.5, (-1, -1): 0.25, (1, 1): 0.25}.items() for f in (False, True)
+    },
+}
+
+
+def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """(N, C, H, W) moved dy rows down and dx columns right, zero-filled (trainables.augment.apply_views)."""
+    if not dy and not dx:
+        return x
+    h, w = x.shape[-2:]
+    p = max(abs(dy), abs(dx))
+    return nn.functional.pad(x, (p, p, p, p))[..., p - dy : p - dy + h, p - dx : p - dx + w]
+
+
 class Deployable(nn.Module):
     """(N, 1, 28, 28) pixels in [0, 1] -> (N, 10) logits; normalization and channel repetition inside.
-    tta "flip": the logits averaged over the image and its horizontal mirror (no parameters; twice the
-    compute)."""
+    `tta`: the logits averaged over the views of TTA_VIEWS (no parameters; one forward a view)."""
 
     def __init__(self, student: nn.Module, mean: float, std: float, tta: str = "none"):
         super().__init__()
-        if tta not in ("none", "flip"):
-            raise ValueError(f"tta must be none or flip, got {tta!r}")
+        if tta not in TTA_VIEWS:
+            raise ValueError(f"tta must be one of {list(TTA_VIEWS)}, got {tta!r}")
         self.student = student
         self.mean, self.std, self.channels, self.tta = float(mean), float(std), student.in_chans, tta
 
     def forward(self, x):
-        x = ((x - self.mean) / self.std).expand(-1, self.channels, -1, -1)
-        if self.tta == "flip":
-            return (self.student(x) + self.student(x.flip(-1))) / 2
-        return self.student(x)
+        out = 0
+        for (dy, dx, flip), weight in TTA_VIEWS[self.tta].items():
+            v = _shift(x.flip(-1) if flip else x, dy, dx)  # mirror, then shift (as apply_views), in pixels:
+            v = (v - self.mean) / self.std  # the fill is black, as in training
+            out = out + weight * self.student(v.expand(-1, self.channels, -1, -1))
+        return out
 
 
 TTA_CHOICES = ("config", "auto", "none")
 
 
 def shipped_tta(state: dict, choice: str = "config") -> str:
-    """The test-time augmentation an export ships. `choice` "config": the trial's train.tta where it helped
-    this checkpoint on validation (flip-averaged above plain), else none; "auto": flip wherever it helped on
-    validation, whatever the trial trained with (every epoch measures both); "none": plain logits."""
+    """The test-time augmentation a checkpoint ships without further measurement. `choice` "config": the
+    trial's train.tta (an export's student.pt names what it shipped) where it helped this checkpoint on
+    validation (a flip-averaged trial above plain), else none; "none": plain logits. ("auto" measures every
+    view set on validation: `choose_tta`.)"""
     if choice not in TTA_CHOICES:
         raise ValueError(f"tta must be one of {TTA_CHOICES}, got {choice!r}")
     m = state.get("metrics", {})
@@ -66,6 +90,16 @@ def shipped_tta(state: dict, choice: str = "config") -> str:
     if tta == "flip" and m.get("val_acc_flip", 0) <= m.get("val_acc_plain", 1):
         return "none"
     return tta
+
+
+def choose_tta(student: nn.Module, cfg: dict, val_x: np.ndarray, val_y: np.ndarray) -> tuple[str, dict]:
+    """("auto") The view set with the best validation accuracy (ties: fewer views), and each one's accuracy."""
+    acc = {}
+    with torch.no_grad():
+        for tta in TTA_VIEWS:
+            logits = predict(Deployable(student, cfg["mean"], cfg["std"], tta).eval(), val_x)
+            acc[tta] = round(float((logits.argmax(1).numpy() == val_y).mean()), 4)
+    return max(acc, key=lambda t: (acc[t], -len(TTA_VIEWS[t]))), acc
 
 
 def find_checkpoints(run_dir: Path) -> list[Path]:
@@ -245,7 +279,16 @@ def _export_into(
     if params > budget:
         raise UserError(f"refusing to export {state['student']}: {params:,} parameters > budget {budget:,}")
     cfg = state["config"]
-    tta = shipped_tta(state, tta)
+    val_by_tta = None
+    if tta == "auto":  # every view set measured on the run's validation split; the best is shipped
+        data = read_json(run_dir / CONFIG_FILE).get("data") or {}
+        split = load_split(
+            data_dir, data.get("val_size", 5000), data.get("split_seed", 0), val_limit=data.get("val_limit")
+        )
+        tta, val_by_tta = choose_tta(student, cfg, split.val_x, split.val_y)
+        log.info(f"test-time views on validation: {val_by_tta}; shipping {tta}")
+    else:
+        tta = shipped_tta(state, tta)
     deploy = Deployable(student, cfg["mean"], cfg["std"], tta).eval()
     out.mkdir(parents=True, exist_ok=True)
     # student.pt's config names the augmentation shipped (chosen here with --tta auto), so that a reader of
@@ -270,7 +313,7 @@ def _export_into(
         }
         if tta != "none":  # what the augmentation costs: the same weights without it, eager
             plain = Deployable(student, cfg["mean"], cfg["std"]).eval()
-            lat["eager torch, with flip TTA"] = latency_ms(lambda x: deploy(x))
+            lat[f"eager torch, with {tta} TTA ({len(TTA_VIEWS[tta])} views)"] = latency_ms(lambda x: deploy(x))
             lat["eager torch, without TTA"] = latency_ms(lambda x: plain(x))
     summary = torchinfo.summary(
         student,
@@ -295,12 +338,15 @@ def _export_into(
         student=state["student"],
         student_kwargs=state["student_kwargs"],
         params=params,
-        val_acc=m.get("val_acc_flip" if tta == "flip" else "val_acc_plain", m["val_acc"]),
+        val_acc=val_by_tta[tta]
+        if val_by_tta
+        else m.get("val_acc_flip" if tta == "flip" else "val_acc_plain", m["val_acc"]),
         test_acc=test_acc,
         epoch=state["epoch"],
         tta=tta,
         val_acc_plain=m.get("val_acc_plain"),
         val_acc_flip=m.get("val_acc_flip"),
+        val_acc_by_tta=val_by_tta,
         trial_checkpoint=str(ckpt.relative_to(run_dir)),
         exported_trial=trial,
         loss=cfg["loss"],

@@ -422,6 +422,9 @@ logits = model(torch.rand(8, 1, 28, 28))                 # pixels in [0, 1], whi
 
 def _tta_text(m: dict) -> str:
     """What the shipped model averages over, and what validation said about it."""
+    if by := m.get("val_acc_by_tta"):  # export --tta auto measured each view set
+        said = ", ".join(f"{k} {v:.4f}" for k, v in by.items())
+        return f"{m['tta']}, the best on validation of the view sets tried ({said})"
     plain, flip = m.get("val_acc_plain"), m.get("val_acc_flip")
     if plain is None or flip is None:
         return m.get("tta", "none")
