@@ -173,3 +173,57 @@ def test_an_unreachable_store_is_one_line(s3, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "cannot open the run's storage s3://kdsweep/runs/none" in err and "AWS_ENDPOINT_URL" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_two_drivers_racing_one_s3_run_leave_one_claim(s3, monkeypatch):
+    """Two drivers with different configs claim one s3:// run at the same moment, both having looked and
+    found no claim: the conditional PUT (If-None-Match) lets exactly one write; the other is refused in one
+    line and the claim is the winner's. The winner's config goes on; a claim with no trial yet still gives
+    way to a corrected config (If-Match on what was read)."""
+    import threading
+
+    from orchestrator.config import load_sweep_config
+    from orchestrator.errors import UserError
+    from orchestrator.run.layout import CONFIG_FILE
+    from orchestrator.run.rundir import Run
+
+    def cfg(lr):
+        return load_sweep_config(ROOT / "configs" / "smoke.yaml", {"name": "race", "train.lr": lr})
+
+    barrier, real = threading.Barrier(2, timeout=5), Run.read_text
+
+    def looked(self, name):  # a claim that reads before it writes: both drivers read before either writes
+        out = real(self, name)
+        if name == CONFIG_FILE:
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
+        return out
+
+    monkeypatch.setattr(Run, "read_text", looked)
+    monkeypatch.setattr(Run, "_has_trials", lambda self: True)  # a run under way: another config is refused
+    run, outcome = Run("s3://kdsweep/runs/race"), {}
+
+    def claim(lr):
+        try:
+            run.claim(cfg(lr), None)
+            outcome[lr] = "claimed"
+        except UserError as e:
+            outcome[lr] = str(e)
+
+    threads = [threading.Thread(target=claim, args=(lr,)) for lr in (0.01, 0.02)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [lr for lr, said in outcome.items() if said == "claimed"]
+    assert len(won) == 1, outcome
+    lost = ({0.01, 0.02} - set(won)).pop()
+    assert "holds a sweep that computed something else (differs in train)" in outcome[lost]
+    monkeypatch.setattr(Run, "read_text", real)
+    assert json.loads(run.read_text(CONFIG_FILE))["train"]["lr"] == won[0]
+    run.claim(cfg(won[0]), None)  # the same computation goes on
+    monkeypatch.setattr(Run, "_has_trials", lambda self: False)
+    run.claim(cfg(0.03), None)  # no trial yet: a corrected config takes the claim
+    assert json.loads(run.read_text(CONFIG_FILE))["train"]["lr"] == 0.03

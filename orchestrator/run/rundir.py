@@ -4,15 +4,18 @@ directory's file names (layout), its identity and claim, its finished marker and
 write into it. This is the one place that decides between a local path and a URI.
 
 Atomicity: on a local disk every write is a temp file and one rename (run.io); on an object store one
-object is written by one PUT, which readers see whole or not at all. The claim's check-then-write is
-under a file lock on a local disk; an object store has no lock, so two drivers started at the same moment
-on one URI can both claim it (the rest of the run's promises hold there).
+object is written by one PUT, which readers see whole or not at all. The claim is one step on both: under
+a file lock on a local disk; on S3 (and S3-compatible stores) a conditional PUT that creates the claim only
+if it is absent (If-None-Match), or replaces a trial-less one only if unchanged since it was read
+(If-Match), so of two drivers started at the same moment with different configs one claims and the other is
+refused. Other URI schemes have no such write: the claim says so in the log.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +48,7 @@ RECORDS = (
     FINAL_BASE_FILE,
 )
 
+log = logging.getLogger(__name__)
 _REACHED: set[str] = set()  # the URI runs whose storage has answered in this process
 
 
@@ -195,22 +199,71 @@ class Run:
 
     def _claim(self, cfg: SweepConfig, teacher: dict | None):
         mine = json.loads(json.dumps({**to_dict(cfg), "_teacher": teacher}, default=str))
+        if not self.is_local and self.path.startswith("s3://"):
+            self._claim_s3(mine)
+            return
+        if not self.is_local:
+            log.info(
+                f"warning: {self.path.split('://')[0]}:// gives kdsweep no create-if-absent write: two drivers "
+                "started at the same moment on this run could both claim it"
+            )
         text = self.read_text(CONFIG_FILE)
         if text is not None and self._has_trials():
-            theirs = _normalized(json.loads(text), mine)
-            if theirs != mine:
-                diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-                if "_teacher" in diff:
-                    diff[diff.index("_teacher")] = (
-                        f"the teacher: {(theirs.get('_teacher') or {}).get('path')} -> {(teacher or {}).get('path')}"
-                    )
-                raise UserError(
-                    f"{self.path} holds a sweep that computed something else (differs in "
-                    f"{', '.join(diff)}); give this sweep another name (--set name=...) or pass "
-                    "--force to start it over"
-                )
+            self._same_or_refuse(json.loads(text), mine)
             return
         self.write_json(CONFIG_FILE, mine)
+
+    def _same_or_refuse(self, claimed: dict, mine: dict):
+        theirs = _normalized(claimed, mine)
+        if theirs != mine:
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            if "_teacher" in diff:
+                diff[diff.index("_teacher")] = (
+                    f"the teacher: {(theirs.get('_teacher') or {}).get('path')} -> "
+                    f"{(mine.get('_teacher') or {}).get('path')}"
+                )
+            raise UserError(
+                f"{self.path} holds a sweep that computed something else (differs in "
+                f"{', '.join(diff)}); give this sweep another name (--set name=...) or pass "
+                "--force to start it over"
+            )
+
+    def _claim_s3(self, mine: dict):
+        """The claim as conditional PUTs (S3's If-None-Match / If-Match): create it if absent; else the same
+        computation goes on, another is refused, and a claim with no trial yet is replaced only if nobody
+        changed it since it was read (a race lost there reads the winner's claim again)."""
+        import boto3
+        from botocore.exceptions import ClientError
+
+        self._fs()  # the storage answers (or the one-line error) before anything is written
+        bucket, _, key = self.join(CONFIG_FILE).removeprefix("s3://").partition("/")
+        s3, body = boto3.client("s3"), (json.dumps(mine, indent=1) + "\n").encode()
+
+        def put(**cond) -> bool:
+            try:
+                s3.put_object(Bucket=bucket, Key=key, Body=body, **cond)
+                return True
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise
+
+        for _ in range(5):
+            if put(IfNoneMatch="*"):
+                return
+            try:
+                got = s3.get_object(Bucket=bucket, Key=key)
+            except ClientError as e:  # deleted since (another driver's --force): create it again
+                if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    continue
+                raise
+            claimed = json.loads(got["Body"].read())
+            if self._has_trials() or _normalized(claimed, mine) == mine:
+                self._same_or_refuse(claimed, mine)
+                return
+            if put(IfMatch=got["ETag"]):  # a trial-less claim gives way to a corrected config
+                return
+        raise UserError(f"the claim of {self.path} kept changing under this driver: another driver is claiming it")
 
     # --- shared storage -> a local copy for the readers ------------------------------------------------
     def listing(self, depth: int | None = None) -> list[str]:
