@@ -141,12 +141,12 @@ def main():
     p.add_argument(
         "--students",
         nargs="+",
-        default=["seed_model_1", "seed_model_2", "seed_model_3"],
+        default=["starter_model_1", "starter_model_2", "starter_model_3"],
         help="speed: one trial per student",
     )
     p.add_argument("--acc-train-limit", type=int, default=None, help="accuracy: training images (default all)")
     p.add_argument("--acc-epochs", type=int, default=3, help="accuracy: epochs per run")
-    p.add_argument("--acc-student", default="seed_model_2")
+    p.add_argument("--acc-student", default="starter_model_2")
     p.add_argument("--seeds", type=int, default=3, help="accuracy: runs per mode")
     p.add_argument("--cache-dir", default="cache", help="accuracy: logit cache to reuse or fill")
     p.add_argument("--bf16", action="store_true", help="accuracy: also views with train.precision bf16")

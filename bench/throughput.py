@@ -11,7 +11,7 @@ differs, and kdsweep's loop is timed at fp32 and with `train.precision: bf16`
            3-channel repeat) through a DataLoader.
 Prints images/s of each (median of --runs) and the ratio, measured in one run.
 
-    python bench/throughput.py [--images 8192] [--runs 3] [--student seed_model_2] [--workers 0]
+    python bench/throughput.py [--images 8192] [--runs 3] [--student starter_model_2] [--workers 0]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=8192)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--student", default="seed_model_2")
+    p.add_argument("--student", default="starter_model_2")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the seed-style loop")
     p.add_argument("--threads", type=int, default=2)

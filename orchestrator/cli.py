@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--trial",
         default=None,
         help="export this trial's best checkpoint (a substring of its "
-        "directory name, e.g. 00001 or seed_model_2) instead of the run's best",
+        "directory name, e.g. 00001 or starter_model_2) instead of the run's best",
     )
     e.add_argument(
         "--tta",

@@ -395,7 +395,7 @@ class SweepConfig:
                 )
         for i, t in enumerate(self.trials):
             if not isinstance(t, dict):
-                raise ValueError(f"trials[{i}]: expected a mapping of train keys, e.g. {{student: seed_model_1}}")
+                raise ValueError(f"trials[{i}]: expected a mapping of train keys, e.g. {{student: starter_model_1}}")
             clash = set(t) & set(self.search_space)
             if clash:
                 raise ValueError(f"trials[{i}]: {sorted(clash)} also in search_space; set each key in one place")
@@ -404,9 +404,9 @@ class SweepConfig:
             except ConfigError as e:
                 raise ValueError(f"trials[{i}]: {e}") from None
 
-        from students import list_students
+        from students import is_student, list_students
 
-        unknown = [n for n in self.students() if n not in list_students()]
+        unknown = [n for n in self.students() if not is_student(n)]
         if unknown:
             raise ValueError(
                 f"unknown student {unknown[0]!r}; registered students: {', '.join(list_students())} "

@@ -7,12 +7,14 @@ passes extra kwargs through to the factory, which rejects unknown ones.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 
 import torch.nn as nn
 
 BUDGET = 100_000  # parameters, as torchinfo counts them (masked zeros still count)
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_ALIASES: dict[str, str] = {}  # an old name -> the registered one (configs and checkpoints that use it still load)
 
 
 def register_student(name: str | None = None, **variant_kwargs):
@@ -28,12 +30,31 @@ def register_student(name: str | None = None, **variant_kwargs):
     return deco
 
 
+def register_alias(old: str, new: str):
+    _ALIASES[old] = new
+
+
+def canonical(name: str) -> str:
+    """The registered name for `name`: itself, or what an old name became (said once, as a FutureWarning)."""
+    if name in _ALIASES:
+        warnings.warn(
+            f"student {name!r} is now called {_ALIASES[name]!r}; the old name still loads", FutureWarning, stacklevel=3
+        )
+        return _ALIASES[name]
+    return name
+
+
+def is_student(name: str) -> bool:
+    return name in _REGISTRY or name in _ALIASES
+
+
 def list_students() -> list[str]:
     return sorted(_REGISTRY)
 
 
 def create_student(name: str, **kwargs) -> nn.Module:
     """Build a registered student; every student has `.in_chans` (1 or 3) and outputs (N, 10) logits."""
+    name = canonical(name)
     if name not in _REGISTRY:
         raise KeyError(f"unknown student {name!r}; known students: {', '.join(list_students())}")
     return _REGISTRY[name](**kwargs)

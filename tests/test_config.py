@@ -157,7 +157,7 @@ def test_a_run_on_shared_storage_reads_writes_and_fetches_its_records(tmp_path):
     [
         ({"sweep.grace_period": 99}, r"sweep.grace_period \(99\) exceeds train.epochs"),
         ({"trials": [{"student": "resnet_huge"}]}, r"unknown student 'resnet_huge'; registered students: .*res3"),
-        ({"search_space": {"student": {"choice": ["seed_model_1", "nope"]}}}, "unknown student 'nope'"),
+        ({"search_space": {"student": {"choice": ["starter_model_1", "nope"]}}}, "unknown student 'nope'"),
         ({"final.seeds": 0}, "seeds must be >= 1"),
         ({"final.top": 0}, "top must be >= 1"),
         ({"final.minutes": -1}, "minutes must be >= 0"),

@@ -44,7 +44,7 @@ def sweep_run(ray_local, tiny_teacher, tmp_path_factory, request):
             "sweep.grace_period": 1,
             "sweep.reduction_factor": 2,
             "search_space": {},
-            "train.student": "seed_model_2",
+            "train.student": "starter_model_2",
             "train.batch_size": 64,
             "trials": [{"lr": 0.05}, {"lr": 1.0e-5}, {"lr": 2.0e-5}, {"lr": 0.03, "loss": "ce"}],
         },
@@ -226,7 +226,7 @@ def test_views_sweep_teacher_runs_n_times_views(ray_local, tiny_teacher, tmp_pat
             "data.val_limit": 64,
             "train.epochs": 1,
             "augment.shift": 1,
-            "search_space": {"student": {"grid": ["resdw_w24_d111", "seed_model_1", "seed_model_3"]}},
+            "search_space": {"student": {"grid": ["resdw_w24_d111", "starter_model_1", "starter_model_3"]}},
         },
     )
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
@@ -242,8 +242,8 @@ def test_budget_checked_before_ray(tmp_path, monkeypatch):
     from orchestrator.sweep.driver import run_sweep
     from orchestrator.sweep.prepare import BudgetError
 
-    cfg = from_dict(SweepConfig, {"name": "b", "budget": 50_000, "train": {"student": "seed_model_1"}})
-    with pytest.raises(BudgetError, match="seed_model_1 has 95,530 parameters"):
+    cfg = from_dict(SweepConfig, {"name": "b", "budget": 50_000, "train": {"student": "starter_model_1"}})
+    with pytest.raises(BudgetError, match="starter_model_1 has 95,530 parameters"):
         run_sweep(cfg)
 
 

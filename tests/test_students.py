@@ -21,19 +21,19 @@ def test_every_student(name):
 
 
 def test_seed_counts_are_exact():
-    assert count_params(create_student("seed_model_1")) == 95_530
-    assert count_params(create_student("seed_model_2")) == 95_386
-    assert count_params(create_student("seed_model_3")) == 95_386
+    assert count_params(create_student("starter_model_1")) == 95_530
+    assert count_params(create_student("starter_model_2")) == 95_386
+    assert count_params(create_student("starter_model_3")) == 95_386
 
 
 def test_unknown_student_lists_names():
-    with pytest.raises(KeyError, match="seed_model_1"):
+    with pytest.raises(KeyError, match="starter_model_1"):
         create_student("resnet_huge")
 
 
 def test_duplicate_name_refused():
     with pytest.raises(ValueError, match="already registered"):
-        register_student("seed_model_1")(lambda: None)
+        register_student("starter_model_1")(lambda: None)
 
 
 def test_unknown_kwarg_refused():
@@ -73,3 +73,16 @@ def test_strides_trade_compute_for_resolution_not_parameters():
     assert count_params(dw14) == count_params(dw) and dw14.features(torch.zeros(1, 1, 28, 28)).shape[-1] == 14
     with pytest.raises(ValueError, match="strides must be three values of 1 or 2"):
         create_student("res3", strides=(1, 3, 2))
+
+
+def test_the_starter_codes_old_names_still_load_with_a_warning():
+    """The starter code's students and losses were named seed_*: configs, runs and checkpoints using those
+    names load as today's, with one FutureWarning line; the claim of an old run reads as today's."""
+    from trainables.config import TrainConfig
+
+    with pytest.warns(FutureWarning, match="'seed_model_1' is now called 'starter_model_1'"):
+        assert count_params(create_student("seed_model_1")) == 95_530
+    with pytest.warns(FutureWarning, match="loss 'seed' is now called 'starter'"):
+        cfg = TrainConfig(student="seed_model_3", loss="seed")
+    assert (cfg.student, cfg.loss) == ("starter_model_3", "starter")
+    assert "seed_model_1" not in list_students()

@@ -72,7 +72,7 @@ def test_other_architecture(tmp_path):
     from students import create_student
 
     with pytest.raises(TeacherLoadError, match="not a teacher of a known layout"):
-        load_teacher(save(create_student("seed_model_1").state_dict(), tmp_path / "s.pt"))
+        load_teacher(save(create_student("starter_model_1").state_dict(), tmp_path / "s.pt"))
 
 
 def test_truncated_file(ref, tmp_path):

@@ -23,7 +23,7 @@ def data_for(split, mode="none", logits=None, teacher=None, spec=None):
 
 def test_one_epoch_reports_and_learns(small_split):
     reports = []
-    cfg = TrainConfig(student="seed_model_2", loss="ce", epochs=2, batch_size=32, lr=0.05)
+    cfg = TrainConfig(student="starter_model_2", loss="ce", epochs=2, batch_size=32, lr=0.05)
     ro = data_for(small_split)
     ro.train_x, ro.val_x = ro.train_x.copy(), ro.val_x.copy()
     ro.train_x.setflags(write=False)  # like arrays from the object store
@@ -33,7 +33,7 @@ def test_one_epoch_reports_and_learns(small_split):
     assert set(m) >= {"val_acc", "val_loss", "train_loss", "epoch", "lr", "params", "images_per_s"}
     assert m["params"] == 95_386 and m["val_acc"] > 0.3  # 10 classes: chance is 0.1
     state = reports[-1][1]
-    assert state["student"] == "seed_model_2" and state["config"]["loss"] == "ce" and state["epoch"] == 2
+    assert state["student"] == "starter_model_2" and state["config"]["loss"] == "ce" and state["epoch"] == 2
 
 
 def test_resume_continues_exactly(small_split):
@@ -75,7 +75,7 @@ def test_teacher_loss_without_teacher_is_an_error(small_split):
 def test_divergence_is_reported(small_split):
     with pytest.raises(FloatingPointError, match="diverged"):
         train_student(
-            TrainConfig(student="seed_model_1", loss="mse", optimizer="sgd", lr=1e6, epochs=1, batch_size=64),
+            TrainConfig(student="starter_model_1", loss="mse", optimizer="sgd", lr=1e6, epochs=1, batch_size=64),
             data_for(small_split),
         )
 
@@ -83,7 +83,7 @@ def test_divergence_is_reported(small_split):
 def test_bf16_step_trains_and_keeps_fp32_weights(small_split):
     """precision bf16 autocasts the train step only: it learns, weights and checkpoints stay fp32."""
     states = []
-    cfg = TrainConfig(student="seed_model_2", loss="ce", epochs=2, batch_size=32, lr=0.05, precision="bf16")
+    cfg = TrainConfig(student="starter_model_2", loss="ce", epochs=2, batch_size=32, lr=0.05, precision="bf16")
     m = train_student(cfg, data_for(small_split), report=lambda met, st: states.append(st))
     assert m["val_acc"] > 0.3 and np.isfinite(m["train_loss"])
     assert all(v.dtype == torch.float32 for v in states[-1]["state_dict"].values() if v.is_floating_point())

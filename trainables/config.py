@@ -3,12 +3,14 @@ from `orchestrator/` (which builds it from YAML with its strict loader)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from trainables.losses import LOSSES
+from students.registry import canonical
+from trainables.losses import LOSS_ALIASES, LOSSES
 
-LOSS_NAMES = tuple(LOSSES)  # the registry's names, in its order
+LOSS_NAMES = tuple(LOSSES) + tuple(LOSS_ALIASES)  # the registry's names, in its order, then the old names
 CKPT_FILE = "checkpoint.pt"  # in a trial's checkpoint directory: the state train_student reports
 FATAL_FILE = "fatal_error.txt"  # in a trial's directory: how its worker died (signal, stack), if it did
 
@@ -45,7 +47,7 @@ class TrainConfig(OptimSettings):
     """One trial's settings: flat, so that any key can be a search-space dimension (the optimizer's fields
     come from OptimSettings)."""
 
-    student: str = "seed_model_2"
+    student: str = "starter_model_2"
     student_kwargs: dict[str, Any] = field(default_factory=dict)
     loss: Literal[LOSS_NAMES] = "kd"
     alpha: float = 0.9  # weight of the soft (teacher) term; dkd: weight of its target-class term
@@ -74,6 +76,14 @@ class TrainConfig(OptimSettings):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.loss in LOSS_ALIASES:  # an old name: the run's identity and the trial see today's
+            warnings.warn(
+                f"loss {self.loss!r} is now called {LOSS_ALIASES[self.loss]!r}; the old name still loads",
+                FutureWarning,
+                stacklevel=3,
+            )
+            object.__setattr__(self, "loss", LOSS_ALIASES[self.loss])
+        object.__setattr__(self, "student", canonical(self.student))
         _check(0 <= self.alpha <= 1, "alpha must be in [0, 1]")
         _check(self.temperature > 0, "temperature must be > 0")
         _check(self.beta >= 0, "beta must be >= 0")

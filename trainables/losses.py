@@ -37,31 +37,31 @@ def kd(
     return warm * alpha * T * T * _kl_batchmean(s, t, T) + (1 - alpha) * ce
 
 
-def _seed_kd_term(s, t, alpha, T):
+def _starter_kd_term(s, t, alpha, T):
     # nn.KLDivLoss() with its default reduction="mean" is the mean over all N*C elements, i.e. C times
     # smaller than batchmean; written out as sum / numel to skip PyTorch's deprecation warning for it.
     kl = F.kl_div(F.log_softmax(s / T, dim=1), F.softmax(t / T, dim=1), reduction="sum") / s.numel()
     return kl * (T * T * 2.0 * alpha)
 
 
-def seed(
+def starter(
     s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0, warm: float = 1.0
 ):
-    """The seed's formula, exactly:
+    """The course's starter code's formula, exactly:
 
         L = KLDivLoss_mean(log_softmax(s/T), softmax(t/T)) * T*T*2*alpha  +  CE(s, y)
 
     where KLDivLoss_mean averages over all N*C elements (PyTorch's default).
     """
-    return warm * _seed_kd_term(s, t, alpha, temperature) + F.cross_entropy(s, y, label_smoothing=label_smoothing)
+    return warm * _starter_kd_term(s, t, alpha, temperature) + F.cross_entropy(s, y, label_smoothing=label_smoothing)
 
 
-def seed_combined(
+def starter_combined(
     s, t, y, *, alpha: float, temperature: float, label_smoothing: float = 0.0, beta: float = 8.0, warm: float = 1.0
 ):
-    """The seed's combined form: ((CE + KD) + CE) / 2 with KD the seed's KL term above."""
+    """The starter code's combined form: ((CE + KD) + CE) / 2 with KD its KL term above."""
     ce = F.cross_entropy(s, y, label_smoothing=label_smoothing)
-    return ((ce + warm * _seed_kd_term(s, t, alpha, temperature)) + ce) / 2
+    return ((ce + warm * _starter_kd_term(s, t, alpha, temperature)) + ce) / 2
 
 
 def mse(
@@ -75,7 +75,7 @@ def mse(
     beta: float = 8.0,
     warm: float = 1.0,
 ):
-    """The seed's MSE variant: mean over N*C of (s - onehot(y))^2 on raw outputs; no teacher."""
+    """The starter code's MSE variant: mean over N*C of (s - onehot(y))^2 on raw outputs; no teacher."""
     return F.mse_loss(s, F.one_hot(y, s.shape[1]).to(s.dtype))
 
 
@@ -177,14 +177,17 @@ LOSSES = {
         "(target, rest) probabilities, NCKD: KL among the non-target classes",
         "Zhao et al., CVPR 2022, Decoupled Knowledge Distillation",
     ),
-    "seed": Loss(
-        seed,
+    "starter": Loss(
+        starter,
         True,
         "L = KLDiv_mean(log_softmax(s/T), softmax(t/T)) · T² · 2 · {alpha} + CE_ls(s, y), T = {T}",
         "the course's starter code",
     ),
-    "seed_combined": Loss(
-        seed_combined, True, "L = ((CE + KD_seed) + CE) / 2, KD_seed as in `seed`, T = {T}", "the course's starter code"
+    "starter_combined": Loss(
+        starter_combined,
+        True,
+        "L = ((CE + KD_starter) + CE) / 2, KD_starter as in `starter`, T = {T}",
+        "the course's starter code",
     ),
     "mse": Loss(mse, False, "L = mean((s − onehot(y))²), no teacher", "the course's starter code"),
     "ce": Loss(
@@ -194,4 +197,6 @@ LOSSES = {
         "label smoothing: Szegedy et al. 2016",
     ),
 }
+# the names the starter code's losses had ("the seed"): configs and runs that use them still load
+LOSS_ALIASES = {"seed": "starter", "seed_combined": "starter_combined"}
 NEEDS_TEACHER = frozenset(name for name, loss in LOSSES.items() if loss.teacher)

@@ -1,17 +1,18 @@
-"""The seed's three students, exactly (3-channel 28x28 input; torchinfo: 95,530 / 95,386 / 95,386)."""
+"""The course's starter code's three students, exactly (3-channel 28x28 input; torchinfo: 95,530 / 95,386 /
+95,386). They were named seed_model_1..3 (the starter code was called "the seed"); those names still load."""
 
 from __future__ import annotations
 
 import torch.nn as nn
 
-from students.registry import register_student
+from students.registry import register_alias, register_student
 
 
 def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class SeedModel1(nn.Module):
+class StarterModel1(nn.Module):
     """conv 3->48, BN, ReLU, maxpool, dropout 0.5, linear 9408->10."""
 
     in_chans = 3
@@ -25,7 +26,7 @@ class SeedModel1(nn.Module):
         return self.head(self.features(x))
 
 
-class SeedModel23(nn.Module):
+class StarterModel23(nn.Module):
     """Three 3x3 convs of 32 with BN, two maxpools, dropout, linear 1568->48, [dropout], linear 48->10."""
 
     in_chans = 3
@@ -53,15 +54,19 @@ class SeedModel23(nn.Module):
 
 
 @register_student()
-def seed_model_1():
-    return SeedModel1()
+def starter_model_1():
+    return StarterModel1()
 
 
 @register_student()
-def seed_model_2():
-    return SeedModel23(second_dropout=True)
+def starter_model_2():
+    return StarterModel23(second_dropout=True)
 
 
 @register_student()
-def seed_model_3():
-    return SeedModel23(second_dropout=False)
+def starter_model_3():
+    return StarterModel23(second_dropout=False)
+
+
+for _k in (1, 2, 3):
+    register_alias(f"seed_model_{_k}", f"starter_model_{_k}")
