@@ -18,12 +18,12 @@ from pathlib import Path
 
 from orchestrator.config import SweepConfig, TrainConfig, to_dict
 from orchestrator.errors import UserError
-from orchestrator.release.export import export
 from orchestrator.release.results import trial_id_of, trials
 from orchestrator.run.layout import FINAL_DIR
 from orchestrator.run.rundir import Run
 from orchestrator.space import parse_space
 from orchestrator.sweep import ray_session
+from orchestrator.sweep.lifecycle import Opened, open_run
 from orchestrator.sweep.plan import (
     final_cpus,
     final_slots,
@@ -35,7 +35,7 @@ from orchestrator.sweep.plan import (
     search_trials,
     student_epoch_seconds,
 )
-from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
+from orchestrator.sweep.prepare import prepare_data
 from trainables.losses import NEEDS_TEACHER
 
 log = logging.getLogger(__name__)
@@ -431,11 +431,14 @@ def _final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots
     return final
 
 
-def _finish(cfg: SweepConfig, run: Run, tables: list, winner: TrainConfig | None, meta: dict, t_start: float) -> dict:
+def _finish(
+    cfg: SweepConfig, opened: Opened, tables: list, winner: TrainConfig | None, meta: dict, t_start: float
+) -> dict:
     """Stage 5: the results table (final rows show the winner's settings; each trial's stop reason) and the
     meta record, written last: the finished marker."""
     import pandas as pd
 
+    run = opened.run
     table = pd.concat(tables, ignore_index=True).sort_values(["stage", "val_acc"], ascending=[False, False])
     if winner is not None:  # final rows ran with the winner's settings: show them, not blanks
         for col in table.columns:
@@ -449,7 +452,7 @@ def _finish(cfg: SweepConfig, run: Run, tables: list, winner: TrainConfig | None
     table["status"] = table["trial_id"].map(status)
     run.write_results(table)
     meta.update(name=cfg.name, config=to_dict(cfg), wall_s=time.time() - t_start, n_trials=sum(len(t) for t in tables))
-    run.finish(meta)
+    opened.finish(meta)
     log.info("\n" + summary(table, meta))
     return meta
 
@@ -471,25 +474,12 @@ def run_sweep(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     t_start = time.time()
-    counts = check_budget(cfg)
-    log.info("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in counts.items()))
+    opened = open_run(cfg, teacher_path, force, export_to)
+    cfg, run = opened.cfg, opened.run
+    log.info("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in opened.counts.items()))
     stated = search_statement(cfg)
     log.info(stated["statement"])
-    cfg = with_absolute_sources(cfg)
-    run = Run.of(cfg)
-    teacher = teacher_identity(cfg, teacher_path)
-    if run.finished and not force:
-        log.info(
-            f"sweep {cfg.name} already finished in {run.path}; not training it again"
-            + (", exporting it" if export_to else "")
-            + " (--force starts it over)"
-        )
-        run.claim(cfg, teacher)  # the same computation, or a clear refusal
-    else:
-        if force and run.exists(""):
-            log.info(f"--force: deleting {run.path} and starting over")
-            run.remove()
-        run.claim(cfg, teacher)  # before any expensive work
+    if not opened.finished:
         if "runtime_resources/working_dir_files" in run.path:
             log.info(
                 f"warning: the run directory {run.path} is inside Ray's temporary copy of the project "
@@ -515,10 +505,9 @@ def run_sweep(
                 winner = finalists[0]
                 tables.append(_table(final, cfg, winner, "final"))
                 errors += _errors(final)
-        meta.update(errors=errors, student_params=counts)
-        _finish(cfg, run, tables, winner, meta, t_start)
-    if export_to is not None:
-        export(run.fetch(checkpoints=True), Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, force=force)
+        meta.update(errors=errors)
+        _finish(cfg, opened, tables, winner, meta, t_start)
+    opened.export(export_to, force)
     return run.fetch()
 
 

@@ -27,12 +27,11 @@ import torch
 from orchestrator.config import SweepConfig, to_dict
 from orchestrator.errors import UserError
 from orchestrator.machine import machine
-from orchestrator.release.export import export
 from orchestrator.release.results import result_lines, table
 from orchestrator.run.io import atomic_save, atomic_write_json, atomic_write_text
 from orchestrator.run.layout import CKPT_FILE, FINAL_DIR
-from orchestrator.run.rundir import Run
-from orchestrator.sweep.prepare import check_budget, prepare_data, teacher_identity, with_absolute_sources
+from orchestrator.sweep.lifecycle import open_run
+from orchestrator.sweep.prepare import prepare_data
 from trainables.config import TrainConfig
 from trainables.losses import NEEDS_TEACHER
 from trainables.train import train_student
@@ -143,28 +142,23 @@ def run_local(
         raise UserError(
             f"trial {bad[0]} does not exist: the config lists {len(variants)} trial(s), 0..{len(variants) - 1}"
         )
-    counts = check_budget(cfg)
-    cfg = with_absolute_sources(cfg)
-    run = Run.of(cfg)
-    if not run.is_local:
-        raise UserError(
-            f"kdsweep train writes its trials on this machine's disk; sweep.storage {cfg.sweep.storage} "
-            "is shared storage: use `kdsweep sweep` there, or a local sweep.storage"
-        )
+
+    def refuse(run):
+        if not run.is_local:
+            raise UserError(
+                f"kdsweep train writes its trials on this machine's disk; sweep.storage {cfg.sweep.storage} "
+                "is shared storage: use `kdsweep sweep` there, or a local sweep.storage"
+            )
+
+    opened = open_run(cfg, teacher_path, force, export_to, refuse=refuse)
+    cfg, run = opened.cfg, opened.run
     run_dir = run.dir
-    teacher = teacher_identity(cfg, teacher_path)
-    if force and run_dir.exists():
-        log.info(f"--force: deleting {run_dir} and starting over")
-        run.remove()
-    run.claim(cfg, teacher)
     root = run_dir / FINAL_DIR
     run.write_final_base(to_dict(cfg.train))
     started = f"{FINAL_DIR}/{STARTED_FILE}"
     if not run.exists(started):
         run.write_json(started, {"t": time.time()})
-    if run.finished:
-        log.info(f"run {cfg.name} already finished in {run_dir}; not training it again (--force starts it over)")
-    else:
+    if not opened.finished:
         epochs = [int(v.get("epochs", cfg.train.epochs)) for v in variants]
         pending = [k for k in todo if not trial_done(root / trial_dir_name(k, variants[k]), epochs[k])]
         meta = None
@@ -201,12 +195,10 @@ def run_local(
             wall_s=time.time() - t0,
             n_trials=len(variants),
             errors=0,
-            student_params=counts,
             trained_with=f"kdsweep train (no Ray) on {device}",
             machine=machine(),
         )
-        run.finish(meta)
+        opened.finish(meta)
         log.info(df.to_string(index=False))
-    if export_to is not None:
-        export(run_dir, Path(export_to), data_dir=cfg.data.data_dir, budget=cfg.budget, force=force)
+    opened.export(export_to, force)
     return run_dir
