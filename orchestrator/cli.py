@@ -61,17 +61,20 @@ def _teacher_train(a) -> int:
 def _students(a) -> int:
     import torch
 
-    from students import BUDGET, count_params, create_student, list_students
+    from students import BUDGET, count_params, create_student, deployed, list_students
     from trainables.train import train_speed
 
     torch.set_num_threads(a.threads)
     speed = "" if a.no_speed else f"  train img/s ({a.threads} thread{'s' * (a.threads > 1)}, batch 128)"
-    print(f"{'student':<22} {'params':>9}  in_chans  budget {BUDGET:,}{speed}", flush=True)
+    print(f"{'student':<22} {'params':>9}  {'trained':>9}  in_chans  budget {BUDGET:,}{speed}", flush=True)
     for name in list_students():
         m = create_student(name)
-        n = count_params(m)
+        n, trained = count_params(deployed(m)), count_params(m)  # what ships (and the budget counts); what trains
         rate = "" if a.no_speed else f"  {train_speed(name):>10,.0f}"
-        print(f"{name:<22} {n:>9,}  {m.in_chans:>8}  {'ok' if n <= BUDGET else 'OVER':>13}{rate}", flush=True)
+        print(
+            f"{name:<22} {n:>9,}  {trained:>9,}  {m.in_chans:>8}  {'ok' if n <= BUDGET else 'OVER':>13}{rate}",
+            flush=True,
+        )
     return 0
 
 

@@ -1,11 +1,12 @@
 """Student architectures in a registry. Importing this package registers every family."""
 
-from students import pruned, res3, resdw, starter  # noqa: F401  (registers their students)
+from students import pruned, rep3, res3, resdw, starter  # noqa: F401  (registers their students)
 from students.registry import (
     BUDGET,
     canonical,
     count_params,
     create_student,
+    deployed,
     fit_to_budget,
     is_student,
     list_students,
@@ -18,6 +19,7 @@ __all__ = [
     "canonical",
     "count_params",
     "create_student",
+    "deployed",
     "fit_to_budget",
     "is_student",
     "list_students",

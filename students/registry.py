@@ -60,6 +60,12 @@ def create_student(name: str, **kwargs) -> nn.Module:
     return _REGISTRY[name](**kwargs)
 
 
+def deployed(model: nn.Module) -> nn.Module:
+    """The model as it ships: a family that trains with extra branches (students/rep3.py) folds them here
+    (`model.deploy()`, a copy in eval mode); any other model is itself. The budget counts this form."""
+    return model.deploy() if hasattr(model, "deploy") else model
+
+
 def rebuild(state: dict) -> nn.Module:
     """The student a checkpoint holds (a trial's checkpoint.pt or an export's student.pt), in eval mode:
     its registered name and kwargs, then its weights."""

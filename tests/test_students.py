@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from students import BUDGET, count_params, create_student, fit_to_budget, list_students, register_student
+from students import BUDGET, count_params, create_student, deployed, fit_to_budget, list_students, register_student
 
 
 @pytest.mark.parametrize("name", list_students())
@@ -9,7 +9,7 @@ def test_every_student(name):
     torch.manual_seed(0)
     model = create_student(name)
     assert model.in_chans in (1, 3)
-    assert count_params(model) <= BUDGET
+    assert count_params(deployed(model)) <= BUDGET  # as it ships (a re-parameterizable student: folded)
     model.train()
     x = torch.randn(4, model.in_chans, 28, 28)
     out = model(x)
@@ -86,3 +86,36 @@ def test_the_starter_codes_old_names_still_load_with_a_warning():
         cfg = TrainConfig(student="seed_model_3", loss="seed")
     assert (cfg.student, cfg.loss) == ("starter_model_3", "starter")
     assert "seed_model_1" not in list_students()
+
+
+def test_a_reparameterized_student_folds_into_what_it_computed(small_split, tmp_path):
+    """rep3 trains with 3x3, 1x1 and identity branches per convolution and ships them folded into one 3x3
+    convolution each: on real images the folded model's logits equal the trained one's (eval mode), the
+    budget counts the folded form (the trained one may exceed it), and the folded form exports."""
+    from orchestrator.release.export import Deployable, export_onnx, export_program
+    from trainables.augment import ViewSpec
+    from trainables.config import TrainConfig
+    from trainables.train import TrialData, train_student
+
+    name = "rep3_w16_32_76_s121"
+    m = create_student(name)
+    assert count_params(m) > BUDGET >= count_params(deployed(m)) == 96_642
+    s = small_split
+    states = []
+    data = TrialData(s.train_x, s.train_y, s.val_x, s.val_y, ViewSpec(1, True), "none")
+    cfg = TrainConfig(student=name, loss="ce", epochs=1, batch_size=64, lr=0.05)
+    metrics = train_student(cfg, data, report=lambda met, st: states.append(st))
+    assert metrics["params"] == 96_642  # what ships
+    trained = create_student(name)
+    trained.load_state_dict(states[-1]["state_dict"])
+    trained.eval()
+    folded = deployed(trained)
+    x = torch.as_tensor(s.val_x[:64]).float().div(255).sub(0.286).div(0.353).unsqueeze(1)
+    with torch.no_grad():
+        assert (trained(x) - folded(x)).abs().max().item() < 1e-5
+    from students.rep3 import RepConvBN
+
+    assert not any(isinstance(mod, RepConvBN) for mod in folded.modules())  # one plain 3x3 conv each
+    ship = Deployable(folded, 0.286, 0.353, "flip").eval()
+    export_program(ship, tmp_path / "s.pt2")
+    export_onnx(ship, tmp_path / "s.onnx")  # checked against eager inside

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from students import count_params, create_student
+from students import count_params, create_student, deployed
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.config import TrainConfig
 from trainables.engine import Loop, autocast, fit, resolve_precision
@@ -167,7 +167,7 @@ def train_student(
     else:
         name, kwargs = cfg.student, dict(cfg.student_kwargs)
         model = create_student(name, **kwargs)
-    params = count_params(model)
+    params = count_params(deployed(model))  # as it ships: a re-parameterizable student counts folded
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
     prepare_for_training(model, device)  # channels_last, but for the layers oneDNN's AVX2 kernel breaks

@@ -23,7 +23,7 @@ from orchestrator.release.promote import refuse_models
 from orchestrator.release.report import PLOT_FILES, write_report
 from orchestrator.run.io import is_uri, project_relative, read_json, replace_dir, sha256_file
 from orchestrator.run.layout import CKPT_FILE, CONFIG_FILE, FINAL_DIR, META_FILE
-from students import BUDGET, count_params, rebuild
+from students import BUDGET, count_params, deployed, rebuild
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,8 @@ def best_checkpoint(run_dir: Path, trial: str | None = None) -> tuple[Path, dict
 
 def deployable(state: dict) -> Deployable:
     """A checkpoint (a trial's checkpoint.pt or an export's student.pt) as the pixels-in model, in eval mode."""
-    return Deployable(rebuild(state), state["config"]["mean"], state["config"]["std"], shipped_tta(state)).eval()
+    student = deployed(rebuild(state))  # a re-parameterizable student folded, as it ships
+    return Deployable(student, state["config"]["mean"], state["config"]["std"], shipped_tta(state)).eval()
 
 
 def export_program(model: Deployable, path: Path):
@@ -274,7 +275,8 @@ def _export_into(
 
     t0 = time.time()
     ckpt, state = best_checkpoint(export_dir(run_dir), trial)
-    student = rebuild(state)
+    trained = rebuild(state)  # student.pt keeps this form (rebuild reads it); what ships is folded
+    student = deployed(trained)
     params = count_params(student)
     if params > budget:
         raise UserError(f"refusing to export {state['student']}: {params:,} parameters > budget {budget:,}")
@@ -298,7 +300,7 @@ def _export_into(
             student=state["student"],
             student_kwargs=state["student_kwargs"],
             config={**cfg, "tta": tta},
-            state_dict=student.state_dict(),
+            state_dict=trained.state_dict(),
             metrics=state["metrics"],
         ),
         out / "student.pt",

@@ -18,7 +18,7 @@ from orchestrator.run.io import is_uri, project_relative, sha256_file
 from orchestrator.teacher import history
 from orchestrator.teacher.cache import missing_forwards, teacher_logits
 from orchestrator.teacher.model import accuracy, identity, in_precision, load_member, load_teacher, predict_logits
-from students import count_params, create_student
+from students import count_params, create_student, deployed
 from trainables.augment import ViewSpec
 from trainables.engine import resolve_precision
 from trainables.losses import NEEDS_TEACHER
@@ -32,10 +32,11 @@ class BudgetError(UserError):
 
 
 def check_budget(cfg: SweepConfig) -> dict[str, int]:
-    """torchinfo parameter count of every student the config can train; over budget is an error."""
+    """torchinfo parameter count of every student the config can train, as deployed (a re-parameterizable
+    student's folded form); over budget is an error."""
     counts = {}
     for name in cfg.students():
-        n = count_params(create_student(name, **cfg.train.student_kwargs))
+        n = count_params(deployed(create_student(name, **cfg.train.student_kwargs)))
         if n > cfg.budget:
             raise BudgetError(
                 f"student {name} has {n:,} parameters, over the budget of {cfg.budget:,}; "
