@@ -199,6 +199,32 @@ def test_cli_diagnoses_in_one_line(tmp_path, capsys):
     assert "--model" in err and "none.onnx: no such model" in err and "shirt.png" not in err
 
 
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["sweep", "--config", "{m}/c.yaml"], "config file {m}/c.yaml not found"),
+        (["train", "--config", "{m}/c.yaml"], "config file {m}/c.yaml not found"),
+        (["cache", "--config", "{m}/c.yaml"], "config file {m}/c.yaml not found"),
+        (["teacher", "train", "--config", "{m}/t.yaml"], "config file {m}/t.yaml not found"),
+        (["teacher", "eval", "--checkpoint", "{m}/t.pt"], "teacher checkpoint {m}/t.pt not found"),
+        (["teacher", "restore", "nope"], "no teacher 'nope' is kept in git history"),
+        (["export", "--run", "{m}/run"], "{m}/run is not a kdsweep run directory"),
+        (["report", "--run", "{m}/run"], "{m}/run is not a kdsweep run directory"),
+        (["results", "{m}/run"], "{m}/run is not a kdsweep run directory"),
+        (["release", "student", "--from", "{m}/art"], "{m}/art is not an export"),
+        (["predict", "--model", "{m}/s.pt2", "{m}/x.png"], "--model {m}/s.pt2: no such model"),
+    ],
+)
+def test_every_command_names_its_first_missing_argument(tmp_path, capsys, argv, says):
+    """Each command checks its own arguments first, in the order they are written: exit 2 and one line."""
+    from orchestrator.cli import main
+
+    m = str(tmp_path / "missing")
+    assert main([a.format(m=m) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says.format(m=m) in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
 def test_an_override_no_trial_sees_is_said(capsys):
     from orchestrator.cli import _load_sweep_config, build_parser
 
