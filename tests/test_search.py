@@ -188,7 +188,10 @@ def test_the_searcher_option(rule):
 
     from orchestrator.sweep.driver import searcher
 
-    assert searcher(_search_cfg()) is None
+    # random draws, seeded by train.seed: a search started over proposes the same candidates
+    a, b = searcher(_search_cfg()), searcher(_search_cfg())
+    assert [a._random_state.uniform() for _ in range(3)] == [b._random_state.uniform() for _ in range(3)]
+    assert a.max_concurrent == _search_cfg().sweep.max_concurrent_trials
     assert isinstance(searcher(_search_cfg(searcher="optuna")), OptunaSearch)
     assert "Optuna's TPE" in search_statement(_search_cfg(searcher="optuna"))["statement"]
     with pytest.raises(ConfigError, match="searcher optuna samples search_space; `trials:` is a fixed list"):

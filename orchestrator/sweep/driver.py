@@ -320,10 +320,13 @@ def _trainable(cfg: SweepConfig, data, base: TrainConfig, cpus: float):
 
 
 def searcher(cfg: SweepConfig):
-    """Tune's search algorithm for sweep.searcher: None (Tune's random/grid variant generator) or Optuna's
-    TPE, seeded by train.seed so that a rerun proposes the same trials."""
+    """Tune's search algorithm for sweep.searcher: its random/grid variant generator (holding the stage's
+    concurrency) or Optuna's TPE, either seeded by train.seed, so that a search started over (a machine that
+    lost the run directory) proposes the same candidates in the same order."""
     if cfg.sweep.searcher == "random":
-        return None
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(max_concurrent=cfg.sweep.max_concurrent_trials, random_state=cfg.train.seed)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -350,7 +353,8 @@ def _search(cfg: SweepConfig, run: Run, data):
             metric="val_acc",
             mode="max",
             num_samples=s.num_samples,
-            max_concurrent_trials=s.max_concurrent_trials,
+            # Tune applies it to a Searcher (Optuna); the variant generator holds its own
+            max_concurrent_trials=s.max_concurrent_trials if s.searcher == "optuna" else None,
             search_alg=searcher(cfg),
             scheduler=asha,
             reuse_actors=True,
