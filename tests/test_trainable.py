@@ -185,6 +185,22 @@ def test_ema_warms_up_then_holds_its_decay():
     assert init_share < 1e-3  # was 0.999 ** 1416 = 0.24 without the warm-up
 
 
+def test_ema_bn_statistics_are_copied_or_averaged():
+    """ema_bn copy: the average's BN statistics are the live model's; average: they move like the weights
+    (statistics consistent with the averaged weights); the batch count is copied either way."""
+    from trainables.train import EMA
+
+    for bn, expect in (("copy", 3.0), ("average", 9 / 11 * 3.0)):
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+        ema = EMA(model, 0.999, bn)
+        with torch.no_grad():
+            model[1].running_mean.fill_(3.0)
+            model[1].num_batches_tracked.fill_(7)
+        ema.update(model, 1)  # decay 2/11 at the first update
+        assert torch.allclose(ema.model[1].running_mean, torch.full((2,), expect)), bn
+        assert int(ema.model[1].num_batches_tracked) == 7
+
+
 def test_flip_tta_is_the_mirror_averaged_accuracy_and_selects_when_asked(small_split):
     """Every epoch reports the plain and the flip-averaged validation accuracy; train.tta flip makes val_acc
     (what selection and ASHA see) the flip-averaged one."""

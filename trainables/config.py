@@ -61,6 +61,7 @@ class TrainConfig(OptimSettings):
     # flip averages its logits over the image and its mirror (no parameters);
     # val_acc is then the flip-averaged accuracy. Both are reported each epoch
     ema: float = 0.0  # decay per step of an EMA of the weights used for evaluation; 0 = off
+    ema_bn: Literal["copy", "average"] = "copy"  # the EMA's BN statistics: the live model's, or averaged too
     prune_from: str | None = None  # a trained student's checkpoint (student.pt / checkpoint.pt), wider than the
     # budget: it is pruned to `prune_to` parameters, then fine-tuned by this trial
     prune_importance: Literal["magnitude", "taylor"] = "magnitude"

@@ -84,16 +84,18 @@ def _live_teacher(t: dict, device):
 
 class EMA:
     """Exponential moving average of the weights (Polyak averaging), for evaluation and checkpoints:
-    p_ema <- d_t * p_ema + (1 - d_t) * p after step t (t = 1, 2, ...); BN buffers copied as they are.
+    p_ema <- d_t * p_ema + (1 - d_t) * p after step t (t = 1, 2, ...). BN's running statistics are copied
+    from the live model (`bn="copy"`), or averaged the same way (`bn="average"`: statistics consistent with
+    the averaged weights, as timm's ModelEmaV3 can); integer buffers (batch counts) are always copied.
 
     d_t = min(decay, (1 + t) / (10 + t)) warms the average up (TensorFlow's ExponentialMovingAverage with
     num_updates): without it, 0.999^t of the random initial weights would remain after t steps (0.24 after
     a 12-epoch run's 1,416), which broke short runs (bench/records.md, the recipe table)."""
 
-    def __init__(self, model: nn.Module, decay: float):
+    def __init__(self, model: nn.Module, decay: float, bn: str = "copy"):
         import copy
 
-        self.decay = decay
+        self.decay, self.bn = decay, bn
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -108,8 +110,13 @@ class EMA:
         torch._foreach_lerp_(
             list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - self.decay_at(t)
         )
-        if buffers := list(self.model.buffers()):
-            torch._foreach_copy_(buffers, list(model.buffers()))
+        pairs = list(zip(self.model.buffers(), model.buffers()))
+        averaged = [(a, b) for a, b in pairs if self.bn == "average" and a.is_floating_point()]
+        copied = [(a, b) for a, b in pairs if not (self.bn == "average" and a.is_floating_point())]
+        if averaged:
+            torch._foreach_lerp_([a for a, _ in averaged], [b for _, b in averaged], 1 - self.decay_at(t))
+        if copied:
+            torch._foreach_copy_([a for a, _ in copied], [b for _, b in copied])
 
 
 def _pruned_source(cfg: TrainConfig, data: TrialData):
@@ -187,7 +194,7 @@ def train_student(
     loss_fn = LOSSES[cfg.loss]
     precision = resolve_precision(cfg.precision, device)
     start, elapsed = 0, 0.0
-    ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
+    ema = EMA(model, cfg.ema, cfg.ema_bn) if cfg.ema > 0 else None
     if resume is not None:
         model.load_state_dict(resume["train_state_dict"] if ema is not None else resume["state_dict"])
         if ema is not None:

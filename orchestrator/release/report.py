@@ -299,7 +299,9 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
         + "."
         + (
             " Evaluation and the export use an exponential moving average of the weights "
-            f"(decay {win['ema']:g} per step)."
+            f"(decay {win['ema']:g} per step"
+            + ("; BN statistics averaged too" if win.get("ema_bn") == "average" else "")
+            + ")."
             if win.get("ema")
             else ""
         )
