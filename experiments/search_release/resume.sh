@@ -14,8 +14,14 @@ if pgrep -f "kdsweep sweep --config configs/search.yaml" >/dev/null; then
   echo "the search is already running (pid $(pgrep -f 'kdsweep sweep --config configs/search.yaml' | head -1))"
   exit 0
 fi
+if [ ! -f runs/search/kdsweep_config.json ]; then   # no run here (another machine): start over, today's code
+  nohup bash scripts/loopback.sh .venv/bin/kdsweep sweep --config configs/search.yaml --no-export \
+    >> search.log 2>&1 &
+  echo "no runs/search here: the search starts over with this checkout's code; log: $ROOT/search.log"
+  exit 0
+fi
 [ -d "$WT" ] || git worktree add --detach "$WT" "$COMMIT"
-mkdir -p runs cache
+mkdir -p cache
 [ -e "$WT/runs" ] || ln -s "$ROOT/runs" "$WT/runs"
 [ -e "$WT/cache" ] || ln -s "$ROOT/cache" "$WT/cache"
 cd "$WT"
