@@ -8,11 +8,13 @@ extra branches; the deployed student, and the budget, count only the folded conv
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn as nn
 
 from students.registry import register_student
+from students.res3 import BasicBlock
 from students.stages import StagedNet
 
 
@@ -53,26 +55,13 @@ class RepConvBN(nn.Module):
         return conv
 
 
-class RepBlock(nn.Module):
-    """Res3's basic block with re-parameterizable convolutions: rep-ReLU-rep + shortcut, ReLU."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1):
-        super().__init__()
-        self.body = nn.Sequential(RepConvBN(cin, cout, stride), nn.ReLU(inplace=True), RepConvBN(cout, cout))
-        self.shortcut = (
-            nn.Identity()
-            if stride == 1 and cin == cout
-            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        )
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        return self.act(self.body(x) + self.shortcut(x))
+def rep_conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [RepConvBN(cin, cout, stride)]
 
 
 class Rep3(StagedNet):
     def __init__(self, widths=(16, 32, 64), depths=(1, 1, 1), dropout: float = 0.0, strides=(1, 2, 2)):
-        super().__init__(RepBlock, widths, depths, dropout, strides)
+        super().__init__(functools.partial(BasicBlock, conv=rep_conv), widths, depths, dropout, strides)
         stem = [RepConvBN(1, widths[0])]  # the stem's conv-BN, re-parameterizable; its ReLU follows
         self.features = nn.Sequential(*stem, *list(self.features)[2:])
 

@@ -19,16 +19,18 @@ from students.registry import register_student
 from students.stages import StagedNet
 
 
+def conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    """A 3x3 convolution and its BN, as the modules a block's body lists."""
+    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)]
+
+
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int = 1):
+    """`conv`-ReLU-`conv` + shortcut, ReLU; `conv(cin, cout, stride)` gives a 3x3 conv-BN's modules (rep3
+    passes its re-parameterizable one)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, conv=conv_bn):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(cout),
-        )
+        self.body = nn.Sequential(*conv(cin, cout, stride), nn.ReLU(inplace=True), *conv(cout, cout))
         self.shortcut = (
             nn.Identity()
             if stride == 1 and cin == cout
