@@ -180,7 +180,7 @@ def _results(a) -> int:
     import pandas as pd
 
     from orchestrator.release.results import account_lines, search_account, table, trials
-    from orchestrator.run.layout import META_FILE
+    from orchestrator.run.layout import CONFIG_FILE, META_FILE
     from orchestrator.run.rundir import Run
 
     run_dir = Run(a.run).fetch()
@@ -191,6 +191,9 @@ def _results(a) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500):
         print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     meta = json.loads((run_dir / META_FILE).read_text()) if (run_dir / META_FILE).is_file() else {}
+    if "search" not in meta:  # a run under way has no meta record yet: its config says how it searches
+        cfg = json.loads((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
+        meta = {**meta, "search": {"searcher": (cfg.get("sweep") or {}).get("searcher", "random")}}
     for line in account_lines(search_account(trials(run_dir), meta)):
         print(line)
     return 0

@@ -207,3 +207,19 @@ def test_a_trial_resumed_on_another_cpu_shows_both_precisions(tmp_path):
         "".join(json.dumps({**r, "precision": "bf16" if r["epoch"] < 3 else "fp32"}) + "\n" for r in rows)
     )
     assert sorted(table(run)["precision"]) == ["", "bf16+fp32"]
+
+
+def test_a_run_under_way_is_accounted_with_its_configs_searcher(tmp_path, capsys):
+    """Before the meta record exists (a search under way), `kdsweep results` names the searcher the run's
+    config asks for, not a default."""
+    import argparse
+
+    from orchestrator.cli import _results
+    from orchestrator.run.layout import CONFIG_FILE
+
+    run, _ = _run(tmp_path, [{"loss": "kd"}, {"loss": "kd", "lr": 0.2}, {"loss": "ce"}])
+    cfg = json.loads((run / CONFIG_FILE).read_text())
+    cfg["sweep"]["searcher"] = "optuna"
+    (run / CONFIG_FILE).write_text(json.dumps(cfg))
+    assert _results(argparse.Namespace(run=str(run))) == 0
+    assert "search: 3 trials by optuna" in capsys.readouterr().out
