@@ -18,6 +18,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 from orchestrator.machine import machine  # noqa: E402
 from orchestrator.release.results import result_lines, search_account, trials  # noqa: E402
+from orchestrator.run.io import atomic_write_text  # noqa: E402
 from orchestrator.run.layout import CONFIG_FILE, META_FILE  # noqa: E402
 
 KEEP = (
@@ -34,12 +35,6 @@ KEEP = (
     "precision",
     "threads",
 )
-
-
-def _atomic(path: Path, text: str):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main() -> int:
@@ -80,7 +75,7 @@ def main() -> int:
                 "note": "the product's search (configs/search.yaml, teacher ta_resnet20 views); each line's "
                 "precision says which kind of CPU ran it",
             }
-            _atomic(
+            atomic_write_text(
                 ROOT / "experiments/search_fidelity/curves" / f"search_{k:02d}.jsonl",
                 "".join(json.dumps(r) + "\n" for r in [head] + [{x: r[x] for x in KEEP if x in r} for r in lines]),
             )
@@ -104,7 +99,7 @@ def main() -> int:
         anytime=acc["anytime"],
         chunks=chunks,
     )
-    _atomic(HERE / "progress.json", json.dumps(out, indent=1) + "\n")
+    atomic_write_text(HERE / "progress.json", json.dumps(out, indent=1) + "\n")
     if curves:  # the fidelity record grew: its rule (and the table beside it) are derived again from all curves
         import subprocess
 

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.errors import UserError
-from orchestrator.run.io import atomic_write
+from orchestrator.run.io import atomic_write, sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 TEACHERS = Path("models/teacher")
@@ -38,7 +38,7 @@ def restore(name: str, root: Path = ROOT, table: dict[str, str] | None = None) -
     if not sidecar.is_file():
         raise UserError(f"{sidecar} not found: the release's record of {name} is missing from this checkout")
     want = json.loads(sidecar.read_text())["sha256"]
-    if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == want:
+    if dest.is_file() and sha256_file(dest) == want:
         return dest
     got = subprocess.run(
         ["git", "-C", str(root), "show", f"{table[name]}:{(TEACHERS / dest.name).as_posix()}"],
