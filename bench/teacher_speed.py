@@ -1,5 +1,5 @@
 """Teacher candidates on this CPU: training and inference images/s of each architecture a CPU can train
-(orchestrator/teacher/cifar.py) beside the ResNet-50 at 28 px, as `kdsweep teacher train` runs its step
+(students/teachers.py) beside the ResNet-50 at 28 px, as `kdsweep teacher train` runs its step
 (channels_last, CE, backward, SGD; bf16 autocast where asked and native). Per architecture: parameters and
 multiply-adds (torchinfo), the achieved GFLOP/s (a training image ~3x the forward's 2 x MACs), the minutes
 of one 55,000-image epoch and the views cache's cost (18 views of 55,000 images). Median of --runs.
@@ -22,8 +22,8 @@ import torch  # noqa: E402
 
 from orchestrator.machine import machine  # noqa: E402
 from orchestrator.run.io import atomic_write_json  # noqa: E402
-from orchestrator.teacher.cifar import CIFAR_ARCHS  # noqa: E402
 from orchestrator.teacher.model import build_resnet  # noqa: E402
+from students.teachers import CIFAR_ARCHS  # noqa: E402
 from trainables.engine import autocast, resolve_precision  # noqa: E402
 from trainables.layout import prepare_for_training  # noqa: E402
 from trainables.train import step_rate  # noqa: E402

@@ -18,14 +18,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from orchestrator.config import Preprocess, TeacherTrainConfig
 from orchestrator.errors import UserError
 from orchestrator.run.io import atomic_save, sha256_file
 from orchestrator.teacher import history
-from orchestrator.teacher.cifar import CIFAR_ARCHS, build_cifar
 from students import rebuild
+from students.teachers import ARCHS as ARCHS
+from students.teachers import CIFAR_ARCHS
+from students.teachers import NUM_CLASSES as NUM_CLASSES
+from students.teachers import TEACHER_ARCHS as TEACHER_ARCHS
+from students.teachers import build_resnet as build_resnet
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.engine import Loop, fit, resolve_precision
 from trainables.layout import prepare_for_training
@@ -34,32 +37,9 @@ from trainables.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
-ARCHS = {  # name -> (block, layers); resnet50 is torchvision's resnet50 layout
-    "resnet50": (Bottleneck, [3, 4, 6, 3]),
-    "resnet18": (BasicBlock, [2, 2, 2, 2]),
-    "resnet10": (BasicBlock, [1, 1, 1, 1]),  # tiny: tests build teachers with it
-}
-TEACHER_ARCHS = (*ARCHS, *CIFAR_ARCHS)
-NUM_CLASSES = 10
-
 
 class TeacherLoadError(UserError):
     """A teacher checkpoint that cannot be used; the message says why and what was expected."""
-
-
-def build_resnet(
-    arch: str = "resnet50", in_chans: int = 3, num_classes: int = NUM_CLASSES, zero_init_residual: bool = False
-) -> nn.Module:
-    """A teacher network: torchvision's ResNet layout (ARCHS) or a CIFAR-style one (teacher/cifar.py)."""
-    if arch in CIFAR_ARCHS:
-        return build_cifar(arch, in_chans, num_classes, zero_init_residual)
-    if arch not in ARCHS:
-        raise ValueError(f"unknown teacher arch {arch!r}; known: {sorted(TEACHER_ARCHS)}")
-    block, layers = ARCHS[arch]
-    model = ResNet(block, layers, num_classes=num_classes, zero_init_residual=zero_init_residual)
-    if in_chans != 3:
-        model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    return model
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Teachers a CPU can train: CIFAR-style ResNets (He et al. 2016, section 4.2) that keep the full 28x28
+"""The teachers' architectures: torchvision's ResNet layouts (the mission's ResNet-50; resnet18, and resnet10
+for tests) and, for teachers a CPU can train, CIFAR-style ResNets (He et al. 2016, section 4.2) that keep the full 28x28
 resolution in their first stage (a 3x3 stem, no stride, no max-pool) where the ImageNet ResNet-50 drops to
 7x7 in its stem. Three stages of `n` basic blocks at widths 16k, 32k, 64k (strides 1, 2, 2), a 1x1
 projection shortcut where the shape changes, global average pooling, one linear layer.
@@ -16,6 +17,14 @@ the channels_last guard treat them like the ResNet-50.
 from __future__ import annotations
 
 import torch.nn as nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+ARCHS = {  # name -> (block, layers); resnet50 is torchvision's resnet50 layout
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet10": (BasicBlock, [1, 1, 1, 1]),  # tiny: tests build teachers with it
+}
+NUM_CLASSES = 10
 
 CIFAR_ARCHS = {  # name -> (blocks per stage, width multiplier)
     "cifar_resnet20": (3, 1),
@@ -78,3 +87,21 @@ class CifarResNet(nn.Module):
 def build_cifar(arch: str, in_chans: int = 3, num_classes: int = 10, zero_init_residual: bool = False) -> CifarResNet:
     n, k = CIFAR_ARCHS[arch]
     return CifarResNet(n, k, in_chans, num_classes, zero_init_residual)
+
+
+TEACHER_ARCHS = (*ARCHS, *CIFAR_ARCHS)
+
+
+def build_resnet(
+    arch: str = "resnet50", in_chans: int = 3, num_classes: int = NUM_CLASSES, zero_init_residual: bool = False
+) -> nn.Module:
+    """A teacher network: torchvision's ResNet layout (ARCHS) or a CIFAR-style one (CIFAR_ARCHS)."""
+    if arch in CIFAR_ARCHS:
+        return build_cifar(arch, in_chans, num_classes, zero_init_residual)
+    if arch not in ARCHS:
+        raise ValueError(f"unknown teacher arch {arch!r}; known: {sorted(TEACHER_ARCHS)}")
+    block, layers = ARCHS[arch]
+    model = ResNet(block, layers, num_classes=num_classes, zero_init_residual=zero_init_residual)
+    if in_chans != 3:
+        model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
