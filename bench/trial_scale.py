@@ -34,9 +34,12 @@ def _mib(n: float) -> float:
 
 
 def _plasma_bytes() -> int:
+    import ray
     from ray._private.internal_api import memory_summary
 
-    m = re.search(r"Plasma memory usage (\d+) MiB", memory_summary(stats_only=True))
+    # this process's Ray by its address: another Ray on the machine would make the call ambiguous
+    summary = memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True)
+    m = re.search(r"Plasma memory usage (\d+) MiB", summary)
     return int(m.group(1)) * 2**20 if m else 0
 
 
@@ -61,8 +64,11 @@ class Peaks(threading.Thread):
                         self.gcs = max(self.gcs, c.memory_info().rss)
                 except Exception:  # a child that ended between the listing and the read
                     pass
-            if n % 10 == 0:
-                self.plasma = max(self.plasma, _plasma_bytes())
+            if n % 10 == 0 and self.plasma >= 0:
+                try:
+                    self.plasma = max(self.plasma, _plasma_bytes())
+                except Exception:  # Ray's memory summary unavailable: the other figures go on (-1: not read)
+                    self.plasma = -1
             n += 1
             self.stop.wait(self.every)
 
@@ -73,6 +79,7 @@ def one(n: int, slots: int, teacher: str) -> dict:
 
     from orchestrator.config import load_sweep_config
     from orchestrator.machine import machine
+    from orchestrator.release.results import result_lines
     from orchestrator.sweep.driver import run_sweep
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +114,7 @@ def one(n: int, slots: int, teacher: str) -> dict:
         peaks.join()
         own, epochs = [], 0
         for res in run_dir.glob("*/result.json"):
-            rows = [json.loads(line) for line in res.read_text().splitlines() if line.strip()]
+            rows = result_lines(res)
             if rows:
                 own.append(rows[-1]["wall"] - rows[0]["wall_start"])
                 epochs += len(rows)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.config import load_sweep_config
+from orchestrator.release.results import result_lines
 from tests.conftest import ROOT
 
 
@@ -125,7 +126,7 @@ def test_sweep_on_two_nodes_and_a_lost_node(cluster, tiny_teacher, tmp_path):
         deadline = time.time() + 300
         while time.time() < deadline:
             for rj in run_dir.glob("*/result.json"):
-                lines = [json.loads(x) for x in rj.read_text().splitlines() if x.strip()]
+                lines = result_lines(rj)
                 if len(lines) >= 2:
                     node_id = lines[-1]["node"]
                     victim = next(w for w in workers if w.node_id.startswith(node_id))
@@ -141,13 +142,13 @@ def test_sweep_on_two_nodes_and_a_lost_node(cluster, tiny_teacher, tmp_path):
     assert removed, "no trial reached its second epoch"
     table = pd.read_csv(run_dir / "results.csv")
     assert len(table) == 2 and set(table["status"]) == {"finished"}
-    lines = [json.loads(x) for x in (removed["trial"] / "result.json").read_text().splitlines()]
+    lines = result_lines(removed["trial"] / "result.json")
     nodes = list(dict.fromkeys(r["node"] for r in lines))
     assert nodes[0] == removed["node"] and len(nodes) == 2  # moved to the surviving node
     epochs = [r["epoch"] for r in lines]
     assert epochs[-1] == 8 and epochs.count(1) == 1 and epochs.count(2) == 1  # resumed, not restarted
     other = next(p for p in run_dir.glob("*/result.json") if p.parent != removed["trial"])
-    first_nodes = {json.loads(x)["node"] for x in other.read_text().splitlines()[:1]} | {removed["node"]}
+    first_nodes = {r["node"] for r in result_lines(other)[:1]} | {removed["node"]}
     assert len(first_nodes) == 2  # the two trials started on two nodes
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["cache"]["n_images"] == 1024 and meta["teacher_forwards"] == 1024
@@ -199,7 +200,7 @@ def test_fractional_gpus_pack_trials_onto_each_gpu(gpu_cluster, tiny_teacher, tm
     run_sweep(cfg, teacher_path=str(tiny_teacher))
     spans, gpus = [], []
     for rj in (tmp_path / "runs" / "t_gpus").glob("*/result.json"):
-        lines = [json.loads(x) for x in rj.read_text().splitlines() if x.strip()]
+        lines = result_lines(rj)
         assert {r["gpus"] for r in lines} == {lines[0]["gpus"]} and lines[-1]["epoch"] == 3
         assert {r["device"] for r in lines} == {"cpu"}  # no CUDA here: it falls back, and says so
         gpus.append(lines[0]["gpus"])

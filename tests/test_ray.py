@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from orchestrator import data as data_mod
+from orchestrator.release.results import result_lines
 from tests.conftest import smoke_config
 
 
@@ -385,7 +386,7 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(s
     assert any("0.001-minute budget" in m and "-> 2 epochs (cap 30, floor 2)" in m for m in said)
 
     def threads(pattern):
-        return {json.loads(x)["threads"] for p in run_dir.glob(pattern) for x in p.read_text().splitlines()}
+        return {r["threads"] for p in run_dir.glob(pattern) for r in result_lines(p)}
 
     assert threads("*/result.json") == {1} and threads("final/*/result.json") == {2}  # search: one thread each
     # a driver killed after the stage began: the rerun restores it, and a new measurement (faked here: 5

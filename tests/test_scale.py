@@ -122,6 +122,36 @@ def test_snapshot_period_grows_with_the_trial_count():
     assert search_trials(cfg) == 24  # the snapshot period's count: the plan's
 
 
+def test_a_trial_reports_few_numbers_and_loses_none(tmp_path):
+    """Tune analyses every number a trial reports, per trial, for the sweep's life: only TUNE_METRICS go to it
+    as numbers; the rest travel as one string, and every reader gets the epoch's metrics back whole."""
+    from numbers import Number
+
+    from orchestrator.release.results import result_lines
+    from trainables.config import DETAIL, TUNE_METRICS, from_report, to_report
+
+    m = dict(
+        epoch=3,
+        val_acc=0.91,
+        val_loss=0.3,
+        train_loss=0.4,
+        lr=0.01,
+        params=96_906,
+        images_per_s=812.5,
+        precision="bf16",
+        val_acc_flip=0.92,
+        pruned={"sparsity": 0.5},
+        wall=1.7e9,
+    )
+    r = to_report(m)
+    assert {k for k, v in r.items() if isinstance(v, Number)} == set(TUNE_METRICS)
+    assert isinstance(r[DETAIL], str) and from_report(r) == m
+    assert from_report(m) == m and to_report({"epoch": 1, "val_acc": 0.5}) == {"epoch": 1, "val_acc": 0.5}
+    # result.json as Tune writes it (its own keys beside), and as older runs and the in-process runner wrote it
+    (tmp_path / "result.json").write_text(json.dumps({**r, "trial_id": "a_00000"}) + "\n" + json.dumps(m) + "\n")
+    assert result_lines(tmp_path / "result.json") == [{**m, "trial_id": "a_00000"}, m]
+
+
 def test_driver_memory_slope_is_the_second_half_trend():
     mib = 2**20
     warm = [(n, 1000 * mib + n * 5 * mib, -1) for n in range(1, 11)]  # warm-up: 5 MiB a trial

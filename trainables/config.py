@@ -3,6 +3,7 @@ from `orchestrator/` (which builds it from YAML with its strict loader)."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -13,6 +14,28 @@ from trainables.losses import LOSS_ALIASES, LOSSES
 LOSS_NAMES = tuple(LOSSES) + tuple(LOSS_ALIASES)  # the registry's names, in its order, then the old names
 CKPT_FILE = "checkpoint.pt"  # in a trial's checkpoint directory: the state train_student reports
 FATAL_FILE = "fatal_error.txt"  # in a trial's directory: how its worker died (signal, stack), if it did
+# The numbers a trial reports to Tune as numbers: what its scheduler (val_acc by epoch), progress table
+# and TensorBoard events show. Tune keeps a running analysis of every number reported (min, max, mean, two
+# windows) for each trial for the sweep's life, ~3 KB a number in the driver; the rest of an epoch's
+# metrics travel as one string.
+TUNE_METRICS = ("epoch", "val_acc", "val_loss", "train_loss")
+DETAIL = "detail"
+
+
+def to_report(metrics: dict) -> dict:
+    """An epoch's metrics as a trial reports them to Tune: TUNE_METRICS, and the rest as one JSON string."""
+    out = {k: metrics[k] for k in TUNE_METRICS if k in metrics}
+    rest = {k: v for k, v in metrics.items() if k not in out}
+    return {**out, DETAIL: json.dumps(rest)} if rest else out
+
+
+def from_report(row: dict) -> dict:
+    """A reported row (a result.json line, a Tune result) with its detail string unpacked: every metric at
+    the top level, as `train_student` made them. Rows written whole (the in-process runner, older runs) pass
+    through; a key at the top level wins over the detail's."""
+    if not isinstance(row.get(DETAIL), str):
+        return row
+    return {**json.loads(row[DETAIL]), **{k: v for k, v in row.items() if k != DETAIL}}
 
 
 def _check(cond: bool, msg: str):

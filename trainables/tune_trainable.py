@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from trainables.config import CKPT_FILE, FATAL_FILE, TrainConfig
+from trainables.config import CKPT_FILE, FATAL_FILE, TrainConfig, to_report
 from trainables.train import TrialData, train_student
 
 _fatal_log = None  # kept open for the worker's lifetime: faulthandler writes to it as it dies
@@ -87,7 +87,7 @@ def _distill(config: dict, data: TrialData, base: dict, use_gpu: bool):
         metrics = {**metrics, "node": node, "device": device, "gpus": gpus, "wall_start": started, "wall": time.time()}
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, os.path.join(d, CKPT_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(to_report(metrics), checkpoint=tune.Checkpoint.from_directory(d))
 
     last = {"epoch": resume["epoch"] if resume else 0}
 

@@ -16,6 +16,7 @@ from orchestrator.errors import UserError
 from orchestrator.run.io import read_json as _read_json
 from orchestrator.run.layout import CONFIG_FILE, FATAL_FILE, FINAL_BASE_FILE, FINAL_DIR, META_FILE
 from orchestrator.sweep.fidelity import read_rule, reversal_rate
+from trainables.config import from_report
 
 _SIGNALS = {
     "Segmentation fault": "SIGSEGV",
@@ -31,7 +32,7 @@ def result_lines(path: Path) -> list[dict]:
     out = []
     for line in path.read_text().splitlines() if path.is_file() else []:
         try:
-            out.append(json.loads(line))
+            out.append(from_report(json.loads(line)))
         except json.JSONDecodeError:  # a line being written right now
             break
     return out

@@ -36,6 +36,7 @@ from orchestrator.sweep.plan import (
     student_epoch_seconds,
 )
 from orchestrator.sweep.prepare import prepare_data
+from trainables.config import DETAIL, from_report
 from trainables.losses import NEEDS_TEACHER
 
 log = logging.getLogger(__name__)
@@ -125,11 +126,21 @@ def _trial_id(result) -> str:
     return result.metrics.get("trial_id") or trial_id_of(Path(result.path).name)
 
 
+def _unpacked(df):
+    """A frame of Tune's results with each row's detail string (`to_report`) as columns of its own."""
+    import pandas as pd
+
+    if df is None or DETAIL not in df:
+        return df
+    rows = [from_report({DETAIL: d}) if isinstance(d, str) else {} for d in df[DETAIL]]
+    return pd.concat([df.drop(columns=DETAIL).reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+
+
 def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
     """Tune's results as one row per trial: what it ran with (resolved) and its best validation epoch."""
     import pandas as pd
 
-    df = results.get_dataframe(filter_metric="val_acc", filter_mode="max")
+    df = _unpacked(results.get_dataframe(filter_metric="val_acc", filter_mode="max"))
     # a trial that died before its first report has no metric, so Tune leaves it out: it gets a row (its
     # status, from its directory, says why it failed)
     seen = set(df["trial_id"]) if "trial_id" in df else set()
@@ -190,7 +201,7 @@ def search_seconds_per_epoch(results, base: dict, finalists: list[TrainConfig]) 
 
     rates: list[tuple[TrainConfig, float]] = []
     for r in results:
-        df = r.metrics_dataframe
+        df = _unpacked(r.metrics_dataframe)
         if df is not None and {"elapsed_s", "epoch"} <= set(df) and len(df) and r.config is not None:
             last = df.sort_values("epoch").iloc[-1]
             rates.append((trial_config(r.config, base), float(last["elapsed_s"]) / int(last["epoch"])))
