@@ -3,7 +3,14 @@
 import pytest
 
 from orchestrator.config import SweepConfig, from_dict
-from orchestrator.sweep.plan import EXPORT_S, final_slots, make_plan, student_epoch_seconds
+from orchestrator.sweep.plan import (
+    EXPORT_S,
+    check_finalists,
+    final_slots,
+    make_plan,
+    skip_check,
+    student_epoch_seconds,
+)
 from orchestrator.sweep.plan import final_stage_minutes as _final_minutes
 
 
@@ -72,6 +79,35 @@ def test_the_whole_run_budget_leaves_the_final_stage_the_rest():
     assert 0 < _final_minutes(run, 3600) < 0.01  # spent: one epoch, not none
     with pytest.raises(ValueError, match="minutes must be >= 0"):
         _cfg(minutes=-1)
+
+
+def test_a_check_the_budget_cannot_spare_is_skipped():
+    """The default's shape: KD and its control side by side, the control a reference row only, one finalist.
+    The search cannot change what the final stage trains, so where it would cost final epochs it is skipped
+    (the plan is the run without it); where the budget holds both, or the search chooses, it runs."""
+    check = dict(
+        trials=[{"loss": "kd", "alpha": 0.5}, {"loss": "ce"}],
+        final=dict(epochs=40, top=1, control="reference", min_epochs=14),
+        minutes=10,
+    )
+    cfg = _cfg(**check)
+    assert [(f["loss"], f["alpha"]) for f in check_finalists(cfg)] == [("kd", 0.5)]
+    rate, args = {"res3_w16_d111": 30.0}, dict(cache_forwards=55_000, teacher_rate=700.0, slots=2)
+    with_search, without = make_plan(cfg, rate, **args), make_plan(cfg, rate, **args, search=False)
+    assert without.search_s == 0 and without.search_trial_epochs == 0
+    # the check (2 trials x 3 epochs at 30 s) leaves 13 final epochs, under the floor of 14: at the floor,
+    # over the budget; without it 16 fit
+    assert (with_search.final_epochs, without.final_epochs) == (14, 16)
+    why = skip_check(cfg, with_search, without)
+    assert "cannot change the finalist" in why and "the final stage trains 16 epochs (with the check: 14)" in why
+    roomy = _cfg(**{**check, "minutes": 60})  # the final stage above its floor with the check: it runs
+    assert skip_check(roomy, make_plan(roomy, rate, **args), make_plan(roomy, rate, **args, search=False)) == ""
+    assert skip_check(_cfg(**{**check, "minutes": 0}), with_search, without) == ""  # no budget: no skipping
+    # a search that chooses runs whatever it costs: two KD trials, a finalist control, a search space
+    assert check_finalists(_cfg(**{**check, "trials": [{"lr": 0.1}, {"lr": 0.2}, {"loss": "ce"}]})) == []
+    assert check_finalists(_cfg(**{**check, "final": {**check["final"], "control": "finalist"}})) == []
+    assert check_finalists(_cfg(**check, search_space={"lr": {"choice": [0.1, 0.2]}})) == []
+    assert check_finalists(from_dict(SweepConfig, {"name": "d", "final": {"epochs": 0}})) == []
 
 
 def test_student_rates_are_measured_here():

@@ -404,6 +404,56 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(s
     assert list(pd.read_csv(run_dir / "results.csv").query("stage == 'final'")["epoch"]) == [2]
 
 
+def test_a_check_the_budget_cannot_spare_is_skipped_and_stays_skipped(said, ray_local, tiny_teacher, tmp_path):
+    """The default's shape (KD beside its control, the control a reference row, one finalist) where the
+    search would cost final epochs (the probe faked at 10 s an epoch, 2 minutes in all): no search trial
+    runs, the final stage trains the KD trial, and the log, the meta record, `kdsweep results` and the
+    report say that the control was not run; a rerun does not start the search it skipped."""
+    import orchestrator.sweep.driver as sweep_mod
+    from orchestrator.release.export import export
+    from orchestrator.release.results import account_lines, search_account, trials
+    from orchestrator.sweep.driver import run_sweep
+
+    cfg = smoke_config(
+        tmp_path,
+        "t_skip",
+        {
+            "teacher.mode": "clean",
+            "data.train_limit": 256,
+            "data.val_limit": 128,
+            "train.epochs": 1,
+            "train.student": "resdw_w24_d111",
+            "search_space": {},
+            "trials": [{"loss": "kd", "alpha": 0.5}, {"loss": "ce"}],
+            "final.epochs": 30,
+            "final.control": "reference",
+            "final.min_epochs": 8,  # what the check would leave it (7-8 epochs of 10 s): it cannot be spared
+            "minutes": 2,
+        },
+    )
+    said.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep_mod, "student_epoch_seconds", lambda cfg, *a, **k: {s: 10.0 for s in cfg.students()})
+        run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
+    [why] = [m for m in said if "cannot change the finalist" in m]
+    assert "no more than the 8 epochs the result needs" in why and "skipped, the final stage trains" in why
+    assert not list(run_dir.glob("*/result.json")) and len(list(run_dir.glob("final/*/result.json"))) == 1
+    table = pd.read_csv(run_dir / "results.csv")
+    assert list(table["stage"]) == ["final"] and list(table["loss"]) == ["kd"] and table["epoch"].iloc[0] > 1
+    meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
+    assert meta["search"]["skipped"] == why and meta["plan"]["search_s"] == 0
+    assert account_lines(search_account(trials(run_dir), meta)) == [f"search: skipped ({why})"]
+    export(run_dir, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert f"**Search.** Not run: {why}." in text and "The no-teacher control was not run this time" in text
+    # a driver killed in the final stage: the rerun (the probe now says the search fits) skips it again
+    (run_dir / "kdsweep_meta.json").unlink()
+    said.clear()
+    run_sweep(cfg, teacher_path=str(tiny_teacher))
+    assert any(m.startswith("search: skipped when this run began") for m in said)
+    assert not list(run_dir.glob("*/result.json"))
+
+
 def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path, monkeypatch):
     """A trial that raises after its first checkpoint is retried from it (no epoch redone); a trial whose loss
     becomes inf ends as diverged, with its reason, without retries, and the sweep goes on."""

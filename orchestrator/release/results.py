@@ -224,6 +224,7 @@ def search_account(ts: list[dict], meta: dict | None = None, reversal: list[dict
         statement=said.get("statement"),
         rule=said.get("rule"),
         cut_check=cut_check(search, reversal),
+        skipped=said.get("skipped", ""),
     )
 
 
@@ -268,6 +269,8 @@ def cut_check(search: list[dict], reversal: list[dict] | None) -> dict | None:
 
 def account_lines(acc: dict) -> list[str]:
     """The search account in a few lines (`kdsweep results`, the report)."""
+    if acc.get("skipped"):
+        return [f"search: skipped ({acc['skipped']})"]
     if not acc["trials"]:
         return []
     cuts = ", ".join(f"{n} at epoch {e}" for e, n in acc["cut_at"].items()) or "none"

@@ -7,6 +7,7 @@ runs/<name>/
   <trial>/              Tune's trial directories (result.json, params.json, checkpoint_*/checkpoint.pt,
                         fatal_error.txt where its worker died of a signal)
   final/                the final stage's Tune experiment; final_base.json: the winner's settings
+  search_skipped.json   why the search did not run, where the plan skipped it (plan.skip_check)
 """
 
 from __future__ import annotations
@@ -19,3 +20,4 @@ RESULTS_FILE = "results.csv"
 FINAL_DIR = "final"
 FINAL_BASE_FILE = "final_base.json"
 CLAIM_LOCK = ".kdsweep_claim.lock"
+SKIPPED_FILE = "search_skipped.json"

@@ -33,6 +33,7 @@ from orchestrator.run.layout import (
     FINAL_DIR,
     META_FILE,
     RESULTS_FILE,
+    SKIPPED_FILE,
 )
 
 # what `Run.fetch` copies from shared storage for the readers (results, report, status): a run's records,
@@ -46,6 +47,7 @@ RECORDS = (
     META_FILE,
     RESULTS_FILE,
     FINAL_BASE_FILE,
+    SKIPPED_FILE,
 )
 
 log = logging.getLogger(__name__)
@@ -189,13 +191,25 @@ class Run:
         with FileLock(str(self.dir / CLAIM_LOCK)):
             self._claim(cfg, teacher)
 
-    def _has_trials(self) -> bool:
+    def search_begun(self) -> bool:
+        """The search stage has trials here (or Tune's record of them)."""
         if self.is_local:
             return any(self.dir.glob("*/result.json")) or any(self.dir.glob("experiment_state*.json"))
         return any(
             name.endswith("/result.json") or name.rsplit("/", 1)[-1].startswith("experiment_state")
             for name in self.listing(depth=2)
         )
+
+    @property
+    def search_skipped(self) -> str:
+        """Why the search did not run ("" where it ran or has not been decided)."""
+        return self.read_json(SKIPPED_FILE).get("reason", "")
+
+    def skip_search(self, reason: str):
+        self.write_json(SKIPPED_FILE, {"reason": reason})
+
+    def _has_trials(self) -> bool:
+        return self.search_begun() or bool(self.final_base)
 
     def _claim(self, cfg: SweepConfig, teacher: dict | None):
         mine = json.loads(json.dumps({**to_dict(cfg), "_teacher": teacher}, default=str))

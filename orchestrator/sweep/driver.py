@@ -25,6 +25,7 @@ from orchestrator.space import parse_space
 from orchestrator.sweep import ray_session
 from orchestrator.sweep.lifecycle import Opened, open_run
 from orchestrator.sweep.plan import (
+    check_finalists,
     final_cpus,
     final_slots,
     final_speedup,
@@ -33,6 +34,7 @@ from orchestrator.sweep.plan import (
     make_plan,
     search_statement,
     search_trials,
+    skip_check,
     student_epoch_seconds,
 )
 from orchestrator.sweep.prepare import prepare_data
@@ -283,18 +285,23 @@ def _slots(cfg: SweepConfig) -> Slots:
     return Slots(search, fcpus, final_slots(cfg, have.get("CPU", 1), search))
 
 
-def _planner(cfg: SweepConfig, slots: Slots, t_start: float, plan: dict):
+def _planner(cfg: SweepConfig, slots: Slots, t_start: float, plan: dict, may_skip: bool = True):
     """prepare_data's hook before the cache: the run's plan from speeds measured here, logged before the
-    cache and the trials cost anything, and kept in `plan` for the meta record and the final stage."""
+    cache and the trials cost anything, and kept in `plan` for the meta record and the final stage. Where
+    `may_skip` (no search has begun) and the search is a check the budget cannot spare (skip_check), the
+    plan is the run without it, and `plan["search_skipped"]` says why."""
 
     def log_plan(n_train, n_val, teacher_img_s, cache_forwards):
         if cfg.sweep.gpus_per_trial:  # the probe times the CPU; a GPU plan would need a GPU probe
             return
         epoch_s = student_epoch_seconds(cfg, n_train, n_val, int(cfg.sweep.cpus_per_trial))
         speedup = final_speedup(cfg, n_train, n_val, epoch_s, alone=slots.final == 1)
-        p = make_plan(
-            cfg, epoch_s, cache_forwards, teacher_img_s, slots.search, time.time() - t_start, speedup, slots.final
-        )
+        args = (cfg, epoch_s, cache_forwards, teacher_img_s, slots.search, time.time() - t_start, speedup, slots.final)
+        p = make_plan(*args)
+        if may_skip and (why := skip_check(cfg, p, without := make_plan(*args, search=False))):
+            p = without
+            plan["search_skipped"] = why
+            log.info(why)
         plan.update(
             estimate_s=p.total_s,
             cache_s=p.cache_s,
@@ -383,7 +390,10 @@ def _select(
 ) -> list[TrainConfig]:
     """Stage 3: the finalists (the best search trials' settings) and the final stage's length, fitted to
     what the budget leaves; recorded in `meta` and in the run (for `kdsweep results` while it trains)."""
-    found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top, cfg.final.control == "finalist")
+    if results is None:  # the search was skipped: the finalist is the config's one distillation trial
+        found = [cfg.trial_config(t) for t in check_finalists(cfg)]
+    else:
+        found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top, cfg.final.control == "finalist")
     if not found:
         raise RuntimeError(
             f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
@@ -394,7 +404,12 @@ def _select(
     final_minutes = final_stage_minutes(cfg, time.time() - t_start)
     if final_minutes:
         speedup = plan.get("final_speedup", 1.0)  # the final trials' threads against the search's
-        sec = [x / speedup for x in search_seconds_per_epoch(results, to_dict(cfg.train), found)]
+        measured = (
+            [plan["epoch_s"][c.student] for c in found]  # no search: the plan's probe of this CPU
+            if results is None
+            else search_seconds_per_epoch(results, to_dict(cfg.train), found)
+        )
+        sec = [x / speedup for x in measured]
         epochs = fit_final_epochs(
             cfg.final.epochs, final_minutes, sec, cfg.final.seeds, slots.final, cfg.final.min_epochs
         )
@@ -404,7 +419,7 @@ def _select(
         log.info(
             f"final stage: {final_minutes:.3g}-minute budget"
             + (f" (what the run's {cfg.minutes:g} minutes leave)" if cfg.minutes else "")
-            + f", {max(sec):.1f} s an epoch (the search's"
+            + f", {max(sec):.1f} s an epoch ({'the plan' if results is None else 'the search'}'s"
             + (f" / {speedup:.2f} on {slots.final_cpus:g} CPUs" if speedup != 1.0 else "")
             + f"; {slots.final} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs}"
             + (f", floor {cfg.final.min_epochs}" if cfg.final.min_epochs > 1 else "")
@@ -456,6 +471,9 @@ def _finish(
     run = opened.run
     table = pd.concat(tables, ignore_index=True).sort_values(["stage", "val_acc"], ascending=[False, False])
     if winner is not None:  # final rows ran with the winner's settings: show them, not blanks
+        for key in sorted({k for t in cfg.trials for k in t} | set(cfg.search_space)):  # a skipped search
+            if key not in table:  # left no column for what the trials vary
+                table.insert(2, key, None)
         for col in table.columns:
             if col in TrainConfig.__dataclass_fields__:
                 mask = (table["stage"] == "final") & table[col].isna()
@@ -505,15 +523,26 @@ def run_sweep(
             cfg = with_gpus(cfg)
             slots, plan = _slots(cfg), {}
             device = "cuda" if cfg.sweep.gpus_per_trial and _driver_gpu() else "cpu"
-            data, meta = prepare_data(cfg, teacher_path, device, before_cache=_planner(cfg, slots, t_start, plan))
+            # a search once begun is finished; one once skipped stays skipped (the final stage began without it)
+            began, skipped = run.search_begun(), run.search_skipped
+            planner = _planner(cfg, slots, t_start, plan, may_skip=not began and not skipped)
+            data, meta = prepare_data(cfg, teacher_path, device, before_cache=planner)
             if plan:
                 meta["plan"] = plan
-            meta["search"] = stated
-            results = _search(cfg, run, data)
-            from orchestrator.sweep.tune_callbacks import driver_memory
+            skipped = skipped or ("" if began else plan.get("search_skipped", ""))
+            meta["search"] = {**stated, "skipped": skipped} if skipped else stated
+            tables, errors, winner, results = [], 0, None, None
+            if skipped:
+                if not run.search_skipped:
+                    run.skip_search(skipped)
+                else:  # the plan said so when the run began
+                    log.info(f"search: skipped when this run began ({skipped})")
+            else:
+                results = _search(cfg, run, data)
+                from orchestrator.sweep.tune_callbacks import driver_memory
 
-            meta["driver_memory"] = driver_memory(cfg.name)
-            tables, errors, winner = [_table(results, cfg, cfg.train, "search")], _errors(results), None
+                meta["driver_memory"] = driver_memory(cfg.name)
+                tables, errors = [_table(results, cfg, cfg.train, "search")], _errors(results)
             if cfg.final.epochs:
                 finalists = _select(cfg, run, results, plan, slots, t_start, meta)
                 final = _final(cfg, run, finalists, data, slots)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from orchestrator.config import SweepConfig
+from orchestrator.config import SweepConfig, to_dict
 from orchestrator.space import grid_size
 from trainables.engine import resolve_precision
+from trainables.losses import NEEDS_TEACHER
 from trainables.train import train_speed
 
 EXPORT_S = 20.0  # an export on 2 cores (bench/results/sweep_cold, models/student)
@@ -146,19 +147,21 @@ def make_plan(
     elapsed_s: float = 0.0,
     final_speedup: float = 1.0,
     final_slots: int | None = None,
+    search: bool = True,
 ) -> Plan:
     """The stages' estimated wall times, `elapsed_s` into the run. Search: ASHA's expected trial-epochs (every
     trial to the grace period, then 1 / reduction_factor of them to the end), `slots` trials at a time. Final:
     the top finalists x seeds at the slowest student's epoch (divided by `final_speedup`, its measured gain at
     final.cpus_per_trial threads), `final_slots` at a time, within what the budgets leave it once the cache
-    and the search are done (final_stage_minutes, as the driver fits it then)."""
+    and the search are done (final_stage_minutes, as the driver fits it then). `search` False: the plan
+    without the search stage (search_is_a_check)."""
     t, s, f = cfg.train, cfg.sweep, cfg.final
     n_trials = search_trials(cfg)
     g = cfg.grace()
     per_trial = min(t.epochs, g) + max(0, t.epochs - g) / max(1, s.reduction_factor)
     slowest = max(epoch_s.values()) if epoch_s else 0.0
-    search_epochs = n_trials * per_trial
-    search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots))  # a trial runs on one slot
+    search_epochs = n_trials * per_trial if search else 0
+    search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots)) if search else 0.0
     final_s, final_epochs = 0.0, 0
     cache_s = cache_forwards / teacher_rate if teacher_rate and cache_forwards else 0.0
     final_minutes = final_stage_minutes(cfg, elapsed_s + cache_s + search_s)
@@ -173,6 +176,34 @@ def make_plan(
         )
         final_s = final_epochs * per_epoch
     return Plan(cache_s, search_s, final_s, EXPORT_S, search_epochs, final_epochs, f.epochs, f.min_epochs, epoch_s)
+
+
+def check_finalists(cfg: SweepConfig) -> list[dict]:
+    """Where the search cannot change what the final stage trains, the finalists' settings (train keys),
+    whatever the search finds; else []. That holds when there is no search space, the control is a reference
+    row only (final.control), and the distillation trials are no more than final.top: each is a finalist.
+    Such a search is a check of distillation against its control, not a choice."""
+    f = cfg.final
+    if not f.epochs or cfg.search_space or f.control != "reference" or cfg.sweep.num_samples > 1 or f.top > 1:
+        return []
+    kd = [t for t in (cfg.trials or [{}]) if t.get("loss", cfg.train.loss) in NEEDS_TEACHER]
+    return [{**to_dict(cfg.train), **kd[0]}] if len(kd) == 1 else []
+
+
+def skip_check(cfg: SweepConfig, with_search: Plan, without: Plan) -> str:
+    """Why the search is skipped, or "" where it runs: it is a check only (check_finalists) and the run's
+    budget cannot spare it, that is with it the final stage would get no more than the epochs the result
+    needs (final.min_epochs), or the run would go over its budget to keep them."""
+    floor = cfg.final.min_epochs
+    if not cfg.minutes or not check_finalists(cfg) or with_search.final_epochs > floor:
+        return ""
+    return (
+        f"the search is a check of distillation against its no-teacher control that cannot change the finalist "
+        f"(final.control: reference), and on this CPU it would take ~{with_search.search_s / 60:.1f} of the "
+        f"{cfg.minutes:g}-minute budget, leaving the final stage no more than the {floor} epochs the result needs "
+        f"(final.min_epochs): skipped, the final stage trains {without.final_epochs} epochs "
+        f"(with the check: {with_search.final_epochs})"
+    )
 
 
 def search_trials(cfg: SweepConfig) -> int:
