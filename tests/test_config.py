@@ -117,6 +117,15 @@ def test_run_dir_refuses_another_config(tmp_path, uri):
         run.claim(cfg, teacher)
     with pytest.raises(ValueError, match=r"differs in the teacher: /t.pt -> /u.pt"):
         run.claim(other, dict(path="/u.pt", sha256="cd"))
+    # a run whose trials are all in its final stage (kdsweep train; a skipped search) holds its claim too
+    final = Run(f"file://{tmp_path}/f" if uri else str(tmp_path / "f"))
+    final.claim(cfg, teacher)
+    final.write_final_base({"epochs": 3})
+    with pytest.raises(ValueError, match=r"computed something else \(differs in train\)"):
+        final.claim(other, teacher)
+    # where trials find GPUs (auto, resolved per cluster; older claims hold a number) is not what they compute
+    gpus = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, gpus_per_trial=0.0))
+    final.claim(gpus, teacher)
 
 
 def test_a_run_on_shared_storage_reads_writes_and_fetches_its_records(tmp_path):

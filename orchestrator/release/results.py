@@ -13,10 +13,19 @@ import re
 from pathlib import Path
 
 from orchestrator.errors import UserError
+from orchestrator.run import trial as record
 from orchestrator.run.io import read_json as _read_json
-from orchestrator.run.layout import CONFIG_FILE, FATAL_FILE, FINAL_BASE_FILE, FINAL_DIR, META_FILE
+from orchestrator.run.layout import (
+    CONFIG_FILE,
+    ERROR_FILE,
+    FATAL_FILE,
+    FINAL_BASE_FILE,
+    FINAL_DIR,
+    META_FILE,
+    RESULT_FILE,
+)
+from orchestrator.run.trial import result_lines as result_lines  # where older imports find it
 from orchestrator.sweep.fidelity import read_rule, reversal_rate
-from trainables.config import from_report
 
 _SIGNALS = {
     "Segmentation fault": "SIGSEGV",
@@ -26,16 +35,6 @@ _SIGNALS = {
     "Floating point exception": "SIGFPE",
     "Illegal instruction": "SIGILL",
 }
-
-
-def result_lines(path: Path) -> list[dict]:
-    out = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            out.append(from_report(json.loads(line)))
-        except json.JSONDecodeError:  # a line being written right now
-            break
-    return out
 
 
 def trial_id_of(dir_name: str) -> str:
@@ -63,7 +62,7 @@ def failure(trial_dir: Path) -> str:
         frame = re.search(r'File "([^"]+)", line (\d+) in (\S+)', stack)
         where = f" in {_short(frame.group(1))}:{frame.group(2)} ({frame.group(3)})" if frame else ""
         return f"failed: {_SIGNALS.get(name, name)}{where}"
-    err = (trial_dir / "error.txt").read_text(errors="replace") if (trial_dir / "error.txt").is_file() else ""
+    err = (trial_dir / ERROR_FILE).read_text(errors="replace") if (trial_dir / ERROR_FILE).is_file() else ""
     if "OutOfMemoryError" in err or "low on memory" in err:
         return "failed: out of memory (Ray's memory monitor killed the worker)"
     if "worker process has died" in err:
@@ -97,11 +96,11 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
     for stage, root, base in stages:
         # the search is over once the final stage has begun
         done = finished or (stage == "search" and (run_dir / FINAL_DIR / FINAL_BASE_FILE).is_file())
-        for rj in sorted(root.glob("*/result.json")):
+        for rj in sorted(root.glob(f"*/{RESULT_FILE}")):
             d = rj.parent
-            params = _read_json(d / "params.json")
+            params = record.params(d)
             cfg = {**base, **params.get("_variant", {}), **{k: v for k, v in params.items() if k != "_variant"}}
-            lines = result_lines(rj)
+            lines = record.rows(d)
             hist = [
                 dict(
                     epoch=r["epoch"],
@@ -121,7 +120,7 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
             best = max(hist, key=lambda h: h["val_acc"]) if hist else None
             if diverged:
                 status = diverged
-            elif (d / "error.txt").is_file() and run < epochs:
+            elif (d / ERROR_FILE).is_file() and run < epochs:
                 status = failure(d)
             elif run >= epochs:
                 status = "finished"

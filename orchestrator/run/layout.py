@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from trainables.config import CKPT_FILE, FATAL_FILE  # noqa: F401  (written by the trainable, read here)
 
+# a trial's directory (orchestrator/run/trial.py)
+RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
+ERROR_FILE = "error.txt"
+
 CONFIG_FILE = "kdsweep_config.json"
 META_FILE = "kdsweep_meta.json"
 RESULTS_FILE = "results.csv"

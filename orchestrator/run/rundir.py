@@ -29,9 +29,13 @@ from orchestrator.run.layout import (
     CKPT_FILE,
     CLAIM_LOCK,
     CONFIG_FILE,
+    ERROR_FILE,
+    FATAL_FILE,
     FINAL_BASE_FILE,
     FINAL_DIR,
     META_FILE,
+    PARAMS_FILE,
+    RESULT_FILE,
     RESULTS_FILE,
     SKIPPED_FILE,
 )
@@ -39,10 +43,10 @@ from orchestrator.run.layout import (
 # what `Run.fetch` copies from shared storage for the readers (results, report, status): a run's records,
 # not its checkpoints, which `fetch(checkpoints=True)` adds for an export
 RECORDS = (
-    "result.json",
-    "params.json",
-    "error.txt",
-    "fatal_error.txt",
+    RESULT_FILE,
+    PARAMS_FILE,
+    ERROR_FILE,
+    FATAL_FILE,
     CONFIG_FILE,
     META_FILE,
     RESULTS_FILE,
@@ -194,9 +198,9 @@ class Run:
     def search_begun(self) -> bool:
         """The search stage has trials here (or Tune's record of them)."""
         if self.is_local:
-            return any(self.dir.glob("*/result.json")) or any(self.dir.glob("experiment_state*.json"))
+            return any(self.dir.glob(f"*/{RESULT_FILE}")) or any(self.dir.glob("experiment_state*.json"))
         return any(
-            name.endswith("/result.json") or name.rsplit("/", 1)[-1].startswith("experiment_state")
+            name.endswith(f"/{RESULT_FILE}") or name.rsplit("/", 1)[-1].startswith("experiment_state")
             for name in self.listing(depth=2)
         )
 
@@ -322,10 +326,13 @@ class Run:
 def _normalized(theirs: dict, mine: dict) -> dict:
     """A claim written by an older kdsweep, read through today's schema: keys added since take their
     defaults (the computation they describe is unchanged); a claim without a teacher record cannot be
-    checked for one, so it takes this run's."""
+    checked for one, so it takes this run's. Where trials find GPUs (sweep.gpus_per_trial: auto is
+    resolved on the cluster each driver meets; older claims hold a number) is placement, not identity."""
     teacher = theirs.pop("_teacher", mine.get("_teacher"))
     try:
         theirs = json.loads(json.dumps(to_dict(from_dict(SweepConfig, theirs)), default=str))
     except ConfigError:
         pass  # not readable today: compared as it is, and reported as different
+    if isinstance(theirs.get("sweep"), dict) and "gpus_per_trial" in (mine.get("sweep") or {}):
+        theirs["sweep"] = {**theirs["sweep"], "gpus_per_trial": mine["sweep"]["gpus_per_trial"]}
     return {**theirs, "_teacher": teacher}

@@ -17,7 +17,6 @@ claimed like a sweep's (same config and teacher bytes, or a clear refusal), and 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -27,8 +26,9 @@ import torch
 from orchestrator.config import SweepConfig, to_dict
 from orchestrator.errors import UserError
 from orchestrator.machine import machine
-from orchestrator.release.results import result_lines, table
-from orchestrator.run.io import atomic_save, atomic_write_json, atomic_write_text
+from orchestrator.release.results import table
+from orchestrator.run import trial as record
+from orchestrator.run.io import atomic_save
 from orchestrator.run.layout import CKPT_FILE, FINAL_DIR
 from orchestrator.sweep.lifecycle import open_run
 from orchestrator.sweep.prepare import prepare_data
@@ -71,7 +71,7 @@ def trial_dir_name(k: int, variant: dict) -> str:
 
 
 def trial_done(d: Path, epochs: int) -> bool:
-    lines = result_lines(d / "result.json")
+    lines = record.rows(d)
     return any(r.get("diverged") for r in lines) or any(r.get("epoch", 0) >= epochs for r in lines)
 
 
@@ -80,14 +80,13 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
     tcfg = TrainConfig(**{**to_dict(cfg.train), **variant})
     d = root / trial_dir_name(k, variant)
     d.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(d / "params.json", {"_variant": variant})
+    record.write_params(d, variant)
     trial_id = f"local_{k:02d}"
     last_path, best_path = d / "checkpoint_last" / CKPT_FILE, d / "checkpoint_best" / CKPT_FILE
     resume = torch.load(last_path, map_location="cpu", weights_only=True) if last_path.is_file() else None
     done = resume["epoch"] if resume else 0
     # the history up to the checkpoint: an epoch reported after it (none in the order below) would run again
-    lines = [r for r in result_lines(d / "result.json") if r.get("epoch", 0) <= done and not r.get("diverged")]
-    atomic_write_text(d / "result.json", "".join(json.dumps(r) + "\n" for r in lines))
+    lines = record.keep_rows(d, lambda r: r.get("epoch", 0) <= done and not r.get("diverged"))
     best = max((r["val_acc"] for r in lines), default=-1.0)
     if trial_done(d, tcfg.epochs):
         log.info(f"trial {trial_id}: already finished ({tcfg.epochs} epochs)")
@@ -103,8 +102,7 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
         if metrics["val_acc"] > best:
             best = metrics["val_acc"]
             atomic_save(state, best_path)
-        with open(d / "result.json", "a") as f:
-            f.write(json.dumps({**metrics, "trial_id": trial_id, "device": device}) + "\n")
+        record.append_row(d, {**metrics, "device": device}, trial_id=trial_id)
         log.info(
             f"  {trial_id} epoch {metrics['epoch']}/{tcfg.epochs} val_acc {metrics['val_acc']:.4f} "
             f"(best {best:.4f}) {metrics['images_per_s']:.0f} img/s"
@@ -113,10 +111,9 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
     try:
         train_student(tcfg, data, report=report, resume=resume, device=device)
     except FloatingPointError as e:  # a property of the settings: recorded, never selected, not retried
-        with open(d / "result.json", "a") as f:
-            f.write(json.dumps({"epoch": done + 1, "val_acc": 0.0, "diverged": str(e), "trial_id": trial_id}) + "\n")
+        record.append_row(d, {"epoch": done + 1, "val_acc": 0.0, "diverged": str(e)}, trial_id=trial_id)
         log.info(f"trial {trial_id}: {e}")
-    lines = result_lines(d / "result.json")
+    lines = record.rows(d)
     return max(lines, key=lambda r: r["val_acc"]) if lines else {}
 
 
@@ -178,7 +175,7 @@ def run_local(
             meta["teacher_forwards"] = (
                 sum(
                     max(
-                        (r.get("epoch", 0) for r in result_lines(root / trial_dir_name(k, v) / "result.json")),
+                        (r.get("epoch", 0) for r in record.rows(root / trial_dir_name(k, v))),
                         default=0,
                     )
                     for k, v in enumerate(variants)
