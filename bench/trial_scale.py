@@ -4,6 +4,7 @@ Per N: the driver's peak RSS, the GCS server's, the object store's peak use, the
 its own training, and the run directory's size and file count.
 
     bash scripts/loopback.sh .venv/bin/python bench/trial_scale.py [--trials 10 100 1000] [--out FILE]
+        [--keep DIR]   # runs kept in DIR: a killed count resumes when rerun, an ended one is not rerun
 
 The driver's growth is also read from the run's meta (`driver_memory`: the slope of its RSS, sampled as
 each trial ends, over the sweep's second half), which the peak's noise (+-35 MiB run to run) hides.
@@ -16,6 +17,7 @@ the data's fixed start-up, so the slope between two counts is the marginal figur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
@@ -73,8 +75,10 @@ class Peaks(threading.Thread):
             self.stop.wait(self.every)
 
 
-def one(n: int, slots: int, teacher: str) -> dict:
-    """A sweep of `n` trials in this process; its figures."""
+def one(n: int, slots: int, teacher: str, keep: str | None = None) -> dict:
+    """A sweep of `n` trials in this process; its figures. `keep`: the run lives there, not in a temporary
+    directory, so that the same command after a kill resumes it (its driver then restores the trials
+    already ended at once: the slope is read over the trials that end after)."""
     import ray
 
     from orchestrator.config import load_sweep_config
@@ -82,7 +86,7 @@ def one(n: int, slots: int, teacher: str) -> dict:
     from orchestrator.release.results import result_lines
     from orchestrator.sweep.driver import run_sweep
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() if keep is None else contextlib.nullcontext(keep) as tmp:
         cfg = load_sweep_config(
             ROOT / "configs" / "smoke.yaml",
             {
@@ -104,6 +108,9 @@ def one(n: int, slots: int, teacher: str) -> dict:
                 "sweep.reduction_factor": 2,
             },
         )
+        done = Path(tmp) / f"row_{n}.json"  # a count that ended under --keep is not measured again
+        if done.is_file():
+            return json.loads(done.read_text())
         ray.init(num_cpus=slots, include_dashboard=False, log_to_driver=False)
         peaks = Peaks()
         peaks.start()
@@ -121,7 +128,7 @@ def one(n: int, slots: int, teacher: str) -> dict:
         files = [p for p in run_dir.rglob("*") if p.is_file()]
         driver = json.loads((run_dir / "kdsweep_meta.json").read_text()).get("driver_memory", {})
         ray.shutdown()
-        return {
+        row = {
             "trials": n,
             "finished_trials": len(own),
             "trial_epochs": epochs,
@@ -142,6 +149,9 @@ def one(n: int, slots: int, teacher: str) -> dict:
             "experiment_state_mib": _mib(sum(p.stat().st_size for p in files if p.name.startswith("experiment_state"))),
             "machine": machine(),
         }
+        if keep is not None:
+            done.write_text(json.dumps(row) + "\n")
+        return row
 
 
 def main():
@@ -150,18 +160,20 @@ def main():
     p.add_argument("--slots", type=int, default=2, help="trials at a time (1 CPU each)")
     p.add_argument("--teacher", default=str(ROOT / "models/teacher/ta_resnet20.pt"))
     p.add_argument("--out", help="JSON file for the rows (written after each count)")
+    p.add_argument("--keep", help="a directory for the runs, so that a killed count resumes when rerun")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child: one count, a JSON line out
     args = p.parse_args()
     if args.one:
         import logging
 
         logging.basicConfig(level=logging.WARNING)
-        print("ROW " + json.dumps(one(args.one, args.slots, args.teacher)), flush=True)
+        print("ROW " + json.dumps(one(args.one, args.slots, args.teacher, args.keep)), flush=True)
         return
     rows = []
     for n in args.trials:
         out = subprocess.run(
-            [sys.executable, __file__, "--one", str(n), "--slots", str(args.slots), "--teacher", args.teacher],
+            [sys.executable, __file__, "--one", str(n), "--slots", str(args.slots), "--teacher", args.teacher]
+            + (["--keep", args.keep] if args.keep else []),
             capture_output=True,
             text=True,
         )
