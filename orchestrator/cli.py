@@ -98,14 +98,38 @@ def _load_sweep_config(a):
     return cfg
 
 
+def _tta_arg(p):
+    p.add_argument(
+        "--tta",
+        choices=("config", "auto", "none"),
+        default="config",
+        help="the export's test-time views: as the trial's train.tta (config: the flip where it helped on "
+        "validation), the best of none / flip / flip_shift (six views) measured on validation (auto), or none",
+    )
+
+
 def _sweep(a) -> int:
     from orchestrator.sweep.driver import run_sweep
 
     cfg = _load_sweep_config(a)
     from orchestrator.config import resolve_path
 
+    if a.release and a.no_export:
+        raise UserError("kdsweep sweep --release releases the run's export: drop --no-export")
     export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
-    run_sweep(cfg, teacher_path=a.teacher, address=a.address, export_to=export_to, force=a.force, dashboard=a.dashboard)
+    run_sweep(
+        cfg,
+        teacher_path=a.teacher,
+        address=a.address,
+        export_to=export_to,
+        force=a.force,
+        dashboard=a.dashboard,
+        tta=a.tta,
+    )
+    if a.release:  # refused (one line, exit 2) unless better on validation than what is released
+        from orchestrator.release.promote import release_student
+
+        release_student(Path(export_to))
     return 0
 
 
@@ -355,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", default=None, help="Ray cluster to join ('auto', ray://...); default: local Ray")
     sw.add_argument("--no-export", action="store_true", help="skip exporting the best trial")
     sw.add_argument("--export-dir", default=None, help="default artifacts/<name>")
+    _tta_arg(sw)
+    sw.add_argument(
+        "--release",
+        action="store_true",
+        help="then release the export as models/student (refused unless better on validation)",
+    )
     sw.add_argument(
         "--dashboard", action="store_true", help="start the local Ray with its dashboard on 127.0.0.1 and print its URL"
     )
@@ -405,13 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="export this trial's best checkpoint (a substring of its "
         "directory name, e.g. 00001 or starter_model_2) instead of the run's best",
     )
-    e.add_argument(
-        "--tta",
-        choices=("config", "auto", "none"),
-        default="config",
-        help="test-time views: as the trial's train.tta (config: the flip where it helped on validation), "
-        "the best of none / flip / flip_shift (six views) measured on validation (auto), or none",
-    )
+    _tta_arg(e)
     e.set_defaults(func=_export)
 
     r = sub.add_parser("results", help="the trials table of a run (running or finished), without Ray")

@@ -195,6 +195,8 @@ def test_cli_diagnoses_in_one_line(tmp_path, capsys):
     assert "not a kdsweep run directory" in capsys.readouterr().err
     assert main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"), "--set", "trials=[{student: nope}]"]) == 2
     assert "unknown student 'nope'" in capsys.readouterr().err
+    assert main(["sweep", "--config", str(ROOT / "configs" / "search.yaml"), "--no-export", "--release"]) == 2
+    assert "--release releases the run's export: drop --no-export" in capsys.readouterr().err
     assert (
         main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"), "--teacher", str(tmp_path / "missing.pt")])
         == 2

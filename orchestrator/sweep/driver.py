@@ -497,6 +497,7 @@ def run_sweep(
     export_to: str | None = None,
     force: bool = False,
     dashboard: bool = False,
+    tta: str = "config",
 ) -> Path:
     """Run the sweep (resuming an interrupted one of the same name) as its stages: prepare (data, the
     teacher's logits once), search, select, final, finish; then export. Returns the run directory (of a run
@@ -551,7 +552,7 @@ def run_sweep(
                 errors += _errors(final)
         meta.update(errors=errors)
         _finish(cfg, opened, tables, winner, meta, t_start)
-    opened.export(export_to, force)
+    opened.export(export_to, force, tta)
     return run.fetch()
 
 

@@ -32,7 +32,7 @@ class Opened:
         """The meta record, written last: the run is finished."""
         self.run.finish({**meta, "student_params": self.counts})
 
-    def export(self, export_to: str | None, force: bool = False):
+    def export(self, export_to: str | None, force: bool = False, tta: str = "config"):
         if export_to is not None:
             cfg = self.cfg
             export(
@@ -41,6 +41,7 @@ class Opened:
                 data_dir=cfg.data.data_dir,
                 budget=cfg.budget,
                 force=force,
+                tta=tta,
             )
 
 
