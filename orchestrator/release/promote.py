@@ -67,8 +67,60 @@ def _swap_dir(src_files: dict[str, Path], dest: Path) -> None:
     replace_dir(dest, fill)
 
 
+def release_readme(m: dict, previous: dict | None, candidate: Path) -> str:
+    """The release's README, from its export's metrics: what it is, its figures, how it was made, what it
+    replaced. Written by the release, so that it cannot describe another model than the one beside it."""
+    import datetime
+
+    c = m.get("config") or {}
+    recipe = ", ".join(
+        f"{k} {c[k]}"
+        for k in ("loss", "temperature", "alpha", "label_smoothing", "lr", "epochs", "batch_size", "ema", "seed")
+        if k in c
+    )
+    lat = m.get("latency_ms") or {}
+    lines = [
+        "# The released student",
+        "",
+        f"Written by `kdsweep release student` on {datetime.date.today()} from `{candidate}`: the export of run "
+        f"`{m.get('run_dir')}` (its report: `report.html`, `report.md`).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| student | `{m['student']}`, {m['params']:,} parameters (torchinfo; budget {m.get('budget', BUDGET):,}) |",
+        f"| validation | **{m['val_acc']:.4f}** with test-time views `{m.get('tta', 'none')}`"
+        + (f" ({m['val_acc_plain']:.4f} without)" if m.get("val_acc_plain") is not None else "")
+        + "; {:,} validation images, split seed {} |".format(*_split(m)),
+        f"| test | **{m['test_acc']:.4f}** (read once, at export) |" if m.get("test_acc") is not None else None,
+        f"| recipe | {recipe} |",
+        f"| teacher | sha256 {str(m.get('teacher_sha256'))[:12]}, val {m.get('teacher_val_acc') or 0:.4f}, "
+        f"mode {m.get('teacher_mode')} |",
+        f"| trained on | {m.get('machine')}, {m.get('train_precision')} |",
+        "| replaced | "
+        + (
+            f"val {previous['val_acc']:.4f}, test {previous.get('test_acc', 0):.4f} (`{previous.get('student')}`, "
+            f"run `{previous.get('run_dir')}`) |"
+            if previous
+            else "nothing |"
+        ),
+        "",
+        "`student.pt2` (torch.export) and `student.onnx` take `(N, 1, 28, 28)` pixels in [0, 1] (white garment on "
+        "black) and return `(N, 10)` logits, the test-time views inside; `student.pt` holds the weights with the "
+        "student's name, kwargs and config. `submission.csv`: `id,label` for the 10,000 test images.",
+    ]
+    if lat:
+        lines += [
+            "",
+            "Latency (ms, batch 1 / 256, on the machine above): "
+            + "; ".join(f"{k} {v.get('1', 0):.2f} / {v.get('256', 0):.0f}" for k, v in lat.items())
+            + ".",
+        ]
+    return "\n".join(x for x in lines if x is not None) + "\n"
+
+
 def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE) -> dict:
-    """Replace the released student by the export in `candidate` if it is better on validation."""
+    """Replace the released student by the export in `candidate` if it is better on validation; its README is
+    written from the export's metrics (release_readme), the other files of `dest` stay."""
     candidate = Path(candidate)
     mpath = candidate / "metrics.json"
     if not mpath.is_file():
@@ -88,8 +140,14 @@ def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE) -> dict
             f"{_split(current)}: the two are not comparable"
         )
     _check_better(cand["val_acc"], current and current["val_acc"], f"student {cand['student']}", dest)
-    files = {f.name: f for f in candidate.iterdir() if f.is_file()}
-    _swap_dir(files, dest)
+    files = {f.name: f for f in candidate.iterdir() if f.is_file() and f.name != "README.md"}
+    readme = candidate.parent / f".{candidate.name}.release_readme.md"
+    readme.write_text(release_readme(cand, current, candidate))
+    files["README.md"] = readme
+    try:
+        _swap_dir(files, dest)
+    finally:
+        readme.unlink(missing_ok=True)
     log.info(
         f"released {cand['student']} (val {cand['val_acc']:.4f}"
         + (f", was {current['val_acc']:.4f}" if current else "")
