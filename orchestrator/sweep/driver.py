@@ -25,6 +25,7 @@ from orchestrator.space import parse_space
 from orchestrator.sweep import ray_session
 from orchestrator.sweep.lifecycle import Opened, open_run
 from orchestrator.sweep.plan import (
+    Plan,
     check_finalists,
     final_cpus,
     final_slots,
@@ -285,11 +286,11 @@ def _slots(cfg: SweepConfig) -> Slots:
     return Slots(search, fcpus, final_slots(cfg, have.get("CPU", 1), search))
 
 
-def _planner(cfg: SweepConfig, slots: Slots, t_start: float, plan: dict, may_skip: bool = True):
+def _planner(cfg: SweepConfig, slots: Slots, t_start: float, planned: list[Plan], may_skip: bool = True):
     """prepare_data's hook before the cache: the run's plan from speeds measured here, logged before the
-    cache and the trials cost anything, and kept in `plan` for the meta record and the final stage. Where
+    cache and the trials cost anything, and appended to `planned` for the stages and the meta record. Where
     `may_skip` (no search has begun) and the search is a check the budget cannot spare (skip_check), the
-    plan is the run without it, and `plan["search_skipped"]` says why."""
+    plan is the run without it, and its `search_skipped` says why."""
 
     def log_plan(n_train, n_val, teacher_img_s, cache_forwards):
         if cfg.sweep.gpus_per_trial:  # the probe times the CPU; a GPU plan would need a GPU probe
@@ -299,19 +300,9 @@ def _planner(cfg: SweepConfig, slots: Slots, t_start: float, plan: dict, may_ski
         args = (cfg, epoch_s, cache_forwards, teacher_img_s, slots.search, time.time() - t_start, speedup, slots.final)
         p = make_plan(*args)
         if may_skip and (why := skip_check(cfg, p, without := make_plan(*args, search=False))):
-            p = without
-            plan["search_skipped"] = why
+            p = dataclasses.replace(without, search_skipped=why)
             log.info(why)
-        plan.update(
-            estimate_s=p.total_s,
-            cache_s=p.cache_s,
-            search_s=p.search_s,
-            final_s=p.final_s,
-            final_epochs=p.final_epochs,
-            teacher_img_s=teacher_img_s,
-            epoch_s=p.epoch_s,
-            final_speedup=speedup,
-        )
+        planned.append(p)
         log.info(
             p.line(cfg.minutes)
             + (
@@ -386,7 +377,7 @@ def _search(cfg: SweepConfig, run: Run, data):
 
 
 def _select(
-    cfg: SweepConfig, run: Run, results, plan: dict, slots: Slots, t_start: float, meta: dict
+    cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots, t_start: float, meta: dict
 ) -> list[TrainConfig]:
     """Stage 3: the finalists (the best search trials' settings) and the final stage's length, fitted to
     what the budget leaves; recorded in `meta` and in the run (for `kdsweep results` while it trains)."""
@@ -402,10 +393,10 @@ def _select(
     epochs = cfg.final.epochs
     meta["final"] = dict(seeds=cfg.final.seeds, top=cfg.final.top)
     final_minutes = final_stage_minutes(cfg, time.time() - t_start)
-    if final_minutes:
-        speedup = plan.get("final_speedup", 1.0)  # the final trials' threads against the search's
+    if final_minutes and (results is not None or plan is not None):  # timed by the search, or by the plan
+        speedup = plan.final_speedup if plan else 1.0  # the final trials' threads against the search's
         measured = (
-            [plan["epoch_s"][c.student] for c in found]  # no search: the plan's probe of this CPU
+            [plan.epoch_s[c.student] for c in found]  # no search: the plan's probe of this CPU
             if results is None
             else search_seconds_per_epoch(results, to_dict(cfg.train), found)
         )
@@ -522,15 +513,16 @@ def run_sweep(
             )
         with ray_session.connected(run, address, dashboard):
             cfg = with_gpus(cfg)
-            slots, plan = _slots(cfg), {}
+            slots, planned = _slots(cfg), []
             device = "cuda" if cfg.sweep.gpus_per_trial and _driver_gpu() else "cpu"
             # a search once begun is finished; one once skipped stays skipped (the final stage began without it)
             began, skipped = run.search_begun(), run.search_skipped
-            planner = _planner(cfg, slots, t_start, plan, may_skip=not began and not skipped)
+            planner = _planner(cfg, slots, t_start, planned, may_skip=not began and not skipped)
             data, meta = prepare_data(cfg, teacher_path, device, before_cache=planner)
+            plan = planned[0] if planned else None
             if plan:
-                meta["plan"] = plan
-            skipped = skipped or ("" if began else plan.get("search_skipped", ""))
+                meta["plan"] = plan.record()
+            skipped = skipped or ("" if began or plan is None else plan.search_skipped)
             meta["search"] = {**stated, "skipped": skipped} if skipped else stated
             tables, errors, winner, results = [], 0, None, None
             if skipped:

@@ -29,6 +29,9 @@ ALONE_OVERHEAD = 1.05
 
 @dataclass
 class Plan:
+    """The run's plan, made once before the cache from speeds measured here, and passed to the stages that
+    use it (the final stage's length where the search was skipped); `record()` is its meta entry."""
+
     cache_s: float
     search_s: float
     final_s: float
@@ -38,6 +41,22 @@ class Plan:
     final_cap: int
     final_floor: int  # final.min_epochs
     epoch_s: dict[str, float]  # seconds per epoch of each student, as a trial runs it here
+    teacher_img_s: float = 0.0  # the teacher's forwards a second, timed on the validation images
+    final_speedup: float = 1.0  # a final trial's epoch against a search trial's (its threads, alone)
+    search_skipped: str = ""  # why the search does not run (skip_check), "" where it does
+
+    def record(self) -> dict:
+        out = dict(
+            estimate_s=self.total_s,
+            cache_s=self.cache_s,
+            search_s=self.search_s,
+            final_s=self.final_s,
+            final_epochs=self.final_epochs,
+            teacher_img_s=self.teacher_img_s,
+            epoch_s=self.epoch_s,
+            final_speedup=self.final_speedup,
+        )
+        return {**out, "search_skipped": self.search_skipped} if self.search_skipped else out
 
     @property
     def total_s(self) -> float:
@@ -175,7 +194,19 @@ def make_plan(
             else f.epochs
         )
         final_s = final_epochs * per_epoch
-    return Plan(cache_s, search_s, final_s, EXPORT_S, search_epochs, final_epochs, f.epochs, f.min_epochs, epoch_s)
+    return Plan(
+        cache_s,
+        search_s,
+        final_s,
+        EXPORT_S,
+        search_epochs,
+        final_epochs,
+        f.epochs,
+        f.min_epochs,
+        epoch_s,
+        teacher_img_s=teacher_rate,
+        final_speedup=final_speedup,
+    )
 
 
 def check_finalists(cfg: SweepConfig) -> list[dict]:
