@@ -95,10 +95,7 @@ def prepare_data(
     model, info = load_teacher(path, t.mean, t.std)
     precision = resolve_precision(t.precision, device)
     meta["teacher"] = dict(
-        path=project_relative(info.path),
-        arch=info.arch,
-        sha256=info.sha256,
-        params=info.params,
+        **_named(info),
         preprocess=asdict(info.preprocess),
         mode=t.mode,
         precision=precision,
@@ -210,10 +207,7 @@ def ensemble_logits(
         val_total += v
         members.append(
             dict(
-                path=project_relative(info.path),
-                arch=info.arch,
-                sha256=info.sha256,
-                params=info.params,
+                **_named(info),
                 val_acc=accuracy(v, split.val_y),
                 cache=cinfo,
             )
@@ -225,6 +219,11 @@ def ensemble_logits(
     meta["teacher"]["ensemble_val_acc"] = accuracy(val_total / n, split.val_y)
     log.info(f"teacher ensemble of {n} (logits averaged) val_acc {meta['teacher']['ensemble_val_acc']:.4f}")
     return (total / n).astype(np.float16)
+
+
+def _named(info) -> dict:
+    """Which network a run's meta record names (the teacher, an ensemble member)."""
+    return dict(path=project_relative(info.path), arch=info.arch, sha256=info.sha256, params=info.params)
 
 
 def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:
