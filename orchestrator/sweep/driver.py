@@ -376,11 +376,36 @@ def _search(cfg: SweepConfig, run: Run, data):
     return results
 
 
-def _select(
-    cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots, t_start: float, meta: dict
-) -> list[TrainConfig]:
+@dataclass(frozen=True)
+class Selection:
+    """The final stage as the selection made it: the finalists (best first, at the stage's length), and where
+    a budget fitted that length, the budget and the seconds per epoch it used; `record()` is its meta entry."""
+
+    finalists: list[TrainConfig]
+    seeds: int
+    top: int
+    minutes: float | None = None
+    epochs_cap: int | None = None
+    seconds_per_epoch: list[float] | None = None  # the search's measurement, or the plan's probe
+
+    def record(self) -> dict:
+        out = dict(seeds=self.seeds, top=self.top)
+        if self.minutes is not None:
+            out.update(
+                minutes=self.minutes, epochs_cap=self.epochs_cap, search_seconds_per_epoch=self.seconds_per_epoch
+            )
+        winner = self.finalists[0]
+        return {
+            **out,
+            "epochs": winner.epochs,
+            "winner": to_dict(winner),
+            "finalists": [to_dict(c) for c in self.finalists],
+        }
+
+
+def _select(cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots, t_start: float) -> Selection:
     """Stage 3: the finalists (the best search trials' settings) and the final stage's length, fitted to
-    what the budget leaves; recorded in `meta` and in the run (for `kdsweep results` while it trains)."""
+    what the budget leaves; recorded in the run (for `kdsweep results` while it trains)."""
     if results is None:  # the search was skipped: the finalist is the config's one distillation trial
         found = [cfg.trial_config(t) for t in check_finalists(cfg)]
     else:
@@ -390,8 +415,7 @@ def _select(
             f"no search trial of {cfg.name} reported a validation accuracy, so there is no "
             f"finalist; the trials' errors are in {run.path} (error.txt per trial)"
         )
-    epochs = cfg.final.epochs
-    meta["final"] = dict(seeds=cfg.final.seeds, top=cfg.final.top)
+    epochs, fitted = cfg.final.epochs, {}
     final_minutes = final_stage_minutes(cfg, time.time() - t_start)
     if final_minutes and (results is not None or plan is not None):  # timed by the search, or by the plan
         speedup = plan.final_speedup if plan else 1.0  # the final trials' threads against the search's
@@ -417,11 +441,10 @@ def _select(
             + ")"
             + (", as when the stage began" if kept else "")
         )
-        meta["final"].update(minutes=final_minutes, epochs_cap=cfg.final.epochs, search_seconds_per_epoch=sec)
+        fitted = dict(minutes=final_minutes, epochs_cap=cfg.final.epochs, seconds_per_epoch=sec)
     finalists = [dataclasses.replace(c, epochs=epochs) for c in found]
-    meta["final"].update(epochs=epochs, winner=to_dict(finalists[0]), finalists=[to_dict(c) for c in finalists])
     run.write_final_base(to_dict(finalists[0]))
-    return finalists
+    return Selection(finalists, cfg.final.seeds, cfg.final.top, **fitted)
 
 
 def _final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots: Slots):
@@ -537,9 +560,10 @@ def run_sweep(
                 meta["driver_memory"] = driver_memory(cfg.name)
                 tables, errors = [_table(results, cfg, cfg.train, "search")], _errors(results)
             if cfg.final.epochs:
-                finalists = _select(cfg, run, results, plan, slots, t_start, meta)
-                final = _final(cfg, run, finalists, data, slots)
-                winner = finalists[0]
+                selection = _select(cfg, run, results, plan, slots, t_start)
+                meta["final"] = selection.record()
+                final = _final(cfg, run, selection.finalists, data, slots)
+                winner = selection.finalists[0]
                 tables.append(_table(final, cfg, winner, "final"))
                 errors += _errors(final)
         meta.update(errors=errors)
