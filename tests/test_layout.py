@@ -47,7 +47,7 @@ def weights():
 
 runs = {}
 if mode == "unguarded":
-    tr.prepare_for_training = lambda m, d="cpu": m.to(d, memory_format=torch.channels_last) and []
+    tr.prepare_for_training = lambda m, d="cpu", lay="channels_last": m.to(d, memory_format=torch.channels_last) and []
     runs["unguarded"] = weights()
 else:
     runs["guarded"] = weights()

@@ -115,6 +115,29 @@ def test_student_rates_are_measured_here():
     assert set(sec) == {"res3_w16_d111"} and 0 < sec["res3_w16_d111"] < 60
 
 
+def test_the_layout_is_the_faster_of_two_timed_here(monkeypatch):
+    """train.layout auto: each student's step is timed in both layouts, in turn, and the run takes the one
+    whose steps cost least in all; the epoch estimate is the chosen layout's, from the same timings."""
+    import orchestrator.sweep.plan as plan
+
+    calls = []
+
+    def fake_speed(name, layout="channels_last", **k):
+        calls.append(layout)
+        return {"channels_last": 900.0, "contiguous": 1200.0}[layout] * (2 if name == "res3_w16_d111" else 1)
+
+    monkeypatch.setattr(plan, "train_speed", fake_speed)
+    cfg = _cfg(trials=[{"student": "res3_w16_d111"}, {"student": "res3_w12_d222"}])
+    rates = plan.student_rates(cfg, 1, ("channels_last", "contiguous"))
+    assert calls[:2] == ["channels_last", "contiguous"] and len(calls) == 12  # in turn, 3 each, 2 students
+    assert rates["contiguous"] == {"res3_w12_d222": 1200.0, "res3_w16_d111": 2400.0}
+    assert plan.pick_layout(rates) == "contiguous"
+    # the least time in all, not the most images/s of one student: a 11.0 ms an image of each, b 11.7
+    assert plan.pick_layout({"a": {"x": 100.0, "y": 1000.0}, "b": {"x": 150.0, "y": 200.0}}) == "a"
+    sec = student_epoch_seconds(cfg, 1200, 0, 1, overhead=1.0, rates=rates["contiguous"])
+    assert sec == {"res3_w12_d222": 1.0, "res3_w16_d111": 0.5} and len(calls) == 12  # no second timing
+
+
 def test_a_final_trial_alone_is_timed_without_a_neighbours_overhead(monkeypatch):
     """The search's trials share the machine (SWEEP_OVERHEAD); one final trial on every core does not
     (ALONE_OVERHEAD): its speed-up is the thread gain times the overheads' ratio, not the thread gain alone."""

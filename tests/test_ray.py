@@ -17,6 +17,7 @@ import torch
 from orchestrator import data as data_mod
 from orchestrator.release.results import result_lines
 from tests.conftest import smoke_config
+from trainables.layout import LAYOUTS
 
 
 @pytest.fixture(scope="module")
@@ -381,6 +382,12 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(s
     assert said.index(plan) < next(i for i, m in enumerate(said) if m.startswith("teacher logits"))
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     assert meta["final"]["epochs"] == 2 and meta["final"]["epochs_cap"] == 30 and meta["plan"]["final_speedup"] > 0
+    # train.layout auto: the plan timed both layouts, said which it took, and the trials ran in it
+    [said_layout] = [m for m in said if m.startswith("layout: ")]
+    assert said.index(said_layout) < said.index(plan) and set(meta["plan"]["layout_img_s"]) == set(LAYOUTS)
+    assert said_layout.startswith(f"layout: {meta['plan']['layout']} for the trials' step")
+    kept = [torch.load(c, weights_only=True) for c in run_dir.glob("**/checkpoint.pt")]
+    assert kept and {c["config"]["layout"] for c in kept} == {meta["plan"]["layout"]}
     final = pd.read_csv(run_dir / "results.csv").query("stage == 'final'")
     assert list(final["epoch"]) == [2]
     assert any("0.001-minute budget" in m and "-> 2 epochs (cap 30, floor 2)" in m for m in said)

@@ -36,6 +36,20 @@ def test_one_epoch_reports_and_learns(small_split):
     assert state["student"] == "starter_model_2" and state["config"]["loss"] == "ce" and state["epoch"] == 2
 
 
+def test_a_contiguous_layout_trains_channels_first_and_unguarded(small_split):
+    """train.layout contiguous (what the plan picks where it is the faster here): the model and its inputs
+    stay channels-first, so oneDNN's channels_last guard has nothing to do, and the trial learns."""
+    from students import create_student
+    from trainables.layout import prepare_for_training
+
+    model = create_student("res3", widths=[7, 15, 30])  # the guard's bug shape: a 7 -> 15 1x1 stride-2 conv
+    assert prepare_for_training(model, layout="contiguous") == []
+    assert all(p.is_contiguous() for p in model.parameters())
+    cfg = TrainConfig(student="starter_model_2", loss="ce", epochs=2, batch_size=32, lr=0.05, layout="contiguous")
+    m = train_student(cfg, data_for(small_split))
+    assert m["val_acc"] > 0.3  # as test_one_epoch_reports_and_learns in channels_last
+
+
 def test_resume_continues_exactly(small_split):
     torch.set_num_threads(1)  # bitwise-repeatable reductions
     cfg = TrainConfig(student="resdw_w24_d111", loss="ce", epochs=2, batch_size=64)

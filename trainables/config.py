@@ -85,6 +85,8 @@ class TrainConfig(OptimSettings):
     # val_acc is then the flip-averaged accuracy. Both are reported each epoch
     ema: float = 0.0  # decay per step of an EMA of the weights used for evaluation; 0 = off
     ema_bn: Literal["copy", "average"] = "copy"  # the EMA's BN statistics: the live model's, or averaged too
+    layout: Literal["auto", "channels_last", "contiguous"] = "auto"  # the step's memory layout; auto: the
+    # faster of the two on this CPU, timed by the run's plan (channels_last where no plan runs)
     prune_from: str | None = None  # a trained student's checkpoint (student.pt / checkpoint.pt), wider than the
     # budget: it is pruned to `prune_to` parameters, then fine-tuned by this trial
     prune_importance: Literal["magnitude", "taylor"] = "magnitude"

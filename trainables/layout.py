@@ -81,10 +81,22 @@ def guard_layers(model: nn.Module) -> list[str]:
     return names
 
 
-def prepare_for_training(model: nn.Module, device: str | torch.device = "cpu") -> list[str]:
-    """Move `model` to `device` in channels_last (in place), guarding the layers oneDNN's AVX2 kernel breaks
-    when this CPU takes it; returns the guarded layers' names."""
-    model.to(device, memory_format=torch.channels_last)
-    if torch.device(device).type == "cpu" and onednn_below_avx512():
+LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+def memory_format(layout: str) -> torch.memory_format:
+    """A layout's name (train.layout) as torch's memory format. "auto" is resolved by the run's plan, which
+    times both here; unresolved (no plan ran: kdsweep train, a bench) it is channels_last."""
+    return LAYOUTS["channels_last" if layout == "auto" else layout]
+
+
+def prepare_for_training(
+    model: nn.Module, device: str | torch.device = "cpu", layout: str = "channels_last"
+) -> list[str]:
+    """Move `model` to `device` in `layout` (in place); in channels_last, guard the layers oneDNN's AVX2
+    kernel breaks when this CPU takes it. Returns the guarded layers' names."""
+    fmt = memory_format(layout)
+    model.to(device, memory_format=fmt)
+    if fmt is torch.channels_last and torch.device(device).type == "cpu" and onednn_below_avx512():
         return guard_layers(model)
     return []

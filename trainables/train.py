@@ -22,7 +22,7 @@ from students import count_params, create_student, deployed
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.config import TrainConfig
 from trainables.engine import Loop, autocast, fit, resolve_precision
-from trainables.layout import prepare_for_training
+from trainables.layout import memory_format, prepare_for_training
 from trainables.losses import LOSSES, NEEDS_TEACHER
 from trainables.optim import make_optimizer, make_scheduler
 
@@ -177,7 +177,8 @@ def train_student(
     params = count_params(deployed(model))  # as it ships: a re-parameterizable student counts folded
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
-    prepare_for_training(model, device)  # channels_last, but for the layers oneDNN's AVX2 kernel breaks
+    prepare_for_training(model, device, cfg.layout)  # guarded where oneDNN's AVX2 kernel breaks
+    fmt = memory_format(cfg.layout)
     spec = data.spec
     train_x, train_y = _tensor(data.train_x, device), _tensor(data.train_y, device)
     val_x, val_y = _tensor(data.val_x, device), _tensor(data.val_y, device)
@@ -224,7 +225,7 @@ def train_student(
                 t = teacher(xt).float()
         if cfg.erase > 0:  # after the teacher's view: the teacher scored the uncut image
             xb = random_erase(xb, cfg.erase, generator=g)
-        x = to_input(xb, cfg.mean, cfg.std, model.in_chans).contiguous(memory_format=torch.channels_last)
+        x = to_input(xb, cfg.mean, cfg.std, model.in_chans).contiguous(memory_format=fmt)
         return x, (t, train_y[idx])
 
     def loss(s, target, step):
@@ -303,21 +304,29 @@ def train_student(
 
 
 def train_speed(
-    name: str, batch_size: int = 128, steps: int = 20, warmup: int = 3, precision: str = "fp32", **student_kwargs
+    name: str,
+    batch_size: int = 128,
+    steps: int = 20,
+    warmup: int = 3,
+    precision: str = "fp32",
+    layout: str = "channels_last",
+    **student_kwargs,
 ) -> float:
-    """Training images/s of student `name` alone (forward, CE, backward, SGD step; random data, channels_last):
-    the student's compute bound, for comparing families on this machine."""
+    """Training images/s of student `name` alone (forward, CE, backward, SGD step; random data in `layout`):
+    the student's compute bound, for comparing families (and layouts) on this machine."""
     model = create_student(name, **student_kwargs).train()
-    prepare_for_training(model)
-    return step_rate(model, model.in_chans, batch_size, steps, warmup, resolve_precision(precision, "cpu"))
+    prepare_for_training(model, layout=layout)
+    return step_rate(model, model.in_chans, batch_size, steps, warmup, resolve_precision(precision, "cpu"), layout)
 
 
-def step_rate(model, in_chans: int, batch_size: int, steps: int, warmup: int, precision: str) -> float:
+def step_rate(
+    model, in_chans: int, batch_size: int, steps: int, warmup: int, precision: str, layout: str = "channels_last"
+) -> float:
     """Training images/s of `model` as it is (prepared for training): `steps` timed SGD steps on random
-    channels_last data after `warmup` untimed ones, in `precision`."""
+    data in `layout` after `warmup` untimed ones, in `precision`."""
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch_size, in_chans, 28, 28).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch_size, in_chans, 28, 28).contiguous(memory_format=memory_format(layout))
     y = torch.randint(10, (batch_size,))
     cast = autocast(precision, "cpu")
     for i in range(warmup + steps):

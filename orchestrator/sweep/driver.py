@@ -33,13 +33,16 @@ from orchestrator.sweep.plan import (
     final_stage_minutes,
     fit_final_epochs,
     make_plan,
+    pick_layout,
     search_statement,
     search_trials,
     skip_check,
     student_epoch_seconds,
+    student_rates,
 )
 from orchestrator.sweep.prepare import prepare_data
 from trainables.config import DETAIL, from_report
+from trainables.layout import LAYOUTS
 from trainables.losses import NEEDS_TEACHER
 
 log = logging.getLogger(__name__)
@@ -295,13 +298,24 @@ def _planner(cfg: SweepConfig, slots: Slots, t_start: float, planned: list[Plan]
     def log_plan(n_train, n_val, teacher_img_s, cache_forwards):
         if cfg.sweep.gpus_per_trial:  # the probe times the CPU; a GPU plan would need a GPU probe
             return
-        epoch_s = student_epoch_seconds(cfg, n_train, n_val, int(cfg.sweep.cpus_per_trial))
-        speedup = final_speedup(cfg, n_train, n_val, epoch_s, alone=slots.final == 1)
+        threads, layout, rates = int(cfg.sweep.cpus_per_trial), cfg.train.layout, None
+        if layout == "auto":  # the trials' step in the layout faster on this CPU, timed in both
+            rates = student_rates(cfg, threads, tuple(LAYOUTS))
+            layout = pick_layout(rates)
+            log.info(
+                f"layout: {layout} for the trials' step, the faster here (training images/s, {threads} thread(s): "
+                + "; ".join(f"{lay} " + ", ".join(f"{k} {v:.0f}" for k, v in r.items()) for lay, r in rates.items())
+                + ")"
+            )
+        epoch_s = student_epoch_seconds(cfg, n_train, n_val, threads, layout=layout, rates=rates and rates[layout])
+        speedup = final_speedup(cfg, n_train, n_val, epoch_s, alone=slots.final == 1, layout=layout)
         args = (cfg, epoch_s, cache_forwards, teacher_img_s, slots.search, time.time() - t_start, speedup, slots.final)
         p = make_plan(*args)
         if may_skip and (why := skip_check(cfg, p, without := make_plan(*args, search=False))):
             p = dataclasses.replace(without, search_skipped=why)
             log.info(why)
+        if rates is not None:
+            p = dataclasses.replace(p, layout=layout, layout_rates=rates)
         planned.append(p)
         log.info(
             p.line(cfg.minutes)
@@ -545,6 +559,8 @@ def run_sweep(
             plan = planned[0] if planned else None
             if plan:
                 meta["plan"] = plan.record()
+            if plan and plan.layout:  # what the trials run with; the run's identity keeps "auto"
+                cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, layout=plan.layout))
             skipped = skipped or ("" if began or plan is None else plan.search_skipped)
             meta["search"] = {**stated, "skipped": skipped} if skipped else stated
             tables, errors, winner, results = [], 0, None, None

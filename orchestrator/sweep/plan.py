@@ -44,6 +44,8 @@ class Plan:
     teacher_img_s: float = 0.0  # the teacher's forwards a second, timed on the validation images
     final_speedup: float = 1.0  # a final trial's epoch against a search trial's (its threads, alone)
     search_skipped: str = ""  # why the search does not run (skip_check), "" where it does
+    layout: str = ""  # the trials' memory layout, where train.layout auto had the plan time both
+    layout_rates: dict | None = None  # layout -> student -> training images/s, as timed for the choice
 
     def record(self) -> dict:
         out = dict(
@@ -56,6 +58,8 @@ class Plan:
             epoch_s=self.epoch_s,
             final_speedup=self.final_speedup,
         )
+        if self.layout:
+            out.update(layout=self.layout, layout_img_s=self.layout_rates)
         return {**out, "search_skipped": self.search_skipped} if self.search_skipped else out
 
     @property
@@ -87,32 +91,56 @@ class Plan:
         return text
 
 
-def student_epoch_seconds(
-    cfg: SweepConfig, n_train: int, n_val: int, threads: int, overhead: float = SWEEP_OVERHEAD
-) -> dict[str, float]:
-    """Seconds per epoch of each student the config trains from scratch, as one trial runs it here
-    (`overhead`: SWEEP_OVERHEAD beside other trials, ALONE_OVERHEAD alone on the machine)."""
+def student_rates(cfg: SweepConfig, threads: int, layouts: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Training images/s of each student the config trains from scratch, in each of `layouts`, at `threads`:
+    the median of three short timings (one alone swung a 2-thread speed-up 1.27-1.69x), the layouts taken
+    in turn so that a machine's drift falls on both."""
     precision = resolve_precision(cfg.train.precision, "cpu")
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
-        out = {}
+        out: dict[str, dict[str, float]] = {lay: {} for lay in layouts}
         for name in cfg.students():
-            rate = statistics.median(  # three short timings: one alone swung a 2-thread speed-up 1.27-1.69x
-                train_speed(
-                    name,
-                    batch_size=cfg.train.batch_size,
-                    steps=6,
-                    warmup=2,
-                    precision=precision,
-                    **cfg.train.student_kwargs,
-                )
-                for _ in range(3)
-            )
-            out[name] = overhead * (n_train + n_val / 3) / rate  # validation: a forward, ~1/3 of a step
+            runs: dict[str, list[float]] = {lay: [] for lay in layouts}
+            for _ in range(3):
+                for lay in layouts:
+                    runs[lay].append(
+                        train_speed(
+                            name,
+                            batch_size=cfg.train.batch_size,
+                            steps=6,
+                            warmup=2,
+                            precision=precision,
+                            layout=lay,
+                            **cfg.train.student_kwargs,
+                        )
+                    )
+            for lay in layouts:
+                out[lay][name] = statistics.median(runs[lay])
         return out
     finally:
         torch.set_num_threads(before)
+
+
+def pick_layout(rates: dict[str, dict[str, float]]) -> str:
+    """The layout whose students' steps take the least time in all (rates: student_rates)."""
+    return min(rates, key=lambda lay: sum(1 / r for r in rates[lay].values()))
+
+
+def student_epoch_seconds(
+    cfg: SweepConfig,
+    n_train: int,
+    n_val: int,
+    threads: int,
+    overhead: float = SWEEP_OVERHEAD,
+    layout: str = "channels_last",
+    rates: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Seconds per epoch of each student the config trains from scratch, as one trial runs it here in
+    `layout` (`overhead`: SWEEP_OVERHEAD beside other trials, ALONE_OVERHEAD alone on the machine); `rates`:
+    images/s already timed (student_rates), else timed now."""
+    rates = rates if rates is not None else student_rates(cfg, threads, (layout,))[layout]
+    return {name: overhead * (n_train + n_val / 3) / rate for name, rate in rates.items()}  # val: ~1/3 a step
 
 
 def final_stage_minutes(cfg: SweepConfig, elapsed_s: float) -> float:
@@ -147,13 +175,21 @@ def final_slots(cfg: SweepConfig, cpus: float, search_slots: int) -> int:
     return max(1, min(cfg.sweep.max_concurrent_trials, int(cpus // cfg.final.cpus_per_trial)))
 
 
-def final_speedup(cfg: SweepConfig, n_train: int, n_val: int, epoch_s: dict[str, float], alone: bool = False) -> float:
+def final_speedup(
+    cfg: SweepConfig,
+    n_train: int,
+    n_val: int,
+    epoch_s: dict[str, float],
+    alone: bool = False,
+    layout: str = "channels_last",
+) -> float:
     """How much faster a final trial's epoch runs than a search trial's (`epoch_s`), timed here at both
     thread counts (1.0 where they are the same); `alone`: one final trial fills the machine, so it does not
     share it with another as search trials do."""
     if not cfg.final.epochs or int(final_cpus(cfg)) == int(cfg.sweep.cpus_per_trial):
         return 1.0
-    fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus(cfg)), ALONE_OVERHEAD if alone else SWEEP_OVERHEAD)
+    overhead = ALONE_OVERHEAD if alone else SWEEP_OVERHEAD
+    fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus(cfg)), overhead, layout)
     return statistics.median(epoch_s[k] / fast[k] for k in epoch_s)
 
 
