@@ -118,6 +118,8 @@ class TeacherConfig:
     # Ray actors on every node of the cluster (cache_ray.py)
     cpus_per_actor: float = 1.0  # build: cluster -- resources of each teacher actor
     gpus_per_actor: float = 0.0
+    layout: Literal["auto", "channels_last", "contiguous"] = "auto"  # its forwards' memory layout; auto: the
+    # faster of the two here, timed on a few validation batches before the cache
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # the teacher's forwards (cache, validation): bf16 autocast
     # halves a ResNet-50's time where the CPU computes bf16 natively; auto: there.
     # Its own cache key (the logits differ by more than fp16 rounding)

@@ -316,6 +316,40 @@ def test_teacher_precision_bf16_has_its_own_cache_and_close_logits(tmp_path, tin
     assert ma["teacher"]["precision"] == resolve_precision("auto", "cpu") and ma["teacher_forwards"] == 0
 
 
+def test_the_teacher_runs_in_the_layout_faster_here_with_the_same_logits(tmp_path, tiny_teacher, said):
+    """teacher.layout auto: a few validation batches in each layout, in turn, the faster one taken, said and
+    recorded; the cache's logits do not depend on the layout (its key has none): a forced layout reuses it,
+    and forwards in either layout agree."""
+    import torch
+
+    from orchestrator.sweep.prepare import prepare_data, probe_teacher_layout
+    from orchestrator.teacher.model import load_teacher, predict_logits
+    from trainables.layout import LAYOUTS, model_layout
+
+    base = dict(
+        name="tl",
+        data=dict(train_limit=64, val_limit=32),
+        train=dict(loss="kd"),
+        teacher=dict(checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "c")),
+    )
+    _, meta = prepare_data(from_dict(SweepConfig, base))
+    t = meta["teacher"]
+    assert t["layout"] in LAYOUTS and set(t["layout_img_s"]) == set(LAYOUTS) and min(t["layout_img_s"].values()) > 0
+    assert any(m.startswith(f"teacher layout: {t['layout']}, the faster here") for m in said)
+    other = next(k for k in LAYOUTS if k != t["layout"])
+    base["teacher"]["layout"] = other
+    _, forced = prepare_data(from_dict(SweepConfig, base))
+    assert "layout" not in forced["teacher"] and forced["teacher_forwards"] == 0  # the same cache
+    model, info = load_teacher(tiny_teacher)
+    x = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    rates = probe_teacher_layout(model, x, info.preprocess, 16, "cpu", images=32)
+    assert set(rates) == set(LAYOUTS) and model_layout(model) == torch.channels_last  # left as loaded
+    last = predict_logits(model, x, info.preprocess, 16)
+    model.to(memory_format=torch.contiguous_format)
+    assert model_layout(model) == torch.contiguous_format
+    assert torch.allclose(predict_logits(model, x, info.preprocess, 16), last, atol=1e-4)
+
+
 def test_the_run_names_a_teacher_in_the_project_by_its_project_path(tmp_path, tiny_teacher, monkeypatch):
     """The run's meta (and so the report committed with a release) names a teacher inside the project by its
     path there, not by the machine's absolute path; one outside keeps its absolute path."""

@@ -90,6 +90,16 @@ def memory_format(layout: str) -> torch.memory_format:
     return LAYOUTS["channels_last" if layout == "auto" else layout]
 
 
+def model_layout(model: nn.Module) -> torch.memory_format:
+    """The memory format `model`'s convolutions are in (its first one with a kernel larger than 1x1, where
+    the two formats differ): what its inputs should be in."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.weight.shape[-1] > 1:
+            last = m.weight.is_contiguous(memory_format=torch.channels_last)
+            return torch.channels_last if last else torch.contiguous_format
+    return torch.channels_last
+
+
 def prepare_for_training(
     model: nn.Module, device: str | torch.device = "cpu", layout: str = "channels_last"
 ) -> list[str]:

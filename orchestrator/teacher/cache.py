@@ -25,6 +25,7 @@ from orchestrator.config import Preprocess
 from orchestrator.run.io import atomic_write, atomic_write_json
 from orchestrator.teacher.model import INFER_BATCH
 from trainables.augment import ViewSpec, apply_views, to_input
+from trainables.layout import model_layout
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,11 @@ def _views_logits(model, x_u8: torch.Tensor, spec: ViewSpec, pre: Preprocess, ba
     V = spec.n_views
     views = torch.arange(V).repeat(len(x_u8))  # (n*V,) image-major
     imgs = x_u8.repeat_interleave(V, dim=0)  # (n*V, 28, 28)
-    out = []
+    out, fmt = [], model_layout(model)  # inputs in the model's own layout (the run's probe chose it)
     for i in range(0, len(imgs), batch_size):
         xb = apply_views(imgs[i : i + batch_size].to(device), views[i : i + batch_size].to(device), spec)
-        x_in = to_input(xb, pre.mean, pre.std, pre.channels, pre.size).contiguous(memory_format=torch.channels_last)
-        out.append(model(x_in).float().cpu())  # channels_last: see teacher.load_teacher
+        x_in = to_input(xb, pre.mean, pre.std, pre.channels, pre.size).contiguous(memory_format=fmt)
+        out.append(model(x_in).float().cpu())
     return torch.cat(out).view(len(x_u8), V, -1)
 
 

@@ -27,17 +27,25 @@ class TeacherActor:
     """One teacher per actor (loaded once), answering chunk after chunk."""
 
     def __init__(
-        self, arch: str, in_chans: int, state_dict: dict, threads: int, use_gpu: bool, precision: str = "fp32"
+        self,
+        arch: str,
+        in_chans: int,
+        state_dict: dict,
+        threads: int,
+        use_gpu: bool,
+        precision: str = "fp32",
+        layout: str = "channels_last",
     ):
         import torch
 
         from orchestrator.teacher.model import build_resnet, in_precision
+        from trainables.layout import memory_format
 
         torch.set_num_threads(threads)
         self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.model = build_resnet(arch, in_chans)
         self.model.load_state_dict(state_dict)
-        self.model.eval().to(self.device, memory_format=torch.channels_last)
+        self.model.eval().to(self.device, memory_format=memory_format(layout))  # the driver's choice
         self.model = in_precision(self.model, precision, self.device)  # the driver's choice, on every node
 
     def chunk(self, images, c: int, rows: slice, spec, pre, batch_size: int):
@@ -56,6 +64,7 @@ def ray_runner(
     gpus_per_actor: float = 0,
     actors: int | None = None,
     precision: str = "fp32",
+    layout: str = "channels_last",
 ):
     """A `runner` for `cache.teacher_logits`: yields (chunk, logits) as the actors finish them."""
 
@@ -71,7 +80,7 @@ def ray_runner(
         sd_ref, img_ref = ray.put(sd), ray.put(images)  # once each, read by every actor
         pool = [
             TeacherActor.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).remote(
-                arch, in_chans, sd_ref, max(1, int(cpus_per_actor)), gpus_per_actor > 0, precision
+                arch, in_chans, sd_ref, max(1, int(cpus_per_actor)), gpus_per_actor > 0, precision, layout
             )
             for _ in range(n)
         ]

@@ -31,7 +31,7 @@ from students.teachers import TEACHER_ARCHS as TEACHER_ARCHS
 from students.teachers import build_resnet as build_resnet
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.engine import Loop, fit, resolve_precision
-from trainables.layout import prepare_for_training
+from trainables.layout import model_layout, prepare_for_training
 from trainables.losses import kd
 from trainables.optim import make_optimizer, make_scheduler
 
@@ -259,13 +259,13 @@ def predict_logits(
 ) -> torch.Tensor:
     """Logits (N, 10) fp32 of uint8 images (N, 28, 28), optionally of view `views[i]` of image i."""
     x = torch.as_tensor(images_u8)
-    out = []
+    out, fmt = [], model_layout(model)  # inputs in the model's own layout
     model.eval()
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)
         if views is not None:
             xb = apply_views(xb, views[i : i + batch_size].to(device), spec)
-        x_in = to_input(xb, pre.mean, pre.std, pre.channels, pre.size).contiguous(memory_format=torch.channels_last)
+        x_in = to_input(xb, pre.mean, pre.std, pre.channels, pre.size).contiguous(memory_format=fmt)
         out.append(model(x_in).float().cpu())
     return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
 
