@@ -61,18 +61,21 @@ def _teacher_train(a) -> int:
 def _students(a) -> int:
     import torch
 
-    from students import BUDGET, count_params, create_student, deployed, list_students
+    from students import BUDGET, count_macs, count_params, create_student, deployed, list_students
     from trainables.train import train_speed
 
     torch.set_num_threads(a.threads)
     speed = "" if a.no_speed else f"  train img/s ({a.threads} thread{'s' * (a.threads > 1)}, batch 128)"
-    print(f"{'student':<22} {'params':>9}  {'trained':>9}  in_chans  budget {BUDGET:,}{speed}", flush=True)
+    head = f"{'student':<22} {'params':>9}  {'trained':>9}  {'M MACs':>7}  in_chans  budget {BUDGET:,}"
+    print(head + speed, flush=True)
     for name in list_students():
         m = create_student(name)
         n, trained = count_params(deployed(m)), count_params(m)  # what ships (and the budget counts); what trains
+        macs = count_macs(deployed(m)) / 1e6  # a forward of one image, as it ships
         rate = "" if a.no_speed else f"  {train_speed(name):>10,.0f}"
         print(
-            f"{name:<22} {n:>9,}  {trained:>9,}  {m.in_chans:>8}  {'ok' if n <= BUDGET else 'OVER':>13}{rate}",
+            f"{name:<22} {n:>9,}  {trained:>9,}  {macs:>7.1f}  {m.in_chans:>8}  "
+            f"{'ok' if n <= BUDGET else 'OVER':>13}{rate}",
             flush=True,
         )
     return 0

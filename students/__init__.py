@@ -4,6 +4,7 @@ from students import pruned, rep3, res3, resdw, starter  # noqa: F401  (register
 from students.registry import (
     BUDGET,
     canonical,
+    count_macs,
     count_params,
     create_student,
     deployed,
@@ -17,6 +18,7 @@ from students.registry import (
 __all__ = [
     "BUDGET",
     "canonical",
+    "count_macs",
     "count_params",
     "create_student",
     "deployed",

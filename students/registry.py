@@ -81,6 +81,13 @@ def count_params(model: nn.Module) -> int:
     return torchinfo.summary(model, input_size=(1, model.in_chans, 28, 28), verbose=0, device="cpu").total_params
 
 
+def count_macs(model: nn.Module) -> int:
+    """torchinfo's multiply-adds of one 28x28 image's forward: what a step costs, beside what it holds."""
+    import torchinfo
+
+    return torchinfo.summary(model, input_size=(1, model.in_chans, 28, 28), verbose=0, device="cpu").total_mult_adds
+
+
 def fit_to_budget(name: str, budget: int = BUDGET, key: str = "width", lo: int = 4, hi: int = 512, **kwargs) -> int:
     """The largest integer `key` (e.g. width) for which student `name` stays within `budget` parameters."""
 

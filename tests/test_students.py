@@ -55,6 +55,9 @@ def test_students_command_and_speed(capsys):
     assert main(["students", "--no-speed"]) == 0
     out = capsys.readouterr().out
     assert "res3_w16_32_76_d111" in out and "96,906" in out and "OVER" not in out
+    # multiply-adds beside the count: same parameters, the stride puts the compute elsewhere
+    row = {ln.split()[0]: ln.split() for ln in out.splitlines()[1:]}
+    assert float(row["res3_w16_32_76_d111"][3]) < float(row["res3_w16_32_76_s121"][3])
     assert all(name in out for name in list_students())
     assert train_speed("resdw_w24_d111", steps=2, warmup=1) > 0
 
