@@ -83,9 +83,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 def smoke_config(tmp: Path, name: str, overrides: dict | None = None):
-    """configs/smoke.yaml as a test runs it: named `name`, its runs and teacher cache under `tmp`, then
-    `overrides` (dotted keys, as --set)."""
+    """configs/smoke.yaml as a test runs it: named `name`, its runs and teacher cache under `tmp`, in
+    channels_last (the layout probes are tested where they are the subject, and cost every other sweep a
+    few seconds), then `overrides` (dotted keys, as --set)."""
     from orchestrator.config import load_sweep_config
 
-    base = {"name": name, "sweep.storage": str(tmp / "runs"), "teacher.cache_dir": str(tmp / "cache")}
+    base = {
+        "name": name,
+        "sweep.storage": str(tmp / "runs"),
+        "teacher.cache_dir": str(tmp / "cache"),
+        "train.layout": "channels_last",
+        "teacher.layout": "channels_last",
+    }
     return load_sweep_config(ROOT / "configs" / "smoke.yaml", {**base, **(overrides or {})})

@@ -370,8 +370,9 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(s
             "minutes": 0.01,  # 0.06 s: less than any epoch
             "final.min_epochs": 2,
             "final.cpus_per_trial": 2,
+            "train.layout": "auto",
         },
-    )  # what the result needs; the finalist on both cores
+    )  # what the result needs; the finalist on both cores; the layout timed by the plan
     said.clear()
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     # the plan, from speeds measured here, before the cache: over the whole run's 0.6 s, and said so, with
