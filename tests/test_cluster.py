@@ -95,6 +95,8 @@ def _sweep_cfg(tmp_path, name, **over):
             "data.val_limit": 128,
             "search_space": {},
             "train.student": "resdw_w24_d111",
+            "train.layout": "channels_last",  # the layout probes have their own tests
+            "teacher.layout": "channels_last",
             "sweep.max_concurrent_trials": 2,
             "sweep.max_failures": 2,
             **over,

@@ -93,6 +93,10 @@ def test_ray_job_submit_end_to_end(head, tiny_teacher, tmp_path):
         "data.val_limit=64",
         "--set",
         "train.epochs=1",
+        "--set",
+        "train.layout=channels_last",  # the layout probes have their own tests
+        "--set",
+        "teacher.layout=channels_last",
         "--export-dir",
         str(tmp_path / "out"),
     ]

@@ -87,6 +87,10 @@ def test_a_sweep_on_s3_survives_its_killed_driver_and_is_read_from_there(s3, tin
         "search_space={}",
         "--set",
         "trials=[{student: res3_w16_d111}, {student: resdw_w24_d111}]",
+        "--set",
+        "train.layout=channels_last",  # the layout probes have their own tests
+        "--set",
+        "teacher.layout=channels_last",
     ]
     env = {**os.environ, **s3, "PYTHONPATH": str(ROOT)}
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
