@@ -299,7 +299,7 @@ def _planner(cfg: SweepConfig, slots: Slots, t_start: float, planned: list[Plan]
         if cfg.sweep.gpus_per_trial:  # the probe times the CPU; a GPU plan would need a GPU probe
             return
         threads, layout, rates = int(cfg.sweep.cpus_per_trial), cfg.train.layout, None
-        if layout == "auto":  # the trials' step in the layout faster on this CPU, timed in both
+        if layout == "auto" and cfg.students():  # the trials' step in the layout faster here, timed in both
             rates = student_rates(cfg, threads, tuple(LAYOUTS))
             layout = pick_layout(rates)
             log.info(
