@@ -1,5 +1,6 @@
-"""Where the driver's Python heap grows per trial: a sweep of N short trials (trial_scale's) under tracemalloc,
-snapshots when half and all of them have ended, the difference grouped by source file and line, per trial.
+"""Where the driver's Python heap grows per trial: a sweep of N short trials (trial_scale's scale_config)
+under tracemalloc, snapshots when half and all of them have ended, the difference grouped by source file and
+line, per trial.
 
     bash scripts/loopback.sh .venv/bin/python bench/driver_heap.py [--trials 60] [--out FILE]
 
@@ -19,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from trial_scale import scale_config  # noqa: E402  (the same sweep trial_scale measures)
 
 
 def main():
@@ -31,7 +34,6 @@ def main():
     from ray.tune import Callback
 
     import orchestrator.sweep.tune_callbacks as callbacks
-    from orchestrator.config import load_sweep_config
     from orchestrator.machine import machine
     from orchestrator.sweep.driver import run_sweep
 
@@ -47,27 +49,7 @@ def main():
 
     callbacks.DriverMemory = lambda name: Snap()  # the driver's own sampler, replaced by the snapshots
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_sweep_config(
-            ROOT / "configs" / "smoke.yaml",
-            {
-                "name": "heap",
-                "sweep.storage": f"{tmp}/runs",
-                "teacher.cache_dir": f"{tmp}/cache",
-                "teacher.checkpoint": args.teacher,
-                "teacher.mode": "clean",
-                "data.train_limit": 256,
-                "data.val_limit": 256,
-                "train.epochs": 2,
-                "train.batch_size": 64,
-                "train.student": "resdw_w24_d111",
-                "search_space": {"lr": {"loguniform": [1e-3, 0.1]}},
-                "sweep.num_samples": n,
-                "sweep.max_concurrent_trials": 2,
-                "sweep.cpus_per_trial": 1,
-                "sweep.grace_period": 1,
-                "sweep.reduction_factor": 2,
-            },
-        )
+        cfg = scale_config("heap", tmp, args.teacher, n)
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         tracemalloc.start(1)
         run_sweep(cfg)

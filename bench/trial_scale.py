@@ -75,39 +75,46 @@ class Peaks(threading.Thread):
             self.stop.wait(self.every)
 
 
+def scale_config(name: str, tmp: str, teacher: str, n: int, slots: int = 2):
+    """The sweep these benches measure: n trials of the real trainable on a tiny student and 256 images,
+    2 epochs, ASHA cutting at epoch 1, `slots` at a time; its runs and cache under `tmp`."""
+    from orchestrator.config import load_sweep_config
+
+    return load_sweep_config(
+        ROOT / "configs" / "smoke.yaml",
+        {
+            "name": name,
+            "sweep.storage": f"{tmp}/runs",
+            "teacher.cache_dir": f"{tmp}/cache",
+            "teacher.checkpoint": teacher,
+            "teacher.mode": "clean",
+            "data.train_limit": 256,
+            "data.val_limit": 256,
+            "train.epochs": 2,
+            "train.batch_size": 64,
+            "train.student": "resdw_w24_d111",
+            "search_space": {"lr": {"loguniform": [1e-3, 0.1]}},
+            "sweep.num_samples": n,
+            "sweep.max_concurrent_trials": slots,
+            "sweep.cpus_per_trial": 1,
+            "sweep.grace_period": 1,
+            "sweep.reduction_factor": 2,
+        },
+    )
+
+
 def one(n: int, slots: int, teacher: str, keep: str | None = None) -> dict:
     """A sweep of `n` trials in this process; its figures. `keep`: the run lives there, not in a temporary
     directory, so that the same command after a kill resumes it (its driver then restores the trials
     already ended at once: the slope is read over the trials that end after)."""
     import ray
 
-    from orchestrator.config import load_sweep_config
     from orchestrator.machine import machine
     from orchestrator.release.results import result_lines
     from orchestrator.sweep.driver import run_sweep
 
     with tempfile.TemporaryDirectory() if keep is None else contextlib.nullcontext(keep) as tmp:
-        cfg = load_sweep_config(
-            ROOT / "configs" / "smoke.yaml",
-            {
-                "name": f"scale{n}",
-                "sweep.storage": f"{tmp}/runs",
-                "teacher.cache_dir": f"{tmp}/cache",
-                "teacher.checkpoint": teacher,
-                "teacher.mode": "clean",
-                "data.train_limit": 256,
-                "data.val_limit": 256,
-                "train.epochs": 2,
-                "train.batch_size": 64,
-                "train.student": "resdw_w24_d111",
-                "search_space": {"lr": {"loguniform": [1e-3, 0.1]}},
-                "sweep.num_samples": n,
-                "sweep.max_concurrent_trials": slots,
-                "sweep.cpus_per_trial": 1,
-                "sweep.grace_period": 1,
-                "sweep.reduction_factor": 2,
-            },
-        )
+        cfg = scale_config(f"scale{n}", tmp, teacher, n, slots)
         done = Path(tmp) / f"row_{n}.json"  # a count that ended under --keep is not measured again
         if done.is_file():
             return json.loads(done.read_text())
