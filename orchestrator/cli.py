@@ -207,7 +207,7 @@ def _results(a) -> int:
     import pandas as pd
 
     from orchestrator.release.results import account_lines, search_account, table, trials
-    from orchestrator.run.layout import CONFIG_FILE, META_FILE, SKIPPED_FILE
+    from orchestrator.run.layout import CONFIG_FILE, META_FILE
     from orchestrator.run.rundir import Run
 
     run_dir = Run(a.run).fetch()
@@ -221,8 +221,8 @@ def _results(a) -> int:
     if "search" not in meta:  # a run under way has no meta record yet: its config says how it searches
         cfg = json.loads((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
         meta = {**meta, "search": {"searcher": (cfg.get("sweep") or {}).get("searcher", "random")}}
-        if (run_dir / SKIPPED_FILE).is_file():
-            meta["search"]["skipped"] = json.loads((run_dir / SKIPPED_FILE).read_text())["reason"]
+        if skipped := Run(run_dir).search_skipped:  # the run's record of it, read as the driver reads it
+            meta["search"]["skipped"] = skipped
     for line in account_lines(search_account(trials(run_dir), meta)):
         print(line)
     return 0

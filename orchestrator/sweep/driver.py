@@ -553,19 +553,19 @@ def run_sweep(
             slots, planned = _slots(cfg), []
             device = "cuda" if cfg.sweep.gpus_per_trial and _driver_gpu() else "cpu"
             # a search once begun is finished; one once skipped stays skipped (the final stage began without it)
-            began, skipped = run.search_begun(), run.search_skipped
-            planner = _planner(cfg, slots, t_start, planned, may_skip=not began and not skipped)
+            began, prior = run.search_begun(), run.search_skipped
+            planner = _planner(cfg, slots, t_start, planned, may_skip=not began and not prior)
             data, meta = prepare_data(cfg, teacher_path, device, before_cache=planner)
             plan = planned[0] if planned else None
             if plan:
                 meta["plan"] = plan.record()
             if plan and plan.layout:  # what the trials run with; the run's identity keeps "auto"
                 cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, layout=plan.layout))
-            skipped = skipped or ("" if began or plan is None else plan.search_skipped)
+            skipped = prior or ("" if began or plan is None else plan.search_skipped)
             meta["search"] = {**stated, "skipped": skipped} if skipped else stated
             tables, errors, winner, results = [], 0, None, None
             if skipped:
-                if not run.search_skipped:
+                if not prior:
                     run.skip_search(skipped)
                 else:  # the plan said so when the run began
                     log.info(f"search: skipped when this run began ({skipped})")
