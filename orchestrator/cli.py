@@ -161,12 +161,12 @@ def _cache(a) -> int:
     from orchestrator.sweep.local import resolve_device
 
     device = resolve_device(a.device)
-    _, meta = prepare_data(cfg, a.teacher, device=device)
-    c = meta["cache"]
+    _, facts = prepare_data(cfg, a.teacher, device=device)
+    c = facts.cache
     how = "cache hit" if c["hit"] else f"built in {c['build_s']:.1f} s on {device}"
     print(
         f"{c['path']}: {c['n_images']} images x {c['n_views']} views, {how}, "
-        f"{meta['teacher_forwards']:,} teacher forwards now"
+        f"{facts.teacher_forwards:,} teacher forwards now"
     )
     return 0
 

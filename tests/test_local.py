@@ -284,8 +284,8 @@ def test_kdsweep_cache_builds_what_a_sweep_then_hits(tmp_path, tiny_teacher, cap
     assert main(["cache", "--config", str(cfg), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "96 images x 18 views, built in" in out and "1,728 teacher forwards now" in out
-    data, meta = prepare_data(load_sweep_config(cfg))
-    assert meta["cache"]["hit"] and meta["teacher_forwards"] == 0 and data.teacher_logits.shape == (96, 18, 10)
+    data, facts = prepare_data(load_sweep_config(cfg))
+    assert facts.cache["hit"] and facts.teacher_forwards == 0 and data.teacher_logits.shape == (96, 18, 10)
     live = tmp_path / "live.yaml"
     live.write_text(cfg.read_text().replace('"views"', '"live"'))
     assert main(["cache", "--config", str(live)]) == 2
@@ -307,13 +307,13 @@ def test_teacher_precision_bf16_has_its_own_cache_and_close_logits(tmp_path, tin
     d32, m32 = prepare_data(from_dict(SweepConfig, base))
     base["teacher"]["precision"] = "bf16"
     d16, m16 = prepare_data(from_dict(SweepConfig, base))
-    assert m32["teacher"]["precision"] == "fp32" and m16["teacher"]["precision"] == "bf16"
-    assert m16["cache"]["key"] != m32["cache"]["key"] and m16["teacher_forwards"] == 64  # built, not reused
+    assert m32.teacher.precision == "fp32" and m16.teacher.precision == "bf16"
+    assert m16.cache["key"] != m32.cache["key"] and m16.teacher_forwards == 64  # built, not reused
     diff = abs(d16.teacher_logits.astype("float32") - d32.teacher_logits.astype("float32"))
     assert 0 < diff.max() < 0.25 * abs(d32.teacher_logits.astype("float32")).max()
     base["teacher"]["precision"] = "auto"
     _, ma = prepare_data(from_dict(SweepConfig, base))
-    assert ma["teacher"]["precision"] == resolve_precision("auto", "cpu") and ma["teacher_forwards"] == 0
+    assert ma.teacher.precision == resolve_precision("auto", "cpu") and ma.teacher_forwards == 0
 
 
 def test_the_teacher_runs_in_the_layout_faster_here_with_the_same_logits(tmp_path, tiny_teacher, said):
@@ -332,14 +332,14 @@ def test_the_teacher_runs_in_the_layout_faster_here_with_the_same_logits(tmp_pat
         train=dict(loss="kd"),
         teacher=dict(checkpoint=str(tiny_teacher), mode="clean", cache_dir=str(tmp_path / "c")),
     )
-    _, meta = prepare_data(from_dict(SweepConfig, base))
-    t = meta["teacher"]
+    _, facts = prepare_data(from_dict(SweepConfig, base))
+    t = facts.record()["teacher"]  # as the run's meta record keeps it
     assert t["layout"] in LAYOUTS and set(t["layout_img_s"]) == set(LAYOUTS) and min(t["layout_img_s"].values()) > 0
     assert any(m.startswith(f"teacher layout: {t['layout']}, the faster here") for m in said)
     other = next(k for k in LAYOUTS if k != t["layout"])
     base["teacher"]["layout"] = other
     _, forced = prepare_data(from_dict(SweepConfig, base))
-    assert "layout" not in forced["teacher"] and forced["teacher_forwards"] == 0  # the same cache
+    assert "layout" not in forced.record()["teacher"] and forced.teacher_forwards == 0  # the same cache
     model, info = load_teacher(tiny_teacher)
     x = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
     rates = probe_teacher_layout(model, x, info.preprocess, 16, "cpu", images=32)
@@ -369,11 +369,11 @@ def test_the_run_names_a_teacher_in_the_project_by_its_project_path(tmp_path, ti
             checkpoint=str(tmp_path / "models/teacher" / tiny_teacher.name), mode="clean", cache_dir=str(tmp_path / "c")
         ),
     )
-    _, meta = prepare_data(from_dict(SweepConfig, base))
-    assert meta["teacher"]["path"] == f"models/teacher/{tiny_teacher.name}"
+    _, facts = prepare_data(from_dict(SweepConfig, base))
+    assert facts.teacher.path == f"models/teacher/{tiny_teacher.name}"
     base["teacher"]["checkpoint"] = str(tiny_teacher)
-    _, meta = prepare_data(from_dict(SweepConfig, base))
-    assert meta["teacher"]["path"] == str(tiny_teacher)
+    _, facts = prepare_data(from_dict(SweepConfig, base))
+    assert facts.teacher.path == str(tiny_teacher)
 
 
 @pytest.mark.slow

@@ -162,8 +162,8 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
         )
     )
     cfg = load_sweep_config(cfg_file)
-    data, meta = prepare_data(cfg)
-    assert data.teacher_logits.shape == (64, 1, 10) and meta["teacher_forwards"] == 2 * 64
+    data, facts = prepare_data(cfg)
+    assert data.teacher_logits.shape == (64, 1, 10) and facts.teacher_forwards == 2 * 64
     x = data.train_x
     t_model, t_info = load_teacher(tiny_teacher)
     s_model, s_info = load_member(member)
@@ -171,10 +171,10 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     with torch.no_grad():
         want = (predict_logits(t_model, x, t_info.preprocess) + predict_logits(s_model, x, s_info.preprocess)) / 2
     assert torch.allclose(torch.as_tensor(data.teacher_logits[:, 0]).float(), want, atol=2e-2, rtol=1e-2)
-    (m,) = meta["teacher"]["ensemble"]
-    assert m["arch"] == "resdw_w24_d111" and 0 <= m["val_acc"] <= 1 and 0 <= meta["teacher"]["ensemble_val_acc"] <= 1
-    again, meta2 = prepare_data(cfg)
-    assert meta2["teacher_forwards"] == 0 and np.array_equal(again.teacher_logits, data.teacher_logits)
+    (m,) = facts.teacher.ensemble
+    assert m["arch"] == "resdw_w24_d111" and 0 <= m["val_acc"] <= 1 and 0 <= facts.teacher.ensemble_val_acc <= 1
+    again, facts2 = prepare_data(cfg)
+    assert facts2.teacher_forwards == 0 and np.array_equal(again.teacher_logits, data.teacher_logits)
     ident = teacher_identity(cfg, None)
     save_student()  # new weights, same path
     assert teacher_identity(cfg, None)["ensemble"][0]["sha256"] != ident["ensemble"][0]["sha256"]

@@ -555,7 +555,8 @@ def run_sweep(
             # a search once begun is finished; one once skipped stays skipped (the final stage began without it)
             began, prior = run.search_begun(), run.search_skipped
             planner = _planner(cfg, slots, t_start, planned, may_skip=not began and not prior)
-            data, meta = prepare_data(cfg, teacher_path, device, before_cache=planner)
+            data, facts = prepare_data(cfg, teacher_path, device, before_cache=planner)
+            meta = facts.record()
             plan = planned[0] if planned else None
             if plan:
                 meta["plan"] = plan.record()

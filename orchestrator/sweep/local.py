@@ -158,9 +158,9 @@ def run_local(
     if not opened.finished:
         epochs = [int(v.get("epochs", cfg.train.epochs)) for v in variants]
         pending = [k for k in todo if not trial_done(root / trial_dir_name(k, variants[k]), epochs[k])]
-        meta = None
+        facts = None
         if pending:
-            data, meta = prepare_data(cfg, teacher_path, device=device)
+            data, facts = prepare_data(cfg, teacher_path, device=device)
             for k in pending:
                 run_trial(k, variants[k], cfg, data, root, device)
         ended = [trial_done(root / trial_dir_name(k, v), epochs[k]) for k, v in enumerate(variants)]
@@ -169,10 +169,10 @@ def run_local(
                 f"{sum(ended)}/{len(variants)} trials of {cfg.name} have ended; the run finishes with the last one"
             )
             return run_dir
-        if meta is None:  # the others ended them: the teacher's facts for the meta file
-            _, meta = prepare_data(cfg, teacher_path, device=device)
-        if meta.get("teacher", {}).get("mode") == "live":  # one teacher forward per image per epoch per KD trial
-            meta["teacher_forwards"] = (
+        if facts is None:  # the others ended them: the teacher's facts for the meta file
+            _, facts = prepare_data(cfg, teacher_path, device=device)
+        if facts.teacher and facts.teacher.mode == "live":  # one teacher forward per image per epoch per KD trial
+            facts.teacher_forwards = (
                 sum(
                     max(
                         (r.get("epoch", 0) for r in record.rows(root / trial_dir_name(k, v))),
@@ -181,12 +181,13 @@ def run_local(
                     for k, v in enumerate(variants)
                     if v.get("loss", cfg.train.loss) in NEEDS_TEACHER
                 )
-                * meta["n_train"]
+                * facts.n_train
             )
         df = table(run_dir)
         run.write_results(df)
         t0 = run.read_json(started)["t"]
-        meta.update(
+        meta = dict(
+            **facts.record(),
             name=cfg.name,
             config=to_dict(cfg),
             wall_s=time.time() - t0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,38 +70,77 @@ def with_absolute_sources(cfg: SweepConfig) -> SweepConfig:
     return dataclasses.replace(cfg, train=train, search_space=space, trials=[fix(dict(t)) for t in cfg.trials])
 
 
+@dataclass
+class TeacherFacts:
+    """What a run found about its teacher (and the ensemble averaged with it): its part of the meta record."""
+
+    path: str
+    arch: str
+    sha256: str
+    params: int
+    preprocess: dict
+    mode: str
+    precision: str
+    layout: str | None = None  # chosen here (teacher.layout auto), with each layout's images/s
+    layout_img_s: dict | None = None
+    infer_img_s: float = 0.0  # timed on the validation forwards
+    val_acc: float = 0.0
+    ensemble: list[dict] | None = None  # each member's identity, accuracy and cache
+    ensemble_val_acc: float | None = None
+
+
+@dataclass
+class Prepared:
+    """What prepare_data found: the split's sizes, the views, the teacher and its forwards, the cache. `record()`
+    is the start of the run's meta record (the same keys a run has always written; unset ones left out)."""
+
+    n_train: int
+    n_val: int
+    views: dict
+    teacher_forwards: int = 0  # teacher forwards this run paid for (cache misses, ensemble members)
+    teacher: TeacherFacts | None = None
+    teacher_val_forwards: int | None = None
+    cache: dict | None = None
+
+    def record(self) -> dict:
+        def drop_unset(d: dict) -> dict:
+            return {k: v for k, v in d.items() if v is not None}
+
+        out = drop_unset(asdict(self))
+        if self.teacher is not None:
+            out["teacher"] = drop_unset(asdict(self.teacher))
+        return out
+
+
 def uses_teacher(cfg: SweepConfig) -> bool:
     return bool(set(cfg.losses()) & NEEDS_TEACHER)
 
 
 def prepare_data(
     cfg: SweepConfig, teacher_path: str | None = None, device: str = "cpu", before_cache=None
-) -> tuple[TrialData, dict]:
-    """Everything trials need, computed in the driver: split, teacher logits (the only teacher run).
+) -> tuple[TrialData, Prepared]:
+    """Everything trials need, computed in the driver: split, teacher logits (the only teacher run), and the
+    facts the run's meta record keeps (`Prepared`).
     `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`).
     `before_cache(n_train, n_val, teacher_img_s, cache_forwards)` is called once the teacher's speed is known
     (timed on the validation forwards) and before the cache is built: the sweep's plan."""
     d = cfg.data
     split = load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
     spec = ViewSpec(cfg.augment.shift, cfg.augment.flip)
-    meta = dict(teacher_forwards=0, n_train=len(split.train_x), n_val=len(split.val_x), views=asdict(spec))
+    facts = Prepared(n_train=len(split.train_x), n_val=len(split.val_x), views=asdict(spec))
     data = TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec, mode="none")
     if not uses_teacher(cfg):
         if before_cache is not None:
             before_cache(len(split.train_x), len(split.val_x), 0.0, 0)
-        return data, meta
+        return data, facts
     path = resolve_path(teacher_path or cfg.teacher.checkpoint)
     if path is None:
         raise UserError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
     t = cfg.teacher
     model, info = load_teacher(path, t.mean, t.std)
     precision = resolve_precision(t.precision, device)
-    meta["teacher"] = dict(
-        **_named(info),
-        preprocess=asdict(info.preprocess),
-        mode=t.mode,
-        precision=precision,
-    )
+    tf = TeacherFacts(**_named(info), preprocess=asdict(info.preprocess), mode=t.mode, precision=precision)
+    facts.teacher = tf
     plain = model.to(device)
     model, key = in_precision(plain, precision, device), identity(info.sha256, precision)
     layout = t.layout
@@ -113,14 +152,14 @@ def prepare_data(
             + ", ".join(f"{k} {v:.0f} img/s" for k, v in rates.items())
             + ")"
         )
-        meta["teacher"].update(layout=layout, layout_img_s=rates)
+        tf.layout, tf.layout_img_s = layout, rates
     plain.to(memory_format=memory_format(layout))  # the cache's and validation's inputs follow the model
     t0 = time.perf_counter()
     val_logits = predict_logits(model, split.val_x, info.preprocess, t.batch_size, device)  # for the report only
-    meta["teacher"]["infer_img_s"] = len(split.val_x) / (time.perf_counter() - t0)
-    meta["teacher"]["val_acc"] = accuracy(val_logits, split.val_y)
-    meta["teacher_val_forwards"] = len(split.val_x)
-    log.info(f"teacher {info.arch} ({info.params:,} params) val_acc {meta['teacher']['val_acc']:.4f}")
+    tf.infer_img_s = len(split.val_x) / (time.perf_counter() - t0)
+    tf.val_acc = accuracy(val_logits, split.val_y)
+    facts.teacher_val_forwards = len(split.val_x)
+    log.info(f"teacher {info.arch} ({info.params:,} params) val_acc {tf.val_acc:.4f}")
     if before_cache is not None:
         forwards = (
             0
@@ -134,7 +173,7 @@ def prepare_data(
                 resolve_path(t.cache_dir),
             )
         )
-        before_cache(len(split.train_x), len(split.val_x), meta["teacher"]["infer_img_s"], forwards)
+        before_cache(len(split.train_x), len(split.val_x), tf.infer_img_s, forwards)
     if t.mode == "live":
         data.teacher = dict(
             model=model,
@@ -174,13 +213,12 @@ def prepare_data(
             device,
             runner=runner,
         )
-        meta["teacher_forwards"] = forwards
-        meta["cache"] = cinfo
+        facts.teacher_forwards, facts.cache = forwards, cinfo
         if t.ensemble:
-            logits = ensemble_logits(logits, val_logits, t, split, cache_spec, meta, device, precision)
+            logits = ensemble_logits(logits, val_logits, t, split, cache_spec, facts, device, precision)
         data.teacher_logits = logits
     data.mode = t.mode
-    return data, meta
+    return data, facts
 
 
 def ensemble_paths(t) -> list[Path]:
@@ -195,11 +233,11 @@ def ensemble_paths(t) -> list[Path]:
 
 
 def ensemble_logits(
-    logits: np.ndarray, val_logits, t, split, spec: ViewSpec, meta: dict, device: str, precision: str = "fp32"
+    logits: np.ndarray, val_logits, t, split, spec: ViewSpec, facts: Prepared, device: str, precision: str = "fp32"
 ) -> np.ndarray:
     """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
-    member's own cache, keyed by its bytes like the teacher's); the members and the average's validation
-    accuracy go into meta["teacher"]."""
+    member's own cache, keyed by its bytes like the teacher's); the members, their forwards and the average's
+    validation accuracy go into `facts`."""
     total, val_total, members = logits.astype(np.float32), val_logits.clone(), []
     for path in ensemble_paths(t):
         model, info = load_member(path, device)
@@ -226,12 +264,12 @@ def ensemble_logits(
                 cache=cinfo,
             )
         )
-        meta["teacher_forwards"] += forwards
+        facts.teacher_forwards += forwards
         log.info(f"ensemble member {info.arch} ({info.params:,} params) val_acc {members[-1]['val_acc']:.4f}")
     n = 1 + len(members)
-    meta["teacher"]["ensemble"] = members
-    meta["teacher"]["ensemble_val_acc"] = accuracy(val_total / n, split.val_y)
-    log.info(f"teacher ensemble of {n} (logits averaged) val_acc {meta['teacher']['ensemble_val_acc']:.4f}")
+    facts.teacher.ensemble = members
+    facts.teacher.ensemble_val_acc = accuracy(val_total / n, split.val_y)
+    log.info(f"teacher ensemble of {n} (logits averaged) val_acc {facts.teacher.ensemble_val_acc:.4f}")
     return (total / n).astype(np.float16)
 
 
