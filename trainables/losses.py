@@ -2,7 +2,8 @@
 
 Every loss has the signature
 `loss(s, t, y, *, alpha, temperature, label_smoothing, beta=8.0, warm=1.0) -> scalar`
-with s, t: (N, C) logits (t may be None for losses that use no teacher) and y: (N,) int labels.
+with s, t: (N, C) logits (t may be None for losses that use no teacher) and y: (N,) int labels; a loss that
+reads fewer hyperparameters takes the rest as `**_`.
 `warm` in [0, 1] scales the teacher term during a KD warm-up (train.kd_warmup epochs); `beta` is DKD's.
 `LOSSES` is the one registry: each config name's function, whether it reads teacher logits, its formula
 (as the report writes it) and its paper; `NEEDS_TEACHER` and the config's `LOSS_NAMES` derive from it.
@@ -64,32 +65,12 @@ def starter_combined(
     return ((ce + warm * _starter_kd_term(s, t, alpha, temperature)) + ce) / 2
 
 
-def mse(
-    s,
-    t,
-    y,
-    *,
-    alpha: float = 0.0,
-    temperature: float = 1.0,
-    label_smoothing: float = 0.0,
-    beta: float = 8.0,
-    warm: float = 1.0,
-):
+def mse(s, t, y, **_):
     """The starter code's MSE variant: mean over N*C of (s - onehot(y))^2 on raw outputs; no teacher."""
     return F.mse_loss(s, F.one_hot(y, s.shape[1]).to(s.dtype))
 
 
-def ce(
-    s,
-    t,
-    y,
-    *,
-    alpha: float = 0.0,
-    temperature: float = 1.0,
-    label_smoothing: float = 0.0,
-    beta: float = 8.0,
-    warm: float = 1.0,
-):
+def ce(s, t, y, *, label_smoothing: float = 0.0, **_):
     """Cross-entropy with optional label smoothing (Szegedy et al. 2016); no teacher: the control."""
     return F.cross_entropy(s, y, label_smoothing=label_smoothing)
 

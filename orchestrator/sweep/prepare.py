@@ -160,19 +160,10 @@ def prepare_data(
     tf.val_acc = accuracy(val_logits, split.val_y)
     facts.teacher_val_forwards = len(split.val_x)
     log.info(f"teacher {info.arch} ({info.params:,} params) val_acc {tf.val_acc:.4f}")
+    cache_spec, cache_dir = spec if t.mode == "views" else ViewSpec(0, False), resolve_path(t.cache_dir)
     if before_cache is not None:
-        forwards = (
-            0
-            if t.mode == "live"
-            else missing_forwards(
-                key,
-                info.preprocess,
-                split.train_x,
-                split.train_y,
-                spec if t.mode == "views" else ViewSpec(0, False),
-                resolve_path(t.cache_dir),
-            )
-        )
+        x, y = split.train_x, split.train_y
+        forwards = 0 if t.mode == "live" else missing_forwards(key, info.preprocess, x, y, cache_spec, cache_dir)
         before_cache(len(split.train_x), len(split.val_x), tf.infer_img_s, forwards)
     if t.mode == "live":
         data.teacher = dict(
@@ -183,7 +174,6 @@ def prepare_data(
             size=info.preprocess.size,
         )
     else:
-        cache_spec = spec if t.mode == "views" else ViewSpec(0, False)
         runner = None
         if t.build == "cluster":
             from orchestrator.teacher.cache_ray import ray_runner
@@ -208,7 +198,7 @@ def prepare_data(
             split.train_x,
             split.train_y,
             cache_spec,
-            resolve_path(t.cache_dir),
+            cache_dir,
             t.batch_size,
             device,
             runner=runner,
