@@ -195,6 +195,43 @@ class FinalSettings:
 
 
 @dataclass(frozen=True)
+class GrowSettings:
+    """A search the budget can afford: where a run's `minutes` leave room, beside the final stage at its cap,
+    for `min_candidates` or more trials of `epochs` epochs (at the speeds the plan measures, on the CPUs the
+    run has), the search stage is random draws from `search_space` instead of the config's trials, each
+    trained to its end (experiments/search_fidelity: no earlier epoch ranked candidates), at most
+    `max_candidates`; the plan says how many it affords and why. An empty search_space never grows."""
+
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    epochs: int = 40  # each candidate's length, judged at its end
+    min_candidates: int = 4  # fewer is no search: the config's own search stage runs instead
+    max_candidates: int = 32
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, "epochs must be >= 1")
+        _check(2 <= self.min_candidates <= self.max_candidates, "need 2 <= min_candidates <= max_candidates")
+        drawn = sorted({"student", "prune_from"} & set(self.search_space))
+        _check(
+            not drawn,
+            f"search_space.{drawn[0] if drawn else ''}: the grown search draws the recipe of train.student, "
+            "whose speed the plan measures; search students with search_space (configs/search.yaml)",
+        )
+
+
+def _check_space(space: dict, train: TrainConfig, where: str):
+    """Every key of a search space a train key, and every value (a range's ends) a valid TrainConfig."""
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, raw in space.items():
+        if key not in train_keys:
+            raise ValueError(f"{where}.{key}: not a train key; allowed: {sorted(train_keys)}")
+        for v in Domain.parse(key, raw).values:
+            try:
+                from_dict(TrainConfig, {**to_dict(train), key: v})
+            except ConfigError as e:
+                raise ValueError(f"{where}.{key}: value {v!r} is invalid: {e}") from None
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     data: DataConfig = field(default_factory=DataConfig)
@@ -205,6 +242,7 @@ class SweepConfig:
     trials: list[dict[str, Any]] = field(default_factory=list)  # explicit variants, crossed with search_space
     sweep: SweepSettings = field(default_factory=SweepSettings)
     final: FinalSettings = field(default_factory=FinalSettings)
+    grow: GrowSettings = field(default_factory=GrowSettings)
     budget: int = 100_000  # max student parameters (torchinfo count)
     minutes: float = 0.0  # > 0: a wall-clock budget for the whole run (cache, search, final, export):
     # the plan logged at the start says whether this CPU can hold it, and the
@@ -213,15 +251,20 @@ class SweepConfig:
     def __post_init__(self):
         _check(bool(self.name) and "/" not in self.name, "name must be a non-empty string without '/'")
         _check(self.minutes >= 0, "minutes must be >= 0 (0: no budget for the whole run)")
-        train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-        for key, raw in self.search_space.items():
-            if key not in train_keys:
-                raise ValueError(f"search_space.{key}: not a train key; allowed: {sorted(train_keys)}")
-            for v in Domain.parse(key, raw).values:  # every value (a range's ends) must make a valid TrainConfig
-                try:
-                    from_dict(TrainConfig, {**to_dict(self.train), key: v})
-                except ConfigError as e:
-                    raise ValueError(f"search_space.{key}: value {v!r} is invalid: {e}") from None
+        _check_space(self.search_space, self.train, "search_space")
+        if self.grow.search_space:
+            _check_space(self.grow.search_space, self.train, "grow.search_space")
+            _check(
+                self.minutes > 0 and self.final.epochs > 0,
+                "grow needs minutes > 0 and final.epochs > 0: it grows the search into what the run's budget "
+                "leaves beside the final stage",
+            )
+            grids = [k for k, dom in parse_space(self.grow.search_space).items() if not dom.sampled]
+            _check(
+                self.sweep.searcher != "optuna" or not grids,
+                f"grow.search_space.{grids[0] if grids else ''}: grid cannot be sampled by sweep.searcher "
+                "optuna; write it as choice",
+            )
 
         if self.sweep.grace_period != "auto" and self.sweep.grace_period > self.train.epochs:
             raise ValueError(

@@ -174,6 +174,11 @@ def test_a_run_on_shared_storage_reads_writes_and_fetches_its_records(tmp_path):
         ({"train.erase": 1.5}, "erase must be a probability"),
         ({"train.ema": 1.0}, r"ema must be in \[0, 1\)"),
         ({"train.kd_warmup": 50}, "kd_warmup must be in 0..epochs"),
+        ({"grow.search_space": {"lr": {"choice": [0.1]}}, "minutes": 0}, "grow needs minutes > 0"),
+        ({"grow.search_space": {"student": {"choice": ["starter_model_1"]}}}, "search students with search_space"),
+        ({"grow.search_space": {"lrr": {"choice": [0.1]}}}, r"grow.search_space.lrr: not a train key; allowed"),
+        ({"grow.search_space": {"alpha": {"choice": [2.0]}}}, r"grow.search_space.alpha: value 2.0 is invalid"),
+        ({"grow.min_candidates": 1}, "need 2 <= min_candidates <= max_candidates"),
     ],
 )
 def test_configs_that_cannot_work_are_refused(overrides, message):
@@ -311,6 +316,16 @@ def test_claims_of_an_older_schema_still_match(tmp_path):
     (tmp_path / CONFIG_FILE).write_text(_json.dumps(old))
     with pytest.raises(ValueError, match="differs in train"):
         Run(str(tmp_path)).claim(cfg, dict(path="/t.pt", sha256="ab"))
+    # the default's run claimed before `grow` existed resumes under today's default, which has a grow space
+    default = load_sweep_config(ROOT / "configs" / "sweep.yaml")
+    old = _json.loads(_json.dumps(to_dict(default), default=str))
+    old.pop("grow")
+    (tmp_path / CONFIG_FILE).write_text(_json.dumps(old))
+    Run(str(tmp_path)).claim(default, dict(path="/t.pt", sha256="ab"))  # accepted
+    old["grow"] = {"search_space": {"lr": {"choice": [0.1]}}}  # a claim that has one compares it
+    (tmp_path / CONFIG_FILE).write_text(_json.dumps(old))
+    with pytest.raises(ValueError, match="differs in grow"):
+        Run(str(tmp_path)).claim(default, dict(path="/t.pt", sha256="ab"))
 
 
 def test_final_epochs_fit_the_budget_at_the_searchs_speed():

@@ -7,7 +7,10 @@ from orchestrator.sweep.plan import (
     EXPORT_S,
     check_finalists,
     final_slots,
+    grow_candidates,
+    grow_config,
     make_plan,
+    search_statement,
     skip_check,
     student_epoch_seconds,
 )
@@ -108,6 +111,30 @@ def test_a_check_the_budget_cannot_spare_is_skipped():
     assert check_finalists(_cfg(**{**check, "final": {**check["final"], "control": "finalist"}})) == []
     assert check_finalists(_cfg(**check, search_space={"lr": {"choice": [0.1, 0.2]}})) == []
     assert check_finalists(from_dict(SweepConfig, {"name": "d", "final": {"epochs": 0}})) == []
+
+
+def test_a_budget_with_room_grows_the_search_and_says_how_many_candidates():
+    """grow: the candidates the budget affords beside the final stage at its cap, `slots` at a time at the
+    slowest epoch measured; fewer than min_candidates is no search (said, with the count); at most
+    max_candidates; the grown config draws them from grow.search_space, each to its end, in place of the
+    config's trials."""
+    grow = dict(search_space={"lr": {"loguniform": [0.05, 0.2]}}, epochs=10, min_candidates=4, max_candidates=9)
+    cfg = _cfg(minutes=60, grow=grow)
+    rate = {"res3_w16_d111": 30.0}  # a candidate: 10 epochs x 30 s = 5 min
+    n, why = grow_candidates(cfg, rate, slots=2, fixed_s=40 * 60)  # 20 min left: 4 waves of 2, 8 candidates
+    assert n == 8 and "leaves ~20 min beside the final stage at its 40 epochs" in why
+    assert "room for 8 candidate(s) of 10 epochs (~5.0 min each here, 2 at a time)" in why and "grows to 8" in why
+    assert grow_candidates(cfg, rate, slots=4, fixed_s=40 * 60)[0] == 9  # more CPUs: capped at max_candidates
+    n, why = grow_candidates(cfg, rate, slots=2, fixed_s=51 * 60)  # 9 min left: one wave of 2
+    assert n == 0 and "room for 2 candidate(s)" in why and "at least grow.min_candidates (4): not grown" in why
+    assert grow_candidates(_cfg(minutes=60), rate, 2, 0) == (0, "")  # no grow space: nothing to say
+    grown = grow_config(cfg, 8)
+    assert grown.trials == [] and grown.search_space == grow["search_space"] and grown.train.epochs == 10
+    assert grown.sweep.num_samples == 8 and grown.sweep.grace_period == "auto"
+    said = search_statement(grown)
+    assert said["searches"] and said["trials"] == 8 and "random draws" in said["statement"]
+    p = make_plan(grown, rate, cache_forwards=0, teacher_rate=0.0, slots=2, elapsed_s=40)
+    assert p.search_trial_epochs == 80 and p.final_epochs == 40  # the final stage keeps its cap
 
 
 def test_student_rates_are_measured_here():

@@ -464,6 +464,55 @@ def test_a_check_the_budget_cannot_spare_is_skipped_and_stays_skipped(said, ray_
     assert not list(run_dir.glob("*/result.json"))
 
 
+def test_a_budget_with_room_grows_the_search_and_keeps_it_grown(said, ray_local, tiny_teacher, tmp_path):
+    """The default's shape (KD beside its control) with a grow space and a budget the probe (faked at 1 s an
+    epoch) says affords more than grow.max_candidates: the search is 3 random draws from grow.search_space of
+    grow.epochs each, in place of the config's trials; the log, the meta record and the run's record say so;
+    a driver killed in the final stage resumes the grown search even where the probe now says it has no room."""
+    import orchestrator.sweep.driver as sweep_mod
+    from orchestrator.release.results import trials
+    from orchestrator.sweep.driver import run_sweep
+
+    lrs = [0.05, 0.1, 0.2]
+    cfg = smoke_config(
+        tmp_path,
+        "t_grow",
+        {
+            "teacher.mode": "clean",
+            "data.train_limit": 256,
+            "data.val_limit": 128,
+            "train.epochs": 1,
+            "train.student": "resdw_w24_d111",
+            "search_space": {},
+            "trials": [{"loss": "kd", "alpha": 0.5}, {"loss": "ce"}],
+            "final.epochs": 1,
+            "final.control": "reference",
+            "minutes": 10,
+            "grow": {"search_space": {"lr": {"choice": lrs}}, "epochs": 2, "min_candidates": 2, "max_candidates": 3},
+        },
+    )
+    said.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep_mod, "student_epoch_seconds", lambda cfg, *a, **k: {s: 1.0 for s in cfg.students()})
+        run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
+    [why] = [m for m in said if m.startswith("grow: ")]
+    assert "room for 3 candidate(s) of 2 epochs" in why and "the search grows to 3 random draws" in why
+    assert any(m.startswith("search grown: ") and "search: 3 candidates from random draws" in m for m in said)
+    search = [t for t in trials(run_dir) if t["stage"] == "search"]
+    assert len(search) == 3 and all(t["epochs_run"] == 2 and t["config"]["loss"] == "kd" for t in search)
+    assert {t["config"]["lr"] for t in search} <= set(lrs)
+    meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
+    assert meta["plan"]["grown"] == 3 and meta["search"]["grow"] == why.removeprefix("grow: ")
+    assert json.loads((run_dir / "search_grown.json").read_text())["candidates"] == 3
+    (run_dir / "kdsweep_meta.json").unlink()  # as if the driver died in the final stage
+    said.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep_mod, "student_epoch_seconds", lambda cfg, *a, **k: {s: 1e4 for s in cfg.students()})
+        run_sweep(cfg, teacher_path=str(tiny_teacher))
+    assert any(m.startswith("search grown: ") for m in said) and not any(m.startswith("grow: ") for m in said)
+    assert len([t for t in trials(run_dir) if t["stage"] == "search"]) == 3
+
+
 def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path, monkeypatch):
     """A trial that raises after its first checkpoint is retried from it (no epoch redone); a trial whose loss
     becomes inf ends as diverged, with its reason, without retries, and the sweep goes on."""

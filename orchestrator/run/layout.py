@@ -8,6 +8,7 @@ runs/<name>/
                         fatal_error.txt where its worker died of a signal)
   final/                the final stage's Tune experiment; final_base.json: the winner's settings
   search_skipped.json   why the search did not run, where the plan skipped it (plan.skip_check)
+  search_grown.json     how many candidates the search grew to and why, where it grew (plan.grow_candidates)
 """
 
 from __future__ import annotations
@@ -26,3 +27,4 @@ FINAL_DIR = "final"
 FINAL_BASE_FILE = "final_base.json"
 CLAIM_LOCK = ".kdsweep_claim.lock"
 SKIPPED_FILE = "search_skipped.json"
+GROWN_FILE = "search_grown.json"

@@ -33,6 +33,7 @@ from orchestrator.run.layout import (
     FATAL_FILE,
     FINAL_BASE_FILE,
     FINAL_DIR,
+    GROWN_FILE,
     META_FILE,
     PARAMS_FILE,
     RESULT_FILE,
@@ -52,6 +53,7 @@ RECORDS = (
     RESULTS_FILE,
     FINAL_BASE_FILE,
     SKIPPED_FILE,
+    GROWN_FILE,
 )
 
 log = logging.getLogger(__name__)
@@ -212,6 +214,14 @@ class Run:
     def skip_search(self, reason: str):
         self.write_json(SKIPPED_FILE, {"reason": reason})
 
+    @property
+    def search_grown(self) -> dict:
+        """The grown search's record ({candidates, reason}; {} where the search did not grow)."""
+        return self.read_json(GROWN_FILE)
+
+    def grow_search(self, candidates: int, reason: str):
+        self.write_json(GROWN_FILE, {"candidates": candidates, "reason": reason})
+
     def _has_trials(self) -> bool:
         return self.search_begun() or bool(self.final_base)
 
@@ -327,12 +337,17 @@ def _normalized(theirs: dict, mine: dict) -> dict:
     """A claim written by an older kdsweep, read through today's schema: keys added since take their
     defaults (the computation they describe is unchanged); a claim without a teacher record cannot be
     checked for one, so it takes this run's. Where trials find GPUs (sweep.gpus_per_trial: auto is
-    resolved on the cluster each driver meets; older claims hold a number) is placement, not identity."""
+    resolved on the cluster each driver meets; older claims hold a number) is placement, not identity. A
+    claim older than `grow` never grew its search, and a resumed run does not grow one begun (the driver):
+    it takes this run's grow section."""
     teacher = theirs.pop("_teacher", mine.get("_teacher"))
+    older = "grow" not in theirs
     try:
         theirs = json.loads(json.dumps(to_dict(from_dict(SweepConfig, theirs)), default=str))
     except ConfigError:
         pass  # not readable today: compared as it is, and reported as different
     if isinstance(theirs.get("sweep"), dict) and "gpus_per_trial" in (mine.get("sweep") or {}):
         theirs["sweep"] = {**theirs["sweep"], "gpus_per_trial": mine["sweep"]["gpus_per_trial"]}
+    if older and "grow" in mine:
+        theirs["grow"] = mine["grow"]
     return {**theirs, "_teacher": teacher}

@@ -25,13 +25,17 @@ from orchestrator.space import parse_space
 from orchestrator.sweep import ray_session
 from orchestrator.sweep.lifecycle import Opened, open_run
 from orchestrator.sweep.plan import (
+    EXPORT_S,
     Plan,
     check_finalists,
     final_cpus,
+    final_epoch_s,
     final_slots,
     final_speedup,
     final_stage_minutes,
     fit_final_epochs,
+    grow_candidates,
+    grow_config,
     make_plan,
     pick_layout,
     search_statement,
@@ -289,11 +293,15 @@ def _slots(cfg: SweepConfig) -> Slots:
     return Slots(search, fcpus, final_slots(cfg, have.get("CPU", 1), search))
 
 
-def _planner(cfg: SweepConfig, slots: Slots, t_start: float, planned: list[Plan], may_skip: bool = True):
+def _planner(
+    cfg: SweepConfig, slots: Slots, t_start: float, planned: list[Plan], may_skip: bool = True, may_grow: bool = True
+):
     """prepare_data's hook before the cache: the run's plan from speeds measured here, logged before the
     cache and the trials cost anything, and appended to `planned` for the stages and the meta record. Where
-    `may_skip` (no search has begun) and the search is a check the budget cannot spare (skip_check), the
-    plan is the run without it, and its `search_skipped` says why."""
+    `may_grow` (no search has begun) and the budget affords grow.min_candidates beside the final stage at its
+    cap (grow_candidates), the plan is the grown search's, and its `grown` says how many candidates. Else,
+    where `may_skip` and the search is a check the budget cannot spare (skip_check), the plan is the run
+    without it, and its `search_skipped` says why."""
 
     def log_plan(n_train, n_val, teacher_img_s, cache_forwards):
         if cfg.sweep.gpus_per_trial:  # the probe times the CPU; a GPU plan would need a GPU probe
@@ -309,11 +317,21 @@ def _planner(cfg: SweepConfig, slots: Slots, t_start: float, planned: list[Plan]
             )
         epoch_s = student_epoch_seconds(cfg, n_train, n_val, threads, layout=layout, rates=rates and rates[layout])
         speedup = final_speedup(cfg, n_train, n_val, epoch_s, alone=slots.final == 1, layout=layout)
-        args = (cfg, epoch_s, cache_forwards, teacher_img_s, slots.search, time.time() - t_start, speedup, slots.final)
-        p = make_plan(*args)
-        if may_skip and (why := skip_check(cfg, p, without := make_plan(*args, search=False))):
+        elapsed = time.time() - t_start
+        args = (epoch_s, cache_forwards, teacher_img_s, slots.search, elapsed, speedup, slots.final)
+        p = make_plan(cfg, *args)
+        grown, grow_why = 0, ""
+        if may_grow and cfg.grow.search_space:
+            cap_s = cfg.final.epochs * final_epoch_s(cfg, max(epoch_s.values()), speedup, slots.final)
+            grown, grow_why = grow_candidates(cfg, epoch_s, slots.search, elapsed + p.cache_s + cap_s + EXPORT_S)
+            log.info(f"grow: {grow_why}")
+        if grown:
+            p = make_plan(grow_config(cfg, grown), *args)
+        elif may_skip and (why := skip_check(cfg, p, without := make_plan(cfg, *args, search=False))):
             p = dataclasses.replace(without, search_skipped=why)
             log.info(why)
+        if grow_why:
+            p = dataclasses.replace(p, grown=grown, grow_why=grow_why)
         if rates is not None:
             p = dataclasses.replace(p, layout=layout, layout_rates=rates)
         planned.append(p)
@@ -539,7 +557,10 @@ def run_sweep(
     opened = open_run(cfg, teacher_path, force, export_to)
     cfg, run = opened.cfg, opened.run
     log.info("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in opened.counts.items()))
-    stated = search_statement(cfg)
+    grown = run.search_grown  # a search once grown stays grown, with the candidates it grew to
+    if grown:
+        cfg = grow_config(cfg, grown["candidates"])
+    stated = _stated(cfg, grown.get("reason", ""), grown=bool(grown))
     log.info(stated["statement"])
     if not opened.finished:
         if "runtime_resources/working_dir_files" in run.path:
@@ -554,10 +575,17 @@ def run_sweep(
             device = "cuda" if cfg.sweep.gpus_per_trial and _driver_gpu() else "cpu"
             # a search once begun is finished; one once skipped stays skipped (the final stage began without it)
             began, prior = run.search_begun(), run.search_skipped
-            planner = _planner(cfg, slots, t_start, planned, may_skip=not began and not prior)
+            fresh = not began and not prior
+            planner = _planner(cfg, slots, t_start, planned, may_skip=fresh, may_grow=fresh and not grown)
             data, facts = prepare_data(cfg, teacher_path, device, before_cache=planner)
             meta = facts.record()
             plan = planned[0] if planned else None
+            if plan and plan.grow_why:  # decided now: what the budget affords, said and (if grown) kept
+                if plan.grown:
+                    cfg = grow_config(cfg, plan.grown)
+                    run.grow_search(plan.grown, plan.grow_why)
+                stated = _stated(cfg, plan.grow_why, grown=bool(plan.grown))
+                log.info(stated["statement"])
             if plan:
                 meta["plan"] = plan.record()
             if plan and plan.layout:  # what the trials run with; the run's identity keeps "auto"
@@ -587,6 +615,17 @@ def run_sweep(
         _finish(cfg, opened, tables, winner, meta, t_start)
     opened.export(export_to, force, tta)
     return run.fetch()
+
+
+def _stated(cfg: SweepConfig, grow_why: str, grown: bool) -> dict:
+    """search_statement, with what the budget affords a grown search (grow) where the config has one."""
+    stated = search_statement(cfg)
+    if grow_why:
+        stated["grow"] = grow_why
+        stated["statement"] = (
+            f"search grown: {grow_why}. {stated['statement']}" if grown else f"{stated['statement']} (grow: {grow_why})"
+        )
+    return stated
 
 
 def _errors(results) -> int:

@@ -6,6 +6,7 @@ that a budget this CPU cannot hold is said before the time is spent, not found o
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
 
@@ -44,6 +45,8 @@ class Plan:
     teacher_img_s: float = 0.0  # the teacher's forwards a second, timed on the validation images
     final_speedup: float = 1.0  # a final trial's epoch against a search trial's (its threads, alone)
     search_skipped: str = ""  # why the search does not run (skip_check), "" where it does
+    grown: int = 0  # candidates the search grew to (grow_candidates), 0 where it did not
+    grow_why: str = ""  # what the budget affords a grown search, where the config has one
     layout: str = ""  # the trials' memory layout, where train.layout auto had the plan time both
     layout_rates: dict | None = None  # layout -> student -> training images/s, as timed for the choice
 
@@ -60,6 +63,8 @@ class Plan:
         )
         if self.layout:
             out.update(layout=self.layout, layout_img_s=self.layout_rates)
+        if self.grow_why:
+            out.update(grown=self.grown, grow=self.grow_why)
         return {**out, "search_skipped": self.search_skipped} if self.search_skipped else out
 
     @property
@@ -223,7 +228,7 @@ def make_plan(
     if f.epochs:
         fslots = final_slots if final_slots is not None else slots
         fastest = slowest / max(final_speedup, 1e-9)
-        per_epoch = fastest * max(1.0, f.top * f.seeds / max(1, fslots))  # fit_final_epochs' stage epoch
+        per_epoch = final_epoch_s(cfg, slowest, final_speedup, fslots)
         final_epochs = (
             fit_final_epochs(f.epochs, final_minutes, [fastest] * f.top, f.seeds, fslots, f.min_epochs)
             if final_minutes
@@ -242,6 +247,47 @@ def make_plan(
         epoch_s,
         teacher_img_s=teacher_rate,
         final_speedup=final_speedup,
+    )
+
+
+def final_epoch_s(cfg: SweepConfig, slowest: float, final_speedup: float, fslots: int) -> float:
+    """An epoch of the whole final stage: the top finalists x seeds at the slowest student's epoch (divided
+    by the final trials' measured speed-up), `fslots` at a time (fit_final_epochs' stage epoch)."""
+    f = cfg.final
+    return slowest / max(final_speedup, 1e-9) * max(1.0, f.top * f.seeds / max(1, fslots))
+
+
+def grow_candidates(cfg: SweepConfig, epoch_s: dict[str, float], slots: int, fixed_s: float) -> tuple[int, str]:
+    """How many candidates of grow.epochs the run's budget affords (GrowSettings), `slots` at a time at the
+    slowest student's measured epoch, beside `fixed_s` (what the run has spent, the cache, the final stage at
+    its cap and the export); and the sentence that says so. 0 where grow has no space, or fewer than
+    grow.min_candidates fit (the config's own search stage runs then); at most grow.max_candidates."""
+    g = cfg.grow
+    if not g.search_space or not cfg.minutes or not epoch_s:
+        return 0, ""
+    candidate_s = g.epochs * max(epoch_s.values())
+    left = cfg.minutes * 60 - fixed_s
+    n = min(g.max_candidates, int(max(0.0, left) // candidate_s) * max(1, slots))
+    said = (
+        f"the {cfg.minutes:g}-minute budget leaves ~{max(0.0, left) / 60:.0f} min beside the final stage at its "
+        f"{cfg.final.epochs} epochs: room for {n} candidate(s) of {g.epochs} epochs (~{candidate_s / 60:.1f} min "
+        f"each here, {slots} at a time)"
+    )
+    if n < g.min_candidates:
+        return 0, f"{said}; a search needs at least grow.min_candidates ({g.min_candidates}): not grown"
+    return n, f"{said}: the search grows to {n} random draws from grow.search_space, each trained to its end"
+
+
+def grow_config(cfg: SweepConfig, candidates: int) -> SweepConfig:
+    """The config's search stage grown (grow_candidates): `candidates` random draws from grow.search_space of
+    grow.epochs each, judged where the fidelity rule says (grace_period auto), in place of its trials."""
+    g = cfg.grow
+    return dataclasses.replace(
+        cfg,
+        search_space=dict(g.search_space),
+        trials=[],
+        train=dataclasses.replace(cfg.train, epochs=g.epochs),
+        sweep=dataclasses.replace(cfg.sweep, num_samples=candidates, grace_period="auto"),
     )
 
 
