@@ -412,12 +412,31 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(s
     assert list(pd.read_csv(run_dir / "results.csv").query("stage == 'final'")["epoch"]) == [2]
 
 
+# the default's shape on a few hundred images: KD beside its no-teacher control, the control a reference row
+DEFAULT_SHAPE = {
+    "teacher.mode": "clean",
+    "data.train_limit": 256,
+    "data.val_limit": 128,
+    "train.epochs": 1,
+    "train.student": "resdw_w24_d111",
+    "search_space": {},
+    "trials": [{"loss": "kd", "alpha": 0.5}, {"loss": "ce"}],
+    "final.control": "reference",
+}
+
+
+def _probe_says(mp, seconds: float):
+    """The plan's probe faked: every student's epoch takes `seconds` here."""
+    import orchestrator.sweep.driver as sweep_mod
+
+    mp.setattr(sweep_mod, "student_epoch_seconds", lambda cfg, *a, **k: {s: seconds for s in cfg.students()})
+
+
 def test_a_check_the_budget_cannot_spare_is_skipped_and_stays_skipped(said, ray_local, tiny_teacher, tmp_path):
     """The default's shape (KD beside its control, the control a reference row, one finalist) where the
     search would cost final epochs (the probe faked at 10 s an epoch, 2 minutes in all): no search trial
     runs, the final stage trains the KD trial, and the log, the meta record, `kdsweep results` and the
     report say that the control was not run; a rerun does not start the search it skipped."""
-    import orchestrator.sweep.driver as sweep_mod
     from orchestrator.release.report import method_text
     from orchestrator.release.results import account_lines, search_account, trials
     from orchestrator.sweep.driver import run_sweep
@@ -426,22 +445,15 @@ def test_a_check_the_budget_cannot_spare_is_skipped_and_stays_skipped(said, ray_
         tmp_path,
         "t_skip",
         {
-            "teacher.mode": "clean",
-            "data.train_limit": 256,
-            "data.val_limit": 128,
-            "train.epochs": 1,
-            "train.student": "resdw_w24_d111",
-            "search_space": {},
-            "trials": [{"loss": "kd", "alpha": 0.5}, {"loss": "ce"}],
+            **DEFAULT_SHAPE,
             "final.epochs": 30,
-            "final.control": "reference",
             "final.min_epochs": 8,  # what the check would leave it (7-8 epochs of 10 s): it cannot be spared
             "minutes": 2,
         },
     )
     said.clear()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep_mod, "student_epoch_seconds", lambda cfg, *a, **k: {s: 10.0 for s in cfg.students()})
+        _probe_says(mp, 10.0)
         run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     [why] = [m for m in said if "cannot change the finalist" in m]
     assert "no more than the 8 epochs the result needs" in why and "skipped, the final stage trains" in why
@@ -469,7 +481,6 @@ def test_a_budget_with_room_grows_the_search_and_keeps_it_grown(said, ray_local,
     epoch) says affords more than grow.max_candidates: the search is 3 random draws from grow.search_space of
     grow.epochs each, in place of the config's trials; the log, the meta record and the run's record say so;
     a driver killed in the final stage resumes the grown search even where the probe now says it has no room."""
-    import orchestrator.sweep.driver as sweep_mod
     from orchestrator.release.results import trials
     from orchestrator.sweep.driver import run_sweep
 
@@ -478,22 +489,15 @@ def test_a_budget_with_room_grows_the_search_and_keeps_it_grown(said, ray_local,
         tmp_path,
         "t_grow",
         {
-            "teacher.mode": "clean",
-            "data.train_limit": 256,
-            "data.val_limit": 128,
-            "train.epochs": 1,
-            "train.student": "resdw_w24_d111",
-            "search_space": {},
-            "trials": [{"loss": "kd", "alpha": 0.5}, {"loss": "ce"}],
+            **DEFAULT_SHAPE,
             "final.epochs": 1,
-            "final.control": "reference",
             "minutes": 10,
             "grow": {"search_space": {"lr": {"choice": lrs}}, "epochs": 2, "min_candidates": 2, "max_candidates": 3},
         },
     )
     said.clear()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep_mod, "student_epoch_seconds", lambda cfg, *a, **k: {s: 1.0 for s in cfg.students()})
+        _probe_says(mp, 1.0)
         run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     [why] = [m for m in said if m.startswith("grow: ")]
     assert "room for 3 candidate(s) of 2 epochs" in why and "the search grows to 3 random draws" in why
@@ -507,7 +511,7 @@ def test_a_budget_with_room_grows_the_search_and_keeps_it_grown(said, ray_local,
     (run_dir / "kdsweep_meta.json").unlink()  # as if the driver died in the final stage
     said.clear()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep_mod, "student_epoch_seconds", lambda cfg, *a, **k: {s: 1e4 for s in cfg.students()})
+        _probe_says(mp, 1e4)
         run_sweep(cfg, teacher_path=str(tiny_teacher))
     assert any(m.startswith("search grown: ") for m in said) and not any(m.startswith("grow: ") for m in said)
     assert len([t for t in trials(run_dir) if t["stage"] == "search"]) == 3
