@@ -9,7 +9,7 @@ from orchestrator.release import promote
 from orchestrator.release.promote import ReleaseRefused, release_student, release_teacher
 
 
-def _export(d: Path, val: float, params: int = 90_000, split=(5000, 0), size: int = 1000) -> Path:
+def _export(d: Path, val: float, params: int = 90_000, split=(5000, 0), size: int = 1000, **more) -> Path:
     d.mkdir(parents=True)
     (d / "student.pt").write_bytes(b"w" * size)
     (d / "student.pt2").write_bytes(b"p")
@@ -21,6 +21,7 @@ def _export(d: Path, val: float, params: int = 90_000, split=(5000, 0), size: in
                 params=params,
                 budget=100_000,
                 data=dict(val_size=split[0], split_seed=split[1]),
+                **more,
             )
         )
     )
@@ -47,6 +48,51 @@ def test_release_student_only_when_better_on_validation(tmp_path):
     readme = (dest / "README.md").read_text()  # written from the release's own metrics, never stale
     assert "**0.9410**" in readme and "| replaced | val 0.9400" in readme and "how it was made" not in readme
     assert not list(dest.parent.glob(".student.*"))  # no temp dirs left
+
+
+def test_a_candidate_meets_the_release_at_its_own_test_time_views(tmp_path, monkeypatch):
+    """A candidate whose export chose other test-time views than the release shipped is compared with the
+    release at those views: from the release's recorded figures where its export measured them, else
+    measured now from its student.pt on the same validation split."""
+    import torch
+
+    from students import create_student
+
+    dest = tmp_path / "models" / "student"
+    recorded = dict(
+        val_acc_plain=0.938, val_acc_flip=0.94, val_acc_by_tta=dict(none=0.938, flip=0.94, flip_shift=0.942)
+    )
+    _export(dest, 0.9400, tta="flip", **recorded)
+    with pytest.raises(ReleaseRefused, match="0.9410 on validation with test-time views flip_shift, not above t"):
+        release_student(_export(tmp_path / "six", 0.9410, tta="flip_shift"), dest)
+    with pytest.raises(ReleaseRefused, match="release's 0.9380 with the same views"):  # plain vs plain
+        release_student(_export(tmp_path / "plain", 0.9380, tta="none"), dest)
+    # an older release, whose export measured the plain and flipped views only: measured now, from its weights
+    _export(older := tmp_path / "older", 0.9400, tta="flip", val_acc_plain=0.938, val_acc_flip=0.94)
+    untrained = create_student("resdw_w24_d111")
+    torch.save(
+        dict(
+            student="resdw_w24_d111",
+            student_kwargs={},
+            config=dict(mean=0.286, std=0.353, tta="flip"),
+            state_dict=untrained.state_dict(),
+            metrics={},
+        ),
+        older / "student.pt",
+    )
+    meta = json.loads((older / "metrics.json").read_text())
+    assert promote.release_val_at(meta, older, "flip") == (0.94, False)
+    from orchestrator import data
+
+    split = data.load_split
+    asked = []
+    monkeypatch.setattr(
+        data, "load_split", lambda d, size, seed: asked.append((size, seed)) or split(d, size, seed, val_limit=300)
+    )
+    val, measured = promote.release_val_at(meta, older, "flip_shift")
+    assert measured and val < 0.5 and asked == [(5000, 0)]  # an untrained student, on the release's split
+    release_student(_export(tmp_path / "six2", 0.9390, tta="flip_shift"), older)  # above it at the same views
+    assert json.loads((older / "metrics.json").read_text())["val_acc"] == 0.9390
 
 
 def test_release_teacher_only_when_better(tmp_path):

@@ -49,12 +49,39 @@ def _split(m: dict) -> tuple:
     return data.get("val_size") or 5000, data.get("split_seed") or 0
 
 
-def _check_better(cand: float, current: float | None, what: str, where: Path) -> None:
+def _check_better(cand: float, current: float | None, what: str, where: Path, views: str = "") -> None:
     if current is not None and not cand > current:
         raise ReleaseRefused(
-            f"the candidate {what} scores {cand:.4f} on validation, not above the release's "
-            f"{current:.4f}; {where} is unchanged"
+            f"the candidate {what} scores {cand:.4f} on validation{views}, not above the release's "
+            f"{current:.4f}{' with the same views' if views else ''}; {where} is unchanged"
         )
+
+
+def release_val_at(current: dict, dest: Path, tta: str, data_dir: str | None = None) -> tuple[float, bool]:
+    """The release's validation accuracy with test-time views `tta` (a candidate's), so that a candidate is
+    compared with the same views: from its metrics where its export measured them, else measured now from
+    its student.pt on the same split (True: measured now)."""
+    known = dict(current.get("val_acc_by_tta") or {})
+    for views, key in (("none", "val_acc_plain"), ("flip", "val_acc_flip")):
+        if current.get(key) is not None:
+            known.setdefault(views, current[key])
+    if current.get("tta"):
+        known.setdefault(current["tta"], current["val_acc"])
+    if tta in known:
+        return known[tta], False
+    import torch
+
+    from orchestrator.data import load_split
+    from orchestrator.release.export import Deployable, predict
+    from students import deployed, rebuild
+
+    state = torch.load(dest / "student.pt", map_location="cpu", weights_only=True)
+    val_size, seed = _split(current)
+    split = load_split(data_dir, val_size, seed)
+    model = Deployable(deployed(rebuild(state)), state["config"]["mean"], state["config"]["std"], tta).eval()
+    with torch.no_grad():
+        acc = float((predict(model, split.val_x).argmax(1).numpy() == split.val_y).mean())
+    return round(acc, 4), True
 
 
 def _swap_dir(src_files: dict[str, Path], dest: Path) -> None:
@@ -139,7 +166,13 @@ def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE) -> dict
             f"the candidate was validated on another split {_split(cand)} than the release "
             f"{_split(current)}: the two are not comparable"
         )
-    _check_better(cand["val_acc"], current and current["val_acc"], f"student {cand['student']}", dest)
+    current_val, views = current and current["val_acc"], ""
+    if current is not None and cand.get("tta"):  # compared with the candidate's test-time views
+        current_val, measured = release_val_at(current, dest, cand["tta"])
+        views = f" with test-time views {cand['tta']}"
+        if measured:
+            log.info(f"the release measured now with the candidate's views ({cand['tta']}): val {current_val:.4f}")
+    _check_better(cand["val_acc"], current_val, f"student {cand['student']}", dest, views)
     files = {f.name: f for f in candidate.iterdir() if f.is_file() and f.name != "README.md"}
     readme = candidate.parent / f".{candidate.name}.release_readme.md"
     readme.write_text(release_readme(cand, current, candidate))
@@ -149,8 +182,8 @@ def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE) -> dict
     finally:
         readme.unlink(missing_ok=True)
     log.info(
-        f"released {cand['student']} (val {cand['val_acc']:.4f}"
-        + (f", was {current['val_acc']:.4f}" if current else "")
+        f"released {cand['student']} (val {cand['val_acc']:.4f}{views}"
+        + (f"; the release it replaced: {current_val:.4f}" if current else "")
         + f") -> {dest}"
     )
     return cand
