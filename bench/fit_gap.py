@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from orchestrator.data import load_split  # noqa: E402
-from orchestrator.release.export import deployable, predict  # noqa: E402
+from orchestrator.release.deploy import deployable, predict  # noqa: E402
 
 
 def main():

@@ -47,7 +47,7 @@ def main():
     torch.set_num_threads(args.threads)
     from orchestrator.data import load_split, load_test
     from orchestrator.machine import machine
-    from orchestrator.release.export import Deployable, predict
+    from orchestrator.release.deploy import Deployable, predict
     from orchestrator.teacher.cache import teacher_logits
     from orchestrator.teacher.model import load_teacher
     from students import rebuild

@@ -234,7 +234,8 @@ def _report(a) -> int:
 
     import torch
 
-    from orchestrator.release.export import deployable, export
+    from orchestrator.release.deploy import deployable
+    from orchestrator.release.export import export
     from orchestrator.release.report import write_report
     from orchestrator.run.layout import META_FILE
     from orchestrator.run.rundir import Run
@@ -473,10 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
+    import shlex
+
     from orchestrator import logs
     from orchestrator.config import ConfigError
 
     logs.setup()
+    logs.COMMAND = shlex.join(["kdsweep", *(sys.argv[1:] if argv is None else argv)])
     from orchestrator.sweep.driver import Interrupted
 
     try:
@@ -496,3 +500,5 @@ def main(argv=None) -> int:
     except UserError as e:  # a config, budget, argument or file the user can fix: the message says how
         print(f"kdsweep: {e}", file=sys.stderr)
         return 2
+    finally:
+        logs.COMMAND = None  # a program that calls main() goes on as a library

@@ -8,6 +8,10 @@ from __future__ import annotations
 import logging
 import sys
 
+# the command line this process runs, where it is kdsweep's CLI (set by `cli.main`); an export records it,
+# so that a release names the one command it came from
+COMMAND: str | None = None
+
 
 def setup(level: int = logging.INFO) -> logging.Logger:
     """kdsweep's messages on stdout (idempotent)."""

@@ -104,6 +104,7 @@ def _local_cfg(tmp_path, teacher, **train) -> SweepConfig:
 
 @pytest.mark.slow
 def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_teacher, monkeypatch):
+    from orchestrator.cli import main
     from orchestrator.release.export import export
     from orchestrator.release.results import trials
     from orchestrator.run.layout import META_FILE
@@ -152,7 +153,10 @@ def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_te
     assert m0["val_acc"] == pytest.approx(ts["local_00"]["best_val_acc"]) and "local_00" in m0["trial_checkpoint"]
     assert m0["exported_trial"] == "local_00" and m["exported_trial"] is None
     # --tta auto: every view set measured on the run's validation split, the best shipped and recorded
-    ma = export(run, tmp_path / "out_auto", trial="local_00", tta="auto")
+    argv = ["export", "--run", str(run), "--out", str(tmp_path / "out_auto"), "--trial", "local_00", "--tta", "auto"]
+    assert main(argv) == 0  # through the CLI: the export records the command that made it
+    ma = json.loads((tmp_path / "out_auto" / "metrics.json").read_text())
+    assert ma["command"] == "kdsweep " + " ".join(argv) and m["command"] is None  # None: called as a library
     assert set(ma["val_acc_by_tta"]) == {"none", "flip", "flip_shift"}
     assert ma["val_acc"] == max(ma["val_acc_by_tta"].values()) == ma["val_acc_by_tta"][ma["tta"]]
     assert ma["val_acc_by_tta"]["none"] == pytest.approx(m0["val_acc_plain"], abs=1e-4)  # as training measured

@@ -95,7 +95,7 @@ def exported(sweep_run):
 
 
 def test_export(sweep_run, exported):
-    from orchestrator.release.export import Deployable, predict
+    from orchestrator.release.deploy import Deployable, predict
     from students import rebuild
 
     run_dir = sweep_run[0]

@@ -43,10 +43,11 @@ def test_release_student_only_when_better_on_validation(tmp_path):
         release_student(_export(tmp_path / "big", 0.95, params=100_001), dest)
     with pytest.raises(ReleaseRefused, match="over 1 MB"):
         release_student(_export(tmp_path / "heavy", 0.95, size=1_000_001), dest)
-    release_student(_export(tmp_path / "better", 0.9410), dest)
+    release_student(_export(tmp_path / "better", 0.9410, command="kdsweep sweep --config c.yaml --release"), dest)
     assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9410
     readme = (dest / "README.md").read_text()  # written from the release's own metrics, never stale
     assert "**0.9410**" in readme and "| replaced | val 0.9400" in readme and "how it was made" not in readme
+    assert "| made by | `kdsweep sweep --config c.yaml --release` |" in readme
     assert not list(dest.parent.glob(".student.*"))  # no temp dirs left
 
 
@@ -82,12 +83,10 @@ def test_a_candidate_meets_the_release_at_its_own_test_time_views(tmp_path, monk
     )
     meta = json.loads((older / "metrics.json").read_text())
     assert promote.release_val_at(meta, older, "flip") == (0.94, False)
-    from orchestrator import data
-
-    split = data.load_split
+    split = promote.load_split
     asked = []
     monkeypatch.setattr(
-        data, "load_split", lambda d, size, seed: asked.append((size, seed)) or split(d, size, seed, val_limit=300)
+        promote, "load_split", lambda d, size, seed: asked.append((size, seed)) or split(d, size, seed, val_limit=300)
     )
     val, measured = promote.release_val_at(meta, older, "flip_shift")
     assert measured and val < 0.5 and asked == [(5000, 0)]  # an untrained student, on the release's split
@@ -131,7 +130,8 @@ def test_flip_tta_ships_only_where_it_helped_and_exports(tmp_path):
     on validation; .pt2 and ONNX carry it (the parameter count does not change)."""
     import torch
 
-    from orchestrator.release.export import Deployable, export_onnx, export_program, shipped_tta
+    from orchestrator.release.deploy import Deployable, shipped_tta
+    from orchestrator.release.export import export_onnx, export_program
     from students import count_params, create_student
 
     asked = dict(config=dict(tta="flip"), metrics=dict(val_acc_plain=0.90, val_acc_flip=0.91))
@@ -165,7 +165,8 @@ def test_six_view_tta_is_the_training_shift_and_exports(tmp_path):
     ONNX, and export --tta auto ships whichever view set validation ranks first (ties: fewer views)."""
     import torch
 
-    from orchestrator.release.export import Deployable, choose_tta, export_onnx, export_program
+    from orchestrator.release.deploy import Deployable, choose_tta
+    from orchestrator.release.export import export_onnx, export_program
     from students import create_student
     from trainables.augment import ViewSpec, apply_views
 

@@ -95,7 +95,8 @@ def test_a_reparameterized_student_folds_into_what_it_computed(small_split, tmp_
     """rep3 trains with 3x3, 1x1 and identity branches per convolution and ships them folded into one 3x3
     convolution each: on real images the folded model's logits equal the trained one's (eval mode), the
     budget counts the folded form (the trained one may exceed it), and the folded form exports."""
-    from orchestrator.release.export import Deployable, export_onnx, export_program
+    from orchestrator.release.deploy import Deployable
+    from orchestrator.release.export import export_onnx, export_program
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
     from trainables.train import TrialData, train_student

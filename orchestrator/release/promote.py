@@ -12,9 +12,13 @@ import logging
 import shutil
 from pathlib import Path
 
+import torch
+
+from orchestrator.data import load_split
 from orchestrator.errors import UserError
+from orchestrator.release.deploy import Deployable, predict
 from orchestrator.run.io import replace_dir
-from students import BUDGET
+from students import BUDGET, deployed, rebuild
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +73,6 @@ def release_val_at(current: dict, dest: Path, tta: str, data_dir: str | None = N
         known.setdefault(current["tta"], current["val_acc"])
     if tta in known:
         return known[tta], False
-    import torch
-
-    from orchestrator.data import load_split
-    from orchestrator.release.export import Deployable, predict
-    from students import deployed, rebuild
-
     state = torch.load(dest / "student.pt", map_location="cpu", weights_only=True)
     val_size, seed = _split(current)
     split = load_split(data_dir, val_size, seed)
@@ -119,6 +117,7 @@ def release_readme(m: dict, previous: dict | None, candidate: Path) -> str:
         + (f" ({m['val_acc_plain']:.4f} without)" if m.get("val_acc_plain") is not None else "")
         + "; {:,} validation images, split seed {} |".format(*_split(m)),
         f"| test | **{m['test_acc']:.4f}** (read once, at export) |" if m.get("test_acc") is not None else None,
+        f"| made by | `{m['command']}` |" if m.get("command") else None,
         f"| recipe | {recipe} |",
         f"| teacher | sha256 {str(m.get('teacher_sha256'))[:12]}, val {m.get('teacher_val_acc') or 0:.4f}, "
         f"mode {m.get('teacher_mode')} |",
