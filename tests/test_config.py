@@ -117,6 +117,10 @@ def test_run_dir_refuses_another_config(tmp_path, uri):
         run.claim(cfg, teacher)
     with pytest.raises(ValueError, match=r"differs in the teacher: /t.pt -> /u.pt"):
         run.claim(other, dict(path="/u.pt", sha256="cd"))
+    run.claim(other, dict(path="/moved/t.pt", sha256="ab"))  # the same bytes at another path: the same teacher
+    member = dict(path="/m.pt", sha256="ee")
+    with pytest.raises(ValueError, match="differs in the teacher"):  # an ensemble member is part of it
+        run.claim(other, dict(path="/moved/t.pt", sha256="ab", ensemble=[member]))
     # a run whose trials are all in its final stage (kdsweep train; a skipped search) holds its claim too
     final = Run(f"file://{tmp_path}/f" if uri else str(tmp_path / "f"))
     final.claim(cfg, teacher)

@@ -339,7 +339,8 @@ def _normalized(theirs: dict, mine: dict) -> dict:
     checked for one, so it takes this run's. Where trials find GPUs (sweep.gpus_per_trial: auto is
     resolved on the cluster each driver meets; older claims hold a number) is placement, not identity. A
     claim older than `grow` never grew its search, and a resumed run does not grow one begun (the driver):
-    it takes this run's grow section."""
+    it takes this run's grow section. A teacher is the same by its bytes: found at another path (the
+    checkout moved, a worktree), it is this run's."""
     teacher = theirs.pop("_teacher", mine.get("_teacher"))
     older = "grow" not in theirs
     try:
@@ -350,4 +351,16 @@ def _normalized(theirs: dict, mine: dict) -> dict:
         theirs["sweep"] = {**theirs["sweep"], "gpus_per_trial": mine["sweep"]["gpus_per_trial"]}
     if older and "grow" in mine:
         theirs["grow"] = mine["grow"]
+    if _same_bytes(teacher, mine.get("_teacher")):  # the same teacher found at another path (a moved checkout)
+        teacher = mine["_teacher"]
     return {**theirs, "_teacher": teacher}
+
+
+def _same_bytes(a: dict | None, b: dict | None) -> bool:
+    """Two teacher records name the same networks by their bytes (sha256 of the teacher and of each ensemble
+    member, in order), wherever the files lie."""
+
+    def digests(t: dict) -> list:
+        return [t.get("sha256")] + [m.get("sha256") for m in t.get("ensemble") or []]
+
+    return bool(a and b) and None not in digests(a) and digests(a) == digests(b)
