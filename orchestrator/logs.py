@@ -13,11 +13,24 @@ import sys
 COMMAND: str | None = None
 
 
+class _Stdout(logging.StreamHandler):
+    """A handler that writes to whatever `sys.stdout` is when a message comes (a redirected or captured
+    stream), not to the one it met first, which may be closed by then."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def setup(level: int = logging.INFO) -> logging.Logger:
     """kdsweep's messages on stdout (idempotent)."""
     logger = logging.getLogger("orchestrator")
     if not any(getattr(h, "kdsweep", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _Stdout()
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler.kdsweep = True
         logger.addHandler(handler)

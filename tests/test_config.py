@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from orchestrator.config import (
@@ -427,3 +429,21 @@ def test_a_search_space_domain_is_one_type():
     ]:
         with pytest.raises(ValueError, match=says):
             Domain.parse("lr", raw)
+
+
+def test_kdsweeps_messages_go_to_the_stdout_of_the_moment(monkeypatch):
+    """The CLI's log handler writes to sys.stdout as it is when a message comes: a stream swapped since
+    (a capture, a redirect; the first one closed) gets the message, and nothing writes to the closed one."""
+    import io
+    import logging
+
+    from orchestrator import logs
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", first)
+    logs.setup()
+    first.close()
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", now)
+    logging.getLogger("orchestrator.test").info("plan: said")
+    assert now.getvalue() == "plan: said\n"
