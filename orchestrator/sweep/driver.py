@@ -25,11 +25,9 @@ from orchestrator.space import parse_space
 from orchestrator.sweep import ray_session
 from orchestrator.sweep.lifecycle import Opened, open_run
 from orchestrator.sweep.plan import (
-    EXPORT_S,
     Plan,
     check_finalists,
     final_cpus,
-    final_epoch_s,
     final_slots,
     final_speedup,
     final_stage_minutes,
@@ -322,8 +320,8 @@ def _planner(
         p = make_plan(cfg, *args)
         grown, grow_why = 0, ""
         if may_grow and cfg.grow.search_space:
-            cap_s = cfg.final.epochs * final_epoch_s(cfg, max(epoch_s.values()), speedup, slots.final)
-            grown, grow_why = grow_candidates(cfg, epoch_s, slots.search, elapsed + p.cache_s + cap_s + EXPORT_S)
+            fixed = elapsed + p.beside_search_s(cfg, slots.final)
+            grown, grow_why = grow_candidates(cfg, epoch_s, slots.search, fixed)
             log.info(f"grow: {grow_why}")
         if grown:
             p = make_plan(grow_config(cfg, grown), *args)

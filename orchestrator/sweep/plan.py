@@ -67,6 +67,13 @@ class Plan:
             out.update(grown=self.grown, grow=self.grow_why)
         return {**out, "search_skipped": self.search_skipped} if self.search_skipped else out
 
+    def beside_search_s(self, cfg: SweepConfig, final_slots: int) -> float:
+        """What a grown search must leave room for: the cache, the final stage at its cap (final.epochs, at
+        the measured epoch and speed-up) and the export."""
+        slowest = max(self.epoch_s.values()) if self.epoch_s else 0.0
+        cap_s = cfg.final.epochs * final_epoch_s(cfg, slowest, self.final_speedup, final_slots)
+        return self.cache_s + cap_s + self.export_s
+
     @property
     def total_s(self) -> float:
         return self.cache_s + self.search_s + self.final_s + self.export_s
