@@ -15,6 +15,7 @@ torchdistill is not a kdsweep dependency: it runs from its own environment, e.g.
     PYTHONPATH=. /work/peer-venv/bin/python bench/peer_torchdistill.py --epochs 12 --seeds 3 \\
         --out bench/results/peer_torchdistill.json
 (torchdistill's alpha weighs the labels' cross-entropy, kdsweep's the teacher's term: the script converts.)
+With --out, each finished run is kept in OUT.partial: a killed run, rerun alike on the same machine, resumes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from orchestrator.data import load_split  # noqa: E402
 from orchestrator.machine import machine  # noqa: E402
+from orchestrator.run.io import atomic_write_text  # noqa: E402
 from orchestrator.teacher.model import load_teacher, predict_logits  # noqa: E402
 from students import create_student  # noqa: E402
 from trainables.augment import ViewSpec, apply_views, to_input  # noqa: E402
@@ -244,10 +246,24 @@ def main() -> int:
     target = float((predict_logits(teacher, split.val_x, info.preprocess).argmax(1).numpy() == split.val_y).mean())
     print(f"{machine()}\nteacher val {target:.4f}; {len(split.train_x)} training images, {a.epochs} epochs", flush=True)
     runs = {"torchdistill": [], "kdsweep_live": [], "kdsweep_clean": []}
+    partial = Path(a.out + ".partial") if a.out else None
+    if partial and partial.exists():  # a killed run resumes: the runs it finished on this machine stand
+        kept = json.loads(partial.read_text())
+        if kept["machine"] == machine() and kept["args"] == vars(a):
+            runs = kept["runs"]
+            print(f"resuming: {sum(map(len, runs.values()))} runs kept from {partial}", flush=True)
+    steps = {
+        "torchdistill": lambda seed: run_torchdistill(a, split, teacher, info, seed),
+        "kdsweep_live": lambda seed: run_kdsweep(a, split, teacher, info, seed, "live"),
+        "kdsweep_clean": lambda seed: run_kdsweep(a, split, teacher, info, seed, "clean"),
+    }
     for seed in range(a.seeds):  # interleaved, so that a drift of the machine touches all three alike
-        runs["torchdistill"].append(run_torchdistill(a, split, teacher, info, seed))
-        runs["kdsweep_live"].append(run_kdsweep(a, split, teacher, info, seed, "live"))
-        runs["kdsweep_clean"].append(run_kdsweep(a, split, teacher, info, seed, "clean"))
+        for key, step in steps.items():
+            if len(runs[key]) > seed:
+                continue
+            runs[key].append(step(seed))
+            if partial:
+                atomic_write_text(partial, json.dumps(dict(machine=machine(), args=vars(a), runs=runs)))
     summary = {k: summarize(v, target) for k, v in runs.items()}
     ratio = summary["torchdistill"]["train_s"] / summary["kdsweep_clean"]["train_s"]
     out = dict(
@@ -261,7 +277,8 @@ def main() -> int:
     )
     print(json.dumps(summary, indent=1))
     if a.out:
-        Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+        atomic_write_text(Path(a.out), json.dumps(out, indent=1) + "\n")
+        partial.unlink(missing_ok=True)
     return 0
 
 
