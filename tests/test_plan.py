@@ -49,6 +49,9 @@ def test_plan_adds_the_stages_from_measured_rates():
     left = 20 * 60 - 60 - 110 - 180 - EXPORT_S  # 830 s: 27 epochs of 30 s
     assert run.final_epochs == int(left // 30) and run.total_s <= 20 * 60 - 60
     assert "OVER" not in run.line(budget_min=20)
+    # an ensemble's members: their caches' seconds count, and the final stage gets that much less
+    ens = make_plan(_cfg(minutes=20), {"res3_w16_d111": 30.0}, 55_000, 500.0, slots=2, elapsed_s=60, members_s=90)
+    assert ens.cache_s == pytest.approx(110 + 90) and ens.final_epochs == int((left - 90) // 30)
 
 
 def test_a_faster_final_stage_and_its_floor():

@@ -162,8 +162,11 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
         )
     )
     cfg = load_sweep_config(cfg_file)
-    data, facts = prepare_data(cfg)
+    planned = []  # the plan's hook, before any cache is built: the members' caches are counted at their speed
+    data, facts = prepare_data(cfg, before_cache=lambda *a: planned.append(a))
     assert data.teacher_logits.shape == (64, 1, 10) and facts.teacher_forwards == 2 * 64
+    ((n_train, _, _, forwards, members_s),) = planned
+    assert n_train == forwards == 64 and members_s > 0
     x = data.train_x
     t_model, t_info = load_teacher(tiny_teacher)
     s_model, s_info = load_member(member)
@@ -173,8 +176,9 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     assert torch.allclose(torch.as_tensor(data.teacher_logits[:, 0]).float(), want, atol=2e-2, rtol=1e-2)
     (m,) = facts.teacher.ensemble
     assert m["arch"] == "resdw_w24_d111" and 0 <= m["val_acc"] <= 1 and 0 <= facts.teacher.ensemble_val_acc <= 1
-    again, facts2 = prepare_data(cfg)
+    again, facts2 = prepare_data(cfg, before_cache=lambda *a: planned.append(a))
     assert facts2.teacher_forwards == 0 and np.array_equal(again.teacher_logits, data.teacher_logits)
+    assert planned[-1][3:] == (0, 0.0)  # both caches hit: nothing to plan for
     ident = teacher_identity(cfg, None)
     save_student()  # new weights, same path
     assert teacher_identity(cfg, None)["ensemble"][0]["sha256"] != ident["ensemble"][0]["sha256"]

@@ -301,7 +301,7 @@ def _planner(
     where `may_skip` and the search is a check the budget cannot spare (skip_check), the plan is the run
     without it, and its `search_skipped` says why."""
 
-    def log_plan(n_train, n_val, teacher_img_s, cache_forwards):
+    def log_plan(n_train, n_val, teacher_img_s, cache_forwards, members_s=0.0):
         if cfg.sweep.gpus_per_trial:  # the probe times the CPU; a GPU plan would need a GPU probe
             return
         threads, layout, rates = int(cfg.sweep.cpus_per_trial), cfg.train.layout, None
@@ -316,7 +316,7 @@ def _planner(
         epoch_s = student_epoch_seconds(cfg, n_train, n_val, threads, layout=layout, rates=rates and rates[layout])
         speedup = final_speedup(cfg, n_train, n_val, epoch_s, alone=slots.final == 1, layout=layout)
         elapsed = time.time() - t_start
-        args = (epoch_s, cache_forwards, teacher_img_s, slots.search, elapsed, speedup, slots.final)
+        args = (epoch_s, cache_forwards, teacher_img_s, slots.search, elapsed, speedup, slots.final, members_s)
         p = make_plan(cfg, *args)
         grown, grow_why = 0, ""
         if may_grow and cfg.grow.search_space:

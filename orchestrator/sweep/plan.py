@@ -214,13 +214,15 @@ def make_plan(
     elapsed_s: float = 0.0,
     final_speedup: float = 1.0,
     final_slots: int | None = None,
+    members_s: float = 0.0,
     search: bool = True,
 ) -> Plan:
     """The stages' estimated wall times, `elapsed_s` into the run. Search: ASHA's expected trial-epochs (every
     trial to the grace period, then 1 / reduction_factor of them to the end), `slots` trials at a time. Final:
     the top finalists x seeds at the slowest student's epoch (divided by `final_speedup`, its measured gain at
     final.cpus_per_trial threads), `final_slots` at a time, within what the budgets leave it once the cache
-    and the search are done (final_stage_minutes, as the driver fits it then). `search` False: the plan
+    and the search are done (final_stage_minutes, as the driver fits it then). The cache: the teacher's
+    missing forwards at its rate, plus `members_s` for an ensemble's members. `search` False: the plan
     without the search stage (search_is_a_check)."""
     t, s, f = cfg.train, cfg.sweep, cfg.final
     n_trials = search_trials(cfg)
@@ -230,7 +232,7 @@ def make_plan(
     search_epochs = n_trials * per_trial if search else 0
     search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots)) if search else 0.0
     final_s, final_epochs = 0.0, 0
-    cache_s = cache_forwards / teacher_rate if teacher_rate and cache_forwards else 0.0
+    cache_s = (cache_forwards / teacher_rate if teacher_rate and cache_forwards else 0.0) + members_s
     final_minutes = final_stage_minutes(cfg, elapsed_s + cache_s + search_s)
     if f.epochs:
         fslots = final_slots if final_slots is not None else slots

@@ -122,8 +122,9 @@ def prepare_data(
     """Everything trials need, computed in the driver: split, teacher logits (the only teacher run), and the
     facts the run's meta record keeps (`Prepared`).
     `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`).
-    `before_cache(n_train, n_val, teacher_img_s, cache_forwards)` is called once the teacher's speed is known
-    (timed on the validation forwards) and before the cache is built: the sweep's plan."""
+    `before_cache(n_train, n_val, teacher_img_s, cache_forwards, members_s)` is called once the teacher's speed
+    is known (timed on the validation forwards) and before the cache is built: the sweep's plan; `members_s`
+    is what the ensemble members' caches will take, each at its own measured speed."""
     d = cfg.data
     split = load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
     spec = ViewSpec(cfg.augment.shift, cfg.augment.flip)
@@ -131,7 +132,7 @@ def prepare_data(
     data = TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec, mode="none")
     if not uses_teacher(cfg):
         if before_cache is not None:
-            before_cache(len(split.train_x), len(split.val_x), 0.0, 0)
+            before_cache(len(split.train_x), len(split.val_x), 0.0, 0, 0.0)
         return data, facts
     path = resolve_path(teacher_path or cfg.teacher.checkpoint)
     if path is None:
@@ -161,10 +162,12 @@ def prepare_data(
     facts.teacher_val_forwards = len(split.val_x)
     log.info(f"teacher {info.arch} ({info.params:,} params) val_acc {tf.val_acc:.4f}")
     cache_spec, cache_dir = spec if t.mode == "views" else ViewSpec(0, False), resolve_path(t.cache_dir)
+    members = [Member.load(p, t, split, cache_spec, device, precision) for p in ensemble_paths(t)]
     if before_cache is not None:
         x, y = split.train_x, split.train_y
         forwards = 0 if t.mode == "live" else missing_forwards(key, info.preprocess, x, y, cache_spec, cache_dir)
-        before_cache(len(split.train_x), len(split.val_x), tf.infer_img_s, forwards)
+        members_s = sum(m.missing / m.img_s for m in members)
+        before_cache(len(split.train_x), len(split.val_x), tf.infer_img_s, forwards, members_s)
     if t.mode == "live":
         data.teacher = dict(
             model=model,
@@ -204,8 +207,8 @@ def prepare_data(
             runner=runner,
         )
         facts.teacher_forwards, facts.cache = forwards, cinfo
-        if t.ensemble:
-            logits = ensemble_logits(logits, val_logits, t, split, cache_spec, facts, device, precision)
+        if members:
+            logits = ensemble_logits(logits, val_logits, members, t, split, cache_spec, facts, device)
         data.teacher_logits = logits
     data.mode = t.mode
     return data, facts
@@ -222,42 +225,59 @@ def ensemble_paths(t) -> list[Path]:
     return paths
 
 
+@dataclass
+class Member:
+    """An ensemble member, loaded and timed on its validation forwards before the plan (which counts its
+    cache at this speed); `missing`: the forwards its cache still needs."""
+
+    model: torch.nn.Module
+    info: object
+    batch: int
+    val_logits: torch.Tensor
+    img_s: float
+    missing: int
+    key: str  # its cache's identity: its bytes and precision
+
+    @classmethod
+    def load(cls, path: Path, t, split, spec: ViewSpec, device: str, precision: str) -> Member:
+        model, info = load_member(path, device)
+        model = in_precision(model, precision, device)
+        bs = info.infer_batch or t.batch_size
+        t0 = time.perf_counter()
+        v = predict_logits(model, split.val_x, info.preprocess, bs, device)
+        img_s = len(split.val_x) / max(time.perf_counter() - t0, 1e-9)
+        key, cache_dir = identity(info.sha256, precision), resolve_path(t.cache_dir)
+        missing = missing_forwards(key, info.preprocess, split.train_x, split.train_y, spec, cache_dir)
+        return cls(model, info, bs, v, img_s, missing, key)
+
+
 def ensemble_logits(
-    logits: np.ndarray, val_logits, t, split, spec: ViewSpec, facts: Prepared, device: str, precision: str = "fp32"
+    logits: np.ndarray, val_logits, members: list[Member], t, split, spec: ViewSpec, facts: Prepared, device: str
 ) -> np.ndarray:
     """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
     member's own cache, keyed by its bytes like the teacher's); the members, their forwards and the average's
     validation accuracy go into `facts`."""
-    total, val_total, members = logits.astype(np.float32), val_logits.clone(), []
-    for path in ensemble_paths(t):
-        model, info = load_member(path, device)
-        model = in_precision(model, precision, device)
-        bs = info.infer_batch or t.batch_size
+    total, val_total, named = logits.astype(np.float32), val_logits.clone(), []
+    for m in members:
+        info = m.info
         z, forwards, cinfo = teacher_logits(
-            model,
-            identity(info.sha256, precision),
+            m.model,
+            m.key,
             info.preprocess,
             split.train_x,
             split.train_y,
             spec,
             resolve_path(t.cache_dir),
-            bs,
+            m.batch,
             device,
         )
-        v = predict_logits(model, split.val_x, info.preprocess, bs, device)
         total += z
-        val_total += v
-        members.append(
-            dict(
-                **_named(info),
-                val_acc=accuracy(v, split.val_y),
-                cache=cinfo,
-            )
-        )
+        val_total += m.val_logits
+        named.append(dict(**_named(info), val_acc=accuracy(m.val_logits, split.val_y), cache=cinfo))
         facts.teacher_forwards += forwards
-        log.info(f"ensemble member {info.arch} ({info.params:,} params) val_acc {members[-1]['val_acc']:.4f}")
-    n = 1 + len(members)
-    facts.teacher.ensemble = members
+        log.info(f"ensemble member {info.arch} ({info.params:,} params) val_acc {named[-1]['val_acc']:.4f}")
+    n = 1 + len(named)
+    facts.teacher.ensemble = named
     facts.teacher.ensemble_val_acc = accuracy(val_total / n, split.val_y)
     log.info(f"teacher ensemble of {n} (logits averaged) val_acc {facts.teacher.ensemble_val_acc:.4f}")
     return (total / n).astype(np.float16)
