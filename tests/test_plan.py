@@ -5,8 +5,10 @@ import pytest
 from orchestrator.config import SweepConfig, from_dict
 from orchestrator.sweep.plan import (
     EXPORT_S,
+    FINAL_START_S,
     check_finalists,
     final_slots,
+    finalist_epoch_s,
     grow_candidates,
     grow_config,
     make_plan,
@@ -46,7 +48,7 @@ def test_plan_adds_the_stages_from_measured_rates():
     assert "(20 epochs of a cap of 40)" in budgeted.line()
     # a whole-run budget: the final stage gets what the cache and the search will have left of it
     run = make_plan(_cfg(minutes=20), {"res3_w16_d111": 30.0}, 55_000, 500.0, slots=2, elapsed_s=60)
-    left = 20 * 60 - 60 - 110 - 180 - EXPORT_S  # 830 s: 27 epochs of 30 s
+    left = 20 * 60 - 60 - 110 - 180 - EXPORT_S - FINAL_START_S  # 822 s: 27 epochs of 30 s
     assert run.final_epochs == int(left // 30) and run.total_s <= 20 * 60 - 60
     assert "OVER" not in run.line(budget_min=20)
     # an ensemble's members: their caches' seconds count, and the final stage gets that much less
@@ -80,7 +82,7 @@ def test_the_whole_run_budget_leaves_the_final_stage_the_rest():
     assert _final_minutes(_cfg(), 0) == 0  # no budget at all
     assert _final_minutes(_cfg(final=dict(minutes=30)), 600) == 30  # a stage budget alone
     run = _cfg(minutes=10)
-    assert _final_minutes(run, 120) == pytest.approx(10 - 2 - EXPORT_S / 60)
+    assert _final_minutes(run, 120) == pytest.approx(10 - 2 - (EXPORT_S + FINAL_START_S) / 60)
     assert _final_minutes(_cfg(minutes=10, final=dict(minutes=5)), 120) == 5  # the tighter of the two
     assert 0 < _final_minutes(run, 3600) < 0.01  # spent: one epoch, not none
     with pytest.raises(ValueError, match="minutes must be >= 0"):
@@ -181,3 +183,12 @@ def test_a_final_trial_alone_is_timed_without_a_neighbours_overhead(monkeypatch)
     alone = plan.final_speedup(cfg, 1000, 300, search, alone=True)
     assert shared == pytest.approx(2.0) and alone == pytest.approx(2.0 * plan.SWEEP_OVERHEAD / plan.ALONE_OVERHEAD)
     assert plan.final_speedup(_cfg(), 1000, 300, search, alone=True) == 1.0  # same threads: no probe
+
+
+def test_the_final_stage_is_fitted_at_the_slower_of_search_and_plan():
+    """A search that ran faster than the plan's overhead assumed is divided by the plan's speed-up all the
+    same, so the stage is fitted at the slower of the two; no search: the plan's probe; no plan: the search."""
+    plan = {"a": 36.0, "b": 30.0}
+    assert finalist_epoch_s(["a", "b"], [34.4, 33.0], plan) == [36.0, 33.0]
+    assert finalist_epoch_s(["a"], None, plan) == [36.0]
+    assert finalist_epoch_s(["a"], [34.4], {}) == [34.4]

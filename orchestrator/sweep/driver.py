@@ -31,6 +31,7 @@ from orchestrator.sweep.plan import (
     final_slots,
     final_speedup,
     final_stage_minutes,
+    finalist_epoch_s,
     fit_final_epochs,
     grow_candidates,
     grow_config,
@@ -449,10 +450,10 @@ def _select(cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots
     final_minutes = final_stage_minutes(cfg, time.time() - t_start)
     if final_minutes and (results is not None or plan is not None):  # timed by the search, or by the plan
         speedup = plan.final_speedup if plan else 1.0  # the final trials' threads against the search's
-        measured = (
-            [plan.epoch_s[c.student] for c in found]  # no search: the plan's probe of this CPU
-            if results is None
-            else search_seconds_per_epoch(results, to_dict(cfg.train), found)
+        measured = finalist_epoch_s(
+            [c.student for c in found],
+            None if results is None else search_seconds_per_epoch(results, to_dict(cfg.train), found),
+            plan.epoch_s if plan else {},
         )
         sec = [x / speedup for x in measured]
         epochs = fit_final_epochs(
@@ -464,7 +465,7 @@ def _select(cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots
         log.info(
             f"final stage: {final_minutes:.3g}-minute budget"
             + (f" (what the run's {cfg.minutes:g} minutes leave)" if cfg.minutes else "")
-            + f", {max(sec):.1f} s an epoch ({'the plan' if results is None else 'the search'}'s"
+            + f", {max(sec):.1f} s an epoch ({'the plan' if results is None else 'the slower of search and plan'}'s"
             + (f" / {speedup:.2f} on {slots.final_cpus:g} CPUs" if speedup != 1.0 else "")
             + f"; {slots.final} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs}"
             + (f", floor {cfg.final.min_epochs}" if cfg.final.min_epochs > 1 else "")

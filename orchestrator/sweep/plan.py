@@ -19,6 +19,9 @@ from trainables.losses import NEEDS_TEACHER
 from trainables.train import train_speed
 
 EXPORT_S = 20.0  # an export on 2 cores (bench/results/sweep_cold, models/student)
+# The final stage's own start and end beyond its epochs (Tune launching the trial, its last report and
+# checkpoint): the stage's wall less its trial's elapsed time was 7-8 s on 2 cores (experiments/ten_minutes).
+FINAL_START_S = 8.0
 # A trial's epoch in a sweep runs below `train_speed`'s bare step (data views, the teacher's logits, the
 # loss, validation, a checkpoint, another trial on the other core); the estimate divides the bare rate by
 # this ratio, measured in bench/results/sweep_cold.
@@ -157,11 +160,21 @@ def student_epoch_seconds(
 
 def final_stage_minutes(cfg: SweepConfig, elapsed_s: float) -> float:
     """The final stage's wall-clock budget: `final.minutes`, and within a whole-run `minutes` what is left of
-    it after `elapsed_s` and the export (0: no budget)."""
+    it after `elapsed_s`, the stage's own start and the export (0: no budget)."""
     budgets = [cfg.final.minutes] if cfg.final.minutes else []
     if cfg.minutes:
-        budgets.append(max(1e-3, cfg.minutes - elapsed_s / 60 - EXPORT_S / 60))  # spent: 1 epoch
+        budgets.append(max(1e-3, cfg.minutes - (elapsed_s + FINAL_START_S + EXPORT_S) / 60))  # spent: 1 epoch
     return min(budgets) if budgets else 0.0
+
+
+def finalist_epoch_s(students: list[str], search_s: list[float] | None, plan_s: dict[str, float]) -> list[float]:
+    """Each finalist's seconds an epoch at the search's threads, to fit the final stage with: the plan's
+    probe where no search ran, else the slower of the search's measurement and the plan's. The stage's
+    speed-up is the plan's ratio of its two estimates, so a search that ran faster than the plan's overhead
+    assumed, divided by it, made the stage 4-10% longer than fitted (experiments/ten_minutes)."""
+    if search_s is None:
+        return [plan_s[s] for s in students]
+    return [max(m, plan_s.get(s, 0.0)) for m, s in zip(search_s, students)]
 
 
 def fit_final_epochs(
