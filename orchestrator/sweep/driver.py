@@ -302,7 +302,7 @@ def _planner(
     where `may_skip` and the search is a check the budget cannot spare (skip_check), the plan is the run
     without it, and its `search_skipped` says why."""
 
-    def log_plan(n_train, n_val, teacher_img_s, cache_forwards, members_s=0.0):
+    def log_plan(n_train, n_val, teacher_img_s, cache_forwards, members_s):
         if cfg.sweep.gpus_per_trial:  # the probe times the CPU; a GPU plan would need a GPU probe
             return
         threads, layout, rates = int(cfg.sweep.cpus_per_trial), cfg.train.layout, None

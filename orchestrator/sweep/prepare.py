@@ -162,7 +162,7 @@ def prepare_data(
     facts.teacher_val_forwards = len(split.val_x)
     log.info(f"teacher {info.arch} ({info.params:,} params) val_acc {tf.val_acc:.4f}")
     cache_spec, cache_dir = spec if t.mode == "views" else ViewSpec(0, False), resolve_path(t.cache_dir)
-    members = [Member.load(p, t, split, cache_spec, device, precision) for p in ensemble_paths(t)]
+    members = [Member.load(p, t, split, cache_spec, cache_dir, device, precision) for p in ensemble_paths(t)]
     if before_cache is not None:
         x, y = split.train_x, split.train_y
         forwards = 0 if t.mode == "live" else missing_forwards(key, info.preprocess, x, y, cache_spec, cache_dir)
@@ -208,7 +208,7 @@ def prepare_data(
         )
         facts.teacher_forwards, facts.cache = forwards, cinfo
         if members:
-            logits = ensemble_logits(logits, val_logits, members, t, split, cache_spec, facts, device)
+            logits = ensemble_logits(logits, val_logits, members, split, cache_spec, cache_dir, facts, device)
         data.teacher_logits = logits
     data.mode = t.mode
     return data, facts
@@ -239,20 +239,27 @@ class Member:
     key: str  # its cache's identity: its bytes and precision
 
     @classmethod
-    def load(cls, path: Path, t, split, spec: ViewSpec, device: str, precision: str) -> Member:
+    def load(cls, path: Path, t, split, spec: ViewSpec, cache_dir, device: str, precision: str) -> Member:
         model, info = load_member(path, device)
         model = in_precision(model, precision, device)
         bs = info.infer_batch or t.batch_size
         t0 = time.perf_counter()
         v = predict_logits(model, split.val_x, info.preprocess, bs, device)
         img_s = len(split.val_x) / max(time.perf_counter() - t0, 1e-9)
-        key, cache_dir = identity(info.sha256, precision), resolve_path(t.cache_dir)
+        key = identity(info.sha256, precision)
         missing = missing_forwards(key, info.preprocess, split.train_x, split.train_y, spec, cache_dir)
         return cls(model, info, bs, v, img_s, missing, key)
 
 
 def ensemble_logits(
-    logits: np.ndarray, val_logits, members: list[Member], t, split, spec: ViewSpec, facts: Prepared, device: str
+    logits: np.ndarray,
+    val_logits,
+    members: list[Member],
+    split,
+    spec: ViewSpec,
+    cache_dir,
+    facts: Prepared,
+    device: str,
 ) -> np.ndarray:
     """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
     member's own cache, keyed by its bytes like the teacher's); the members, their forwards and the average's
@@ -267,7 +274,7 @@ def ensemble_logits(
             split.train_x,
             split.train_y,
             spec,
-            resolve_path(t.cache_dir),
+            cache_dir,
             m.batch,
             device,
         )
