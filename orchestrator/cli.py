@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from orchestrator.errors import UserError
@@ -128,6 +129,7 @@ def _sweep(a) -> int:
         force=a.force,
         dashboard=a.dashboard,
         tta=a.tta,
+        t_start=a.started,
     )
     if a.release:  # refused (one line, exit 2) unless better on validation than what is released
         from orchestrator.release.promote import release_student
@@ -473,7 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    started = time.time()  # a sweep's budget counts from here: torch's and Ray's imports are part of it
     a = build_parser().parse_args(argv)
+    a.started = started
     import shlex
 
     from orchestrator import logs

@@ -447,3 +447,17 @@ def test_kdsweeps_messages_go_to_the_stdout_of_the_moment(monkeypatch):
     monkeypatch.setattr(sys, "stdout", now)
     logging.getLogger("orchestrator.test").info("plan: said")
     assert now.getvalue() == "plan: said\n"
+
+
+def test_the_sweeps_budget_counts_from_the_commands_start(monkeypatch):
+    """`kdsweep sweep`'s budget clock starts when the command does, before torch's and Ray's imports."""
+    import time
+
+    import orchestrator.sweep.driver as driver
+    from orchestrator.cli import main
+
+    seen = {}
+    monkeypatch.setattr(driver, "run_sweep", lambda cfg, **kw: seen.update(kw))
+    before = time.time()
+    assert main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"), "--no-export"]) == 0
+    assert before <= seen["t_start"] <= time.time()

@@ -543,16 +543,18 @@ def run_sweep(
     force: bool = False,
     dashboard: bool = False,
     tta: str = "config",
+    t_start: float | None = None,
 ) -> Path:
     """Run the sweep (resuming an interrupted one of the same name) as its stages: prepare (data, the
     teacher's logits once), search, select, final, finish; then export. Returns the run directory (of a run
     on shared storage: the local copy of its records).
 
-    A finished run is not trained again: it is exported as it is, unless `force` starts it over."""
+    A finished run is not trained again: it is exported as it is, unless `force` starts it over. `t_start`:
+    when the budget's clock started (the command's start; default: now)."""
     # experiment-state snapshots on a period (snapshot_period), not Tune's "auto", which can wait far longer
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    t_start = time.time()
+    t_start = time.time() if t_start is None else t_start
     opened = open_run(cfg, teacher_path, force, export_to)
     cfg, run = opened.cfg, opened.run
     log.info("students: " + ", ".join(f"{k} ({v:,} params)" for k, v in opened.counts.items()))
