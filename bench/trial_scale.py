@@ -126,10 +126,12 @@ def one(n: int, slots: int, teacher: str, keep: str | None = None) -> dict:
         wall, driver_cpu = time.time() - t0, sum(peaks.me.cpu_times()[:2]) - cpu0
         peaks.stop.set()
         peaks.join()
-        own, epochs = [], 0
+        own, epochs, before = [], 0, 0
         for res in run_dir.glob("*/result.json"):
             rows = result_lines(res)
-            if rows:
+            if rows and rows[0]["wall_start"] < t0:  # ended before a resume: neither its time nor its count
+                before += 1
+            elif rows:
                 own.append(rows[-1]["wall"] - rows[0]["wall_start"])
                 epochs += len(rows)
         files = [p for p in run_dir.rglob("*") if p.is_file()]
@@ -137,13 +139,14 @@ def one(n: int, slots: int, teacher: str, keep: str | None = None) -> dict:
         ray.shutdown()
         row = {
             "trials": n,
-            "finished_trials": len(own),
+            "finished_trials": len(own) + before,
+            "resumed_with_trials": before,  # > 0: wall, CPU and peaks cover the trials after the resume only
             "trial_epochs": epochs,
             "slots": slots,
             "wall_s": round(wall, 1),
             "driver_cpu_s": round(driver_cpu, 1),
-            "own_s_median": round(sorted(own)[len(own) // 2], 3),
-            "overhead_per_trial_s": round((slots * wall - sum(own)) / n, 3),
+            "own_s_median": round(sorted(own)[len(own) // 2], 3) if own else None,
+            "overhead_per_trial_s": round((slots * wall - sum(own)) / max(len(own), 1), 3),
             "driver_rss_start_mib": _mib(peaks.start_rss),
             "driver_rss_peak_mib": _mib(peaks.driver),
             "driver_mib_per_100_trials": driver.get("mib_per_100_trials"),
