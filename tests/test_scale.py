@@ -166,7 +166,8 @@ def test_driver_memory_slope_is_the_second_half_trend():
 
 N_TRIALS = 48
 # the driver's heap: 5.9 MiB per 100 trials with four numbers reported to Tune (8.6 with fourteen), ~4.4 of
-# them Tune's own floor (bench/results/driver_heap_spr_*.json); twice that for this test's shorter window
+# them Tune's own floor (bench/results/driver_heap_spr_*.json; the RSS's slope 6.6 at 10,000 trials, as at
+# 1,000: bench/results/trial_scale_spr_10000.json); twice that for this test's shorter window
 DRIVER_MIB_PER_100_BOUND = 12
 
 
