@@ -34,7 +34,8 @@ def test_no_record_builds_on_a_product_config():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_experiment_configs_load(name):
     if name in TEACHERS:
-        assert load_teacher_config(EXP / name / "config.yaml").arch == "resnet50"
+        cfg = load_teacher_config(EXP / name / "config.yaml")
+        assert not cfg.kd_from or (ROOT / cfg.kd_from).is_file(), f"kd_from {cfg.kd_from} is not in the tree"
     else:
         cfg = load_sweep_config(EXP / name / "config.yaml")
         kept = [m for m in cfg.teacher.ensemble if not (ROOT / m).is_file() and Path(m).stem not in IN_HISTORY]
