@@ -450,14 +450,16 @@ def test_kdsweeps_messages_go_to_the_stdout_of_the_moment(monkeypatch):
 
 
 def test_the_sweeps_budget_counts_from_the_commands_start(monkeypatch):
-    """`kdsweep sweep`'s budget clock starts when the command does, before torch's and Ray's imports."""
+    """`kdsweep sweep`'s budget clock starts when the command does, before its first work (the config's
+    load; torch's and Ray's imports in a fresh process), not when the driver begins."""
     import time
 
+    import orchestrator.cli as cli
     import orchestrator.sweep.driver as driver
-    from orchestrator.cli import main
 
-    seen = {}
+    seen, load = {}, cli._load_sweep_config
+    monkeypatch.setattr(cli, "_load_sweep_config", lambda a: (seen.update(loading=time.time()), load(a))[1])
     monkeypatch.setattr(driver, "run_sweep", lambda cfg, **kw: seen.update(kw))
     before = time.time()
-    assert main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"), "--no-export"]) == 0
-    assert before <= seen["t_start"] <= time.time()
+    assert cli.main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"), "--no-export"]) == 0
+    assert before <= seen["t_start"] <= seen["loading"]
