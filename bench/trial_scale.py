@@ -129,7 +129,7 @@ def one(n: int, slots: int, teacher: str, keep: str | None = None) -> dict:
         own, epochs, before = [], 0, 0
         for res in run_dir.glob("*/result.json"):
             rows = result_lines(res)
-            if rows and rows[0]["wall_start"] < t0:  # ended before a resume: neither its time nor its count
+            if rows and rows[0]["wall_start"] < t0:  # begun before this process (a resume): not in its wall
                 before += 1
             elif rows:
                 own.append(rows[-1]["wall"] - rows[0]["wall_start"])

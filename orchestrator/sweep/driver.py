@@ -465,7 +465,7 @@ def _select(cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots
         log.info(
             f"final stage: {final_minutes:.3g}-minute budget"
             + (f" (what the run's {cfg.minutes:g} minutes leave)" if cfg.minutes else "")
-            + f", {max(sec):.1f} s an epoch ({'the plan' if results is None else 'the slower of search and plan'}'s"
+            + f", {max(sec):.1f} s an epoch ({'the plan' if results is None else 'the slower of search and plan'}"
             + (f" / {speedup:.2f} on {slots.final_cpus:g} CPUs" if speedup != 1.0 else "")
             + f"; {slots.final} trial(s) at a time) -> {epochs} epochs (cap {cfg.final.epochs}"
             + (f", floor {cfg.final.min_epochs}" if cfg.final.min_epochs > 1 else "")

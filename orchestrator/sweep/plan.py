@@ -171,7 +171,7 @@ def finalist_epoch_s(students: list[str], search_s: list[float] | None, plan_s: 
     """Each finalist's seconds an epoch at the search's threads, to fit the final stage with: the plan's
     probe where no search ran, else the slower of the search's measurement and the plan's. The stage's
     speed-up is the plan's ratio of its two estimates, so a search that ran faster than the plan's overhead
-    assumed, divided by it, made the stage 4-10% longer than fitted (experiments/ten_minutes)."""
+    assumed, divided by it, made the stage longer than fitted (measured: experiments/ten_minutes)."""
     if search_s is None:
         return [plan_s[s] for s in students]
     return [max(m, plan_s.get(s, 0.0)) for m, s in zip(search_s, students)]
