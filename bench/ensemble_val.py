@@ -1,12 +1,14 @@
 """Would a teacher ensemble teach more? Validation accuracy of each model the project trained and of the
 average of every subset of two or more of them (logits averaged, and probabilities at temperature T
-averaged: the two ways a distillation target can be combined). No test data.
+averaged: the two ways a distillation target can be combined); with --weights, each pair's logit average at
+weights w and 1 - w (accuracy and cross-entropy), to see whether weights chosen on validation beat equal
+ones. No test data.
 
 A member is a teacher checkpoint (`kdsweep teacher train`'s .pt with its JSON sidecar) or a student
 checkpoint (a trial's checkpoint.pt or an export's student.pt), each named NAME=PATH.
 
     python bench/ensemble_val.py x56=models/teacher/resnet50_x56.pt s121=runs/.../checkpoint.pt ...
-        [--temperature 4] [--val-size 5000 --split-seed 0] [--json F]
+        [--temperature 4] [--weights 0.05] [--val-size 5000 --split-seed 0] [--json F]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from orchestrator.data import load_split  # noqa: E402
+from orchestrator.machine import machine  # noqa: E402
 from orchestrator.teacher.model import load_member, predict_logits  # noqa: E402
 
 
@@ -35,6 +38,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("members", nargs="+", help="NAME=PATH, two or more")
     p.add_argument("--temperature", type=float, default=4.0, help="for the probability average")
+    p.add_argument("--weights", type=float, default=None, help="step of each pair's weight grid (0 to 1)")
     p.add_argument("--val-size", type=int, default=5000, help="the sweep's data.val_size")
     p.add_argument("--split-seed", type=int, default=0, help="the sweep's data.split_seed")
     p.add_argument("--data-dir", default=None)
@@ -60,11 +64,23 @@ def main():
     print(f"{'members':40s} {'logit avg':>10s} {'prob avg (T ' + format(a.temperature, 'g') + ')':>16s}")
     for row in rows:
         print(f"{'+'.join(row['members']):40s} {row['logit_avg']:10.4f} {row['prob_avg']:16.4f}")
+    weighted = []
+    if a.weights:
+        steps = round(1 / a.weights)
+        for m1, m2 in itertools.combinations(logits, 2):
+            for i in range(steps + 1):
+                z = i / steps * logits[m1] + (1 - i / steps) * logits[m2]
+                nll = float(torch.nn.functional.cross_entropy(z, y))
+                weighted.append(dict(members=[m1, m2], weight=i / steps, logit_avg=acc(z), nll=nll))
+        print(f"\n{'weighted pair (weight of the first)':40s} {'logit avg':>10s} {'cross-entropy':>16s}")
+        for row in weighted:
+            name = f"{row['weight']:.2f} {row['members'][0]} + {row['members'][1]}"
+            print(f"{name:40s} {row['logit_avg']:10.4f} {row['nll']:16.4f}")
     if a.json:
-        Path(a.json).write_text(
-            json.dumps(dict(members=dict(pairs), temperature=a.temperature, val_images=len(y), rows=rows), indent=1)
-            + "\n"
-        )
+        out = dict(machine=machine(), members=dict(pairs), temperature=a.temperature, val_images=len(y), rows=rows)
+        if weighted:
+            out["weighted_pairs"] = weighted
+        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
