@@ -47,6 +47,8 @@ def main():
     pairs = [m.split("=", 1) for m in a.members]
     if len(pairs) < 2 or any(len(m) != 2 or not m[0] for m in pairs):
         p.error("give two or more members as NAME=PATH")
+    if a.weights is not None and not 0 < a.weights <= 0.5:
+        p.error("--weights is the grid's step: give a number in (0, 0.5], e.g. 0.05")
     split = load_split(a.data_dir, a.val_size, a.split_seed)
     y = torch.as_tensor(split.val_y)
     logits = {name: member_logits(path, split.val_x) for name, path in pairs}
@@ -65,7 +67,7 @@ def main():
     for row in rows:
         print(f"{'+'.join(row['members']):40s} {row['logit_avg']:10.4f} {row['prob_avg']:16.4f}")
     weighted = []
-    if a.weights:
+    if a.weights is not None:
         steps = round(1 / a.weights)
         for m1, m2 in itertools.combinations(logits, 2):
             for i in range(steps + 1):
