@@ -15,7 +15,7 @@ from orchestrator.loader import load_yaml as load_yaml
 from orchestrator.loader import resolve_path as resolve_path
 from orchestrator.loader import to_dict as to_dict
 from orchestrator.space import Domain, parse_space
-from trainables.config import LOSS_NAMES, OptimSettings, TrainConfig  # noqa: F401  (a trial's settings live with the trainable)
+from trainables.config import KWARGS, LOSS_NAMES, OptimSettings, TrainConfig, merge_train  # noqa: F401  (a trial's settings live with the trainable)
 
 
 def _check(cond: bool, msg: str):
@@ -145,14 +145,17 @@ class SweepSettings:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | Literal["auto"] = "auto"  # a share of one GPU; auto: 0 on a cluster without GPUs,
     # else every CPU slot an equal share (several trials to a GPU)
-    grace_period: int | Literal["auto"] = 1  # ASHA: epochs before a trial can be stopped; auto: the fraction
-    # of the schedule at which early ranks were measured to hold (sweep/fidelity.py)
+    grace_period: int | Literal["auto"] = 1  # ASHA: epochs before a trial can be stopped; auto: the
+    # recorded regret rule's fraction of the schedule (sweep/regret.py, sweep/fidelity.json)
     searcher: Literal["random", "optuna"] = "random"  # what proposes the search's trials: random draws from
     # search_space (and every `trials:` entry), or Optuna's TPE (search_space only)
-    reduction_factor: int = 2  # ASHA: keep the top 1/rf at each rung
+    reduction_factor: int | Literal["auto"] = 2  # ASHA: keep the top 1/rf at each rung; auto: the regret rule's
     keep_checkpoints: int = 1  # per trial, by best val_acc
     max_failures: int = 1  # retries of a crashed trial (from its last checkpoint)
     storage: str = "runs"  # local dir (made absolute) or a URI (s3://, gs://) on a cluster
+    ledger: str = ""  # a folder (relative to the project) holding the search's candidates, drawn up front, and
+    # each one's curve (orchestrator/run/ledger.py): the search goes on from it after its run directory is
+    # gone (a search run in chunks on machines that come and go); "" : none, the run directory alone
 
     def __post_init__(self):
         _check(self.num_samples >= 1, "num_samples must be >= 1")
@@ -160,7 +163,7 @@ class SweepSettings:
         _check(self.cpus_per_trial > 0, "cpus_per_trial must be > 0")
         _check(self.gpus_per_trial == "auto" or self.gpus_per_trial >= 0, "gpus_per_trial must be >= 0 or auto")
         _check(self.grace_period == "auto" or self.grace_period >= 1, "grace_period must be >= 1 or auto")
-        _check(self.reduction_factor >= 2, "reduction_factor must be >= 2")
+        _check(self.reduction_factor == "auto" or self.reduction_factor >= 2, "reduction_factor must be >= 2 or auto")
         _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
 
 
@@ -210,7 +213,9 @@ class GrowSettings:
     def __post_init__(self):
         _check(self.epochs >= 1, "epochs must be >= 1")
         _check(2 <= self.min_candidates <= self.max_candidates, "need 2 <= min_candidates <= max_candidates")
-        drawn = sorted({"student", "prune_from"} & set(self.search_space))
+        drawn = sorted({"student", "prune_from"} & set(self.search_space)) + sorted(
+            k for k in self.search_space if k.startswith(f"{KWARGS}.")
+        )
         _check(
             not drawn,
             f"search_space.{drawn[0] if drawn else ''}: the grown search draws the recipe of train.student, "
@@ -219,16 +224,27 @@ class GrowSettings:
 
 
 def _check_space(space: dict, train: TrainConfig, where: str):
-    """Every key of a search space a train key, and every value (a range's ends) a valid TrainConfig."""
+    """Every key of a search space a train key (or `student_kwargs.<kwarg>`: one kwarg of the student, e.g.
+    its shape), and every value (a range's ends) a valid TrainConfig; a drawn kwarg must build the student."""
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
     for key, raw in space.items():
-        if key not in train_keys:
-            raise ValueError(f"{where}.{key}: not a train key; allowed: {sorted(train_keys)}")
+        head, dot, sub = key.partition(".")
+        if key not in train_keys and not (dot and head == KWARGS and sub):
+            raise ValueError(
+                f"{where}.{key}: not a train key; allowed: {sorted(train_keys)}, or {KWARGS}.<kwarg> of the student"
+            )
         for v in Domain.parse(key, raw).values:
             try:
-                from_dict(TrainConfig, {**to_dict(train), key: v})
+                t = from_dict(TrainConfig, merge_train(to_dict(train), {key: v}))
             except ConfigError as e:
                 raise ValueError(f"{where}.{key}: value {v!r} is invalid: {e}") from None
+            if dot:
+                from students import create_student
+
+                try:
+                    create_student(t.student, **t.student_kwargs)
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"{where}.{key}: value {v!r} does not build {t.student}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -272,8 +288,13 @@ class SweepConfig:
                 f"({self.train.epochs}): ASHA could never stop a trial; "
                 f"set sweep.grace_period <= {self.train.epochs}"
             )
-        if self.sweep.grace_period == "auto":
+        if "auto" in (self.sweep.grace_period, self.sweep.reduction_factor):
             self.grace()  # the recorded rule must be there: a missing one is said now, not after the cache
+        if self.sweep.ledger and self.sweep.searcher != "random":
+            raise ValueError(
+                "sweep.ledger draws the candidates up front, which Optuna's TPE cannot (it proposes from the "
+                "results so far): use searcher: random with a ledger, or drop sweep.ledger"
+            )
         if self.sweep.searcher == "optuna":
             if self.trials:
                 raise ValueError(
@@ -311,13 +332,21 @@ class SweepConfig:
             )
 
     def grace(self) -> int:
-        """ASHA's grace period in epochs: sweep.grace_period, or where it is auto the recorded rule applied to
-        train.epochs (orchestrator/sweep/fidelity.py)."""
+        """ASHA's grace period in epochs: sweep.grace_period, or where it is auto the recorded regret rule
+        applied to train.epochs (orchestrator/sweep/fidelity.py's auto_rungs)."""
         if self.sweep.grace_period != "auto":
             return int(self.sweep.grace_period)
-        from orchestrator.sweep.fidelity import auto_grace
+        from orchestrator.sweep.fidelity import auto_rungs
 
-        return auto_grace(self.train.epochs)[0]
+        return auto_rungs(self.train.epochs)[0]
+
+    def reduction(self) -> int:
+        """ASHA's reduction factor: sweep.reduction_factor, or where it is auto the recorded regret rule's."""
+        if self.sweep.reduction_factor != "auto":
+            return int(self.sweep.reduction_factor)
+        from orchestrator.sweep.fidelity import auto_rungs
+
+        return auto_rungs(self.train.epochs)[1]
 
     def space(self) -> dict[str, Domain]:
         """search_space as domains (orchestrator/space.py); the YAML form stays the run's identity."""
@@ -344,7 +373,7 @@ class SweepConfig:
         return sorted(self._values("loss"))
 
     def trial_config(self, overrides: dict) -> TrainConfig:
-        return from_dict(TrainConfig, {**to_dict(self.train), **overrides})
+        return from_dict(TrainConfig, merge_train(to_dict(self.train), overrides))
 
 
 def load_sweep_config(path, overrides: dict | None = None) -> SweepConfig:

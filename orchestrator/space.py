@@ -66,6 +66,14 @@ class Domain:
     def to_yaml(self) -> dict:
         return {self.kind: list(self.values)}
 
+    def draw(self, rng) -> Any:
+        """One value drawn with numpy Generator `rng` (a grid is enumerated by `draw_candidates`, not drawn)."""
+        if self.kind == "uniform":
+            return float(rng.uniform(*self.values))
+        if self.kind == "loguniform":
+            return float(math.exp(rng.uniform(math.log(self.values[0]), math.log(self.values[1]))))
+        return self.values[int(rng.integers(len(self.values)))]
+
 
 def parse_space(raw: dict) -> dict[str, Domain]:
     return {key: Domain.parse(key, dom) for key, dom in (raw or {}).items()}
@@ -73,3 +81,22 @@ def parse_space(raw: dict) -> dict[str, Domain]:
 
 def grid_size(space: dict[str, Domain]) -> int:
     return math.prod(d.grid_size for d in space.values())
+
+
+def draw_candidates(space: dict[str, Domain], num_samples: int, seed: int, trials=()) -> list[dict]:
+    """A random search's candidates, drawn up front and the same for the same seed: each explicit trial x
+    each grid point x `num_samples` draws of the sampled keys (the count search_trials plans). A search
+    split into chunks names its candidates by their place in this list."""
+    import itertools
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    grids = [d for d in space.values() if not d.sampled]
+    out = []
+    for variant in list(trials) or [{}]:
+        for point in itertools.product(*(d.values for d in grids)):
+            for _ in range(num_samples):
+                drawn = {d.key: d.draw(rng) for d in space.values() if d.sampled}
+                out.append({**variant, **{d.key: v for d, v in zip(grids, point)}, **drawn})
+    return out

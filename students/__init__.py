@@ -1,6 +1,6 @@
 """Student architectures in a registry. Importing this package registers every family."""
 
-from students import pruned, rep3, res3, resdw, starter  # noqa: F401  (registers their students)
+from students import arch, pruned, rep3, res3, resdw, starter  # noqa: F401  (registers their students)
 from students.registry import (
     BUDGET,
     canonical,

@@ -29,6 +29,36 @@ def said():
     logger.setLevel(level)
 
 
+@pytest.fixture
+def rung_rule(tmp_path, monkeypatch):
+    """write(frac, rf): a recorded regret rule (bench/search_regret.py's form) with its first rung at
+    fraction `frac` of the schedule, read by grace_period / reduction_factor auto for the test's length."""
+    import json
+
+    from orchestrator.sweep import fidelity
+
+    def write(frac: float, rf: int = 3):
+        path = tmp_path / "fidelity.json"
+        rule = dict(
+            grace_frac=frac,
+            reduction_factor=rf,
+            regret_mean=0.001,
+            regret_p90=0.003,
+            cost_frac=0.5,
+            bound=0.0017,
+            regret_frac=0.5,
+            n=12,
+            length=40,
+            held_out=dict(regret_mean=0.0012),
+            record="experiments/search_regret",
+        )
+        path.write_text(json.dumps(rule))
+        monkeypatch.setattr(fidelity, "FIDELITY_FILE", path)
+        return path
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def small_split():
     from orchestrator.data import load_split

@@ -118,11 +118,12 @@ def test_a_check_the_budget_cannot_spare_is_skipped():
     assert check_finalists(from_dict(SweepConfig, {"name": "d", "final": {"epochs": 0}})) == []
 
 
-def test_a_budget_with_room_grows_the_search_and_says_how_many_candidates():
+def test_a_budget_with_room_grows_the_search_and_says_how_many_candidates(rung_rule):
     """grow: the candidates the budget affords beside the final stage at its cap, `slots` at a time at the
-    slowest epoch measured; fewer than min_candidates is no search (said, with the count); at most
-    max_candidates; the grown config draws them from grow.search_space, each to its end, in place of the
-    config's trials."""
+    slowest epoch measured, each at the epochs the regret rule's rungs leave it on average; fewer than
+    min_candidates is no search (said, with the count); at most max_candidates; the grown config draws them
+    from grow.search_space in place of the config's trials, its rungs the rule's."""
+    rung_rule(1.0)  # a rule that cuts nothing: every candidate to its end
     grow = dict(search_space={"lr": {"loguniform": [0.05, 0.2]}}, epochs=10, min_candidates=4, max_candidates=9)
     cfg = _cfg(minutes=60, grow=grow)
     rate = {"res3_w16_d111": 30.0}  # a candidate: 10 epochs x 30 s = 5 min
@@ -135,11 +136,15 @@ def test_a_budget_with_room_grows_the_search_and_says_how_many_candidates():
     assert grow_candidates(_cfg(minutes=60), rate, 2, 0) == (0, "")  # no grow space: nothing to say
     grown = grow_config(cfg, 8)
     assert grown.trials == [] and grown.search_space == grow["search_space"] and grown.train.epochs == 10
-    assert grown.sweep.num_samples == 8 and grown.sweep.grace_period == "auto"
+    assert grown.sweep.num_samples == 8 and grown.sweep.grace_period == grown.sweep.reduction_factor == "auto"
     said = search_statement(grown)
     assert said["searches"] and said["trials"] == 8 and "random draws" in said["statement"]
     p = make_plan(grown, rate, cache_forwards=0, teacher_rate=0.0, slots=2, elapsed_s=40)
     assert p.search_trial_epochs == 80 and p.final_epochs == 40  # the final stage keeps its cap
+    rung_rule(0.2, rf=2)  # rungs at 2, 4, 8 of 10: a candidate costs 2 + 2/2 + 4/4 + 2/8 = 4.25 epochs on average
+    n, why = grow_candidates(cfg, rate, slots=2, fixed_s=50 * 60)  # 10 min: 4 waves of 2.1 min, 2 at a time
+    assert n == 8 and "(4.2 epochs each on average under ASHA's rungs, ~2.1 min each here, 2 at a time)" in why
+    assert make_plan(grow_config(cfg, 8), rate, 0, 0.0, 2, 40).search_trial_epochs == 8 * 4.25
 
 
 def test_student_rates_are_measured_here():

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from orchestrator.release import promote
@@ -28,14 +29,37 @@ def _export(d: Path, val: float, params: int = 90_000, split=(5000, 0), size: in
     return d
 
 
-def test_release_student_only_when_better_on_validation(tmp_path):
+def _right(n_right: int, n: int = 5000, first: int = 0):
+    """Which of n validation images a model gets right: n_right of them, from image `first` on."""
+    ok = np.zeros(n, bool)
+    ok[first : first + n_right] = True
+    return ok
+
+
+@pytest.fixture
+def scored(monkeypatch):
+    """The gate's measurement, faked per export directory name: {name: bool (N,)} (the real one is tested
+    on real models below)."""
+    table: dict = {}
+    monkeypatch.setattr(promote, "load_split", lambda d, size, seed: None)
+    monkeypatch.setattr(promote, "val_correct", lambda export_dir, tta, split: table[Path(export_dir).name])
+    return table
+
+
+def test_release_student_only_when_a_paired_test_calls_it_better(tmp_path, scored):
     dest = tmp_path / "models" / "student"
     _export(dest, 0.9400)
     (dest / "README.md").write_text("how it was made\n")
-    with pytest.raises(ReleaseRefused, match="0.9390 on validation, not above the release's 0.9400"):
+    scored["student"] = _right(4700)  # the release: 0.9400
+    scored["worse"] = _right(4695)
+    with pytest.raises(ReleaseRefused, match=r"0.9390 against the release 0.9400 .* 5 only the release\); McNemar"):
         release_student(_export(tmp_path / "worse", 0.9390), dest)
-    with pytest.raises(ReleaseRefused, match="not above"):
-        release_student(_export(tmp_path / "same", 0.9400), dest)
+    scored["one_more"] = _right(4701)  # one image better: noise, a tie keeps the release
+    with pytest.raises(ReleaseRefused, match=r"a tie \(p 1 >= 0.05\) \(test-time views none\): not better by a margin"):
+        release_student(_export(tmp_path / "one_more", 0.9402), dest)
+    scored["other_images"] = _right(4720, first=60)  # +0.004 but 60 lost, 80 won: still a tie
+    with pytest.raises(ReleaseRefused, match="disagree on 140 .* a tie"):
+        release_student(_export(tmp_path / "other_images", 0.9440), dest)
     assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9400  # untouched
     with pytest.raises(ReleaseRefused, match="another split"):
         release_student(_export(tmp_path / "other", 0.95, split=(10000, 0)), dest)
@@ -43,55 +67,46 @@ def test_release_student_only_when_better_on_validation(tmp_path):
         release_student(_export(tmp_path / "big", 0.95, params=100_001), dest)
     with pytest.raises(ReleaseRefused, match="over 1 MB"):
         release_student(_export(tmp_path / "heavy", 0.95, size=1_000_001), dest)
-    release_student(_export(tmp_path / "better", 0.9410, command="kdsweep sweep --config c.yaml --release"), dest)
-    assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9410
+    scored["better"] = _right(4712)  # 12 images only it gets right, none the other way: p = 2 / 2^12
+    release_student(_export(tmp_path / "better", 0.9424, command="kdsweep sweep --config c.yaml --release"), dest)
+    assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9424
     readme = (dest / "README.md").read_text()  # written from the release's own metrics, never stale
-    assert "**0.9410**" in readme and "| replaced | val 0.9400" in readme and "how it was made" not in readme
+    assert "**0.9424**" in readme and "| replaced | val 0.9400" in readme and "how it was made" not in readme
     assert "| made by | `kdsweep sweep --config c.yaml --release` |" in readme
+    assert (
+        "| against it | the candidate res3 0.9424 against the release 0.9400" in readme and "res3 better (p" in readme
+    )
     assert not list(dest.parent.glob(".student.*"))  # no temp dirs left
 
 
-def test_a_candidate_meets_the_release_at_its_own_test_time_views(tmp_path, monkeypatch):
-    """A candidate whose export chose other test-time views than the release shipped is compared with the
-    release at those views: from the release's recorded figures where its export measured them, else
-    measured now from its student.pt on the same validation split."""
+def test_the_gate_scores_both_students_now_on_the_same_images_and_views(tmp_path, monkeypatch):
+    """against_release measures the candidate and the release from their student.pt, on the split the
+    candidate was validated on, both with the candidate's test-time views."""
     import torch
 
     from students import create_student
 
-    dest = tmp_path / "models" / "student"
-    recorded = dict(
-        val_acc_plain=0.938, val_acc_flip=0.94, val_acc_by_tta=dict(none=0.938, flip=0.94, flip_shift=0.942)
-    )
-    _export(dest, 0.9400, tta="flip", **recorded)
-    with pytest.raises(ReleaseRefused, match="0.9410 on validation with test-time views flip_shift, not above t"):
-        release_student(_export(tmp_path / "six", 0.9410, tta="flip_shift"), dest)
-    with pytest.raises(ReleaseRefused, match="release's 0.9380 with the same views"):  # plain vs plain
-        release_student(_export(tmp_path / "plain", 0.9380, tta="none"), dest)
-    # an older release, whose export measured the plain and flipped views only: measured now, from its weights
-    _export(older := tmp_path / "older", 0.9400, tta="flip", val_acc_plain=0.938, val_acc_flip=0.94)
-    untrained = create_student("resdw_w24_d111")
-    torch.save(
-        dict(
-            student="resdw_w24_d111",
-            student_kwargs={},
-            config=dict(mean=0.286, std=0.353, tta="flip"),
-            state_dict=untrained.state_dict(),
-            metrics={},
-        ),
-        older / "student.pt",
-    )
-    meta = json.loads((older / "metrics.json").read_text())
-    assert promote.release_val_at(meta, older, "flip") == (0.94, False)
-    split = promote.load_split
-    asked = []
+    def save(d: Path, seed: int, tta: str):
+        torch.manual_seed(seed)
+        m = create_student("resdw_w24_d111")
+        _export(d, 0.5, tta=tta)
+        state = dict(student="resdw_w24_d111", student_kwargs={}, config=dict(mean=0.286, std=0.353), metrics={})
+        torch.save(dict(state, state_dict=m.state_dict()), d / "student.pt")
+        return d
+
+    split, asked = promote.load_split, []
     monkeypatch.setattr(
         promote, "load_split", lambda d, size, seed: asked.append((size, seed)) or split(d, size, seed, val_limit=300)
     )
-    val, measured = promote.release_val_at(meta, older, "flip_shift")
-    assert measured and val < 0.5 and asked == [(5000, 0)]  # an untrained student, on the release's split
-    release_student(_export(tmp_path / "six2", 0.9390, tta="flip_shift"), older)  # above it at the same views
-    assert json.loads((older / "metrics.json").read_text())["val_acc"] == 0.9390
+    dest, cand = save(tmp_path / "release", 0, "flip"), save(tmp_path / "cand", 1, "flip_shift")
+    views = []
+    real = promote.val_correct
+    monkeypatch.setattr(promote, "val_correct", lambda d, tta, s: views.append(tta) or real(d, tta, s))
+    pair = promote.against_release(cand, json.loads((cand / "metrics.json").read_text()), dest)
+    assert asked == [(5000, 0)] and views == ["flip_shift", "flip_shift"] and pair.n == 300
+    assert pair.acc_a == pytest.approx(real(cand, "flip_shift", split(None, 5000, 0, val_limit=300)).mean())
+    same = promote.against_release(dest, json.loads((dest / "metrics.json").read_text()), dest)
+    assert same.only_a == same.only_b == 0 and same.tie  # a model against itself: no image differs
 
 
 def test_release_teacher_only_when_better(tmp_path):

@@ -12,10 +12,9 @@ from orchestrator.config import ConfigError, SweepConfig, from_dict, load_sweep_
 from orchestrator.sweep import fidelity
 from orchestrator.sweep.fidelity import (
     Curve,
-    auto_grace,
+    auto_rungs,
     decided_at,
     fidelity_table,
-    grace_for,
     judge_fraction,
     kendall,
     lever_pairs,
@@ -26,6 +25,7 @@ from orchestrator.sweep.fidelity import (
     spearman,
 )
 from orchestrator.sweep.plan import search_statement
+from orchestrator.sweep.regret import grace_epochs
 from tests.conftest import ROOT, smoke_config
 
 
@@ -117,19 +117,12 @@ def test_rungs_are_tunes_asha_milestones():
         # Tune also lists a rung at max_t itself, where a trial has ended and nothing is cut
         tune_rungs = sorted(m for m, _ in asha._brackets[0]._rungs if m < max_t)
         assert rungs(max_t, grace, rf) == tune_rungs, (max_t, grace, rf)
-    assert grace_for(40, 0.25) == 10 and grace_for(90, 0.25) == 23 and grace_for(4, 0.01) == 1
+    assert grace_epochs(40, 0.25) == 10 and grace_epochs(90, 0.25) == 23 and grace_epochs(4, 0.01) == 1
 
 
 @pytest.fixture
-def rule(tmp_path, monkeypatch):
-    path = tmp_path / "fidelity.json"
-    path.write_text(
-        json.dumps(
-            dict(frac=0.25, min_rho=0.8, metric="val_acc", n=12, length=40, record="experiments/search_fidelity")
-        )
-    )
-    monkeypatch.setattr(fidelity, "FIDELITY_FILE", path)
-    return path
+def rule(rung_rule):
+    return rung_rule(0.25)
 
 
 def _search_cfg(**sweep) -> SweepConfig:
@@ -139,26 +132,27 @@ def _search_cfg(**sweep) -> SweepConfig:
             name="s",
             train=dict(student="res3_w16_d111", epochs=40),
             search_space={"lr": {"loguniform": [0.02, 0.2]}, "alpha": {"uniform": [0.5, 1.0]}},
-            sweep=dict(num_samples=12, grace_period="auto", reduction_factor=2, **sweep),
+            sweep={**dict(num_samples=12, grace_period="auto", reduction_factor=2), **sweep},
         ),
     )
 
 
 def test_auto_grace_applies_the_recorded_fraction_to_the_search_length(rule):
     cfg = _search_cfg()
-    assert cfg.grace() == 10
-    assert auto_grace(90)[0] == 23 and "Spearman >= 0.8" in auto_grace(90)[1]
+    assert cfg.grace() == 10 and cfg.reduction() == 2  # the config's factor: only `auto` takes the rule's
+    assert _search_cfg(reduction_factor="auto").reduction() == 3
+    assert auto_rungs(90)[:2] == (23, 3) and "expected cost to the winner" in auto_rungs(90)[2]
     said = search_statement(cfg)
     assert said["searches"] and said["rungs"] == [10, 20] and said["trials"] == 12
     assert said["statement"].startswith(
         "search: 12 candidates from random draws (random), ASHA judging them at epochs 10, 20 of 40"
     )
-    assert "grace period 10 of 40 epochs: at 25%" in said["statement"]
+    assert "first rung at 25% of the schedule (10 of 40 epochs), keeping 1/3: on 12 recorded curves" in said["rule"]
 
 
 def test_auto_grace_without_a_record_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(fidelity, "FIDELITY_FILE", tmp_path / "none.json")
-    with pytest.raises(ConfigError, match="holds no fidelity record; run bench/search_fidelity.py --write-rule"):
+    with pytest.raises(ConfigError, match="holds no rung rule; run bench/search_regret.py --write-rule"):
         _search_cfg()
 
 
@@ -171,15 +165,13 @@ def test_the_default_sweep_says_it_does_not_search():
     )
 
 
-def test_a_search_whose_trials_cannot_be_judged_early_says_so(tmp_path, monkeypatch):
-    path = tmp_path / "fidelity.json"
-    path.write_text(json.dumps(dict(frac=1.0, min_rho=0.8, metric="val_acc", n=12, length=40, record="r")))
-    monkeypatch.setattr(fidelity, "FIDELITY_FILE", path)
+def test_a_search_whose_trials_cannot_be_judged_early_says_so(rung_rule):
+    rung_rule(1.0)
     said = search_statement(_search_cfg())
     assert said["searches"] and said["rungs"] == [] and said["grace"] == 40
     assert said["statement"].startswith(
         "search: 12 candidates from random draws (random), each trained to its end: "
-        "ASHA judges none early, since grace period 40 of 40 epochs: at 100%"
+        "ASHA judges none early, since first rung at 100% of the schedule (40 of 40 epochs)"
     )
 
 
@@ -336,8 +328,8 @@ def test_an_optuna_search_under_asha_resumes_where_it_stopped(said, ray_local, t
 
 
 def test_the_recorded_rule_is_the_measured_one():
-    """orchestrator/sweep/fidelity.json is what bench/search_fidelity.py derives from the committed curves."""
+    """orchestrator/sweep/fidelity.json holds the regret rule bench/search_regret.py fitted to the committed
+    curves (tests/test_regret.py checks the choice against its table), and the reversal table beside it."""
     rule = fidelity.read_rule()
-    curves = load_curves(ROOT / rule["record"] / "curves", rule["length"])
-    table = fidelity_table(curves, rule["metric"])
-    assert table[0]["n"] == rule["n"] and judge_fraction(table, rule["min_rho"]) == rule["frac"]
+    curves = [c for folder in rule["curves"] for c in load_curves(ROOT / folder, rule["length"])]
+    assert len(curves) == rule["n"] and rule["regret_mean"] <= rule["bound"] and rule["reversal"]

@@ -38,6 +38,26 @@ def from_report(row: dict) -> dict:
     return {**json.loads(row[DETAIL]), **{k: v for k, v in row.items() if k != DETAIL}}
 
 
+KWARGS = "student_kwargs"  # the one train key whose value is a mapping: a layer sets some of its keys
+
+
+def merge_train(base: dict, *layers: dict) -> dict:
+    """Train settings as dicts, later layers winning key by key: the sweep's base `train:`, an explicit
+    trial's variant, the searcher's draws. `student_kwargs` merges per kwarg, so a search drawing a student's
+    shape (`student_kwargs.depths` in search_space, nested as Tune draws it) keeps the base's other kwargs."""
+    out = dict(base)
+    for layer in layers:
+        for k, v in layer.items():
+            head, dot, sub = k.partition(".")
+            if dot and head == KWARGS:
+                out[KWARGS] = {**out.get(KWARGS, {}), sub: v}
+            elif k == KWARGS and isinstance(v, dict):
+                out[KWARGS] = {**out.get(KWARGS, {}), **v}
+            else:
+                out[k] = v
+    return out
+
+
 def _check(cond: bool, msg: str):
     if not cond:
         raise ValueError(msg)

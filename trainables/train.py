@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from students import count_params, create_student, deployed
+from students import count_macs, count_params, create_student, deployed
 from trainables.augment import ViewSpec, apply_views, random_erase, to_input
 from trainables.config import TrainConfig
 from trainables.engine import Loop, autocast, fit, resolve_precision
@@ -175,6 +175,7 @@ def train_student(
         name, kwargs = cfg.student, dict(cfg.student_kwargs)
         model = create_student(name, **kwargs)
     params = count_params(deployed(model))  # as it ships: a re-parameterizable student counts folded
+    macs = count_macs(deployed(model))  # one image's forward: what the shape costs beside what it holds
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
     prepare_for_training(model, device, cfg.layout)  # guarded where oneDNN's AVX2 kernel breaks
@@ -251,6 +252,7 @@ def train_student(
             train_loss=loss_sum / n,
             lr=opt.param_groups[0]["lr"],
             params=params,
+            macs=macs,
             images_per_s=n / train_s,
             elapsed_s=elapsed,
             precision=precision,

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from trainables.config import CKPT_FILE, FATAL_FILE, TrainConfig, to_report
+from trainables.config import CKPT_FILE, FATAL_FILE, TrainConfig, merge_train, to_report
 from trainables.train import TrialData, train_student
 
 _fatal_log = None  # kept open for the worker's lifetime: faulthandler writes to it as it dies
@@ -55,7 +55,7 @@ def trial_config(config: dict, base: dict) -> TrainConfig:
 
     The driver has already validated every value of the search space with the strict YAML loader."""
     sampled = {k: v for k, v in config.items() if k != "_variant"}
-    return TrainConfig(**{**base, **config.get("_variant", {}), **sampled})
+    return TrainConfig(**merge_train(base, config.get("_variant", {}), sampled))
 
 
 def distill_trainable(config: dict, data: TrialData, base: dict, threads: int, use_gpu: bool):

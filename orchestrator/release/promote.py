@@ -1,8 +1,10 @@
 """`kdsweep release`: the only way `models/student/` and `models/teacher/` change.
 
 A candidate (an export directory, or a teacher's weights with their JSON sidecar) replaces the release only
-when it is better on validation, measured on the same split; otherwise nothing is touched and the refusal
-says why. Exports and teacher trainings write elsewhere (artifacts/) and cannot write into models/.
+when it is better on validation, measured on the same split: a student by a paired test on the same
+images (orchestrator/paired.py; a tie keeps the release), a teacher by its recorded accuracy; otherwise
+nothing is touched and the refusal says why. Exports and teacher trainings write elsewhere (artifacts/)
+and cannot write into models/.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from orchestrator.data import load_split
 from orchestrator.errors import UserError
+from orchestrator.paired import Paired, paired
 from orchestrator.release.deploy import Deployable, predict
 from orchestrator.run.io import replace_dir
 from students import BUDGET, deployed, rebuild
@@ -53,33 +57,29 @@ def _split(m: dict) -> tuple:
     return data.get("val_size") or 5000, data.get("split_seed") or 0
 
 
-def _check_better(cand: float, current: float | None, what: str, where: Path, views: str = "") -> None:
+def _check_better(cand: float, current: float | None, what: str, where: Path) -> None:
     if current is not None and not cand > current:
         raise ReleaseRefused(
-            f"the candidate {what} scores {cand:.4f} on validation{views}, not above the release's "
-            f"{current:.4f}{' with the same views' if views else ''}; {where} is unchanged"
+            f"the candidate {what} scores {cand:.4f} on validation, not above the release's "
+            f"{current:.4f}; {where} is unchanged"
         )
 
 
-def release_val_at(current: dict, dest: Path, tta: str, data_dir: str | None = None) -> tuple[float, bool]:
-    """The release's validation accuracy with test-time views `tta` (a candidate's), so that a candidate is
-    compared with the same views: from its metrics where its export measured them, else measured now from
-    its student.pt on the same split (True: measured now)."""
-    known = dict(current.get("val_acc_by_tta") or {})
-    for views, key in (("none", "val_acc_plain"), ("flip", "val_acc_flip")):
-        if current.get(key) is not None:
-            known.setdefault(views, current[key])
-    if current.get("tta"):
-        known.setdefault(current["tta"], current["val_acc"])
-    if tta in known:
-        return known[tta], False
-    state = torch.load(dest / "student.pt", map_location="cpu", weights_only=True)
-    val_size, seed = _split(current)
-    split = load_split(data_dir, val_size, seed)
+def val_correct(export_dir: Path, tta: str, split) -> np.ndarray:
+    """Which validation images (split.val_x) the student in `export_dir`/student.pt classifies correctly with
+    test-time views `tta`: bool (N,)."""
+    state = torch.load(Path(export_dir) / "student.pt", map_location="cpu", weights_only=True)
     model = Deployable(deployed(rebuild(state)), state["config"]["mean"], state["config"]["std"], tta).eval()
     with torch.no_grad():
-        acc = float((predict(model, split.val_x).argmax(1).numpy() == split.val_y).mean())
-    return round(acc, 4), True
+        return predict(model, split.val_x).argmax(1).numpy() == split.val_y
+
+
+def against_release(candidate: Path, cand: dict, dest: Path, data_dir: str | None = None) -> Paired:
+    """The candidate against the release on the same validation images, both with the candidate's test-time
+    views, measured now from their student.pt: paired (McNemar's exact test)."""
+    split = load_split(data_dir, *_split(cand))
+    tta = cand.get("tta") or "none"
+    return paired(val_correct(candidate, tta, split), val_correct(dest, tta, split))
 
 
 def _swap_dir(src_files: dict[str, Path], dest: Path) -> None:
@@ -92,7 +92,7 @@ def _swap_dir(src_files: dict[str, Path], dest: Path) -> None:
     replace_dir(dest, fill)
 
 
-def release_readme(m: dict, previous: dict | None, candidate: Path) -> str:
+def release_readme(m: dict, previous: dict | None, candidate: Path, paired_said: str = "") -> str:
     """The release's README, from its export's metrics: what it is, its figures, how it was made, what it
     replaced. Written by the release, so that it cannot describe another model than the one beside it."""
     import datetime
@@ -129,6 +129,7 @@ def release_readme(m: dict, previous: dict | None, candidate: Path) -> str:
             if previous
             else "nothing |"
         ),
+        f"| against it | {paired_said} |" if paired_said else None,
         "",
         "`student.pt2` (torch.export) and `student.onnx` take `(N, 1, 28, 28)` pixels in [0, 1] (white garment on "
         "black) and return `(N, 10)` logits, the test-time views inside; `student.pt` holds the weights with the "
@@ -144,9 +145,10 @@ def release_readme(m: dict, previous: dict | None, candidate: Path) -> str:
     return "\n".join(x for x in lines if x is not None) + "\n"
 
 
-def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE) -> dict:
-    """Replace the released student by the export in `candidate` if it is better on validation; its README is
-    written from the export's metrics (release_readme), the other files of `dest` stay."""
+def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE, data_dir: str | None = None) -> dict:
+    """Replace the released student by the export in `candidate` if a paired test on the validation images
+    calls it better (against_release); its README is written from the export's metrics (release_readme), the
+    other files of `dest` stay."""
     candidate = Path(candidate)
     mpath = candidate / "metrics.json"
     if not mpath.is_file():
@@ -165,26 +167,24 @@ def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE) -> dict
             f"the candidate was validated on another split {_split(cand)} than the release "
             f"{_split(current)}: the two are not comparable"
         )
-    current_val, views = current and current["val_acc"], ""
-    if current is not None and cand.get("tta"):  # compared with the candidate's test-time views
-        current_val, measured = release_val_at(current, dest, cand["tta"])
-        views = f" with test-time views {cand['tta']}"
-        if measured:
-            log.info(f"the release measured now with the candidate's views ({cand['tta']}): val {current_val:.4f}")
-    _check_better(cand["val_acc"], current_val, f"student {cand['student']}", dest, views)
+    said = ""
+    if current is not None:  # the same images, the candidate's views, both measured now: a tie keeps the release
+        pair = against_release(candidate, cand, dest, data_dir)
+        said = pair.sentence(f"the candidate {cand['student']}", "the release") + (
+            f" (test-time views {cand.get('tta') or 'none'})"
+        )
+        if not pair.a_better:
+            raise ReleaseRefused(f"{said}: not better by a margin the test calls real; {dest} is unchanged")
+        log.info(said)
     files = {f.name: f for f in candidate.iterdir() if f.is_file() and f.name != "README.md"}
     readme = candidate.parent / f".{candidate.name}.release_readme.md"
-    readme.write_text(release_readme(cand, current, candidate))
+    readme.write_text(release_readme(cand, current, candidate, said))
     files["README.md"] = readme
     try:
         _swap_dir(files, dest)
     finally:
         readme.unlink(missing_ok=True)
-    log.info(
-        f"released {cand['student']} (val {cand['val_acc']:.4f}{views}"
-        + (f"; the release it replaced: {current_val:.4f}" if current else "")
-        + f") -> {dest}"
-    )
+    log.info(f"released {cand['student']} (val {cand['val_acc']:.4f}) -> {dest}")
     return cand
 
 

@@ -360,7 +360,8 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"{s.get('max_concurrent_trials')} at a time with {s.get('cpus_per_trial')} CPU each, "
             "ASHA early stopping on validation accuracy "
             f"(grace period {said.get('grace', s.get('grace_period'))} epochs, "
-            f"reduction factor {s.get('reduction_factor')}, at most {run_cfg['train']['epochs']} epochs); "
+            f"reduction factor {said.get('reduction_factor', s.get('reduction_factor'))}, "
+            f"at most {run_cfg['train']['epochs']} epochs); "
             f"{sum(x['status'].startswith('stopped') for x in search)} stopped early"
             + (f" ({cuts})" if cuts else "")
             + (

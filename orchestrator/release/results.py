@@ -26,6 +26,7 @@ from orchestrator.run.layout import (
 )
 from orchestrator.run.trial import result_lines as result_lines  # where older imports find it
 from orchestrator.sweep.fidelity import read_rule, reversal_rate
+from trainables.config import KWARGS, merge_train
 
 _SIGNALS = {
     "Segmentation fault": "SIGSEGV",
@@ -99,7 +100,7 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
         for rj in sorted(root.glob(f"*/{RESULT_FILE}")):
             d = rj.parent
             params = record.params(d)
-            cfg = {**base, **params.get("_variant", {}), **{k: v for k, v in params.items() if k != "_variant"}}
+            cfg = merge_train(base, params.get("_variant", {}), {k: v for k, v in params.items() if k != "_variant"})
             lines = record.rows(d)
             hist = [
                 dict(
@@ -149,10 +150,18 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
     return out
 
 
+def _flat(cfg: dict) -> dict:
+    """A trial's settings with its student's kwargs as `student_kwargs.<kwarg>` keys (a drawn shape shows)."""
+    return {
+        **{k: v for k, v in cfg.items() if k != KWARGS},
+        **{f"{KWARGS}.{k}": v for k, v in (cfg.get(KWARGS) or {}).items()},
+    }
+
+
 def varying_keys(ts: list[dict]) -> list[str]:
     """Settings that differ between the trials (what the table needs to show), student and loss first."""
-    keys = sorted({k for t in ts for k in t["config"]} - {"student_kwargs"})
-    vary = [k for k in keys if len({json.dumps(t["config"].get(k), sort_keys=True) for t in ts}) > 1]
+    keys = sorted({k for t in ts for k in _flat(t["config"])})
+    vary = [k for k in keys if len({json.dumps(_flat(t["config"]).get(k), sort_keys=True) for t in ts}) > 1]
     return [k for k in ("student", "loss") if k in keys] + [k for k in vary if k not in ("student", "loss")]
 
 
@@ -166,7 +175,7 @@ def table(run_dir: Path):
         dict(
             stage=t["stage"],
             trial=t["trial"],
-            **{k: t["config"].get(k) for k in keys},
+            **{k: _flat(t["config"]).get(k) for k in keys},
             params=t["params"],
             val_acc=t["best_val_acc"],
             best_epoch=t["best_epoch"],

@@ -8,6 +8,7 @@ cluster code (orchestrator/teacher/cache_ray.py, train.py). On a cluster head:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -16,12 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import SweepConfig, TrainConfig, to_dict
+from orchestrator.config import SweepConfig, TrainConfig, resolve_path, to_dict
 from orchestrator.errors import UserError
 from orchestrator.release.results import trial_id_of, trials
+from orchestrator.run.io import atomic_write_json
 from orchestrator.run.layout import FINAL_DIR
+from orchestrator.run.ledger import Ledger
 from orchestrator.run.rundir import Run
-from orchestrator.space import parse_space
+from orchestrator.space import draw_candidates, parse_space
 from orchestrator.sweep import ray_session
 from orchestrator.sweep.lifecycle import Opened, open_run
 from orchestrator.sweep.plan import (
@@ -44,7 +47,7 @@ from orchestrator.sweep.plan import (
     student_rates,
 )
 from orchestrator.sweep.prepare import prepare_data
-from trainables.config import DETAIL, from_report
+from trainables.config import DETAIL, KWARGS, from_report
 from trainables.layout import LAYOUTS
 from trainables.losses import NEEDS_TEACHER
 
@@ -57,10 +60,14 @@ def to_tune_space(space: dict, trials: list | tuple = ()) -> dict:
 
     make = {"choice": tune.choice, "grid": tune.grid_search}
     ranges = {"uniform": tune.uniform, "loguniform": tune.loguniform}
-    out = {
-        key: make[d.kind](list(d.values)) if d.kind in make else ranges[d.kind](*d.values)
-        for key, d in parse_space(space).items()
-    }
+    out: dict = {}
+    for key, d in parse_space(space).items():
+        dom = make[d.kind](list(d.values)) if d.kind in make else ranges[d.kind](*d.values)
+        head, dot, sub = key.partition(".")
+        if dot:  # student_kwargs.<kwarg>: nested, as Tune draws it (trial_config merges it into the base's)
+            out.setdefault(head, {})[sub] = dom
+        else:
+            out[key] = dom
     if trials:
         out["_variant"] = tune.grid_search([dict(t) for t in trials])
     return out
@@ -173,7 +180,7 @@ def _table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
         "node",
     ]
     table = df[[c for c in cols if c in df.columns]].rename(
-        columns=lambda c: c.removeprefix("config/").removeprefix("_variant/")
+        columns=lambda c: c.removeprefix("config/").removeprefix("_variant/").replace(f"{KWARGS}/", f"{KWARGS}.")
     )
     for col in table.columns:  # a variant that left a key alone ran with the base config's value
         if col in TrainConfig.__dataclass_fields__ and table[col].isna().any():
@@ -381,8 +388,10 @@ def _search(cfg: SweepConfig, run: Run, data):
     from orchestrator.sweep.tune_callbacks import DriverMemory
 
     s = cfg.sweep
+    if s.ledger:
+        return _ledger_search(cfg, run, data)
     asha = ASHAScheduler(
-        time_attr="epoch", max_t=cfg.train.epochs, grace_period=cfg.grace(), reduction_factor=s.reduction_factor
+        time_attr="epoch", max_t=cfg.train.epochs, grace_period=cfg.grace(), reduction_factor=cfg.reduction()
     )
     results = _fit(
         _trainable(cfg, data, cfg.train, s.cpus_per_trial),
@@ -405,6 +414,87 @@ def _search(cfg: SweepConfig, run: Run, data):
     )
     _check_complete(results, cfg.name, run.path, search_trials(cfg))
     return results
+
+
+LEDGER_TODO = "ledger_todo.json"  # in the Tune experiment's folder: the candidates this chunk was started with
+
+
+def _ledger_search(cfg: SweepConfig, run: Run, data):
+    """Stage 2 kept in a ledger (sweep.ledger): the candidates not yet ended, as one Tune experiment whose
+    scheduler judges them against every candidate the ledger holds; None where all have ended."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from orchestrator.sweep.ledger_search import LedgerScheduler
+    from orchestrator.sweep.tune_callbacks import DriverMemory
+
+    s = cfg.sweep
+    ledger, candidates = open_ledger(cfg)
+    entries = ledger.entries(candidates)
+    path = Path(run.storage) / cfg.name
+    todo_file = path / LEDGER_TODO
+    if tune.Tuner.can_restore(str(path)) and todo_file.is_file():  # the same chunk, interrupted: as it began
+        todo = json.loads(todo_file.read_text())
+    else:
+        todo = [e.variant for e in entries if e.end is None]
+    done = len(entries) - len([e for e in entries if e.end is None])
+    log.info(f"ledger {s.ledger}: {done} of {len(entries)} candidates ended, {len(todo)} to train in this chunk")
+    if not todo:
+        return None
+    if not todo_file.is_file():
+        atomic_write_json(todo_file, todo)
+    results = _fit(
+        _trainable(cfg, data, cfg.train, s.cpus_per_trial),
+        {"_variant": tune.grid_search(todo)},
+        cfg.name,
+        run.storage,
+        tune.TuneConfig(
+            metric="val_acc",
+            mode="max",
+            num_samples=1,
+            search_alg=BasicVariantGenerator(max_concurrent=s.max_concurrent_trials),
+            scheduler=LedgerScheduler(ledger, candidates, cfg.train.epochs, cfg.grace(), cfg.reduction()),
+            reuse_actors=True,
+        ),
+        s,
+        len(todo),
+        callbacks=[DriverMemory(cfg.name)],
+    )
+    _check_complete(results, cfg.name, run.path, len(todo))
+    return results
+
+
+def open_ledger(cfg: SweepConfig):
+    """(the Ledger, its candidates) of a search with sweep.ledger: drawn by train.seed where it is new."""
+    s = cfg.sweep
+    identity = dict(
+        train=to_dict(cfg.train),
+        search_space=cfg.search_space,
+        trials=cfg.trials,
+        num_samples=s.num_samples,
+        grace=cfg.grace(),
+        reduction_factor=cfg.reduction(),
+    )
+    ledger = Ledger(resolve_path(s.ledger))
+    drawn = draw_candidates(cfg.space(), s.num_samples, cfg.train.seed, cfg.trials)
+    return ledger, [e.variant for e in ledger.open(identity, drawn)]
+
+
+def ledger_finalists(cfg: SweepConfig) -> list[TrainConfig]:
+    """The `final.top` best candidates of a ledger by validation accuracy at any epoch, best first (control:
+    reference leaves the no-teacher ones out where a distillation candidate reported)."""
+    ledger, candidates = open_ledger(cfg)
+    ranked = sorted(
+        ((e.best, cfg.trial_config(e.variant)) for e in ledger.entries(candidates) if e.rows),
+        key=lambda x: -x[0],
+    )
+    if cfg.final.control != "finalist" and any(c.loss in NEEDS_TEACHER for _, c in ranked):
+        ranked = [(v, c) for v, c in ranked if c.loss in NEEDS_TEACHER]
+    out: list[TrainConfig] = []
+    for _, c in ranked:
+        if c not in out:
+            out.append(c)
+    return out[: cfg.final.top]
 
 
 @dataclass(frozen=True)
@@ -437,7 +527,9 @@ class Selection:
 def _select(cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots, t_start: float) -> Selection:
     """Stage 3: the finalists (the best search trials' settings) and the final stage's length, fitted to
     what the budget leaves; recorded in the run (for `kdsweep results` while it trains)."""
-    if results is None:  # the search was skipped: the finalist is the config's one distillation trial
+    if cfg.sweep.ledger and not run.search_skipped:  # every chunk's candidates, not this experiment's alone
+        found = ledger_finalists(cfg)
+    elif results is None:  # the search was skipped: the finalist is the config's one distillation trial
         found = [cfg.trial_config(t) for t in check_finalists(cfg)]
     else:
         found = best_trial_configs(results, to_dict(cfg.train), cfg.final.top, cfg.final.control == "finalist")
@@ -520,11 +612,13 @@ def _finish(
             if key not in table:  # left no column for what the trials vary
                 table.insert(2, key, None)
         for col in table.columns:
-            if col in TrainConfig.__dataclass_fields__:
+            head, dot, sub = col.partition(".")
+            if col in TrainConfig.__dataclass_fields__ or (dot and head == KWARGS):
                 mask = (table["stage"] == "final") & table[col].isna()
                 if mask.any():
                     table[col] = table[col].astype(object)
-                    table.loc[mask, col] = getattr(winner, col)
+                    value = winner.student_kwargs.get(sub) if dot else getattr(winner, col)
+                    table.loc[mask, col] = pd.Series([value] * int(mask.sum()), index=table.index[mask], dtype=object)
     # why each trial ended: finished, stopped by ASHA, failed, diverged
     status = {t["trial"]: t["status"] for t in trials(run.fetch(), finished=True)}
     table["status"] = table["trial_id"].map(status)
@@ -604,7 +698,8 @@ def run_sweep(
                 from orchestrator.sweep.tune_callbacks import driver_memory
 
                 meta["driver_memory"] = driver_memory(cfg.name)
-                tables, errors = [_table(results, cfg, cfg.train, "search")], _errors(results)
+                if results is not None:  # None: a ledger whose candidates had all ended
+                    tables, errors = [_table(results, cfg, cfg.train, "search")], _errors(results)
             if cfg.final.epochs:
                 selection = _select(cfg, run, results, plan, slots, t_start)
                 meta["final"] = selection.record()

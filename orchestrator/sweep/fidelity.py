@@ -11,9 +11,10 @@ A curve is one trial trained to its end with its validation accuracy recorded ev
 - per lever (pairs of configurations that differ in one setting): the first epoch from which the better of
   the two at every later epoch is the better at the end.
 
-The rule for ASHA (`grace_for`): the first rung sits at the earliest fraction of the schedule where the rank
-correlation reaches `min_rho` and stays there; `sweep.grace_period: auto` applies the recorded fraction
-(FIDELITY_FILE, written by `bench/search_fidelity.py`) to the search's own length. Pure numpy: no Ray.
+These are analyses. The rule for ASHA is the regret rule (orchestrator/sweep/regret.py: what a cut costs the
+winner, not how well noise-bound candidates keep their order): `bench/search_regret.py` fits it to the
+recorded curves and writes it into FIDELITY_FILE, and `sweep.grace_period: auto` / `reduction_factor: auto`
+apply it to the search's own length (`auto_rungs`). Pure numpy: no Ray.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.errors import UserError
+from orchestrator.sweep.regret import grace_epochs, milestones
+
+rungs = milestones  # ASHA's milestones: the plan and the report name them so
 
 FIDELITY_FILE = Path(__file__).with_name("fidelity.json")  # the measured rule sweep.grace_period: auto reads
-DEFAULT_MIN_RHO = 0.8  # Spearman at a rung: above it, an early cut rarely drops a trial that would win
+DEFAULT_MIN_RHO = 0.8  # Spearman's rho a table marks as "ranks hold" (an analysis; rungs follow regret.py)
 
 
 @dataclass
@@ -225,7 +229,8 @@ def decided_at(a: Curve, b: Curve, metric: str, final_metric: str | None = None)
 
 
 def judge_fraction(table: list[dict], min_rho: float = DEFAULT_MIN_RHO) -> float | None:
-    """The earliest fraction of the schedule from which Spearman's rho stays >= min_rho; None if never."""
+    """The earliest fraction of the schedule from which Spearman's rho stays >= min_rho; None if never (an
+    analysis, not the rung rule: that is the regret rule, orchestrator/sweep/regret.py)."""
     ok = None
     for row in reversed(table):
         if row["spearman"] != row["spearman"] or row["spearman"] < min_rho:
@@ -234,38 +239,31 @@ def judge_fraction(table: list[dict], min_rho: float = DEFAULT_MIN_RHO) -> float
     return ok
 
 
-def grace_for(max_t: int, frac: float) -> int:
-    """ASHA's first rung for a search of `max_t` epochs judged at fraction `frac` of its schedule."""
-    return max(1, min(max_t, math.ceil(frac * max_t)))
-
-
-def rungs(max_t: int, grace: int, reduction_factor: int) -> list[int]:
-    """ASHA's milestones (Tune's AsyncHyperBand, one bracket): grace * rf^i below max_t."""
-    out, t = [], grace
-    while t < max_t:
-        out.append(t)
-        t *= reduction_factor
-    return out
-
-
 def read_rule(path: Path | None = None) -> dict:
-    """The recorded rule: {"frac", "min_rho", "metric", "n", "record", ...} (FIDELITY_FILE by default)."""
+    """The recorded rule: {"grace_frac", "reduction_factor", "regret_mean", "bound", "held_out", "n",
+    "record", "reversal", ...} (FIDELITY_FILE by default; bench/search_regret.py writes it)."""
     path = path or FIDELITY_FILE
     if not path.is_file():
         raise UserError(
-            f"sweep.grace_period auto: {path} holds no fidelity record; "
-            "run bench/search_fidelity.py --write-rule, or set sweep.grace_period to a number of epochs"
+            f"sweep.grace_period auto: {path} holds no rung rule; "
+            "run bench/search_regret.py --write-rule, or set sweep.grace_period to a number of epochs"
         )
     return json.loads(path.read_text())
 
 
-def auto_grace(max_t: int, rule: dict | None = None) -> tuple[int, str]:
-    """(grace period, the sentence the plan logs) for a search of `max_t` epochs under the recorded rule."""
+def auto_rungs(max_t: int, rule: dict | None = None) -> tuple[int, int, str]:
+    """(grace period, reduction factor, the sentence the plan logs) for a search of `max_t` epochs under the
+    recorded regret rule."""
     rule = rule or read_rule()
-    g = grace_for(max_t, rule["frac"])
+    g = grace_epochs(max_t, rule["grace_frac"])
+    ho = rule.get("held_out") or {}
     why = (
-        f"grace period {g} of {max_t} epochs: at {rule['frac']:.0%} of a one-cycle schedule the ranking of "
-        f"{rule['n']} recorded configurations agrees with the end at Spearman >= {rule['min_rho']} "
-        f"({rule['record']})"
+        f"first rung at {rule['grace_frac']:.0%} of the schedule ({g} of {max_t} epochs), keeping 1/"
+        f"{rule['reduction_factor']}: on {rule['n']} recorded curves the cheapest cut whose expected cost to the "
+        f"winner stays within {rule['regret_frac']:g} standard error of a validation accuracy "
+        f"(regret {rule['regret_mean']:.4f} <= {rule['bound']:.4f}, {1 - rule['cost_frac']:.0%} of the "
+        f"trial-epochs saved"
+        + (f"; on held-out halves regret {ho['regret_mean']:.4f}" if ho else "")
+        + f"; {rule['record']})"
     )
-    return g, why
+    return g, int(rule["reduction_factor"]), why

@@ -230,20 +230,21 @@ def make_plan(
     members_s: float = 0.0,
     search: bool = True,
 ) -> Plan:
-    """The stages' estimated wall times, `elapsed_s` into the run. Search: ASHA's expected trial-epochs (every
-    trial to the grace period, then 1 / reduction_factor of them to the end), `slots` trials at a time. Final:
+    """The stages' estimated wall times, `elapsed_s` into the run. Search: ASHA's expected trial-epochs
+    (asha_epochs: every trial to the first rung, 1/rf of them to each next), `slots` trials at a time. Final:
     the top finalists x seeds at the slowest student's epoch (divided by `final_speedup`, its measured gain at
     final.cpus_per_trial threads), `final_slots` at a time, within what the budgets leave it once the cache
     and the search are done (final_stage_minutes, as the driver fits it then). The cache: the teacher's
     missing forwards at its rate, plus `members_s` for an ensemble's members. `search` False: the plan
     without the search stage (search_is_a_check)."""
-    t, s, f = cfg.train, cfg.sweep, cfg.final
+    t, f = cfg.train, cfg.final
     n_trials = search_trials(cfg)
-    g = cfg.grace()
-    per_trial = min(t.epochs, g) + max(0, t.epochs - g) / max(1, s.reduction_factor)
+    per_trial = asha_epochs(t.epochs, cfg.grace(), cfg.reduction())
     slowest = max(epoch_s.values()) if epoch_s else 0.0
     search_epochs = n_trials * per_trial if search else 0
-    search_s = max(per_trial * slowest, search_epochs * slowest / max(1, slots)) if search else 0.0
+    search_s = (
+        max(t.epochs * slowest, search_epochs * slowest / max(1, slots)) if search else 0.0
+    )  # one goes to its end
     final_s, final_epochs = 0.0, 0
     cache_s = (cache_forwards / teacher_rate if teacher_rate and cache_forwards else 0.0) + members_s
     final_minutes = final_stage_minutes(cfg, elapsed_s + cache_s + search_s)
@@ -284,32 +285,38 @@ def grow_candidates(cfg: SweepConfig, epoch_s: dict[str, float], slots: int, fix
     slowest student's measured epoch, beside `fixed_s` (what the run has spent, the cache, the final stage at
     its cap and the export); and the sentence that says so. 0 where grow has no space, or fewer than
     grow.min_candidates fit (the config's own search stage runs then); at most grow.max_candidates."""
+    from orchestrator.sweep.fidelity import auto_rungs
+
     g = cfg.grow
     if not g.search_space or not cfg.minutes or not epoch_s:
         return 0, ""
-    candidate_s = g.epochs * max(epoch_s.values())
+    grace, rf, _ = auto_rungs(g.epochs)  # the grown search's rungs: the recorded regret rule's
+    per = asha_epochs(g.epochs, grace, rf)
+    candidate_s = per * max(epoch_s.values())
     left = cfg.minutes * 60 - fixed_s
     n = min(g.max_candidates, int(max(0.0, left) // candidate_s) * max(1, slots))
     said = (
         f"the {cfg.minutes:g}-minute budget leaves ~{max(0.0, left) / 60:.0f} min beside the final stage at its "
-        f"{cfg.final.epochs} epochs: room for {n} candidate(s) of {g.epochs} epochs (~{candidate_s / 60:.1f} min "
-        f"each here, {slots} at a time)"
+        f"{cfg.final.epochs} epochs: room for {n} candidate(s) of {g.epochs} epochs ("
+        + (f"{per:.1f} epochs each on average under ASHA's rungs, " if per < g.epochs else "")
+        + f"~{candidate_s / 60:.1f} min each here, {slots} at a time)"
     )
     if n < g.min_candidates:
         return 0, f"{said}; a search needs at least grow.min_candidates ({g.min_candidates}): not grown"
-    return n, f"{said}: the search grows to {n} random draws from grow.search_space, each trained to its end"
+    return n, f"{said}: the search grows to {n} random draws from grow.search_space, judged at the rule's rungs"
 
 
 def grow_config(cfg: SweepConfig, candidates: int) -> SweepConfig:
     """The config's search stage grown (grow_candidates): `candidates` random draws from grow.search_space of
-    grow.epochs each, judged where the fidelity rule says (grace_period auto), in place of its trials."""
+    grow.epochs each, judged at the regret rule's rungs (grace_period and reduction_factor auto), in place of
+    its trials."""
     g = cfg.grow
     return dataclasses.replace(
         cfg,
         search_space=dict(g.search_space),
         trials=[],
         train=dataclasses.replace(cfg.train, epochs=g.epochs),
-        sweep=dataclasses.replace(cfg.sweep, num_samples=candidates, grace_period="auto"),
+        sweep=dataclasses.replace(cfg.sweep, num_samples=candidates, grace_period="auto", reduction_factor="auto"),
     )
 
 
@@ -341,6 +348,15 @@ def skip_check(cfg: SweepConfig, with_search: Plan, without: Plan) -> str:
     )
 
 
+def asha_epochs(max_t: int, grace: int, rf: int) -> float:
+    """A search trial's expected epochs under successive halving: every trial to the first rung, 1/rf of
+    them on to the next, 1/rf^2 to the one after, and so on to the end."""
+    from orchestrator.sweep.fidelity import rungs
+
+    marks = [*rungs(max_t, grace, rf), max_t]
+    return sum((b - a) / rf**i for i, (a, b) in enumerate(zip([0, *marks], marks)))
+
+
 def search_trials(cfg: SweepConfig) -> int:
     """How many trials the search makes: its explicit trials (or one) x num_samples x the grids' sizes."""
     return max(1, len(cfg.trials) or 1) * max(1, cfg.sweep.num_samples) * grid_size(cfg.space())
@@ -351,16 +367,17 @@ def search_statement(cfg: SweepConfig) -> dict:
     candidates, proposed by what, cut where by ASHA (and why there); or, where ASHA can cut nothing (a
     grace period at the trials' length, or fewer trials than one rung keeps), that it does not search and
     what it does instead."""
-    from orchestrator.sweep.fidelity import auto_grace, rungs
+    from orchestrator.sweep.fidelity import auto_rungs, rungs
 
     n, t, s = search_trials(cfg), cfg.train.epochs, cfg.sweep
-    grace = cfg.grace()
-    why = auto_grace(t)[1] if s.grace_period == "auto" else f"grace period {grace} of {t} epochs (set in the config)"
-    milestones = rungs(t, grace, s.reduction_factor)
+    grace, rf = cfg.grace(), cfg.reduction()
+    auto = "auto" in (s.grace_period, s.reduction_factor)
+    why = auto_rungs(t)[2] if auto else f"grace period {grace} of {t} epochs, 1/{rf} kept (set in the config)"
+    milestones = rungs(t, grace, rf)
     sampled = any(d.sampled for d in cfg.space().values())
     by = "Optuna's TPE" if s.searcher == "optuna" else ("random draws" if sampled else "a fixed list")
-    out = dict(trials=n, searcher=s.searcher, grace=grace, rungs=milestones, rule=why)
-    if n < 3 or n <= s.reduction_factor:
+    out = dict(trials=n, searcher=s.searcher, grace=grace, reduction_factor=rf, rungs=milestones, rule=why)
+    if n < 3 or n <= rf:
         control = any(loss in ("ce", "mse") for loss in cfg.losses())
         kinds = "KD against its no-teacher control" if control else "its trials"
         out["searches"] = False
@@ -381,6 +398,6 @@ def search_statement(cfg: SweepConfig) -> dict:
         out["statement"] = (
             f"search: {n} candidates from {by} ({s.searcher}), ASHA judging them at epochs "
             f"{', '.join(map(str, milestones))} of {t} "
-            f"and keeping 1/{s.reduction_factor} at each; {why}"
+            f"and keeping 1/{rf} at each; {why}"
         )
     return out

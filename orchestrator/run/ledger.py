@@ -1,0 +1,117 @@
+"""A search's ledger: one small file per candidate, so that a long search survives the loss of its run
+directory (a machine that is gone, a session that ended) and goes on from where it stood.
+
+    <ledger>/plan.json        the candidates, drawn up front (orchestrator/space.py: draw_candidates), and what
+                              names the search (its config's search space, seed, length, rungs)
+    <ledger>/c007.jsonl       candidate 7: one line per epoch it reported ({"epoch", "val_acc", ...}), then
+                              an end line {"end": "finished" | "stopped at rung <e>" | ...}
+
+A run with a ledger trains only the candidates without an end line; the rungs its scheduler judges by are
+seeded with every recorded candidate's values, and the winner is chosen over all of them. A candidate whose
+file has no end line was cut off mid-run: it trains again from its start (its epochs so far are lost, at
+most one candidate per trial slot). Lines are appended whole and flushed; a torn last line is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.errors import UserError
+from orchestrator.run.io import atomic_write_json
+
+PLAN_FILE = "plan.json"
+ROW_KEYS = (
+    "epoch",
+    "val_acc",
+    "val_acc_plain",
+    "val_loss",
+    "train_loss",
+    "params",
+    "macs",
+    "images_per_s",
+    "elapsed_s",
+    "precision",
+    "threads",
+)  # what a candidate's line keeps of an epoch's metrics
+
+
+@dataclass
+class Entry:
+    """One candidate: its variant (the drawn settings), its recorded epochs, and why it ended (None: not yet)."""
+
+    index: int
+    variant: dict
+    rows: list[dict] = field(default_factory=list)
+    end: str | None = None
+
+    @property
+    def curve(self) -> list[float]:
+        return [r["val_acc"] for r in self.rows]
+
+    @property
+    def best(self) -> float:
+        return max(self.curve, default=float("nan"))
+
+
+def _name(i: int) -> str:
+    return f"c{i:03d}.jsonl"
+
+
+class Ledger:
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def open(self, identity: dict, candidates: list[dict]) -> list[Entry]:
+        """The ledger for this search: created with `candidates` where there is none; where there is one, it
+        must be of the same search (its identity: space, seed, length), or a one-line error says so."""
+        plan = self.folder / PLAN_FILE
+        if plan.is_file():
+            old = json.loads(plan.read_text())
+            if old["identity"] != json.loads(json.dumps(identity)):
+                raise UserError(
+                    f"{self.folder} is the ledger of another search (its space, seed or length differ); "
+                    "give this search its own --ledger folder, or delete that one to start afresh"
+                )
+            candidates = old["candidates"]
+        else:
+            atomic_write_json(plan, {"identity": identity, "candidates": candidates})
+        return self.entries(candidates)
+
+    def entries(self, candidates: list[dict]) -> list[Entry]:
+        out = []
+        for i, variant in enumerate(candidates):
+            e = Entry(i, variant)
+            p = self.folder / _name(i)
+            for line in p.read_text().splitlines() if p.is_file() else []:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # torn by a crash mid-append: the lines before it stand
+                    break
+                if "end" in row:
+                    e.end = row["end"]
+                elif "epoch" in row:
+                    e.rows = [r for r in e.rows if r["epoch"] < row["epoch"]] + [row]  # a rerun starts over
+            out.append(e)
+        return out
+
+    def _append(self, i: int, row: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / _name(i), "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def epoch(self, i: int, metrics: dict) -> None:
+        self._append(i, {k: metrics[k] for k in ROW_KEYS if k in metrics})
+
+    def ended(self, i: int, why: str) -> None:
+        self._append(i, {"end": why})
+
+
+def index_of(candidates: list[dict], variant: dict) -> int | None:
+    """Which candidate a trial's variant is (they are compared as JSON, as they were stored)."""
+    want = json.dumps(variant, sort_keys=True)
+    return next((i for i, c in enumerate(candidates) if json.dumps(c, sort_keys=True) == want), None)
