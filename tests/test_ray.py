@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from orchestrator import data as data_mod
+from orchestrator.errors import UserError
 from orchestrator.release.results import result_lines
 from tests.conftest import smoke_config
 from trainables.layout import LAYOUTS
@@ -476,7 +477,7 @@ def test_a_check_the_budget_cannot_spare_is_skipped_and_stays_skipped(said, ray_
     assert not list(run_dir.glob("*/result.json"))
 
 
-def test_a_budget_with_room_grows_the_search_and_keeps_it_grown(said, ray_local, tiny_teacher, tmp_path):
+def test_a_budget_with_room_grows_the_search_and_keeps_it_grown(said, ray_local, tiny_teacher, tmp_path, rung_rule):
     """The default's shape (KD beside its control) with a grow space and a budget the probe (faked at 1 s an
     epoch) says affords more than grow.max_candidates: the search is 3 random draws from grow.search_space of
     grow.epochs each, in place of the config's trials; the log, the meta record and the run's record say so;
@@ -484,6 +485,7 @@ def test_a_budget_with_room_grows_the_search_and_keeps_it_grown(said, ray_local,
     from orchestrator.release.results import trials
     from orchestrator.sweep.driver import run_sweep
 
+    rung_rule(1.0)  # a regret rule that cuts nothing: every grown candidate to its end
     lrs = [0.05, 0.1, 0.2]
     cfg = smoke_config(
         tmp_path,
@@ -775,3 +777,73 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
     export(run_dir, tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
     assert "SIGSEGV" in md and "SIGABRT" in md and "2 failed" in md
+
+
+def test_a_search_in_chunks_goes_on_from_its_ledger(ray_local, tiny_teacher, tmp_path):
+    """sweep.ledger: the candidates are drawn up front and each one's curve is kept in a small file. A second
+    chunk on a machine without the run directory, two candidates cut off mid-run (no end line, a torn last
+    line), trains only those two, from their start; the others' records are untouched; the rungs judge the
+    two against every recorded candidate; the final stage takes the best of all six. Another search's
+    config meeting the ledger is refused in one line."""
+    import shutil
+
+    from orchestrator.release.results import trials
+    from orchestrator.run.ledger import Ledger
+    from orchestrator.sweep.driver import open_ledger, run_sweep
+
+    ledger_dir = tmp_path / "ledger"
+    cfg = smoke_config(
+        tmp_path,
+        "t_ledger",
+        {
+            "teacher.mode": "clean",
+            "data.train_limit": 256,
+            "data.val_limit": 128,
+            "train.epochs": 4,
+            "train.student": "arch",
+            "train.student_kwargs": {"block": "basic"},
+            "search_space": {
+                "student_kwargs.depths": {"choice": [[1, 1, 1], [1, 1, 2]]},
+                "lr": {"loguniform": [0.01, 0.2]},
+            },
+            "sweep.num_samples": 6,
+            "sweep.grace_period": 1,
+            "sweep.reduction_factor": 2,
+            "sweep.ledger": str(ledger_dir),
+            "final.epochs": 1,
+        },
+    )
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
+    ledger, cands = open_ledger(cfg)
+    entries = ledger.entries(cands)
+    assert len(entries) == 6 and all(e.end for e in entries)
+    assert {len(e.curve) for e in entries if e.end == "finished"} == {4}
+    cut = [e for e in entries if e.end.startswith("stopped at epoch")]
+    assert cut and all(e.end == f"stopped at epoch {len(e.curve)}" for e in cut)  # ASHA cut, and the ledger says so
+    ran = [t["epochs_run"] for t in trials(run_dir) if t["stage"] == "search"]
+    assert sorted(ran) == sorted(len(e.curve) for e in entries)  # the ledger holds what the trials ran
+
+    # the next chunk, elsewhere: no run directory; two candidates were training when the last session ended
+    shutil.rmtree(run_dir)
+    redo = [e.index for e in entries if e.end == "finished"][:1] + [cut[0].index]
+    kept = {p.name: p.read_bytes() for p in ledger_dir.glob("c*.jsonl") if int(p.stem[1:]) not in redo}
+    for i in redo:
+        p = ledger_dir / f"c{i:03d}.jsonl"
+        first = p.read_text().splitlines()[0]
+        p.write_text(first + "\n" + '{"epoch": 2, "val_ac')  # one epoch recorded, the next torn mid-write
+    assert [e.end for e in Ledger(ledger_dir).entries(cands) if e.index in redo] == [None, None]
+    run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
+    again = Ledger(ledger_dir).entries(cands)
+    assert all(e.end for e in again)
+    assert {p.name: p.read_bytes() for p in ledger_dir.glob("c*.jsonl") if int(p.stem[1:]) not in redo} == kept
+    retrained = pd.read_csv(run_dir / "results.csv")
+    assert len(retrained[retrained.stage == "search"]) == 2  # only the two cut off mid-run
+    for i in redo:  # trained again from epoch 1: the file holds one curve, not the old start and the new
+        assert [r["epoch"] for r in again[i].rows] == list(range(1, len(again[i].rows) + 1))
+    meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
+    best = max(again, key=lambda e: e.best)
+    assert meta["final"]["winner"]["lr"] == best.variant["lr"]  # the best of all six, not of this chunk
+
+    other = dataclasses.replace(cfg, search_space={"lr": {"loguniform": [0.01, 0.2]}})
+    with pytest.raises(UserError, match="is the ledger of another search"):
+        open_ledger(other)

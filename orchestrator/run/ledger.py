@@ -9,7 +9,8 @@ directory (a machine that is gone, a session that ended) and goes on from where 
 A run with a ledger trains only the candidates without an end line; the rungs its scheduler judges by are
 seeded with every recorded candidate's values, and the winner is chosen over all of them. A candidate whose
 file has no end line was cut off mid-run: it trains again from its start (its epochs so far are lost, at
-most one candidate per trial slot). Lines are appended whole and flushed; a torn last line is ignored.
+most one candidate per trial slot). Lines are appended whole and flushed; a line torn by a crash is ended
+before the next append and ignored when read.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ class Ledger:
             for line in p.read_text().splitlines() if p.is_file() else []:
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError:  # torn by a crash mid-append: the lines before it stand
-                    break
+                except json.JSONDecodeError:  # torn by a crash mid-append; the lines around it are whole
+                    continue
                 if "end" in row:
                     e.end = row["end"]
                 elif "epoch" in row:
@@ -99,8 +100,11 @@ class Ledger:
 
     def _append(self, i: int, row: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / _name(i), "a") as f:
-            f.write(json.dumps(row) + "\n")
+        path = self.folder / _name(i)
+        with open(path, "a+b") as f:
+            f.seek(0, os.SEEK_END)
+            torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END) or f.read(1)) != b"\n"
+            f.write((("\n" if torn else "") + json.dumps(row) + "\n").encode())  # a torn line stays alone
             f.flush()
             os.fsync(f.fileno())
 

@@ -56,8 +56,11 @@ class LedgerScheduler(FIFOScheduler):
 
 
 def seeded_rungs(entries: list[Entry], max_t: int, grace: int, rf: int) -> AsyncRungs:
-    """ASHA's rungs holding every recorded candidate's value at each rung it reached."""
+    """ASHA's rungs holding every ended candidate's value at each rung it reached. A candidate without an end
+    is training again (from its start, or from its checkpoint in an interrupted chunk resumed on the same
+    machine): it is judged afresh at its next rung, against the others."""
     rungs = AsyncRungs(max_t, grace, rf)
     for e in entries:
-        rungs.record(e.index, e.curve)
+        if e.end is not None:
+            rungs.record(e.index, e.curve)
     return rungs

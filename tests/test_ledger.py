@@ -1,0 +1,90 @@
+"""A search's ledger and the drawn space, without Ray: candidates drawn the same for a seed, a student's
+kwargs as search dimensions, per-candidate files that survive torn writes, refused mismatches."""
+
+import json
+
+import pytest
+
+from orchestrator.config import ConfigError, SweepConfig, from_dict
+from orchestrator.errors import UserError
+from orchestrator.run.ledger import Ledger, index_of
+from orchestrator.space import draw_candidates, parse_space
+from orchestrator.sweep.ledger_search import seeded_rungs
+from trainables.config import merge_train
+
+SPACE = {
+    "student_kwargs.depths": {"choice": [[1, 1, 1], [2, 1, 1]]},
+    "lr": {"loguniform": [0.01, 0.2]},
+    "loss": {"grid": ["kd", "ce"]},
+}
+
+
+def test_candidates_are_drawn_up_front_the_same_for_a_seed():
+    space = parse_space(SPACE)
+    a, b = draw_candidates(space, 3, seed=0), draw_candidates(space, 3, seed=0)
+    assert a == b and len(a) == 6  # each grid point x num_samples draws
+    assert [c["loss"] for c in a] == ["kd"] * 3 + ["ce"] * 3
+    assert all(0.01 <= c["lr"] <= 0.2 and c["student_kwargs.depths"] in ([1, 1, 1], [2, 1, 1]) for c in a)
+    assert draw_candidates(space, 3, seed=1) != a
+    assert len(draw_candidates(space, 2, 0, trials=[{"alpha": 0.5}, {"alpha": 0.9}])) == 8
+
+
+def test_a_students_kwargs_merge_key_by_key():
+    base = dict(student="arch", student_kwargs=dict(block="basic", attn="se"), lr=0.1)
+    assert merge_train(base, {"student_kwargs.depths": [2, 1, 1]}, {"lr": 0.05}) == dict(
+        student="arch", student_kwargs=dict(block="basic", attn="se", depths=[2, 1, 1]), lr=0.05
+    )
+    nested = merge_train(base, {"student_kwargs": {"attn": "eca"}})  # as Tune draws a nested space
+    assert nested["student_kwargs"] == dict(block="basic", attn="eca") and base["student_kwargs"]["attn"] == "se"
+
+
+def _cfg(space: dict, **sweep) -> SweepConfig:
+    return from_dict(
+        SweepConfig,
+        dict(name="s", train=dict(student="arch", epochs=4), search_space=space, sweep=dict(num_samples=2, **sweep)),
+    )
+
+
+def test_a_drawn_kwarg_is_checked_against_the_student_in_one_line():
+    assert _cfg({"student_kwargs.attn": {"choice": ["se", "eca"]}}).space()
+    with pytest.raises(ConfigError, match=r"search_space.student_kwargs.block: value 'conv5' does not build arch"):
+        _cfg({"student_kwargs.block": {"choice": ["basic", "conv5"]}})
+    with pytest.raises(ConfigError, match=r"search_space.student_kwarg.depths: not a train key; .* student_kwargs.<k"):
+        _cfg({"student_kwarg.depths": {"choice": [[1, 1, 1]]}})
+    with pytest.raises(ConfigError, match="sweep.ledger draws the candidates up front, which Optuna's TPE cannot"):
+        _cfg({"lr": {"loguniform": [0.01, 0.2]}}, searcher="optuna", ledger="l")
+    with pytest.raises(
+        ConfigError, match="grow: search_space.student_kwargs.depths: the grown search draws the recipe"
+    ):
+        from_dict(
+            SweepConfig,
+            dict(
+                name="s",
+                minutes=10,
+                final=dict(epochs=2),
+                grow=dict(search_space={"student_kwargs.depths": {"choice": [[1, 1, 1]]}}),
+            ),
+        )
+
+
+def test_the_ledger_keeps_each_candidate_and_survives_a_torn_line(tmp_path):
+    cands = draw_candidates(parse_space(SPACE), 2, seed=0)
+    ledger = Ledger(tmp_path / "l")
+    entries = ledger.open({"space": SPACE}, cands)
+    assert [e.end for e in entries] == [None] * 4 and json.loads((tmp_path / "l" / "plan.json").read_text())
+    ledger.epoch(1, dict(epoch=1, val_acc=0.5, node="x", lr=0.1))  # only the curve's keys are kept
+    ledger.epoch(1, dict(epoch=2, val_acc=0.6))
+    ledger.ended(1, "stopped at epoch 2")
+    with open(tmp_path / "l" / "c002.jsonl", "w") as f:
+        f.write('{"epoch": 1, "val_acc": 0.7}\n{"epoch": 2, "va')  # a crash mid-append
+    ledger.epoch(2, dict(epoch=1, val_acc=0.71))  # trained again from its start, after the torn line
+    got = Ledger(tmp_path / "l").entries(cands)
+    assert got[1].rows == [dict(epoch=1, val_acc=0.5), dict(epoch=2, val_acc=0.6)] and got[1].end.startswith("stopped")
+    assert got[2].rows == [dict(epoch=1, val_acc=0.71)] and got[2].end is None  # the rerun, not the old start
+    assert index_of(cands, json.loads(json.dumps(cands[3]))) == 3 and index_of(cands, {"lr": 1}) is None
+    # the rungs a later chunk judges by: every ended candidate's values, not one training again
+    rungs = seeded_rungs(got, 4, 1, 2)
+    assert rungs.rungs[1] == {1: 0.5} and rungs.rungs[2] == {1: 0.6}
+    with pytest.raises(UserError, match="is the ledger of another search"):
+        Ledger(tmp_path / "l").open({"space": {}}, cands)
+    assert Ledger(tmp_path / "l").open({"space": SPACE}, []) == Ledger(tmp_path / "l").entries(cands)
