@@ -13,9 +13,11 @@ configuration's *mean final* validation over seeds (not the noisy value the sear
 configuration's.
 
 Searchers: random (uniform over the table) and Optuna's TPE (Ray Tune's OptunaSearch); schedulers: none,
-ASHA (one bracket; grace period and reduction factor swept) and ASHA with 3 brackets (Tune's asynchronous
-Hyperband). PBT/PB2 change a trial's settings mid-run, so no recorded curve replays them; BOHB needs
-hpbandster (not installed): both are left out, said in the output.
+ASHA (one bracket; grace period and reduction factor swept), ASHA with 3 brackets (Tune's asynchronous
+Hyperband) and, with --held-out, ASHA at the regret rule's rungs fitted on the other half of the
+configurations (asha-rule). Each arm's regret comes with the 90% interval of its mean over the repeats
+(bootstrap) and its 90th percentile. PBT/PB2 change a trial's settings mid-run, so no recorded curve
+replays them; BOHB needs hpbandster (not installed): both are left out, said in the output.
 
     .venv/bin/python bench/search_replay.py --curves experiments/search_fidelity/curves \
         --out experiments/search_fidelity/replay.json
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from orchestrator.machine import machine  # noqa: E402
 from orchestrator.sweep.fidelity import Curve, load_curves  # noqa: E402
+from orchestrator.sweep.regret import fit_rule, grace_epochs  # noqa: E402
 
 
 class _Trial:  # what Tune's schedulers read of a trial: its id
@@ -92,7 +95,7 @@ def make_scheduler(kind: str, max_t: int, grace: int, rf: int, metric: str):
         max_t=max_t,
         grace_period=grace,
         reduction_factor=rf,
-        brackets=3 if kind == "hyperband" else 1,
+        brackets=3 if kind == "hyperband" else 1,  # asha-rule: one bracket at the regret rule's rungs
     )
 
 
@@ -160,6 +163,15 @@ def main() -> int:
     ap.add_argument("--graces", type=int, nargs="+", default=[1, 2, 5, 10, 20])
     ap.add_argument("--rfs", type=int, nargs="+", default=[2, 3])
     ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--n-val", type=int, default=5000, help="validation images the curves were measured on")
+    ap.add_argument(
+        "--held-out",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="split the configurations in two by SEED: fit the regret rule on one half and replay every arm, "
+        "the rule's included, on the other (the check that the rule holds on curves it was not fitted to)",
+    )
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -167,11 +179,25 @@ def main() -> int:
     table = groups(load_curves(ROOT / a.curves, a.length))
     if len(table) < 3:
         sys.exit(f"{a.curves}: {len(table)} configurations recorded to {a.length} epochs; the replay needs >= 3")
+    t0 = time.time()
+    rule = None
+    if a.held_out is not None:  # the rule from one half of the configurations, every arm on the other
+        perm = np.random.default_rng(a.held_out).permutation(len(table))
+        fit, table = [table[i] for i in perm[: len(table) // 2]], [table[i] for i in perm[len(table) // 2 :]]
+        acc = np.array([[e[a.metric] for e in c.epochs] for g in fit for c in g])
+        rule = fit_rule(acc, a.n_val)
+        rule = dict(
+            grace=grace_epochs(a.length, rule["grace_frac"]),
+            rf=rule["reduction_factor"],
+            fitted_on=[g[0].name for g in fit],
+            **{k: rule[k] for k in ("grace_frac", "regret_mean", "bound", "cost_frac")},
+        )
     w = worth(table, a.metric)
     best = max(w)
-    t0 = time.time()
     rows = []
     arms = [("random", "none", a.length, 2)] + [("optuna", "none", a.length, 2)]
+    if rule:
+        arms += [(s, "asha-rule", rule["grace"], rule["rf"]) for s in ("random", "optuna")]
     arms += [
         (s, k, g, rf)
         for s in ("random", "optuna")
@@ -187,6 +213,8 @@ def main() -> int:
                 for seed in range(a.repeats)
             ]
             got = [w[p["pick"]] for p in picks]
+            regrets = best - np.array(got)
+            boot = np.random.default_rng(0).choice(regrets, (1000, len(regrets))).mean(1)  # the mean's spread
             rows.append(
                 dict(
                     budget=budget,
@@ -196,6 +224,8 @@ def main() -> int:
                     rf=rf if sched != "none" else None,
                     mean_pick=round(float(np.mean(got)), 5),
                     regret=round(best - float(np.mean(got)), 5),
+                    regret_ci90=[round(float(v), 5) for v in np.percentile(boot, [5, 95])],
+                    regret_p90=round(float(np.percentile(regrets, 90)), 5),
                     p_best=round(float(np.mean([g == best for g in got])), 3),
                     trials=round(float(np.mean([p["trials"] for p in picks])), 1),
                     full=round(float(np.mean([p["full"] for p in picks])), 2),
@@ -205,7 +235,8 @@ def main() -> int:
             r = rows[-1]
             print(
                 f"budget {budget:4d} {searcher:6s} {sched:9s} grace {str(r['grace']):4s} rf {str(r['rf']):4s} "
-                f"pick {r['mean_pick']:.4f} regret {r['regret']:.4f} P(best) {r['p_best']:.2f} "
+                f"pick {r['mean_pick']:.4f} regret {r['regret']:.4f} [{r['regret_ci90'][0]:.4f}, "
+                f"{r['regret_ci90'][1]:.4f}] P(best) {r['p_best']:.2f} "
                 f"trials {r['trials']:.1f} full {r['full']:.1f} spent {r['spent']:.0f}",
                 flush=True,
             )
@@ -219,6 +250,7 @@ def main() -> int:
             dict(variants=[c.variant for c in g], config=g[0].config, worth=round(v, 5)) for g, v in zip(table, w)
         ],
         best=round(best, 5),
+        held_out=dict(seed=a.held_out, rule=rule) if rule else None,
         rows=rows,
         left_out="PBT/PB2 (change settings mid-run: not replayable from fixed curves); BOHB (hpbandster not installed)",
         wall_s=round(time.time() - t0, 1),

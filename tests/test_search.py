@@ -248,6 +248,8 @@ def test_replay_compares_searchers_on_recorded_curves(tmp_path):
     assert judged["trials"] > plain["trials"] and judged["spent"] <= 60 + 2 * 10
     assert judged["regret"] < plain["regret"] < early["regret"]
     assert ("optuna", "asha", 5) in rows and ("random", "hyperband", 1) in rows
+    lo, hi = judged["regret_ci90"]
+    assert lo <= judged["regret"] <= hi and judged["regret_p90"] >= judged["regret"]  # a spread, not one number
     fid = tmp_path / "fidelity.json"
     subprocess.run(
         [
