@@ -208,6 +208,7 @@ def _results(a) -> int:
 
     import pandas as pd
 
+    from orchestrator.release.front import front_lines, ledger_points
     from orchestrator.release.results import account_lines, search_account, table, trials
     from orchestrator.run.layout import CONFIG_FILE, META_FILE
     from orchestrator.run.rundir import Run
@@ -226,6 +227,9 @@ def _results(a) -> int:
         if skipped := Run(run_dir).search_skipped:  # the run's record of it, read as the driver reads it
             meta["search"]["skipped"] = skipped
     for line in account_lines(search_account(trials(run_dir), meta)):
+        print(line)
+    cfg = json.loads((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
+    for line in front_lines(ledger_points(cfg)):  # a search kept in a ledger: every chunk's candidates
         print(line)
     return 0
 

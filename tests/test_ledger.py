@@ -88,3 +88,30 @@ def test_the_ledger_keeps_each_candidate_and_survives_a_torn_line(tmp_path):
     with pytest.raises(UserError, match="is the ledger of another search"):
         Ledger(tmp_path / "l").open({"space": {}}, cands)
     assert Ledger(tmp_path / "l").open({"space": SPACE}, []) == Ledger(tmp_path / "l").entries(cands)
+
+
+def test_the_front_is_what_no_cheaper_finished_candidate_matches(tmp_path):
+    """Points from a ledger: counts of cuts by epoch, the front by MACs and by speed, the printed lines and
+    the plot."""
+    from orchestrator.release.front import cuts, front, front_lines, front_plot, ledger_points
+
+    cands = [{"student_kwargs.depths": [1, 1, i], "lr": 0.1} for i in range(1, 5)]
+    ledger = Ledger(tmp_path / "l")
+    ledger.open({"x": 1}, cands)
+    # (macs, img/s, curve, end): c0 cheap and good, c1 dearer and worse (off the front), c2 dearest and best,
+    # c3 cut at epoch 1
+    for i, (macs, speed, curve, end) in enumerate(
+        [(5e6, 3000, [0.90, 0.93], "finished"), (9e6, 2000, [0.9, 0.92], "finished"),
+         (20e6, 900, [0.91, 0.95], "finished"), (2e6, 4000, [0.5], "stopped at epoch 1")]
+    ):  # fmt: skip
+        for e, v in enumerate(curve, 1):
+            ledger.epoch(i, dict(epoch=e, val_acc=v, params=90_000, macs=macs, images_per_s=speed))
+        ledger.ended(i, end)
+    points = ledger_points({"sweep": {"ledger": str(tmp_path / "l")}})
+    assert [p.index for p in front(points)] == [0, 2] == [p.index for p in front(points, "images_per_s")]
+    assert cuts(points) == {1: 1} and points[3].label == "d1-1-4 lr 0.1"
+    lines = front_lines(points)
+    assert lines[0] == "candidates: 4 reported, 3 trained to the end, 1 cut (1 at epoch 1)"
+    assert lines[2].startswith("  c000 val 0.9300    5.0 M MACs") and lines[3].startswith("  c002 val 0.9500")
+    assert front_plot(points, tmp_path / "f.png", winner=2, release=dict(val=0.94, macs=21e6, label="r")).stat().st_size
+    assert ledger_points({"sweep": {"ledger": ""}}) == [] == front_lines([])

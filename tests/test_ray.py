@@ -787,6 +787,7 @@ def test_a_search_in_chunks_goes_on_from_its_ledger(ray_local, tiny_teacher, tmp
     config meeting the ledger is refused in one line."""
     import shutil
 
+    from orchestrator.release.export import export
     from orchestrator.release.results import trials
     from orchestrator.run.ledger import Ledger
     from orchestrator.sweep.driver import open_ledger, run_sweep
@@ -843,6 +844,11 @@ def test_a_search_in_chunks_goes_on_from_its_ledger(ray_local, tiny_teacher, tmp
     meta = json.loads((run_dir / "kdsweep_meta.json").read_text())
     best = max(again, key=lambda e: e.best)
     assert meta["final"]["winner"]["lr"] == best.variant["lr"]  # the best of all six, not of this chunk
+    export(run_dir, tmp_path / "out")  # the report draws every chunk's candidates from the ledger
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert (
+        "**Accuracy and cost.** candidates: 6 reported" in report and (tmp_path / "out" / "search_front.png").is_file()
+    )
 
     other = dataclasses.replace(cfg, search_space={"lr": {"loguniform": [0.01, 0.2]}})
     with pytest.raises(UserError, match="is the ledger of another search"):

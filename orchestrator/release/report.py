@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.data import CLASSES, load_split
+from orchestrator.release import front as front_mod
 from orchestrator.release import results as results_mod
 from orchestrator.run.io import project_relative
 from trainables.losses import LOSSES, NEEDS_TEACHER
@@ -52,7 +53,14 @@ def _label(cfg: dict) -> str:
 # ---------------------------------------------------------------- plots
 
 PLOT_FILES = frozenset(
-    {"val_curves.png", "acc_vs_params.png", "kd_vs_control.png", "confusion_val.png", "search_anytime.png"}
+    {
+        "val_curves.png",
+        "acc_vs_params.png",
+        "kd_vs_control.png",
+        "confusion_val.png",
+        "search_anytime.png",
+        "search_front.png",
+    }
 )
 
 
@@ -454,6 +462,20 @@ def _tta_text(m: dict) -> str:
     )
 
 
+def _release_point() -> dict | None:
+    """The released student as a point on the front's MACs panel (its validation at its own length)."""
+    from orchestrator.release.promote import STUDENT_RELEASE
+    from students import count_macs, create_student
+
+    path = STUDENT_RELEASE / "metrics.json"
+    if not path.is_file():
+        return None
+    m = json.loads(path.read_text())
+    macs = count_macs(create_student(m["student"], **(m.get("student_kwargs") or {})))
+    epochs = (m.get("config") or {}).get("epochs")
+    return dict(val=m["val_acc"], macs=macs, label=f"the release ({epochs} epochs)" if epochs else "the release")
+
+
 def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=None) -> Path:
     """report.md + report.html (+ PNG plots) in `out`; `model` (pixels in [0,1] -> logits) adds the confusion
     matrix. Returns the path of report.md."""
@@ -464,6 +486,21 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
     confusion = val_confusion(model, run_cfg) if model is not None and run_cfg.get("data") else None
     plots = _plots(ts, metrics, out, confusion, run_meta)
     paras = method_text(ts, metrics, run_meta, run_cfg) if run_cfg else []
+    if points := front_mod.ledger_points(run_cfg):  # a search kept in a ledger: every chunk's candidates
+        winner = max((p for p in points if p.finished), key=lambda p: p.best_val, default=None)
+        plots["front"] = front_mod.front_plot(
+            points, out / "search_front.png", winner and winner.index, _release_point()
+        )
+        paras.append(
+            "**Accuracy and cost.** "
+            + "; ".join(front_mod.front_lines(points)[:1])
+            + ". The front (best validation at the search's length against the shape's multiply-adds): "
+            + "; ".join(
+                f"c{p.index:03d} {p.best_val:.4f} at {p.macs / 1e6:.1f} M MACs ({p.label})"
+                for p in front_mod.front(points)
+            )
+            + "."
+        )
     table = results_mod.table(run_dir) if ts else None
     t = run_meta.get("teacher") or {}
     headline = [
