@@ -9,7 +9,7 @@ from orchestrator.config import ConfigError, SweepConfig, from_dict
 from orchestrator.errors import UserError
 from orchestrator.run.ledger import Ledger, index_of
 from orchestrator.space import draw_candidates, parse_space
-from orchestrator.sweep.ledger_search import seeded_rungs
+from orchestrator.sweep.tune_callbacks import seeded_rungs
 from trainables.config import merge_train
 
 SPACE = {

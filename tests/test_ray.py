@@ -485,7 +485,7 @@ def test_a_budget_with_room_grows_the_search_and_keeps_it_grown(said, ray_local,
     from orchestrator.release.results import trials
     from orchestrator.sweep.driver import run_sweep
 
-    rung_rule(1.0)  # a regret rule that cuts nothing: every grown candidate to its end
+    rung_rule(1.0, rf=2)  # a regret rule that cuts nothing: every grown candidate to its end
     lrs = [0.05, 0.1, 0.2]
     cfg = smoke_config(
         tmp_path,
@@ -819,6 +819,7 @@ def test_a_search_in_chunks_goes_on_from_its_ledger(ray_local, tiny_teacher, tmp
     entries = ledger.entries(cands)
     assert len(entries) == 6 and all(e.end for e in entries)
     assert {len(e.curve) for e in entries if e.end == "finished"} == {4}
+    assert all("machine" in e.rows[0] and e.rows[0]["macs"] > 0 for e in entries)  # what its speed was measured on
     cut = [e for e in entries if e.end.startswith("stopped at epoch")]
     assert cut and all(e.end == f"stopped at epoch {len(e.curve)}" for e in cut)  # ASHA cut, and the ledger says so
     ran = [t["epochs_run"] for t in trials(run_dir) if t["stage"] == "search"]

@@ -36,6 +36,7 @@ ROW_KEYS = (
     "elapsed_s",
     "precision",
     "threads",
+    "machine",  # on a candidate's first line: what its speed was measured on
 )  # what a candidate's line keeps of an epoch's metrics
 
 

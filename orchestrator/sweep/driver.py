@@ -425,8 +425,7 @@ def _ledger_search(cfg: SweepConfig, run: Run, data):
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from orchestrator.sweep.ledger_search import LedgerScheduler
-    from orchestrator.sweep.tune_callbacks import DriverMemory
+    from orchestrator.sweep.tune_callbacks import DriverMemory, LedgerScheduler
 
     s = cfg.sweep
     ledger, candidates = open_ledger(cfg)
