@@ -322,6 +322,13 @@ class SweepConfig:
             except ConfigError as e:
                 raise ValueError(f"trials[{i}]: {e}") from None
 
+        mixed = sorted(m for m in self._values("mix") if m != "none")
+        if mixed and self.teacher.mode != "live":
+            raise ValueError(
+                f"train.mix {mixed[0]}: the teacher must score the mixed image the student sees; cached logits "
+                f"(teacher.mode {self.teacher.mode}) are of unmixed views: set teacher.mode: live"
+            )
+
         from students import is_student, list_students
 
         unknown = [n for n in self.students() if not is_student(n)]

@@ -238,3 +238,61 @@ def test_flip_tta_is_the_mirror_averaged_accuracy_and_selects_when_asked(small_s
     assert plain["val_acc"] == plain["val_acc_plain"] and plain["val_acc_flip"] == m["val_acc_flip"]
     with pytest.raises(ValueError, match="tta must be none or flip"):
         TrainConfig(tta="shift")
+
+
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_mixed_images_are_two_images_in_the_stated_shares(kind):
+    """mix_images: each output is its image and its partner's in the returned shares: a blend for mixup,
+    a box of the partner's pixels covering 1 - lambda for cutmix; the same generator draws the same mix."""
+    from trainables.augment import mix_images
+
+    x = torch.randint(0, 256, (16, 28, 28), dtype=torch.uint8)
+    mixed, partner, lam = mix_images(x, kind, 1.0, generator=torch.Generator().manual_seed(0))
+    again = mix_images(x, kind, 1.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mixed, again[0]) and mixed.dtype == torch.float32 and ((lam >= 0) & (lam <= 1)).all()
+    a, b = x.float(), x[partner].float()
+    if kind == "mixup":
+        assert torch.allclose(mixed, lam.view(-1, 1, 1) * a + (1 - lam.view(-1, 1, 1)) * b, atol=1e-4)
+    else:
+        from_partner = (mixed == b) & (mixed != a)
+        assert torch.allclose(1 - from_partner.flatten(1).float().mean(1), lam, atol=0.1)  # ties with a aside
+        assert ((mixed == a) | (mixed == b)).all()  # every pixel is one image's or the other's
+    with pytest.raises(ValueError, match="mix must be mixup or cutmix"):
+        mix_images(x, "blend", 1.0)
+
+
+def test_function_matching_shows_the_teacher_the_students_mixed_image(small_split):
+    """mix with the teacher live: in every step the teacher scores exactly the (mixed) pixels the student
+    trains on, and they are mixtures, not training images; cached logits and alpha < 1 are refused."""
+    seen = {"student": [], "teacher": []}
+
+    class Recorder(torch.nn.Module):  # a teacher that records what it was shown (pixels back on the 0-255 scale)
+        def forward(self, x):
+            seen["teacher"].append((x[:, 0] * 0.5 + 0.5) * 255)
+            return torch.zeros(len(x), 10)
+
+    live = dict(model=Recorder(), mean=0.5, std=0.5, channels=1)
+    cfg = TrainConfig(student="resdw_w24_d111", loss="kd", alpha=1.0, epochs=1, batch_size=64, mix="mixup")
+    real = create_student("resdw_w24_d111")
+    original = type(real).forward
+
+    def student_forward(self, x):
+        if self.training:
+            seen["student"].append((x[:, 0] * cfg.std + cfg.mean) * 255)
+        return original(self, x)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(type(real), "forward", student_forward)
+    try:
+        train_student(cfg, data_for(small_split, "live", teacher=live))
+    finally:
+        mp.undo()
+    assert len(seen["teacher"]) == len(seen["student"]) == -(-len(small_split.train_x) // 64)
+    for t, s in zip(seen["teacher"], seen["student"]):
+        assert torch.allclose(t, s.float(), atol=1e-2)  # the same image, to rounding
+    fractional = torch.cat(seen["student"]).sub(torch.cat(seen["student"]).round()).abs().gt(1e-2).float().mean()
+    assert fractional > 0.3  # blends of two images: most pixels between the integers of either
+    with pytest.raises(ValueError, match="cached teacher logits .* are of unmixed views"):
+        train_student(cfg, data_for(small_split, "clean", np.zeros((len(small_split.train_x), 1, 10), np.float16)))
+    with pytest.raises(ValueError, match="set alpha 1 and a distillation loss"):
+        dataclasses.replace(cfg, alpha=0.9)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -74,7 +75,7 @@ def apply_views(x: torch.Tensor, views: torch.Tensor, spec: ViewSpec) -> torch.T
 def to_input(x_u8: torch.Tensor, mean: float, std: float, channels: int, size: int | None = None) -> torch.Tensor:
     """uint8 (N, H, W) -> normalized float (N, channels, H, W) as a model's first conv expects;
     `size` (a teacher's input side, e.g. 56) resizes bilinearly to (size, size) first."""
-    x = ((x_u8.float().div_(255.0) - mean) / std).unsqueeze(1)
+    x = ((x_u8.to(torch.float32, copy=True).div_(255.0) - mean) / std).unsqueeze(1)  # uint8, or mixed floats
     if size is not None and size != x.shape[-1]:
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return x.expand(-1, channels, -1, -1)
@@ -107,3 +108,34 @@ def random_erase(
     cols = (xs[None] >= x0[:, None]) & (xs[None] < (x0 + ew)[:, None])  # (N, W)
     mask = rows[:, :, None] & cols[:, None, :] & on[:, None, None]  # (N, H, W)
     return x.masked_fill(mask, 0)
+
+
+def mix_images(
+    x: torch.Tensor, kind: str, alpha: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each image of x (N, H, W) mixed with a partner from the same batch: (mixed float pixels (N, H, W) on the
+    0-255 scale, partner index (N,), lambda (N,): the share of the image's own pixels). `kind` mixup blends,
+    lambda x + (1 - lambda) x[partner] (Zhang et al. 2018); cutmix pastes a box of the partner covering
+    1 - lambda of the image, lambda then the box's exact share (Yun et al. 2019). lambda ~ Beta(alpha, alpha),
+    one per image, drawn with `generator` (a resumed epoch draws the same)."""
+    n, h, w = x.shape
+    partner = torch.randperm(n, generator=generator).to(x.device)
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    lam = torch.as_tensor(np.random.default_rng(seed).beta(alpha, alpha, n), dtype=torch.float32, device=x.device)
+    xf, other = x.float(), x[partner].float()
+    if kind == "mixup":
+        return lam.view(n, 1, 1) * xf + (1 - lam.view(n, 1, 1)) * other, partner, lam
+    if kind != "cutmix":
+        raise ValueError(f"mix must be mixup or cutmix, got {kind!r}")
+    side = torch.sqrt(1 - lam)  # the box's side as a fraction of the image's
+    bh, bw = (side * h).round().long(), (side * w).round().long()
+    cy = (torch.rand(n, generator=generator) * h).long().to(x.device)
+    cx = (torch.rand(n, generator=generator) * w).long().to(x.device)
+    y0, y1 = (cy - bh // 2).clamp(0, h), (cy - bh // 2 + bh).clamp(0, h)
+    x0, x1 = (cx - bw // 2).clamp(0, w), (cx - bw // 2 + bw).clamp(0, w)
+    rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    box = ((rows.view(1, h, 1) >= y0.view(n, 1, 1)) & (rows.view(1, h, 1) < y1.view(n, 1, 1))) & (
+        (cols.view(1, 1, w) >= x0.view(n, 1, 1)) & (cols.view(1, 1, w) < x1.view(n, 1, 1))
+    )  # (N, H, W): the partner's pixels
+    lam = 1 - box.flatten(1).float().mean(1)  # the share actually kept (a box clipped at the border is smaller)
+    return torch.where(box, other, xf), partner, lam

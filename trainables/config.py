@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from students.registry import canonical
-from trainables.losses import LOSS_ALIASES, LOSSES
+from trainables.losses import LOSS_ALIASES, LOSSES, NEEDS_TEACHER
 
 LOSS_NAMES = tuple(LOSSES) + tuple(LOSS_ALIASES)  # the registry's names, in its order, then the old names
 CKPT_FILE = "checkpoint.pt"  # in a trial's checkpoint directory: the state train_student reports
@@ -100,6 +100,10 @@ class TrainConfig(OptimSettings):
     label_smoothing: float = 0.0  # on the hard-label cross-entropy term
     erase: float = 0.0  # random erasing (Zhong et al. 2017): probability per image of one zeroed
     # rectangle on the student's input; the teacher's logits stay the uncut view's
+    mix: Literal["none", "mixup", "cutmix"] = "none"  # function matching (Beyer et al. 2022): the student's
+    # input a mix of two training images (mixup: a blend; cutmix: a box of one pasted on the other), its target
+    # the teacher's logits on exactly that image; needs the teacher live (teacher.mode: live) and alpha 1
+    mix_alpha: float = 1.0  # the mixing ratio lambda ~ Beta(mix_alpha, mix_alpha), one per image (1: uniform)
     tta: Literal["none", "flip"] = "none"  # test-time augmentation of the evaluated (and exported) model:
     # flip averages its logits over the image and its mirror (no parameters);
     # val_acc is then the flip-averaged accuracy. Both are reported each epoch
@@ -136,6 +140,12 @@ class TrainConfig(OptimSettings):
         _check(0 <= self.kd_warmup <= self.epochs, "kd_warmup must be in 0..epochs")
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         _check(0 <= self.erase <= 1, "erase must be a probability in [0, 1]")
+        _check(self.mix_alpha > 0, "mix_alpha must be > 0 (lambda ~ Beta(mix_alpha, mix_alpha); 1 is uniform)")
+        _check(
+            self.mix == "none" or (self.alpha == 1 and self.loss in NEEDS_TEACHER),
+            f"mix {self.mix} matches the teacher's function on mixed images: set alpha 1 and a distillation loss "
+            "(a mixed image has no one hard label)",
+        )
         _check(self.tta in ("none", "flip"), f"tta must be none or flip, got {self.tta!r}")
         _check(0 <= self.ema < 1, "ema must be in [0, 1) (a decay per step, e.g. 0.999; 0 turns it off)")
         _check(self.std > 0, "std must be > 0")

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from students import count_macs, count_params, create_student, deployed
-from trainables.augment import ViewSpec, apply_views, random_erase, to_input
+from trainables.augment import ViewSpec, apply_views, mix_images, random_erase, to_input
 from trainables.config import TrainConfig
 from trainables.engine import Loop, autocast, fit, resolve_precision
 from trainables.layout import memory_format, prepare_for_training
@@ -163,6 +163,11 @@ def train_student(
     """
     if cfg.loss in NEEDS_TEACHER and data.mode == "none":
         raise ValueError(f"loss {cfg.loss!r} needs a teacher; set teacher.checkpoint or use loss ce/mse")
+    if cfg.mix != "none" and data.mode != "live":
+        raise ValueError(
+            f"mix {cfg.mix}: cached teacher logits ({data.mode}) are of unmixed views, not of the mixed image the "
+            "student sees; set teacher.mode: live"
+        )
     torch.manual_seed(cfg.seed)
     prune_info = None
     if resume is not None:  # a resumed trial rebuilds what it trained (a pruned student from its shapes)
@@ -215,6 +220,8 @@ def train_student(
     def batch(idx, g):
         views = spec.random(len(idx), generator=g).to(device)  # (B,)
         xb = apply_views(train_x[idx], views, spec)  # (B, 28, 28) uint8
+        if cfg.mix != "none":  # function matching: the teacher (live) scores this very mixed image below
+            xb = mix_images(xb, cfg.mix, cfg.mix_alpha, generator=g)[0]  # (B, 28, 28) float, 0-255
         t = None
         if logits is not None:
             t = logits[idx, views if data.mode == "views" else 0].float()  # (B, 10)

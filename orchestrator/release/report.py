@@ -254,6 +254,14 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             f"`{t.get('mode')}`: {MODES.get(t.get('mode'), '')}. This run made {forwards:,} teacher forward passes "
             f"over training images ({how})."
         )
+        if win.get("mix", "none") != "none":
+            paras.append(
+                f"**Function matching.** The student trained on {win['mix']} images: each a mix of two training "
+                f"images, lambda ~ Beta({win['mix_alpha']:g}, {win['mix_alpha']:g}) per image, and the teacher, "
+                f"live, scored exactly that mixed image, its only target (alpha 1: no hard label), for "
+                f'{win.get("epochs")} epochs (Beyer et al. 2022, "Knowledge distillation: A good teacher is patient '
+                'and consistent").'
+            )
         if t.get("ensemble"):
             names = ", ".join(f"{m['arch']} ({m['val_acc']:.2%}, `{Path(m['path']).name}`)" for m in t["ensemble"])
             paras.append(
