@@ -191,6 +191,14 @@ def _export(a) -> int:
     return 0
 
 
+def _demo(a) -> int:
+    from orchestrator.release.demo import HOST, serve
+
+    print(f"kdsweep demo: http://{HOST}:{a.port} (this machine only; Ctrl-C stops it)")
+    serve(a.model, a.teacher or None, a.port, a.data_dir)
+    return 0
+
+
 def _release(a) -> int:
     from orchestrator.release.promote import release_student, release_teacher
 
@@ -462,9 +470,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", default="models/student/student.pt2", help="student.pt2 or student.onnx")
     pr.add_argument("images", nargs="+", help="image files (any size, colour or grayscale) or IDX files")
     pr.set_defaults(func=_predict)
+    dm = sub.add_parser(
+        "demo", help="the student in a browser page on 127.0.0.1 (Gradio): drop a photo, see its classes"
+    )
+    dm.add_argument("--model", default="models/student/student.pt2", help="an exported student.pt2")
+    dm.add_argument(
+        "--teacher",
+        default="models/teacher/resnet50.pt",
+        help="a teacher checkpoint (with its JSON sidecar) shown beside the student; '' for none",
+    )
+    dm.add_argument("--port", type=int, default=7860)
+    dm.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX .gz files")
+    dm.set_defaults(func=_demo)
     rl = sub.add_parser(
         "release",
-        help="replace the released student or teacher (models/) by a candidate, only if it is better on validation",
+        help="replace the released student or teacher (models/) by a candidate, only if a paired test calls it better",
     )
     rl.add_argument("what", choices=["student", "teacher"])
     rl.add_argument(
