@@ -76,7 +76,7 @@ def test_release_student_only_when_a_paired_test_calls_it_better(tmp_path, score
     assert (
         "| against it | the candidate res3 0.9424 against the release 0.9400" in readme and "res3 better (p" in readme
     )
-    assert not list(dest.parent.glob(".student.*"))  # no temp dirs left
+    assert not [d for d in dest.parent.glob(".student.*") if d.is_dir()]  # no temp dirs left (the lock file stays)
 
 
 def test_the_gate_scores_both_students_now_on_the_same_images_and_views(tmp_path, monkeypatch):
@@ -218,3 +218,44 @@ def test_six_view_tta_is_the_training_shift_and_exports(tmp_path):
         val_y = plain(torch.as_tensor(val_x).float().div(255).unsqueeze(1)).argmax(1).numpy()  # plain is right
     best, acc = choose_tta(student, dict(mean=0.286, std=0.353), val_x, val_y)
     assert set(acc) == {"none", "flip", "flip_shift"} and acc["none"] == 1.0 and best == "none"
+
+
+def test_two_releases_at_once_leave_one_whole_release_and_tell_the_other_why(tmp_path, monkeypatch):
+    """Two `kdsweep release student` racing with different candidates, both better than the release: they
+    run one at a time, so the second is compared with what the first released; one whole release remains
+    (its files and metrics from one candidate) and the other is refused with the paired test's reason."""
+    import threading
+    import time
+
+    right = {"old": _right(4700), "a": _right(4740), "b": _right(4730)}  # a and b beat the release, a beats b
+
+    def scores(export_dir, tta, split):  # what the export in export_dir gets right: by the candidate it holds
+        held = json.loads((Path(export_dir) / "metrics.json").read_text())["tag"]
+        time.sleep(0.2)  # read, then the forward passes: the race window
+        return right[held]
+
+    monkeypatch.setattr(promote, "load_split", lambda d, size, seed: None)
+    monkeypatch.setattr(promote, "val_correct", scores)
+    dest = tmp_path / "models" / "student"
+    _export(dest, 0.9400, tag="old")
+    outcomes = {}
+
+    def run(tag: str, val: float):
+        try:
+            release_student(_export(tmp_path / tag, val, tag=tag), dest)
+            outcomes[tag] = "released"
+        except ReleaseRefused as e:
+            outcomes[tag] = str(e)
+
+    threads = [threading.Thread(target=run, args=a) for a in (("a", 0.948), ("b", 0.946))]
+    threads[0].start()
+    time.sleep(0.05)  # b asks while a is comparing
+    threads[1].start()
+    for t in threads:
+        t.join()
+    assert outcomes["a"] == "released"
+    assert (
+        "against the release 0.9480" in outcomes["b"] and "not better by a margin the test calls real" in outcomes["b"]
+    )
+    m = json.loads((dest / "metrics.json").read_text())
+    assert m["tag"] == "a" and m["val_acc"] == 0.948  # one whole release: a's

@@ -9,6 +9,7 @@ and cannot write into models/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -145,11 +146,31 @@ def release_readme(m: dict, previous: dict | None, candidate: Path, paired_said:
     return "\n".join(x for x in lines if x is not None) + "\n"
 
 
+@contextlib.contextmanager
+def release_lock(dest: Path):
+    """One release of `dest` at a time (an exclusive flock beside it): a second `kdsweep release` waits, then
+    compares its candidate with what the first released, so two at once leave one whole release and tell
+    the other why (POSIX file locks: local disks and NFS with locking)."""
+    import fcntl
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".{dest.name}.release.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def release_student(candidate: str | Path, dest: Path = STUDENT_RELEASE, data_dir: str | None = None) -> dict:
     """Replace the released student by the export in `candidate` if a paired test on the validation images
     calls it better (against_release); its README is written from the export's metrics (release_readme), the
-    other files of `dest` stay."""
-    candidate = Path(candidate)
+    other files of `dest` stay. Releases of one `dest` run one at a time (release_lock)."""
+    with release_lock(Path(dest)):
+        return _release_student(Path(candidate), Path(dest), data_dir)
+
+
+def _release_student(candidate: Path, dest: Path, data_dir: str | None) -> dict:
     mpath = candidate / "metrics.json"
     if not mpath.is_file():
         raise ReleaseRefused(
@@ -198,6 +219,11 @@ def release_teacher(candidate: str | Path, name: str, dest: Path = TEACHER_RELEA
             f"{candidate}: a teacher release is its weights plus the JSON sidecar beside them "
             "(`kdsweep teacher train` writes both)"
         )
+    with release_lock(Path(dest)):  # beside models/teacher/, which a release rebuilds whole
+        return _release_teacher(candidate, side, name, Path(dest))
+
+
+def _release_teacher(candidate: Path, side: Path, name: str, dest: Path) -> dict:
     cand = json.loads(side.read_text())
     current_side = dest / f"{name}.json"
     current = json.loads(current_side.read_text()) if current_side.is_file() else None
