@@ -27,9 +27,9 @@ def _check(cond: bool, msg: str):
 class DataConfig:
     data_dir: str | None = None  # None: $KDSWEEP_DATA, ./data, /usr/share/datasets/fashion-mnist
     val_size: int = 5000  # images carved out of the 60,000 training images
-    split_seed: int = 0
+    split_seed: int = 0  # seeds the stratified train/validation split
     train_limit: int | None = None  # keep only the first N training images (smoke runs)
-    val_limit: int | None = None
+    val_limit: int | None = None  # keep only the first N validation images (smoke runs)
 
     def __post_init__(self):
         _check(0 < self.val_size < 60_000, "val_size must be in 1..59999")
@@ -40,7 +40,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class Views:
     shift: int = 2  # pixels
-    flip: bool = True
+    flip: bool = True  # the mirror image is a view too
 
     def __post_init__(self):
         _check(0 <= self.shift <= 8, "shift must be in 0..8 pixels")
@@ -51,9 +51,9 @@ class Preprocess:
     """What a model expects: pixels/255, then (x - mean) / std, resized to `size` x `size` (bilinear),
     repeated to `channels`."""
 
-    mean: float = 0.2860
+    mean: float = 0.2860  # of pixels / 255 over the training images
     std: float = 0.3530
-    channels: int = 3
+    channels: int = 3  # the grayscale image repeated (a torchvision ResNet takes 3)
     size: int = 28  # input side: 28 = the images as they are; 56 = upsampled 2x (a torchvision
     # ResNet's stem divides by 4, so 28 px leave 7x7 after it, 56 px 14x14)
 
@@ -70,16 +70,16 @@ Optim = OptimSettings  # a teacher's `optim:` section: the same fields, defaults
 class TeacherTrainConfig:
     """configs/teacher.yaml: how `kdsweep teacher train` trains a ResNet."""
 
-    name: str = "teacher"
-    # torchvision layouts (resnet10: tiny, for tests) or CIFAR-style ones a CPU can train (students/teachers.py)
+    name: str = "teacher"  # the checkpoint's file name under artifacts/teacher/
     arch: Literal[
         "resnet50", "resnet18", "resnet10", "cifar_resnet20", "cifar_resnet32", "cifar_resnet56", "cifar_wrn16_4"
-    ] = "resnet50"
+    ] = "resnet50"  # torchvision layouts (resnet10: tiny, for tests) or CIFAR-style ones a CPU can train
+    # (students/teachers.py)
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: Preprocess = field(default_factory=Preprocess)
     optim: Optim = field(default_factory=lambda: Optim(lr=0.1, epochs=15))
     augment: Views = field(default_factory=Views)
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1  # on the cross-entropy with the labels
     erase: float = 0.0  # random erasing (Zhong et al. 2017): probability per image
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast in the train step (auto: where native)
     compile: bool = False  # torch.compile the training step
@@ -87,11 +87,11 @@ class TeacherTrainConfig:
     kd_from: str | None = None  # a teacher checkpoint distilled into this one (KD, Hinton et al. 2015: its
     # clean-image logits, cached, for every view) plus the labels
     kd_alpha: float = 0.5  # weight of the teacher term
-    kd_temperature: float = 4.0
-    seed: int = 0
+    kd_temperature: float = 4.0  # T of the teacher term
+    seed: int = 0  # weights, batch order, augmentation
     workers: int = 1  # Ray Train workers (DDP when > 1)
-    use_gpu: bool = False
-    cpus_per_worker: int = 2
+    use_gpu: bool = False  # each Ray Train worker on a GPU
+    cpus_per_worker: int = 2  # torch threads of each worker
     eval_batch_size: int = 256  # = teacher.INFER_BATCH
 
     def __post_init__(self):
@@ -110,14 +110,16 @@ def load_teacher_config(path) -> TeacherTrainConfig:
 class TeacherConfig:
     checkpoint: str | None = "models/teacher/resnet50.pt"  # a torchvision resnet50(num_classes=10) state_dict
     mean: float | None = None  # None: read from the checkpoint's JSON sidecar
-    std: float | None = None
-    mode: Literal["views", "clean", "live"] = "views"
+    std: float | None = None  # None: read from the checkpoint's JSON sidecar
+    mode: Literal["views", "clean", "live"] = "views"  # views: logits cached per (image, shifted/flipped view),
+    # replayed exactly; clean: cached per image, reused for every view; live: the teacher runs on every batch
+    # (the slow reference, and what function matching, train.mix, needs)
     batch_size: int = 256  # teacher inference batch (images); = teacher.INFER_BATCH, which says why
     cache_dir: str = "cache"  # teacher-logit cache, reused across sweeps
     build: Literal["driver", "cluster"] = "driver"  # where the cache is computed: in the driver process, or by
     # Ray actors on every node of the cluster (cache_ray.py)
     cpus_per_actor: float = 1.0  # build: cluster -- resources of each teacher actor
-    gpus_per_actor: float = 0.0
+    gpus_per_actor: float = 0.0  # build: cluster -- a share of a GPU per actor
     layout: Literal["auto", "channels_last", "contiguous"] = "auto"  # its forwards' memory layout; auto: the
     # faster of the two here, timed on a few validation batches before the cache
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # the teacher's forwards (cache, validation): bf16 autocast
@@ -141,8 +143,8 @@ class TeacherConfig:
 @dataclass(frozen=True)
 class SweepSettings:
     num_samples: int = 1  # samples of the search space (each grid point num_samples times)
-    max_concurrent_trials: int = 2
-    cpus_per_trial: float = 1.0
+    max_concurrent_trials: int = 2  # search trials at a time
+    cpus_per_trial: float = 1.0  # each trial's CPUs (its torch threads)
     gpus_per_trial: float | Literal["auto"] = "auto"  # a share of one GPU; auto: 0 on a cluster without GPUs,
     # else every CPU slot an equal share (several trials to a GPU)
     grace_period: int | Literal["auto"] = 1  # ASHA: epochs before a trial can be stopped; auto: the
@@ -205,10 +207,10 @@ class GrowSettings:
     trained to its end (experiments/search_fidelity: no earlier epoch ranked candidates), at most
     `max_candidates`; the plan says how many it affords and why. An empty search_space never grows."""
 
-    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)  # what a grown search draws
     epochs: int = 40  # each candidate's length, judged at its end
     min_candidates: int = 4  # fewer is no search: the config's own search stage runs instead
-    max_candidates: int = 32
+    max_candidates: int = 32  # however much the budget affords
 
     def __post_init__(self):
         _check(self.epochs >= 1, "epochs must be >= 1")
@@ -249,12 +251,13 @@ def _check_space(space: dict, train: TrainConfig, where: str):
 
 @dataclass(frozen=True)
 class SweepConfig:
-    name: str
+    name: str  # the run's folder under sweep.storage and the export's under artifacts/
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     augment: Views = field(default_factory=Views)  # student augmentation = the teacher's enumerable views
     train: TrainConfig = field(default_factory=TrainConfig)
-    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)  # train keys (or
+    # student_kwargs.<kwarg>) -> {choice|grid|uniform|loguniform: ...}, drawn by sweep.searcher
     trials: list[dict[str, Any]] = field(default_factory=list)  # explicit variants, crossed with search_space
     sweep: SweepSettings = field(default_factory=SweepSettings)
     final: FinalSettings = field(default_factory=FinalSettings)

@@ -68,14 +68,14 @@ class OptimSettings:
     """How a network is optimized, written once: a trial's (TrainConfig) and a teacher's training (the
     teacher config's `optim:`) share these fields, their defaults and their checks."""
 
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"  # sgd: with Nesterov momentum
     lr: float = 0.05  # peak learning rate
     momentum: float = 0.9  # sgd (Nesterov)
     weight_decay: float = 5e-4  # a teacher's training leaves BN weights and biases out of it
-    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
+    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"  # the learning rate over the steps
     warmup_frac: float = 0.25  # onecycle: fraction of steps rising to the peak
-    epochs: int = 10
-    batch_size: int = 128
+    epochs: int = 10  # passes over the training images
+    batch_size: int = 128  # images a step
 
     def __post_init__(self):
         _check(self.lr > 0, "lr must be > 0")
@@ -90,11 +90,11 @@ class TrainConfig(OptimSettings):
     """One trial's settings: flat, so that any key can be a search-space dimension (the optimizer's fields
     come from OptimSettings)."""
 
-    student: str = "starter_model_2"
-    student_kwargs: dict[str, Any] = field(default_factory=dict)
-    loss: Literal[LOSS_NAMES] = "kd"
+    student: str = "starter_model_2"  # a registered student (`kdsweep students` lists them)
+    student_kwargs: dict[str, Any] = field(default_factory=dict)  # its arguments, e.g. arch's shape
+    loss: Literal[LOSS_NAMES] = "kd"  # kd, lskd, dkd, starter: with the teacher; ce, mse: the no-teacher controls
     alpha: float = 0.9  # weight of the soft (teacher) term; dkd: weight of its target-class term
-    temperature: float = 4.0
+    temperature: float = 4.0  # T: both logits divided by it before the softmax
     beta: float = 8.0  # dkd: weight of the non-target-class term
     kd_warmup: int = 0  # epochs over which the teacher term's weight rises linearly 0 -> 1
     label_smoothing: float = 0.0  # on the hard-label cross-entropy term
@@ -113,14 +113,14 @@ class TrainConfig(OptimSettings):
     # faster of the two on this CPU, timed by the run's plan (channels_last where no plan runs)
     prune_from: str | None = None  # a trained student's checkpoint (student.pt / checkpoint.pt), wider than the
     # budget: it is pruned to `prune_to` parameters, then fine-tuned by this trial
-    prune_importance: Literal["magnitude", "taylor"] = "magnitude"
+    prune_importance: Literal["magnitude", "taylor"] = "magnitude"  # how channels are ranked for removal
     prune_steps: int = 10  # iterative pruning steps (the ratio rises linearly; stops at the target)
     prune_to: int = 100_000  # parameters (torchinfo) the pruned student may keep
     prune_round_to: int = 8  # pruned layers keep a multiple of this many channels: 8 keeps oneDNN's
     # fast kernels and avoids its AVX2 1x1 bug (trainables/layout.py)
     mean: float = 0.2860  # student input normalization (pixels / 255)
     std: float = 0.3530
-    seed: int = 0
+    seed: int = 0  # weights, batch order, augmentation
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast in the train step; auto: bf16 where
     # the hardware has it (avx512_bf16/AMX CPU, GPU)
 
