@@ -108,7 +108,9 @@ class TrainConfig(OptimSettings):
     # flip averages its logits over the image and its mirror (no parameters);
     # val_acc is then the flip-averaged accuracy. Both are reported each epoch
     ema: float = 0.0  # decay per step of an EMA of the weights used for evaluation; 0 = off
-    ema_bn: Literal["copy", "average"] = "copy"  # the EMA's BN statistics: the live model's, or averaged too
+    ema_bn: Literal["copy", "average", "recompute"] = "copy"  # the EMA's BN statistics: the live model's,
+    # averaged like the weights, or recomputed for the averaged weights on training images before each
+    # evaluation (precise BN): the live model's statistics can be far from what the averaged weights produce
     layout: Literal["auto", "channels_last", "contiguous"] = "auto"  # the step's memory layout; auto: the
     # faster of the two on this CPU, timed by the run's plan (channels_last where no plan runs)
     prune_from: str | None = None  # a trained student's checkpoint (student.pt / checkpoint.pt), wider than the

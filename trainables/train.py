@@ -119,6 +119,28 @@ class EMA:
             torch._foreach_copy_([a for a, _ in copied], [b for _, b in copied])
 
 
+BN_IMAGES = 4096  # training images whose activations set the EMA's BN statistics (ema_bn: recompute)
+
+
+@torch.no_grad()
+def recompute_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> None:
+    """Set every BatchNorm's running statistics to those of `x` (normalized inputs (N, C, H, W)) passing
+    through `model` as it is, layer by layer ("precise BN", Wu and Johnson 2021): the mean over the images
+    (exact where batch_size divides N), the variance the average of the batches' variances; the model is
+    left in eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    model.train()
+    for i in range(0, len(x), batch_size):
+        model(x[i : i + batch_size])
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+
+
 def _pruned_source(cfg: TrainConfig, data: TrialData):
     """The trained source student of `cfg.prune_from`, pruned to `cfg.prune_to` parameters:
     (model, "pruned", kwargs that rebuild it, what pruning did)."""
@@ -202,6 +224,12 @@ def train_student(
     precision = resolve_precision(cfg.precision, device)
     start, elapsed = 0, 0.0
     ema = EMA(model, cfg.ema, cfg.ema_bn) if cfg.ema > 0 else None
+    bn_x = None
+    if ema is not None and cfg.ema_bn == "recompute":  # a fixed seeded subset, unaugmented, in the step's layout
+        pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(cfg.seed))[:BN_IMAGES]
+        bn_x = to_input(train_x[pick.to(device)], cfg.mean, cfg.std, model.in_chans).contiguous(
+            memory_format=memory_format(cfg.layout)
+        )
     if resume is not None:
         model.load_state_dict(resume["train_state_dict"] if ema is not None else resume["state_dict"])
         if ema is not None:
@@ -249,6 +277,8 @@ def train_student(
         nonlocal elapsed, metrics
         t_eval = time.time()
         eval_model = ema.model if ema is not None else model  # what the checkpoint ships
+        if ema is not None and cfg.ema_bn == "recompute":  # statistics of what the averaged weights compute
+            recompute_bn(eval_model, bn_x)
         acc = evaluate_tta(eval_model, val_x, val_y, cfg.mean, cfg.std)
         val_acc, val_loss = acc[cfg.tta]  # what selection sees: the model as export ships it
         elapsed += train_s + time.time() - t_eval

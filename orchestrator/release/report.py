@@ -19,6 +19,7 @@ from orchestrator.release import front as front_mod
 from orchestrator.release import results as results_mod
 from orchestrator.run.io import project_relative
 from trainables.losses import LOSSES, NEEDS_TEACHER
+from trainables.train import BN_IMAGES
 
 MODES = {
     "views": "its logits were computed once for every (training image, augmentation view) pair and each student "
@@ -325,6 +326,12 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             " Evaluation and the export use an exponential moving average of the weights "
             f"(decay {win['ema']:g} per step"
             + ("; BN statistics averaged too" if win.get("ema_bn") == "average" else "")
+            + (
+                f"; BN statistics recomputed for the averaged weights on {BN_IMAGES:,} training images before each "
+                "evaluation"
+                if win.get("ema_bn") == "recompute"
+                else ""
+            )
             + ")."
             if win.get("ema")
             else ""
