@@ -223,3 +223,21 @@ def test_a_run_under_way_is_accounted_with_its_configs_searcher(tmp_path, capsys
     (run / CONFIG_FILE).write_text(json.dumps(cfg))
     assert _results(argparse.Namespace(run=str(run))) == 0
     assert "search: 3 trials by optuna" in capsys.readouterr().out
+
+
+def test_the_report_names_files_not_machines_and_compresses_against_the_resnet50(tmp_path):
+    """A student taught by an assistant on another machine: the report names the teacher's file, not that
+    machine's path, and gives the compression against the course's ResNet-50 beside the assistant's."""
+    run, metrics = _run(tmp_path, [{"loss": "kd"}])
+    meta = _meta()
+    meta["teacher"].update(arch="cifar_resnet20", params=272_474, path="/elsewhere/worktree/models/teacher/ta.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    write_report(run, out, metrics, meta)
+    md = (out / "report.md").read_text()
+    assert "/elsewhere" not in md and "from `ta.pt`" in md
+    assert "| compression (teacher / student parameters) | 5x |" in md
+    assert (
+        "| compression against the course's ResNet-50 | 471x (23,528,522 / 50,000 parameters); the student's "
+        "teacher was a cifar_resnet20, not the ResNet-50 |" in md
+    )

@@ -250,7 +250,7 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
             how = "once, then shared with the trials; no trial ran the teacher network"
         paras.append(
             f"**Teacher.** A {t.get('arch')} with {t.get('params', 0):,} parameters, {t.get('val_acc', 0):.2%} on the "
-            f"validation split, from `{project_relative(t.get('path') or '')}` "
+            f"validation split, from `{_named(t.get('path') or '')}` "
             f"(sha256 {str(t.get('sha256'))[:12]}…). Teacher mode "
             f"`{t.get('mode')}`: {MODES.get(t.get('mode'), '')}. This run made {forwards:,} teacher forward passes "
             f"over training images ({how})."
@@ -477,6 +477,16 @@ def _tta_text(m: dict) -> str:
     )
 
 
+MISSION_PARAMS = 23_528_522  # the course's ResNet-50 (torchvision layout, 10 classes): torchinfo's count
+
+
+def _named(path: str) -> str:
+    """A file as a report names it: relative to the project where it lies inside it, else by its name alone
+    (a path on the machine that built the run means nothing to a reader; the sha256 beside it identifies it)."""
+    rel = project_relative(path)
+    return Path(rel).name if Path(rel).is_absolute() else rel
+
+
 def _release_point() -> dict | None:
     """The released student as a point on the front's MACs panel (its validation at its own length)."""
     from orchestrator.release.promote import STUDENT_RELEASE
@@ -531,6 +541,15 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
         (
             "compression (teacher / student parameters)",
             f"{t['params'] / metrics['params']:.0f}x" if t.get("params") else "-",
+        ),
+        (
+            "compression against the course's ResNet-50",
+            f"{MISSION_PARAMS / metrics['params']:.0f}x ({MISSION_PARAMS:,} / {metrics['params']:,} parameters)"
+            + (
+                f"; the student's teacher was a {t.get('arch')}, not the ResNet-50"
+                if t.get("arch") and t.get("arch") != "resnet50"
+                else ""
+            ),
         ),
         ("teacher forwards this run", f"{run_meta.get('teacher_forwards', 0):,}"),
         ("sweep wall time", f"{(run_meta.get('wall_s') or 0) / 60:.1f} min"),
