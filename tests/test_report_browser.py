@@ -93,17 +93,44 @@ def test_a_plot_appears_only_where_the_run_has_what_it_shows(tmp_path):
     assert len(set(names)) == len(names) == 3 and any("res3_w8_d111" in n for n in names)
 
 
+def _with_ledger(run: Path, folder: Path) -> None:
+    """Give the synthetic run a search ledger of four candidates (two finished, one cut, one dearer)."""
+    from orchestrator.run.ledger import Ledger
+
+    cfg = json.loads((run / CONFIG_FILE).read_text())
+    cfg["sweep"]["ledger"] = str(folder)
+    (run / CONFIG_FILE).write_text(json.dumps(cfg))
+    cands = [{"student_kwargs.depths": [1, 1, k], "lr": 0.1} for k in (1, 2, 3, 4)]
+    ledger = Ledger(folder)
+    ledger.open({"x": 1}, cands)
+    for i, (macs, curve, end) in enumerate(
+        [(5e6, [0.90, 0.93], "finished"), (9e6, [0.90, 0.92], "finished"), (2e6, [0.5], "stopped at epoch 1"),
+         (20e6, [0.91, 0.95], "finished")]
+    ):  # fmt: skip
+        for e, v in enumerate(curve, 1):
+            ledger.epoch(i, dict(epoch=e, val_acc=v, params=90_000, macs=macs, images_per_s=3e4 / (macs / 1e6)))
+        ledger.ended(i, end)
+
+
 @pytest.mark.slow
-def test_the_report_renders_in_a_real_browser(tmp_path):
+@pytest.mark.parametrize("ledger", [False, True], ids=["trials", "search_front"])
+def test_the_report_renders_in_a_real_browser(tmp_path, ledger):
     """Headless chromium opens report.html and draws it: a screenshot of the window's size, mostly page
-    (not blank), with the plots' own colours in it (the embedded PNGs decoded and drawn)."""
+    (not blank), with the plots' own colours in it (the embedded PNGs decoded and drawn); a search kept in a
+    ledger adds its accuracy/cost front, drawn too."""
     from PIL import Image
 
     assert CHROMIUM, "this test needs a browser: apt-get install -y chromium (make test installs it)"
     run, metrics = _run(tmp_path, [{"loss": "kd"}, {"loss": "ce"}])
+    if ledger:
+        _with_ledger(run, tmp_path / "ledger")
     out = tmp_path / "out"
     out.mkdir()
     write_report(run, out, metrics, _meta())
+    page = (out / "report.html").read_text()
+    assert ('alt="search_front"' in page) == ledger and (
+        "**Accuracy and cost.**" in (out / "report.md").read_text()
+    ) == ledger
     shot = tmp_path / "shot.png"
     p = subprocess.run(
         [
