@@ -146,6 +146,18 @@ def _train(a) -> int:
 
     cfg = _load_sweep_config(a)
     torch.set_num_threads(a.threads or max(1, int(cfg.sweep.cpus_per_trial)))
+    if cfg.sweep.ledger and cfg.search_space:  # a search kept in a ledger: its candidates, here, without Ray
+        from orchestrator.sweep.local import run_ledger_search
+
+        entries = run_ledger_search(cfg, a.teacher, a.device, a.minutes)
+        left = sum(e.end is None for e in entries)
+        best = max((e for e in entries if e.rows), key=lambda e: e.best, default=None)
+        print(
+            f"ledger {cfg.sweep.ledger}: {len(entries) - left} of {len(entries)} candidates ended"
+            + (f"; the best so far c{best.index:03d} val {best.best:.4f} {best.variant}" if best else "")
+            + ("; the final stage and export: `kdsweep sweep` with the same config" if not left else "")
+        )
+        return 0
     export_to = None if a.no_export else resolve_path(a.export_dir or f"artifacts/{cfg.name}")
     run_local(cfg, teacher_path=a.teacher, only=a.trial, device=a.device, export_to=export_to, force=a.force)
     return 0
@@ -416,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "train",
         help="train a config's trials in this process, without Ray (e.g. on a GPU "
-        "machine), in the layout export/results/report read",
+        "machine), in the layout export/results/report read; with sweep.ledger, a search's candidates",
     )
     _config_args(tr, "configs/release.yaml")
     tr.add_argument(
@@ -431,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-export", action="store_true", help="skip exporting the best trial when the run ends")
     tr.add_argument("--export-dir", default=None, help="default artifacts/<name>")
     tr.add_argument("--force", action="store_true", help="start the run over (without --trial)")
+    tr.add_argument(
+        "--minutes",
+        type=float,
+        default=0,
+        help="a search kept in a ledger (sweep.ledger): start no candidate after this long (0: no limit)",
+    )
     tr.set_defaults(func=_train)
 
     ca = sub.add_parser(

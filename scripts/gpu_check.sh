@@ -3,8 +3,8 @@
 # no network): the no-Ray paths on CUDA, timed, beside the CPU's recorded figures.
 #   1. the default's teacher cache (configs/sweep.yaml) on CUDA: `kdsweep cache --device cuda`;
 #   2. the default's KD trial (trial 0) for 3 epochs through `kdsweep train --device cuda`: images/s, s/epoch;
-#   3. until ~9 minutes have passed: the search_fidelity trials not yet collected, full length, on CUDA,
-#      each collected into experiments/search_fidelity/curves/ as it ends (copied to $OUT/curves).
+#   3. until ~9 minutes have passed: experiments/search_arch's candidates the ledger has not ended, on CUDA
+#      (`kdsweep train` with sweep.ledger), the ledger copied to $OUT/ledger.
 # Run from the repository root:  OUT=/some/dir bash scripts/gpu_check.sh   (PY=python3 by default)
 # A dry run on a CPU: DEVICE=cpu BUDGET_S=0 EXTRA="--set data.train_limit=512 --set data.val_limit=128" ...
 set -uo pipefail
@@ -13,7 +13,7 @@ PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 BUDGET_S=${BUDGET_S:-540}
 read -r -a EXTRA <<< "${EXTRA:-}"
-mkdir -p "$OUT/curves"
+mkdir -p "$OUT"
 export PYTHONPATH=$PWD
 T0=$(date +%s)
 left() { echo $((BUDGET_S - ($(date +%s) - T0))); }
@@ -38,14 +38,12 @@ run train 180 $PY -m orchestrator train --config configs/sweep.yaml --device "$D
   --set "teacher.cache_dir=$OUT/cache" --set "sweep.storage=$OUT/runs" --set train.epochs=3 --set "final={}" \
   --set minutes=0 "${EXTRA[@]}"
 grep -h "img/s" "$OUT/train.log" | tail -3
-H=experiments/search_fidelity
-for item in r50:10 r50:11 r50:12 r20:0 r20:2 r20:3 r50:13; do
-  cfg=${item%%:*} k=${item##*:}
-  [ -f "$H/curves/${cfg}_$(printf %02d "$k").jsonl" ] && continue
-  [ "$(left)" -lt 60 ] && break
-  run "fidelity_${cfg}_$k" "$(left)" $PY -m orchestrator train --config "$H/$cfg.yaml" --trial "$k" \
-    --device "$DEVICE" --no-export \
-    && $PY "$H/collect.py" "$cfg" "$k" >> "$OUT/steps.jsonl" 2>&1 \
-    && cp "$H/curves/${cfg}_$(printf %02d "$k").jsonl" "$OUT/curves/"
-done
+# 3. the architecture search's candidates the ledger has not ended, on CUDA, judged at the same rungs
+#    (kdsweep train with sweep.ledger: no Ray); the ledger comes back under $OUT/ledger to commit
+S=experiments/search_arch
+if [ "$(left)" -gt 90 ]; then
+  run search_arch "$(left)" $PY -m orchestrator train --config "$S/config.yaml" --device "$DEVICE" \
+    --set "teacher.cache_dir=$OUT/cache" --minutes $(( ($(left) - 60) / 60 )) "${EXTRA[@]}"
+  cp -r "$S/ledger" "$OUT/ledger"
+fi
 cat "$OUT/steps.jsonl"

@@ -9,7 +9,7 @@ from orchestrator.config import ConfigError, SweepConfig, from_dict
 from orchestrator.errors import UserError
 from orchestrator.run.ledger import Ledger, index_of
 from orchestrator.space import draw_candidates, parse_space
-from orchestrator.sweep.tune_callbacks import seeded_rungs
+from orchestrator.sweep.candidates import seeded_rungs
 from trainables.config import merge_train
 
 SPACE = {
@@ -115,3 +115,46 @@ def test_the_front_is_what_no_cheaper_finished_candidate_matches(tmp_path):
     assert lines[2].startswith("  c000 val 0.9300    5.0 M MACs") and lines[3].startswith("  c002 val 0.9500")
     assert front_plot(points, tmp_path / "f.png", winner=2, release=dict(val=0.94, macs=21e6, label="r")).stat().st_size
     assert ledger_points({"sweep": {"ledger": ""}}) == [] == front_lines([])
+
+
+def test_a_ledger_search_runs_without_ray_and_shares_the_ledger(tmp_path):
+    """`kdsweep train` with sweep.ledger (a GPU machine without Ray): the candidates not yet ended train here
+    in turn, judged at the same rungs and recorded in the same files; a second run trains only what a kill
+    left without an end line."""
+    from orchestrator.sweep.local import run_ledger_search
+    from tests.conftest import smoke_config
+
+    cfg = smoke_config(
+        tmp_path,
+        "t_local_ledger",
+        {
+            "data.train_limit": 256,
+            "data.val_limit": 128,
+            "train.loss": "ce",
+            "train.epochs": 3,
+            "train.student": "arch",
+            "train.student_kwargs": {"block": "basic"},
+            "search_space": {
+                "student_kwargs.depths": {"choice": [[1, 1, 1], [1, 1, 2]]},
+                "lr": {"loguniform": [1e-3, 0.2]},
+            },
+            "sweep.num_samples": 4,
+            "sweep.grace_period": 1,
+            "sweep.reduction_factor": 2,
+            "sweep.ledger": str(tmp_path / "ledger"),
+        },
+    )
+    entries = run_ledger_search(cfg, device="cpu")
+    assert len(entries) == 4 and all(e.end for e in entries) and entries[0].end == "finished"  # the first: no rival
+    assert all(e.end == "finished" or e.end == f"stopped at epoch {len(e.rows)}" for e in entries)
+    assert "machine" in entries[0].rows[0] and entries[0].rows[0]["macs"] > 0
+    last = tmp_path / "ledger" / "c003.jsonl"
+    kept = {p.name: p.read_bytes() for p in (tmp_path / "ledger").glob("c00[012].jsonl")}
+    last.write_text(last.read_text().splitlines()[0] + "\n")  # killed after its first epoch
+    again = run_ledger_search(cfg, device="cpu")
+    assert (
+        again[3].end
+        and again[3].rows[0]["epoch"] == 1
+        and [r["epoch"] for r in again[3].rows] == list(range(1, len(again[3].rows) + 1))
+    )
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ledger").glob("c00[012].jsonl")} == kept

@@ -790,7 +790,8 @@ def test_a_search_in_chunks_goes_on_from_its_ledger(ray_local, tiny_teacher, tmp
     from orchestrator.release.export import export
     from orchestrator.release.results import trials
     from orchestrator.run.ledger import Ledger
-    from orchestrator.sweep.driver import open_ledger, run_sweep
+    from orchestrator.sweep.candidates import open_ledger
+    from orchestrator.sweep.driver import run_sweep
 
     ledger_dir = tmp_path / "ledger"
     cfg = smoke_config(

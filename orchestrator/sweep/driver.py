@@ -17,15 +17,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import SweepConfig, TrainConfig, resolve_path, to_dict
+from orchestrator.config import SweepConfig, TrainConfig, to_dict
 from orchestrator.errors import UserError
 from orchestrator.release.results import trial_id_of, trials
 from orchestrator.run.io import atomic_write_json
 from orchestrator.run.layout import FINAL_DIR
-from orchestrator.run.ledger import Ledger
 from orchestrator.run.rundir import Run
-from orchestrator.space import draw_candidates, parse_space
+from orchestrator.space import parse_space
 from orchestrator.sweep import ray_session
+from orchestrator.sweep.candidates import ledger_finalists, open_ledger
 from orchestrator.sweep.lifecycle import Opened, open_run
 from orchestrator.sweep.plan import (
     Plan,
@@ -461,39 +461,6 @@ def _ledger_search(cfg: SweepConfig, run: Run, data):
     )
     _check_complete(results, cfg.name, run.path, len(todo))
     return results
-
-
-def open_ledger(cfg: SweepConfig):
-    """(the Ledger, its candidates) of a search with sweep.ledger: drawn by train.seed where it is new."""
-    s = cfg.sweep
-    identity = dict(
-        train=to_dict(cfg.train),
-        search_space=cfg.search_space,
-        trials=cfg.trials,
-        num_samples=s.num_samples,
-        grace=cfg.grace(),
-        reduction_factor=cfg.reduction(),
-    )
-    ledger = Ledger(resolve_path(s.ledger))
-    drawn = draw_candidates(cfg.space(), s.num_samples, cfg.train.seed, cfg.trials)
-    return ledger, [e.variant for e in ledger.open(identity, drawn)]
-
-
-def ledger_finalists(cfg: SweepConfig) -> list[TrainConfig]:
-    """The `final.top` best candidates of a ledger by validation accuracy at any epoch, best first (control:
-    reference leaves the no-teacher ones out where a distillation candidate reported)."""
-    ledger, candidates = open_ledger(cfg)
-    ranked = sorted(
-        ((e.best, cfg.trial_config(e.variant)) for e in ledger.entries(candidates) if e.rows),
-        key=lambda x: -x[0],
-    )
-    if cfg.final.control != "finalist" and any(c.loss in NEEDS_TEACHER for _, c in ranked):
-        ranked = [(v, c) for v, c in ranked if c.loss in NEEDS_TEACHER]
-    out: list[TrainConfig] = []
-    for _, c in ranked:
-        if c not in out:
-            out.append(c)
-    return out[: cfg.final.top]
 
 
 @dataclass(frozen=True)

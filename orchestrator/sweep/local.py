@@ -65,6 +65,57 @@ def local_trials(cfg: SweepConfig) -> list[dict]:
     return [dict(t) for t in cfg.trials] or [{}]
 
 
+class _Stopped(Exception):
+    """A candidate the rungs stopped: ends its training loop (not an error)."""
+
+
+def run_ledger_search(
+    cfg: SweepConfig, teacher_path: str | None = None, device: str = "auto", minutes: float = 0
+) -> list:
+    """A search kept in a ledger (sweep.ledger), without Ray: the candidates the ledger has not ended, one
+    after another on `device`, judged at the same rungs as a Tune run (seeded with every ended candidate) and
+    recorded in the same files, so a GPU machine without Ray and a CPU cluster share one search. `minutes` > 0:
+    start no candidate after that long. A candidate cut off by a kill starts again from its first epoch.
+    Returns the ledger's entries afterwards."""
+    from orchestrator.sweep.candidates import open_ledger, seeded_rungs
+
+    device = resolve_device(device)
+    t0 = time.time()
+    ledger, cands = open_ledger(cfg)
+    entries = ledger.entries(cands)
+    todo = [e for e in entries if e.end is None]
+    rungs = seeded_rungs(entries, cfg.train.epochs, cfg.grace(), cfg.reduction())
+    ended = len(entries) - len(todo)
+    log.info(f"ledger {cfg.sweep.ledger}: {ended} of {len(entries)} candidates ended, {len(todo)} to train here")
+    if todo:
+        data, _ = prepare_data(cfg, teacher_path, device=device)
+    here = machine()
+    for e in todo:
+        if minutes and time.time() - t0 > minutes * 60:
+            log.info(f"{minutes:g} minutes have passed: no further candidate starts")
+            break
+        i, tcfg = e.index, cfg.trial_config(e.variant)
+
+        def report(metrics: dict, state: dict, i=i, tcfg=tcfg):
+            epoch = int(metrics["epoch"])
+            go_on = rungs.judge(i, epoch, float(metrics["val_acc"]))
+            ledger.epoch(i, {**metrics, "machine": here} if epoch == 1 else metrics)
+            log.info(f"  c{i:03d} epoch {epoch}/{tcfg.epochs} val_acc {metrics['val_acc']:.4f}")
+            if epoch >= tcfg.epochs:
+                ledger.ended(i, "finished")
+            elif not go_on:
+                ledger.ended(i, f"stopped at epoch {epoch}")
+                raise _Stopped
+
+        try:
+            train_student(tcfg, data, report=report, device=device)
+        except _Stopped:
+            pass
+        except FloatingPointError as err:  # a property of the settings: recorded, never selected
+            ledger.ended(i, f"diverged: {err}")
+    return ledger.entries(cands)
+
+
 def trial_dir_name(k: int, variant: dict) -> str:
     tag = "_".join(f"{key}={variant[key]}" for key in sorted(variant))[:80].replace("/", "-")
     return f"local_{k:02d}" + (f"_{tag}" if tag else "")

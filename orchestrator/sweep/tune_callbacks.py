@@ -27,7 +27,8 @@ from ray.tune import Callback
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from orchestrator.machine import machine
-from orchestrator.run.ledger import Entry, Ledger, index_of
+from orchestrator.run.ledger import Ledger, index_of
+from orchestrator.sweep.candidates import seeded_rungs
 from orchestrator.sweep.regret import AsyncRungs
 from trainables.config import from_report
 
@@ -196,14 +197,3 @@ class LedgerScheduler(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"Ledger ASHA: rungs {sorted(self.rungs().rungs)}, keep 1/{self.rf}"
-
-
-def seeded_rungs(entries: list[Entry], max_t: int, grace: int, rf: int) -> AsyncRungs:
-    """ASHA's rungs holding every ended candidate's value at each rung it reached. A candidate without an end
-    is training again (from its start, or from its checkpoint in an interrupted chunk resumed on the same
-    machine): it is judged afresh at its next rung, against the others."""
-    rungs = AsyncRungs(max_t, grace, rf)
-    for e in entries:
-        if e.end is not None:
-            rungs.record(e.index, e.curve)
-    return rungs
