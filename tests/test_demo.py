@@ -14,6 +14,7 @@ from orchestrator.data import CLASSES, load_split
 from tests.conftest import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.slow  # a server and a browser: seconds, not in `make test-fast`
 
 
 @pytest.fixture(scope="module")
