@@ -158,3 +158,34 @@ def test_a_ledger_search_runs_without_ray_and_shares_the_ledger(tmp_path):
         and [r["epoch"] for r in again[3].rows] == list(range(1, len(again[3].rows) + 1))
     )
     assert {p.name: p.read_bytes() for p in (tmp_path / "ledger").glob("c00[012].jsonl")} == kept
+
+
+def test_a_tie_between_the_two_best_goes_to_the_cheaper_shape():
+    """rank_candidates: the two best finished candidates compared on the same validation images; inside
+    the noise the cheaper (fewer multiply-adds) wins, said with the test's figures; a real difference keeps
+    the better one first."""
+    import numpy as np
+
+    from orchestrator.run.ledger import Entry
+    from orchestrator.sweep.candidates import rank_candidates
+    from trainables.config import pack_mask, unpack_mask
+
+    def right(n_right, first=0):
+        ok = np.zeros(5000, bool)
+        ok[first : first + n_right] = True
+        return pack_mask(ok)
+
+    assert unpack_mask(right(4700)).sum() == 4700 and len(unpack_mask(right(1))) == 5000
+
+    def entry(i, best, macs, correct, end="finished"):
+        return Entry(i, {}, [dict(epoch=1, val_acc=best, macs=macs)], end, correct)
+
+    dear, cheap = entry(0, 0.9404, 20e6, right(4702)), entry(1, 0.9400, 5e6, right(4700))
+    ranked, said = rank_candidates([dear, cheap, entry(2, 0.5, 1e6, None, "stopped at epoch 4")])
+    assert [e.index for e in ranked] == [1, 0, 2]
+    assert "c000 0.9404 against c001 0.9400" in said and "a tie" in said
+    assert "the tie goes to the cheaper c001 (5.0 M multiply-adds against 20.0 M)" in said
+    better = entry(0, 0.9440, 20e6, right(4720))  # 20 images more, none fewer: real
+    ranked, said = rank_candidates([better, cheap])
+    assert [e.index for e in ranked] == [0, 1] and "c000 better" in said and "tie goes" not in said
+    assert rank_candidates([cheap]) == ([cheap], "")  # one candidate: nothing to compare

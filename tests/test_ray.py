@@ -821,6 +821,7 @@ def test_a_search_in_chunks_goes_on_from_its_ledger(ray_local, tiny_teacher, tmp
     assert len(entries) == 6 and all(e.end for e in entries)
     assert {len(e.curve) for e in entries if e.end == "finished"} == {4}
     assert all("machine" in e.rows[0] and e.rows[0]["macs"] > 0 for e in entries)  # what its speed was measured on
+    assert all((e.correct is not None) == (e.end == "finished") for e in entries)  # for the paired winner
     cut = [e for e in entries if e.end.startswith("stopped at epoch")]
     assert cut and all(e.end == f"stopped at epoch {len(e.curve)}" for e in cut)  # ASHA cut, and the ledger says so
     ran = [t["epochs_run"] for t in trials(run_dir) if t["stage"] == "search"]

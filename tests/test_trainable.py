@@ -32,6 +32,10 @@ def test_one_epoch_reports_and_learns(small_split):
     assert [r[0]["epoch"] for r in reports] == [1, 2]
     assert set(m) >= {"val_acc", "val_loss", "train_loss", "epoch", "lr", "params", "images_per_s"}
     assert m["params"] == 95_386 and m["val_acc"] > 0.3  # 10 classes: chance is 0.1
+    from trainables.config import unpack_mask
+
+    right = unpack_mask(m["val_correct"])  # which validation images val_acc counted: for paired tests
+    assert len(right) == len(small_split.val_y) and right.mean() == pytest.approx(m["val_acc"])
     state = reports[-1][1]
     assert state["student"] == "starter_model_2" and state["config"]["loss"] == "ce" and state["epoch"] == 2
 

@@ -58,6 +58,26 @@ def merge_train(base: dict, *layers: dict) -> dict:
     return out
 
 
+def pack_mask(mask) -> str:
+    """A boolean (N,) array as a short string (bits, base64; 5,000 images in ~840 characters)."""
+    import base64
+
+    import numpy as np
+
+    m = np.asarray(mask, bool)
+    return f"{len(m)}:" + base64.b64encode(np.packbits(m).tobytes()).decode()
+
+
+def unpack_mask(s: str):
+    """pack_mask's inverse: bool (N,)."""
+    import base64
+
+    import numpy as np
+
+    n, _, data = s.partition(":")
+    return np.unpackbits(np.frombuffer(base64.b64decode(data), np.uint8))[: int(n)].astype(bool)
+
+
 def _check(cond: bool, msg: str):
     if not cond:
         raise ValueError(msg)

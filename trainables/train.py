@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from students import count_macs, count_params, create_student, deployed
 from trainables.augment import ViewSpec, apply_views, mix_images, random_erase, to_input
-from trainables.config import TrainConfig
+from trainables.config import TrainConfig, pack_mask
 from trainables.engine import Loop, autocast, fit, resolve_precision
 from trainables.layout import memory_format, prepare_for_training
 from trainables.losses import LOSSES, NEEDS_TEACHER
@@ -56,18 +56,25 @@ def evaluate_tta(
     std: float,
     batch_size: int = 1000,
     ttas: tuple[str, ...] = ("none", "flip"),
+    masks: dict | None = None,
 ) -> dict[str, tuple[float, float]]:
     """{tta: (accuracy, mean cross-entropy)} on uint8 images (N, 28, 28): "none" of the plain logits, "flip" of
-    the logits averaged over each image and its horizontal mirror (one more forward per image)."""
+    the logits averaged over each image and its horizontal mirror (one more forward per image). `masks`, a
+    dict, receives {tta: bool (N,)}: which images each gets right (what a paired comparison needs)."""
     model.eval()
     correct, loss = dict.fromkeys(ttas, 0), dict.fromkeys(ttas, 0.0)
+    right: dict[str, list] = {k: [] for k in ttas}
     for i in range(0, len(x_u8), batch_size):
         x, yb = to_input(x_u8[i : i + batch_size], mean, std, model.in_chans), y[i : i + batch_size]
         plain = model(x)
         for k in ttas:
             logits = plain if k == "none" else (plain + model(x.flip(-1))) / 2
-            correct[k] += (logits.argmax(1) == yb).sum().item()
+            ok = logits.argmax(1) == yb
+            correct[k] += ok.sum().item()
+            right[k].append(ok.cpu())
             loss[k] += F.cross_entropy(logits, yb, reduction="sum").item()
+    if masks is not None:
+        masks.update({k: torch.cat(v).numpy() for k, v in right.items()})
     return {k: (correct[k] / len(x_u8), loss[k] / len(x_u8)) for k in ttas}
 
 
@@ -279,7 +286,8 @@ def train_student(
         eval_model = ema.model if ema is not None else model  # what the checkpoint ships
         if ema is not None and cfg.ema_bn == "recompute":  # statistics of what the averaged weights compute
             recompute_bn(eval_model, bn_x)
-        acc = evaluate_tta(eval_model, val_x, val_y, cfg.mean, cfg.std)
+        masks: dict = {}
+        acc = evaluate_tta(eval_model, val_x, val_y, cfg.mean, cfg.std, masks=masks)
         val_acc, val_loss = acc[cfg.tta]  # what selection sees: the model as export ships it
         elapsed += train_s + time.time() - t_eval
         metrics = dict(
@@ -297,6 +305,7 @@ def train_student(
             tta=cfg.tta,
             val_acc_plain=acc["none"][0],
             val_acc_flip=acc["flip"][0],
+            val_correct=pack_mask(masks[cfg.tta]),  # which validation images val_acc got right: for paired tests
         )
         if ema is not None:  # the live weights' accuracy too: what the average adds, measured in the same run
             metrics["val_acc_raw"] = evaluate(model, val_x, val_y, cfg.mean, cfg.std)[0]

@@ -511,6 +511,8 @@ def write_report(run_dir: Path, out: Path, metrics: dict, run_meta: dict, model=
     confusion = val_confusion(model, run_cfg) if model is not None and run_cfg.get("data") else None
     plots = _plots(ts, metrics, out, confusion, run_meta)
     paras = method_text(ts, metrics, run_meta, run_cfg) if run_cfg else []
+    if chosen := (run_meta.get("final") or {}).get("chosen"):  # the two best, compared on the same images
+        paras.append(f"**The winner, against the runner-up.** {chosen[0].upper()}{chosen[1:]}.")
     if points := front_mod.ledger_points(run_cfg):  # a search kept in a ledger: every chunk's candidates
         winner = max((p for p in points if p.finished), key=lambda p: p.best_val, default=None)
         plots["front"] = front_mod.front_plot(

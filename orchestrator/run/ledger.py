@@ -48,6 +48,8 @@ class Entry:
     variant: dict
     rows: list[dict] = field(default_factory=list)
     end: str | None = None
+    correct: str | None = None  # a finished candidate's last epoch: which validation images it got right
+    # (trainables.config.pack_mask), for paired comparisons
 
     @property
     def curve(self) -> list[float]:
@@ -93,7 +95,7 @@ class Ledger:
                 except json.JSONDecodeError:  # torn by a crash mid-append; the lines around it are whole
                     continue
                 if "end" in row:
-                    e.end = row["end"]
+                    e.end, e.correct = row["end"], row.get("val_correct")
                 elif "epoch" in row:
                     e.rows = [r for r in e.rows if r["epoch"] < row["epoch"]] + [row]  # a rerun starts over
             out.append(e)
@@ -112,8 +114,10 @@ class Ledger:
     def epoch(self, i: int, metrics: dict) -> None:
         self._append(i, {k: metrics[k] for k in ROW_KEYS if k in metrics})
 
-    def ended(self, i: int, why: str) -> None:
-        self._append(i, {"end": why})
+    def ended(self, i: int, why: str, correct: str | None = None) -> None:
+        """The candidate's end line: why it ended and, for one that finished, which validation images its
+        last epoch got right (kept once here rather than on every epoch's line)."""
+        self._append(i, {"end": why, **({"val_correct": correct} if correct else {})})
 
 
 def index_of(candidates: list[dict], variant: dict) -> int | None:

@@ -5,9 +5,11 @@ scheduler (tune_callbacks.LedgerScheduler) and the no-Ray runner (local.run_ledg
 from __future__ import annotations
 
 from orchestrator.config import SweepConfig, TrainConfig, resolve_path, to_dict
+from orchestrator.paired import paired
 from orchestrator.run.ledger import Entry, Ledger
 from orchestrator.space import draw_candidates
 from orchestrator.sweep.regret import AsyncRungs
+from trainables.config import unpack_mask
 from trainables.losses import NEEDS_TEACHER
 
 
@@ -27,21 +29,48 @@ def open_ledger(cfg: SweepConfig):
     return ledger, [e.variant for e in ledger.open(identity, drawn)]
 
 
-def ledger_finalists(cfg: SweepConfig) -> list[TrainConfig]:
-    """The `final.top` best candidates of a ledger by validation accuracy at any epoch, best first (control:
-    reference leaves the no-teacher ones out where a distillation candidate reported)."""
+def _macs(e: Entry) -> int:
+    return int(e.rows[-1].get("macs", 0)) if e.rows else 0
+
+
+def rank_candidates(entries: list[Entry]) -> tuple[list[Entry], str]:
+    """The candidates that reported, best first by validation accuracy at any epoch, and the sentence that
+    says how the winner was chosen: where the two best finished candidates both carry which validation images
+    they got right, McNemar's test compares them, and a tie goes to the cheaper shape (fewer multiply-adds),
+    not to the sign of a difference inside the noise."""
+    ranked = sorted((e for e in entries if e.rows), key=lambda e: -e.best)
+    done = [e for e in ranked if e.end == "finished" and e.correct]
+    if len(done) < 2 or ranked[0] is not done[0]:
+        return ranked, ""
+    a, b = done[0], done[1]
+    pair = paired(unpack_mask(a.correct), unpack_mask(b.correct))
+    said = pair.sentence(f"c{a.index:03d}", f"c{b.index:03d}") + " (their last epochs)"
+    if pair.tie:
+        cheap = b if _macs(b) < _macs(a) else a
+        said += (
+            f"; the tie goes to the cheaper c{cheap.index:03d} ({_macs(cheap) / 1e6:.1f} M multiply-adds against "
+            f"{_macs(b if cheap is a else a) / 1e6:.1f} M)"
+        )
+        if cheap is b:
+            ranked.remove(b)
+            ranked.insert(0, b)
+    return ranked, said
+
+
+def ledger_finalists(cfg: SweepConfig) -> tuple[list[TrainConfig], str]:
+    """The `final.top` best candidates of a ledger (rank_candidates: a tie between the two best goes to the
+    cheaper), best first, and how the winner was chosen; control: reference leaves the no-teacher ones out
+    where a distillation candidate reported."""
     ledger, candidates = open_ledger(cfg)
-    ranked = sorted(
-        ((e.best, cfg.trial_config(e.variant)) for e in ledger.entries(candidates) if e.rows),
-        key=lambda x: -x[0],
-    )
-    if cfg.final.control != "finalist" and any(c.loss in NEEDS_TEACHER for _, c in ranked):
-        ranked = [(v, c) for v, c in ranked if c.loss in NEEDS_TEACHER]
+    entries, said = rank_candidates(ledger.entries(candidates))
+    ranked = [cfg.trial_config(e.variant) for e in entries]
+    if cfg.final.control != "finalist" and any(c.loss in NEEDS_TEACHER for c in ranked):
+        ranked = [c for c in ranked if c.loss in NEEDS_TEACHER]
     out: list[TrainConfig] = []
-    for _, c in ranked:
+    for c in ranked:
         if c not in out:
             out.append(c)
-    return out[: cfg.final.top]
+    return out[: cfg.final.top], said
 
 
 def seeded_rungs(entries: list[Entry], max_t: int, grace: int, rf: int) -> AsyncRungs:

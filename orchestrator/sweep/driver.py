@@ -474,6 +474,7 @@ class Selection:
     minutes: float | None = None
     epochs_cap: int | None = None
     seconds_per_epoch: list[float] | None = None  # the search's measurement, or the plan's probe
+    chosen: str = ""  # how the winner was chosen where a paired test compared the two best
 
     def record(self) -> dict:
         out = dict(seeds=self.seeds, top=self.top)
@@ -482,6 +483,8 @@ class Selection:
                 minutes=self.minutes, epochs_cap=self.epochs_cap, search_seconds_per_epoch=self.seconds_per_epoch
             )
         winner = self.finalists[0]
+        if self.chosen:
+            out["chosen"] = self.chosen
         return {
             **out,
             "epochs": winner.epochs,
@@ -493,8 +496,11 @@ class Selection:
 def _select(cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots, t_start: float) -> Selection:
     """Stage 3: the finalists (the best search trials' settings) and the final stage's length, fitted to
     what the budget leaves; recorded in the run (for `kdsweep results` while it trains)."""
+    chosen = ""
     if cfg.sweep.ledger and not run.search_skipped:  # every chunk's candidates, not this experiment's alone
-        found = ledger_finalists(cfg)
+        found, chosen = ledger_finalists(cfg)
+        if chosen:
+            log.info(f"the search's winner: {chosen}")
     elif results is None:  # the search was skipped: the finalist is the config's one distillation trial
         found = [cfg.trial_config(t) for t in check_finalists(cfg)]
     else:
@@ -533,7 +539,7 @@ def _select(cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots
         fitted = dict(minutes=final_minutes, epochs_cap=cfg.final.epochs, seconds_per_epoch=sec)
     finalists = [dataclasses.replace(c, epochs=epochs) for c in found]
     run.write_final_base(to_dict(finalists[0]))
-    return Selection(finalists, cfg.final.seeds, cfg.final.top, **fitted)
+    return Selection(finalists, cfg.final.seeds, cfg.final.top, **fitted, chosen=chosen)
 
 
 def _final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots: Slots):

@@ -102,7 +102,7 @@ def run_ledger_search(
             ledger.epoch(i, {**metrics, "machine": here} if epoch == 1 else metrics)
             log.info(f"  c{i:03d} epoch {epoch}/{tcfg.epochs} val_acc {metrics['val_acc']:.4f}")
             if epoch >= tcfg.epochs:
-                ledger.ended(i, "finished")
+                ledger.ended(i, "finished", metrics.get("val_correct"))
             elif not go_on:
                 ledger.ended(i, f"stopped at epoch {epoch}")
                 raise _Stopped

@@ -189,7 +189,7 @@ class LedgerScheduler(FIFOScheduler):
         go_on = self.rungs().judge(i, epoch, float(result["val_acc"]))
         self.ledger.epoch(i, {**metrics, "machine": self.machine} if epoch == 1 else metrics)
         if epoch >= self.max_t:
-            self.ledger.ended(i, "finished")
+            self.ledger.ended(i, "finished", metrics.get("val_correct"))
         elif not go_on:
             self.ledger.ended(i, f"stopped at epoch {epoch}")
             return TrialScheduler.STOP
