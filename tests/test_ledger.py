@@ -87,6 +87,7 @@ def test_the_ledger_keeps_each_candidate_and_survives_a_torn_line(tmp_path):
     assert rungs.rungs[1] == {1: 0.5} and rungs.rungs[2] == {1: 0.6}
     with pytest.raises(UserError, match="is the ledger of another search"):
         Ledger(tmp_path / "l").open({"space": {}}, cands)
+    assert ledger.rungs() == {}  # begun without rungs: the config's apply (ledger_rungs)
     assert Ledger(tmp_path / "l").open({"space": SPACE}, []) == Ledger(tmp_path / "l").entries(cands)
 
 
@@ -189,3 +190,20 @@ def test_a_tie_between_the_two_best_goes_to_the_cheaper_shape():
     ranked, said = rank_candidates([better, cheap])
     assert [e.index for e in ranked] == [0, 1] and "c000 better" in said and "tie goes" not in said
     assert rank_candidates([cheap]) == ([cheap], "")  # one candidate: nothing to compare
+
+
+def test_a_search_keeps_the_rungs_it_began_with(tmp_path, rung_rule):
+    """The rungs are the ledger's, as decided when the search began: a rule refitted since changes neither
+    the ledger's identity nor how its remaining candidates are judged."""
+    from orchestrator.sweep.candidates import ledger_rungs, open_ledger
+
+    rung_rule(0.25, rf=3)
+    cfg = _cfg(
+        {"lr": {"loguniform": [0.01, 0.2]}}, grace_period="auto", reduction_factor="auto", ledger=str(tmp_path / "l")
+    )
+    ledger, cands = open_ledger(cfg)
+    assert ledger_rungs(cfg, ledger) == (1, 3) and ledger.rungs() == {"grace": 1, "reduction_factor": 3}
+    rung_rule(0.5, rf=2)  # refitted: grace 2 of 4, keep 1/2
+    assert (cfg.grace(), cfg.reduction()) == (2, 2)
+    again, same = open_ledger(cfg)  # not "another search"
+    assert same == cands and ledger_rungs(cfg, again) == (1, 3)

@@ -68,21 +68,27 @@ class Ledger:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
 
-    def open(self, identity: dict, candidates: list[dict]) -> list[Entry]:
-        """The ledger for this search: created with `candidates` where there is none; where there is one, it
-        must be of the same search (its identity: space, seed, length), or a one-line error says so."""
+    def open(self, identity: dict, candidates: list[dict], rungs: dict | None = None) -> list[Entry]:
+        """The ledger for this search: created with `candidates` and `rungs` (how ASHA judges them) where there
+        is none; where there is one, it must be of the same search (its identity: space, seed, length), or a
+        one-line error says so. The rungs are kept as the search began (`self.rungs()`)."""
         plan = self.folder / PLAN_FILE
         if plan.is_file():
             old = json.loads(plan.read_text())
             if old["identity"] != json.loads(json.dumps(identity)):
                 raise UserError(
                     f"{self.folder} is the ledger of another search (its space, seed or length differ); "
-                    "give this search its own --ledger folder, or delete that one to start afresh"
+                    "give this search its own sweep.ledger folder, or delete that one to start afresh"
                 )
             candidates = old["candidates"]
         else:
-            atomic_write_json(plan, {"identity": identity, "candidates": candidates})
+            atomic_write_json(plan, {"identity": identity, "candidates": candidates, "rungs": rungs or {}})
         return self.entries(candidates)
+
+    def rungs(self) -> dict:
+        """How ASHA judges this search's candidates, as decided when it began ({"grace", "reduction_factor"}):
+        a rule refitted since does not change a search under way."""
+        return json.loads((self.folder / PLAN_FILE).read_text()).get("rungs") or {}
 
     def entries(self, candidates: list[dict]) -> list[Entry]:
         out = []

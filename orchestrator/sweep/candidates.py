@@ -14,19 +14,22 @@ from trainables.losses import NEEDS_TEACHER
 
 
 def open_ledger(cfg: SweepConfig):
-    """(the Ledger, its candidates) of a search with sweep.ledger: drawn by train.seed where it is new."""
+    """(the Ledger, its candidates) of a search with sweep.ledger: drawn by train.seed, and its rungs set by
+    the config (or the recorded rule), where it is new."""
     s = cfg.sweep
     identity = dict(
-        train=to_dict(cfg.train),
-        search_space=cfg.search_space,
-        trials=cfg.trials,
-        num_samples=s.num_samples,
-        grace=cfg.grace(),
-        reduction_factor=cfg.reduction(),
+        train=to_dict(cfg.train), search_space=cfg.search_space, trials=cfg.trials, num_samples=s.num_samples
     )
     ledger = Ledger(resolve_path(s.ledger))
     drawn = draw_candidates(cfg.space(), s.num_samples, cfg.train.seed, cfg.trials)
-    return ledger, [e.variant for e in ledger.open(identity, drawn)]
+    rungs = dict(grace=cfg.grace(), reduction_factor=cfg.reduction())
+    return ledger, [e.variant for e in ledger.open(identity, drawn, rungs)]
+
+
+def ledger_rungs(cfg: SweepConfig, ledger: Ledger) -> tuple[int, int]:
+    """(grace period, reduction factor) of a ledger's search: as it began, else the config's."""
+    r = ledger.rungs()
+    return int(r.get("grace") or cfg.grace()), int(r.get("reduction_factor") or cfg.reduction())
 
 
 def _macs(e: Entry) -> int:

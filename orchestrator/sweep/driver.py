@@ -25,7 +25,7 @@ from orchestrator.run.layout import FINAL_DIR
 from orchestrator.run.rundir import Run
 from orchestrator.space import parse_space
 from orchestrator.sweep import ray_session
-from orchestrator.sweep.candidates import ledger_finalists, open_ledger
+from orchestrator.sweep.candidates import ledger_finalists, ledger_rungs, open_ledger
 from orchestrator.sweep.lifecycle import Opened, open_run
 from orchestrator.sweep.plan import (
     Plan,
@@ -452,7 +452,7 @@ def _ledger_search(cfg: SweepConfig, run: Run, data):
             mode="max",
             num_samples=1,
             search_alg=BasicVariantGenerator(max_concurrent=s.max_concurrent_trials),
-            scheduler=LedgerScheduler(ledger, candidates, cfg.train.epochs, cfg.grace(), cfg.reduction()),
+            scheduler=LedgerScheduler(ledger, candidates, cfg.train.epochs, *ledger_rungs(cfg, ledger)),
             reuse_actors=True,
         ),
         s,

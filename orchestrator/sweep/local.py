@@ -77,14 +77,14 @@ def run_ledger_search(
     recorded in the same files, so a GPU machine without Ray and a CPU cluster share one search. `minutes` > 0:
     start no candidate after that long. A candidate cut off by a kill starts again from its first epoch.
     Returns the ledger's entries afterwards."""
-    from orchestrator.sweep.candidates import open_ledger, seeded_rungs
+    from orchestrator.sweep.candidates import ledger_rungs, open_ledger, seeded_rungs
 
     device = resolve_device(device)
     t0 = time.time()
     ledger, cands = open_ledger(cfg)
     entries = ledger.entries(cands)
     todo = [e for e in entries if e.end is None]
-    rungs = seeded_rungs(entries, cfg.train.epochs, cfg.grace(), cfg.reduction())
+    rungs = seeded_rungs(entries, cfg.train.epochs, *ledger_rungs(cfg, ledger))
     ended = len(entries) - len(todo)
     log.info(f"ledger {cfg.sweep.ledger}: {ended} of {len(entries)} candidates ended, {len(todo)} to train here")
     if todo:
