@@ -3,11 +3,15 @@ then one rename, so a crash leaves the old file or the new one, never a torn one
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+
+from orchestrator.errors import UserError
 
 
 def is_uri(path: str | Path) -> bool:
@@ -15,14 +19,45 @@ def is_uri(path: str | Path) -> bool:
     return "://" in str(path)
 
 
+class DiskFullError(UserError):
+    """A write found no space left: the file it would have replaced is intact, the command can be rerun."""
+
+
+def disk_full(err: BaseException, folder: Path) -> bool:
+    """Whether `err`, raised by a write into `folder`, means the disk is full: ENOSPC itself, or a library's
+    own write error (torch.save raises RuntimeError "file write failed") with nothing left on the disk."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    try:
+        return isinstance(err, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < (1 << 16)
+    except OSError:
+        return False
+
+
+def full_disk_error(path: Path, written: int = 0, needed: int = 0) -> DiskFullError:
+    free = shutil.disk_usage(path.parent).free
+    need = f"it needed {needed:,} bytes" if needed else f"it had written {written:,} bytes when the disk filled"
+    return DiskFullError(
+        f"{path}: the disk is full ({free:,} bytes free in {path.parent}; {need}); free some space and run the "
+        "same command again"
+    )
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """`write(tmp)` writes the content to a temp path beside `path`; then it replaces `path` at once."""
+    """`write(tmp)` writes the content to a temp path beside `path`; then it replaces `path` at once. A full
+    disk is one line (DiskFullError) naming the path and the space, the old file left whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")  # keeps the suffix (np.save adds .npy)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        if not disk_full(e, path.parent):
+            raise
+        written = tmp.stat().st_size if tmp.exists() else 0
+        tmp.unlink(missing_ok=True)
+        raise full_disk_error(path, written=written) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path

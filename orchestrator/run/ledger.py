@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import UserError
-from orchestrator.run.io import atomic_write_json
+from orchestrator.run.io import atomic_write_json, disk_full, full_disk_error
 
 PLAN_FILE = "plan.json"
 ROW_KEYS = (
@@ -110,12 +110,18 @@ class Ledger:
     def _append(self, i: int, row: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / _name(i)
-        with open(path, "a+b") as f:
-            f.seek(0, os.SEEK_END)
-            torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END) or f.read(1)) != b"\n"
-            f.write((("\n" if torn else "") + json.dumps(row) + "\n").encode())  # a torn line stays alone
-            f.flush()
-            os.fsync(f.fileno())
+        line = json.dumps(row) + "\n"
+        try:
+            with open(path, "a+b") as f:
+                f.seek(0, os.SEEK_END)
+                torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END) or f.read(1)) != b"\n"
+                f.write((("\n" if torn else "") + line).encode())  # a torn line stays alone
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # what got out before the disk filled is a torn line: ended and skipped later
+            if disk_full(e, self.folder):
+                raise full_disk_error(path, needed=len(line)) from None
+            raise
 
     def epoch(self, i: int, metrics: dict) -> None:
         self._append(i, {k: metrics[k] for k in ROW_KEYS if k in metrics})

@@ -1,0 +1,66 @@
+"""A disk that fills up mid-write, for real: a 64 KiB tmpfs mounted for the test. Every write through the
+shared writers fails with one line naming the path and the space; nothing half-written is later read as
+whole; freeing space and writing again works."""
+
+import errno
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+import torch
+
+from orchestrator.run.io import DiskFullError, atomic_save, atomic_write_json, atomic_write_text
+from orchestrator.run.ledger import Ledger
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB filesystem (tmpfs; the suite runs as root, as `make test` installs with apt-get)."""
+    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    assert p.returncode == 0, f"this test mounts a small tmpfs and needs root: {p.stderr.strip()}"
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_full_disk_leaves_the_old_file_whole_and_says_so(small_disk):
+    state = small_disk / "state.json"
+    atomic_write_json(state, {"epoch": 1})
+    with pytest.raises(DiskFullError, match=r"state.json: the disk is full \([\d,]+ bytes free in .*; it had written"):
+        atomic_write_text(state, "x" * 200_000)
+    assert json.loads(state.read_text()) == {"epoch": 1}  # the old file, whole
+    ckpt = small_disk / "checkpoint.pt"
+    with pytest.raises(DiskFullError, match="checkpoint.pt: the disk is full"):  # torch.save's own write error
+        atomic_save({"w": torch.zeros(50_000)}, ckpt)
+    assert not ckpt.exists() and [p.name for p in small_disk.iterdir()] == ["state.json"]  # no temp file left
+    atomic_save({"w": torch.zeros(100)}, ckpt)  # room for a small one: writes go on
+    assert torch.load(ckpt, weights_only=True)["w"].shape == (100,)
+
+
+def test_a_ledger_on_a_full_disk_keeps_what_it_had(small_disk):
+    """Appends to a candidate's file fail in one line once the disk is full; the lines before stand, the
+    torn part is skipped, and after space is freed the next append lands on a line of its own."""
+    ledger = Ledger(small_disk / "ledger")
+    cands = [{"lr": 0.1}]
+    ledger.open({"x": 1}, cands)
+    ledger.epoch(0, dict(epoch=1, val_acc=0.5))
+    filler = small_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # the rest of the disk, taken by someone else
+    try:
+        while True:
+            os.write(fd, b"f" * 4096)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    with pytest.raises(DiskFullError, match=r"c000.jsonl: the disk is full .*it needed \d+ bytes"):
+        for e in range(2, 200):  # a few lines may still fit in the last block
+            ledger.epoch(0, dict(epoch=e, val_acc=0.5 + e / 1000, note="x" * 200))
+    rows = Ledger(small_disk / "ledger").entries(cands)[0].rows
+    assert rows[0] == dict(epoch=1, val_acc=0.5) and all(r["epoch"] == k for k, r in enumerate(rows, 1))
+    filler.unlink()  # space freed: the same command goes on
+    ledger.ended(0, "finished")
+    assert Ledger(small_disk / "ledger").entries(cands)[0].end == "finished"
