@@ -1,6 +1,7 @@
-"""A disk that fills up mid-write, for real: a 64 KiB tmpfs mounted for the test. Every write through the
-shared writers fails with one line naming the path and the space; nothing half-written is later read as
-whole; freeing space and writing again works."""
+"""A disk that fills up mid-write, for real (a 64 KiB tmpfs mounted for the test), and records cut short.
+Every write through the shared writers fails with one line naming the path and the space; nothing
+half-written is later read as whole; freeing space and writing again works; a torn record is named in one
+line by the shared reader."""
 
 import errno
 import json
@@ -64,3 +65,29 @@ def test_a_ledger_on_a_full_disk_keeps_what_it_had(small_disk):
     filler.unlink()  # space freed: the same command goes on
     ledger.ended(0, "finished")
     assert Ledger(small_disk / "ledger").entries(cands)[0].end == "finished"
+
+
+def test_a_torn_record_is_named_in_one_line(tmp_path, capsys):
+    """A run's record cut short (a trial's params.json, the ledger's plan) is named with what to do, through
+    the shared reader: never a traceback, never a silent wrong number."""
+    from orchestrator.cli import main
+    from orchestrator.run.io import TornFileError, read_json
+
+    torn = tmp_path / "params.json"
+    torn.write_text('{"_variant": {"lr": 0.0')
+    with pytest.raises(TornFileError, match=r"params.json: not whole JSON .* delete it and run the same command"):
+        read_json(torn)
+    run = tmp_path / "runs" / "r"
+    trial = run / "distill_trainable_abc_00000"
+    trial.mkdir(parents=True)
+    (run / "kdsweep_config.json").write_text(json.dumps({"train": {"epochs": 2}, "sweep": {}}))
+    (trial / "result.json").write_text('{"epoch": 1, "val_acc": 0.5}\n')
+    (trial / "params.json").write_text('{"_variant": {"lr"')
+    assert main(["results", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "params.json: not whole JSON" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    ledger = Ledger(tmp_path / "ledger")
+    ledger.open({"x": 1}, [{"lr": 0.1}])
+    (tmp_path / "ledger" / "plan.json").write_text('{"identity": {"x"')
+    with pytest.raises(TornFileError, match="plan.json: not whole JSON"):
+        Ledger(tmp_path / "ledger").open({"x": 1}, [{"lr": 0.1}])

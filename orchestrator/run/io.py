@@ -106,10 +106,26 @@ def atomic_save(obj, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+class TornFileError(UserError):
+    """A record that is not whole JSON: a write cut short (by a crash, a full disk, a copy) before kdsweep
+    wrote its records atomically, or by hand."""
+
+
+def parse_json(text: str, where: str | Path):
+    """`text` as JSON, or TornFileError naming `where` and what to do."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TornFileError(
+            f"{where}: not whole JSON ({e.msg} at character {e.pos} of {len(text)}), a write cut short; delete "
+            "it and run the same command again (what it recorded is rebuilt or redone)"
+        ) from None
+
+
 def read_json(path: str | Path) -> dict:
-    """The JSON object in `path`, or {} where there is none."""
+    """The JSON object in `path`, or {} where there is none (TornFileError where it is not whole)."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return parse_json(path.read_text(), path) if path.is_file() else {}
 
 
 def project_relative(path: str | Path) -> str:

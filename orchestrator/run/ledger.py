@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import UserError
-from orchestrator.run.io import atomic_write_json, disk_full, full_disk_error
+from orchestrator.run.io import atomic_write_json, disk_full, full_disk_error, read_json
 
 PLAN_FILE = "plan.json"
 ROW_KEYS = (
@@ -74,7 +74,7 @@ class Ledger:
         one-line error says so. The rungs are kept as the search began (`self.rungs()`)."""
         plan = self.folder / PLAN_FILE
         if plan.is_file():
-            old = json.loads(plan.read_text())
+            old = read_json(plan)
             if old["identity"] != json.loads(json.dumps(identity)):
                 raise UserError(
                     f"{self.folder} is the ledger of another search (its space, seed or length differ); "
@@ -88,7 +88,7 @@ class Ledger:
     def rungs(self) -> dict:
         """How ASHA judges this search's candidates, as decided when it began ({"grace", "reduction_factor"}):
         a rule refitted since does not change a search under way."""
-        return json.loads((self.folder / PLAN_FILE).read_text()).get("rungs") or {}
+        return read_json(self.folder / PLAN_FILE).get("rungs") or {}
 
     def entries(self, candidates: list[dict]) -> list[Entry]:
         out = []

@@ -24,7 +24,7 @@ from filelock import FileLock  # installed with Ray; imported here without Ray
 
 from orchestrator.config import ConfigError, SweepConfig, from_dict, resolve_path, to_dict
 from orchestrator.errors import UserError
-from orchestrator.run.io import atomic_write, atomic_write_json, atomic_write_text, is_uri
+from orchestrator.run.io import atomic_write, atomic_write_json, atomic_write_text, is_uri, parse_json
 from orchestrator.run.layout import (
     CKPT_FILE,
     CLAIM_LOCK,
@@ -134,7 +134,7 @@ class Run:
     def read_json(self, name: str) -> dict:
         """The JSON object in `name`, or {} where there is none."""
         text = self.read_text(name)
-        return json.loads(text) if text else {}
+        return parse_json(text, self.join(name)) if text else {}
 
     @property
     def finished(self) -> bool:

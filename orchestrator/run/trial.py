@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.run.io import atomic_write_json, atomic_write_text
+from orchestrator.run.io import atomic_write_json, atomic_write_text, read_json
 from orchestrator.run.layout import PARAMS_FILE, RESULT_FILE
 from trainables.config import from_report, to_report
 
@@ -37,7 +37,7 @@ def result_lines(path: Path) -> list[dict]:
 
 def params(trial_dir: Path) -> dict:
     p = Path(trial_dir) / PARAMS_FILE
-    return json.loads(p.read_text()) if p.is_file() else {}
+    return read_json(p)
 
 
 def write_params(trial_dir: Path, variant: dict):
