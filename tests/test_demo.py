@@ -70,3 +70,13 @@ def test_picking_a_validation_image_classifies_it(demo):
     student, teacher, line = pick(SimpleNamespace(index=0))
     truth = CLASSES[int(load_split(val_limit=1).val_y[0])]
     assert max(student, key=student.get) == truth and len(teacher) == 3 and "ms for this image" in line
+
+
+def test_an_upload_over_the_limit_is_refused_with_a_message(demo):
+    """The server itself refuses an upload over MAX_UPLOAD (5 MB) with a message (HTTP 413), whatever the
+    page's own check does."""
+    import httpx
+
+    _, url = demo
+    r = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.png", os.urandom(6 << 20), "image/png")})
+    assert r.status_code == 413 and "File size exceeded maximum allowed size of 5242880 bytes" in r.text
