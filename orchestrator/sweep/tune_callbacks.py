@@ -168,7 +168,8 @@ class LedgerScheduler(FIFOScheduler):
         self.ledger, self.candidates = ledger, candidates
         self.max_t, self.grace, self.rf = max_t, grace, rf
         self._rungs: AsyncRungs | None = None  # built from the ledger at the first result (also after a restore)
-        self.machine = machine()  # a candidate's first line names the machine its speed was measured on
+        self.machine = machine()  # a candidate's first line names the machine its speed was measured on: the
+        # driver's, which is the trials' on one machine (on a cluster, the row's speed is its node's)
 
     def __getstate__(self):  # Tune pickles the scheduler: the rungs are rebuilt from the ledger, not pickled
         return {**self.__dict__, "_rungs": None}
