@@ -406,3 +406,44 @@ def test_a_run_written_by_an_earlier_kdsweep_resumes_and_exports(tmp_path, monke
     assert [h["epoch"] for h in t["history"]] == [1, 2] and t["status"] == "finished"
     m = export(run.dir, tmp_path / "out")
     assert m["params"] == t["params"] and (tmp_path / "out" / "student.pt2").is_file()
+
+
+def test_a_torn_checkpoint_starts_its_trial_over(said, tmp_path, tiny_teacher, monkeypatch):
+    """A trial's last checkpoint cut short (a crash, a full disk): the next run cannot resume from it, says
+    so, and trains the trial from its start to its end rather than failing on the same file every time."""
+    import torch
+
+    from orchestrator.release.results import trials
+    from orchestrator.sweep import local
+    from trainables.train import load_resume
+
+    ok = tmp_path / "ok.pt"
+    torch.save({"epoch": 3}, ok)
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(ok.read_bytes()[:100])
+    assert load_resume(ok) == {"epoch": 3}
+    with pytest.warns(UserWarning, match="torn.pt: cannot be read whole .* the trial starts over"):
+        assert load_resume(torn) is None
+
+    cfg = _local_cfg(tmp_path, tiny_teacher)
+    real = local.train_student
+
+    def interrupted(c, data, report=None, resume=None, device="cpu"):
+        def once(m, s):
+            report(m, s)
+            raise KeyboardInterrupt
+
+        return real(c, data, report=once, resume=resume, device=device)
+
+    monkeypatch.setattr(local, "train_student", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        local.run_local(cfg, only=[1], device="cpu")
+    monkeypatch.setattr(local, "train_student", real)
+    [ckpt] = (tmp_path / "runs" / "loc").glob("final/local_01*/checkpoint_last/checkpoint.pt")
+    ckpt.write_bytes(ckpt.read_bytes()[:200])  # cut short
+    said.clear()
+    with pytest.warns(UserWarning, match="cannot be read whole"):
+        local.run_local(cfg, only=[1], device="cpu")
+    assert any("from scratch" in m for m in said)
+    [t1] = [t for t in trials(tmp_path / "runs" / "loc") if t["trial"] == "local_01"]
+    assert t1["epochs_run"] == t1["epochs"] and t1["status"] == "finished"

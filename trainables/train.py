@@ -126,6 +126,17 @@ class EMA:
             torch._foreach_copy_([a for a, _ in copied], [b for _, b in copied])
 
 
+def load_resume(path) -> dict | None:
+    """A trial's checkpoint to resume from, or None where it cannot be read whole (cut short by a crash or a
+    full disk, before checkpoints were written atomically, or by a copy): the trial then starts over, said
+    as a warning, rather than failing at every retry on the same torn file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError) as e:
+        warnings.warn(f"{path}: cannot be read whole ({str(e)[:80]}); the trial starts over", stacklevel=2)
+        return None
+
+
 BN_IMAGES = 4096  # training images whose activations set the EMA's BN statistics (ema_bn: recompute)
 
 

@@ -14,7 +14,7 @@ import torch
 from ray import tune
 
 from trainables.config import CKPT_FILE, FATAL_FILE, TrainConfig, merge_train, to_report
-from trainables.train import TrialData, train_student
+from trainables.train import TrialData, load_resume, train_student
 
 _fatal_log = None  # kept open for the worker's lifetime: faulthandler writes to it as it dies
 
@@ -74,7 +74,7 @@ def _distill(config: dict, data: TrialData, base: dict, use_gpu: bool):
     ckpt = tune.get_checkpoint()
     if ckpt is not None:  # a retried or restored trial continues from its last epoch
         with ckpt.as_directory() as d:
-            resume = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
+            resume = load_resume(Path(d) / CKPT_FILE)
 
     import ray
 

@@ -34,7 +34,7 @@ from orchestrator.sweep.lifecycle import open_run
 from orchestrator.sweep.prepare import prepare_data
 from trainables.config import TrainConfig
 from trainables.losses import NEEDS_TEACHER
-from trainables.train import train_student
+from trainables.train import load_resume, train_student
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
     record.write_params(d, variant)
     trial_id = f"local_{k:02d}"
     last_path, best_path = d / "checkpoint_last" / CKPT_FILE, d / "checkpoint_best" / CKPT_FILE
-    resume = torch.load(last_path, map_location="cpu", weights_only=True) if last_path.is_file() else None
+    resume = load_resume(last_path) if last_path.is_file() else None
     done = resume["epoch"] if resume else 0
     # the history up to the checkpoint: an epoch reported after it (none in the order below) would run again
     lines = record.keep_rows(d, lambda r: r.get("epoch", 0) <= done and not r.get("diverged"))
