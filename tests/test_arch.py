@@ -72,6 +72,7 @@ def test_a_shape_that_cannot_fit_is_refused_in_one_line():
         create_student("arch", block="conv5")
 
 
+@pytest.mark.slow
 def test_a_drawn_shape_trains_and_exports(small_split, tmp_path):
     """A trial of a drawn shape: the kwargs merge over the base's, it trains, its checkpoint rebuilds it
     (width refitted from the same kwargs), and the shipped model exports to .pt2 and ONNX."""

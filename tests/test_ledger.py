@@ -118,6 +118,7 @@ def test_the_front_is_what_no_cheaper_finished_candidate_matches(tmp_path):
     assert ledger_points({"sweep": {"ledger": ""}}) == [] == front_lines([])
 
 
+@pytest.mark.slow
 def test_a_ledger_search_runs_without_ray_and_shares_the_ledger(tmp_path):
     """`kdsweep train` with sweep.ledger (a GPU machine without Ray): the candidates not yet ended train here
     in turn, judged at the same rungs and recorded in the same files; a second run trains only what a kill
