@@ -103,16 +103,9 @@ def _local_cfg(tmp_path, teacher, **train) -> SweepConfig:
 
 
 @pytest.mark.slow
-def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_teacher, monkeypatch):
-    from orchestrator.cli import main
-    from orchestrator.release.export import export
-    from orchestrator.release.results import trials
-    from orchestrator.run.layout import META_FILE
-    from orchestrator.sweep import local
-
-    cfg = _local_cfg(tmp_path, tiny_teacher)
-    run = tmp_path / "runs" / "loc"
-    # trial 1 alone, interrupted after its first epoch (a killed process): the run is not finished
+def _interrupt_after_one_epoch(monkeypatch, local):
+    """A killed process: the next trial reports its first epoch, then the run stops (KeyboardInterrupt).
+    Returns the real train_student, to put back."""
     real = local.train_student
 
     def interrupted(c, data, report=None, resume=None, device="cpu"):
@@ -123,6 +116,20 @@ def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_te
         return real(c, data, report=once, resume=resume, device=device)
 
     monkeypatch.setattr(local, "train_student", interrupted)
+    return real
+
+
+def test_local_run_trains_each_trial_resumes_and_exports(said, tmp_path, tiny_teacher, monkeypatch):
+    from orchestrator.cli import main
+    from orchestrator.release.export import export
+    from orchestrator.release.results import trials
+    from orchestrator.run.layout import META_FILE
+    from orchestrator.sweep import local
+
+    cfg = _local_cfg(tmp_path, tiny_teacher)
+    run = tmp_path / "runs" / "loc"
+    # trial 1 alone, interrupted after its first epoch (a killed process): the run is not finished
+    real = _interrupt_after_one_epoch(monkeypatch, local)
     with pytest.raises(KeyboardInterrupt):
         local.run_local(cfg, only=[1], device="cpu")
     monkeypatch.setattr(local, "train_student", real)
@@ -426,16 +433,7 @@ def test_a_torn_checkpoint_starts_its_trial_over(said, tmp_path, tiny_teacher, m
         assert load_resume(torn) is None
 
     cfg = _local_cfg(tmp_path, tiny_teacher)
-    real = local.train_student
-
-    def interrupted(c, data, report=None, resume=None, device="cpu"):
-        def once(m, s):
-            report(m, s)
-            raise KeyboardInterrupt
-
-        return real(c, data, report=once, resume=resume, device=device)
-
-    monkeypatch.setattr(local, "train_student", interrupted)
+    real = _interrupt_after_one_epoch(monkeypatch, local)
     with pytest.raises(KeyboardInterrupt):
         local.run_local(cfg, only=[1], device="cpu")
     monkeypatch.setattr(local, "train_student", real)
