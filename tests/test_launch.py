@@ -35,12 +35,14 @@ def _free_ports(n: int) -> list[int]:
 @pytest.fixture
 def head():
     """`ray start --head` with its job server on 127.0.0.1 and its own temp dir (short: socket paths are
-    limited to 107 bytes); stopped by killing exactly that session's processes, never `ray stop`."""
+    limited to 107 bytes) and every port its own: the job agent's default (52365) may still be held by a Ray
+    an earlier test or a user started, and an agent that cannot bind never registers, so every submission
+    gets "No available agent"; stopped by killing exactly that session's processes, never `ray stop`."""
     from orchestrator.sweep.ray_session import stop
 
     temp = tempfile.mkdtemp(prefix="kdr", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(ROOT)}
-    gcs, dash = _free_ports(2)
+    gcs, dash, agent, agent_grpc, runtime_env, metrics = _free_ports(6)
     start = [
         RAY,
         "start",
@@ -49,6 +51,10 @@ def head():
         "--node-ip-address=127.0.0.1",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dash}",
+        f"--dashboard-agent-listen-port={agent}",
+        f"--dashboard-agent-grpc-port={agent_grpc}",
+        f"--runtime-env-agent-port={runtime_env}",
+        f"--metrics-export-port={metrics}",
         f"--temp-dir={temp}",
         "--num-cpus=2",
         "--include-dashboard=true",
