@@ -25,7 +25,8 @@ import torch  # noqa: E402
 
 from orchestrator.data import load_split  # noqa: E402
 from orchestrator.machine import machine  # noqa: E402
-from orchestrator.teacher.model import load_member, predict_logits  # noqa: E402
+from orchestrator.teacher.model import load_member  # noqa: E402
+from trainables.infer import predict_logits  # noqa: E402
 
 
 def member_logits(path: str, images) -> torch.Tensor:

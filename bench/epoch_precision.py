@@ -70,7 +70,7 @@ def main():
     args = p.parse_args()
     from orchestrator.config import load_sweep_config
     from orchestrator.machine import machine
-    from orchestrator.sweep.driver import fit_final_epochs
+    from orchestrator.sweep.final_budget import fit_final_epochs
 
     cfg = load_sweep_config(ROOT / "configs" / "sweep.yaml")
     ctx = mp.get_context("spawn")

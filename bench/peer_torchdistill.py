@@ -36,11 +36,12 @@ sys.path.insert(0, str(ROOT))
 from orchestrator.data import load_split  # noqa: E402
 from orchestrator.machine import machine  # noqa: E402
 from orchestrator.run.io import atomic_write_text  # noqa: E402
-from orchestrator.teacher.model import load_teacher, predict_logits  # noqa: E402
+from orchestrator.teacher.model import load_teacher  # noqa: E402
 from students import create_student  # noqa: E402
 from trainables.augment import ViewSpec, apply_views, to_input  # noqa: E402
 from trainables.config import TrainConfig  # noqa: E402
 from trainables.engine import autocast, resolve_precision  # noqa: E402
+from trainables.infer import predict_logits  # noqa: E402
 from trainables.optim import lr_factor  # noqa: E402
 from trainables.train import TrialData, evaluate, train_student  # noqa: E402
 

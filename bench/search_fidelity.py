@@ -8,7 +8,7 @@ Three early signals are compared against one end (`val_acc` at the last epoch: t
 flip, what selection and export use): the same signal early; the EMA weights without the flip
 (`val_acc_plain`); the live weights without the flip (`val_acc_raw`: what a trial without an EMA reports).
 --write-rule records the earliest fraction of the schedule at which the chosen signal's Spearman rho stays
->= --min-rho into orchestrator/sweep/fidelity.json, which `sweep.grace_period: auto` reads.
+>= --min-rho into orchestrator/rungs.json, which `sweep.grace_period: auto` reads.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from orchestrator.machine import machine  # noqa: E402
-from orchestrator.sweep.fidelity import (  # noqa: E402
+from bench.curves import (  # noqa: E402
     DEFAULT_MIN_RHO,
-    FIDELITY_FILE,
     decided_at,
     fidelity_table,
     judge_fraction,
@@ -32,6 +30,8 @@ from orchestrator.sweep.fidelity import (  # noqa: E402
     load_curves,
     reversal_table,
 )
+from orchestrator.machine import machine  # noqa: E402
+from orchestrator.rungs import RULE_FILE  # noqa: E402
 
 SIGNALS = {
     "val_acc": "EMA weights, flip (what selection uses)",
@@ -46,7 +46,7 @@ def main() -> int:
     ap.add_argument("--length", type=int, default=40, help="only curves recorded to this many epochs")
     ap.add_argument("--min-rho", type=float, default=DEFAULT_MIN_RHO)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--write-rule", action="store_true", help=f"record the rule in {FIDELITY_FILE.name}")
+    ap.add_argument("--write-rule", action="store_true", help=f"record the rule in {RULE_FILE.name}")
     a = ap.parse_args()
     curves = load_curves(ROOT / a.curves, a.length)
     if len(curves) < 3:
@@ -125,8 +125,8 @@ def main() -> int:
             date=out["date"],
             reversal=out["reversal"],
         )  # what `kdsweep results` reads to say whether a cut trial might have won
-        FIDELITY_FILE.write_text(json.dumps(rule, indent=1) + "\n")
-        print(f"wrote {FIDELITY_FILE.relative_to(ROOT)}: {rule}")
+        RULE_FILE.write_text(json.dumps(rule, indent=1) + "\n")
+        print(f"wrote {RULE_FILE.relative_to(ROOT)}: {rule}")
     return 0
 
 

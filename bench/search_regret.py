@@ -1,4 +1,4 @@
-"""Where ASHA's rungs go: the regret rule (orchestrator/sweep/regret.py) fitted to recorded curves.
+"""Where ASHA's rungs go: the regret rule (bench/regret.py) fitted to recorded curves.
 
     .venv/bin/python bench/search_regret.py --curves experiments/search_fidelity/curves [more folders] \
         --out experiments/search_regret/rule.json [--write-rule]
@@ -7,8 +7,8 @@ Every folder's curves recorded to `--length` epochs are pooled; the table gives,
 fraction of the schedule, reduction factor), the winner's mean and 90th-percentile regret and the cost in
 trial-epochs (a fraction of training every candidate to its end), over resamples of the candidates; the
 rule is the cheapest setting whose mean regret stays within --regret-frac standard errors of a validation
-accuracy from its rung on; held-out halves check it. --write-rule records it in orchestrator/sweep/
-fidelity.json (keeping that file's reversal table), which `grace_period: auto` and `reduction_factor: auto`
+accuracy from its rung on; held-out halves check it. --write-rule records it in orchestrator/
+rungs.json (keeping that file's reversal table), which `grace_period: auto` and `reduction_factor: auto`
 read.
 """
 
@@ -24,10 +24,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.curves import load_curves  # noqa: E402
+from bench.regret import REGRET_FRAC, fit_rule  # noqa: E402
 from orchestrator.machine import machine  # noqa: E402
 from orchestrator.run.io import atomic_write_text  # noqa: E402
-from orchestrator.sweep.fidelity import FIDELITY_FILE, load_curves  # noqa: E402
-from orchestrator.sweep.regret import REGRET_FRAC, fit_rule  # noqa: E402
+from orchestrator.rungs import RULE_FILE  # noqa: E402
 
 
 def main() -> int:
@@ -39,7 +40,7 @@ def main() -> int:
     ap.add_argument("--regret-frac", type=float, default=REGRET_FRAC)
     ap.add_argument("--draws", type=int, default=300)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--write-rule", action="store_true", help=f"record the rule in {FIDELITY_FILE.name}")
+    ap.add_argument("--write-rule", action="store_true", help=f"record the rule in {RULE_FILE.name}")
     a = ap.parse_args()
     curves = [c for folder in a.curves for c in load_curves(ROOT / folder, a.length)]
     if len(curves) < 3:
@@ -60,10 +61,10 @@ def main() -> int:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(a.out), text + "\n")
     if a.write_rule:
-        old = json.loads(FIDELITY_FILE.read_text()) if FIDELITY_FILE.is_file() else {}
+        old = json.loads(RULE_FILE.read_text()) if RULE_FILE.is_file() else {}
         kept = {k: old[k] for k in ("reversal",) if k in old}
         atomic_write_text(
-            FIDELITY_FILE, json.dumps({**{k: v for k, v in rule.items() if k != "table"}, **kept}, indent=1) + "\n"
+            RULE_FILE, json.dumps({**{k: v for k, v in rule.items() if k != "table"}, **kept}, indent=1) + "\n"
         )
     ho = rule["held_out"] or {}
     print(

@@ -37,9 +37,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.curves import Curve, load_curves  # noqa: E402
+from bench.regret import fit_rule  # noqa: E402
 from orchestrator.machine import machine  # noqa: E402
-from orchestrator.sweep.fidelity import Curve, load_curves  # noqa: E402
-from orchestrator.sweep.regret import fit_rule, grace_epochs  # noqa: E402
+from orchestrator.rungs import grace_epochs  # noqa: E402
 
 
 class _Trial:  # what Tune's schedulers read of a trial: its id

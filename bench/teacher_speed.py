@@ -22,8 +22,7 @@ import torch  # noqa: E402
 
 from orchestrator.machine import machine  # noqa: E402
 from orchestrator.run.io import atomic_write_json  # noqa: E402
-from orchestrator.teacher.model import build_resnet  # noqa: E402
-from students.teachers import CIFAR_ARCHS  # noqa: E402
+from students.teachers import CIFAR_ARCHS, build_resnet  # noqa: E402
 from trainables.engine import autocast, resolve_precision  # noqa: E402
 from trainables.layout import prepare_for_training  # noqa: E402
 from trainables.train import step_rate  # noqa: E402

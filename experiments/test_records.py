@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.config import load_sweep_config, load_teacher_config, to_dict
+from orchestrator.config import load_sweep_config, to_dict
+from orchestrator.teacher.config import load_teacher_config
 from orchestrator.teacher.history import IN_HISTORY
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -63,49 +63,6 @@ class Preprocess:
         _check(isinstance(self.size, int) and 28 <= self.size <= 224, "size must be an integer in 28..224 (pixels)")
 
 
-Optim = OptimSettings  # a teacher's `optim:` section: the same fields, defaults and checks as a trial's
-
-
-@dataclass(frozen=True)
-class TeacherTrainConfig:
-    """configs/teacher.yaml: how `kdsweep teacher train` trains a ResNet."""
-
-    name: str = "teacher"  # the checkpoint's file name under artifacts/teacher/
-    arch: Literal[
-        "resnet50", "resnet18", "resnet10", "cifar_resnet20", "cifar_resnet32", "cifar_resnet56", "cifar_wrn16_4"
-    ] = "resnet50"  # torchvision layouts (resnet10: tiny, for tests) or CIFAR-style ones a CPU can train
-    # (students/teachers.py)
-    data: DataConfig = field(default_factory=DataConfig)
-    preprocess: Preprocess = field(default_factory=Preprocess)
-    optim: Optim = field(default_factory=lambda: Optim(lr=0.1, epochs=15))
-    augment: Views = field(default_factory=Views)
-    label_smoothing: float = 0.1  # on the cross-entropy with the labels
-    erase: float = 0.0  # random erasing (Zhong et al. 2017): probability per image
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast in the train step (auto: where native)
-    compile: bool = False  # torch.compile the training step
-    init_from: str | None = None  # start from these weights (a second cycle), not from scratch
-    kd_from: str | None = None  # a teacher checkpoint distilled into this one (KD, Hinton et al. 2015: its
-    # clean-image logits, cached, for every view) plus the labels
-    kd_alpha: float = 0.5  # weight of the teacher term
-    kd_temperature: float = 4.0  # T of the teacher term
-    seed: int = 0  # weights, batch order, augmentation
-    workers: int = 1  # Ray Train workers (DDP when > 1)
-    use_gpu: bool = False  # each Ray Train worker on a GPU
-    cpus_per_worker: int = 2  # torch threads of each worker
-    eval_batch_size: int = 256  # = teacher.INFER_BATCH
-
-    def __post_init__(self):
-        _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
-        _check(0 <= self.erase <= 1, "erase must be a probability in [0, 1]")
-        _check(self.workers >= 1, "workers must be >= 1")
-        _check(0 <= self.kd_alpha <= 1, "kd_alpha must be in [0, 1]")
-        _check(self.kd_temperature > 0, "kd_temperature must be > 0")
-
-
-def load_teacher_config(path) -> TeacherTrainConfig:
-    return from_dict(TeacherTrainConfig, load_yaml(path))
-
-
 @dataclass(frozen=True)
 class TeacherConfig:
     checkpoint: str | None = "models/teacher/resnet50.pt"  # a torchvision resnet50(num_classes=10) state_dict
@@ -148,7 +105,7 @@ class SweepSettings:
     gpus_per_trial: float | Literal["auto"] = "auto"  # a share of one GPU; auto: 0 on a cluster without GPUs,
     # else every CPU slot an equal share (several trials to a GPU)
     grace_period: int | Literal["auto"] = 1  # ASHA: epochs before a trial can be stopped; auto: the
-    # recorded regret rule's fraction of the schedule (sweep/regret.py, sweep/fidelity.json)
+    # recorded regret rule's fraction of the schedule (orchestrator/rungs.py, rungs.json)
     searcher: Literal["random", "optuna"] = "random"  # what proposes the search's trials: random draws from
     # search_space (and every `trials:` entry), or Optuna's TPE (search_space only)
     reduction_factor: int | Literal["auto"] = 2  # ASHA: keep the top 1/rf at each rung; auto: the regret rule's
@@ -343,10 +300,10 @@ class SweepConfig:
 
     def grace(self) -> int:
         """ASHA's grace period in epochs: sweep.grace_period, or where it is auto the recorded regret rule
-        applied to train.epochs (orchestrator/sweep/fidelity.py's auto_rungs)."""
+        applied to train.epochs (orchestrator/rungs.py's auto_rungs)."""
         if self.sweep.grace_period != "auto":
             return int(self.sweep.grace_period)
-        from orchestrator.sweep.fidelity import auto_rungs
+        from orchestrator.rungs import auto_rungs
 
         return auto_rungs(self.train.epochs)[0]
 
@@ -354,7 +311,7 @@ class SweepConfig:
         """ASHA's reduction factor: sweep.reduction_factor, or where it is auto the recorded regret rule's."""
         if self.sweep.reduction_factor != "auto":
             return int(self.sweep.reduction_factor)
-        from orchestrator.sweep.fidelity import auto_rungs
+        from orchestrator.rungs import auto_rungs
 
         return auto_rungs(self.train.epochs)[1]
 

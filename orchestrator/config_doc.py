@@ -16,7 +16,8 @@ import io
 import textwrap
 import tokenize
 
-from orchestrator.config import SweepConfig, TeacherTrainConfig
+from orchestrator.config import SweepConfig
+from orchestrator.teacher.config import TeacherTrainConfig
 
 
 def _comments(cls) -> dict[str, str]:

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import yaml
 
 from orchestrator.errors import UserError
-from orchestrator.run.io import is_uri
 
 
 class ConfigError(UserError):
@@ -26,6 +25,11 @@ class ConfigError(UserError):
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def is_uri(path: str | Path) -> bool:
+    """A location on shared storage (s3://, gs://, file://...) rather than a path on this machine."""
+    return "://" in str(path)
 
 
 def base_dir() -> Path:

@@ -26,13 +26,17 @@ class _Stdout(logging.StreamHandler):
         pass
 
 
+LOGGERS = ("orchestrator", "trainables")  # the driver's, and the training loops' (a teacher's epochs)
+
+
 def setup(level: int = logging.INFO) -> logging.Logger:
-    """kdsweep's messages on stdout (idempotent)."""
-    logger = logging.getLogger("orchestrator")
-    if not any(getattr(h, "kdsweep", False) for h in logger.handlers):
-        handler = _Stdout()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.kdsweep = True
-        logger.addHandler(handler)
-    logger.setLevel(level)
-    return logger
+    """kdsweep's messages on stdout (idempotent); returns the orchestrator's logger."""
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(getattr(h, "kdsweep", False) for h in logger.handlers):
+            handler = _Stdout()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.kdsweep = True
+            logger.addHandler(handler)
+        logger.setLevel(level)
+    return logging.getLogger("orchestrator")

@@ -66,6 +66,6 @@ register_student("res3_w16_d111", width=16, depths=(1, 1, 1))(res3)  # 77,754 pa
 # 96,906 params: the last stage wider (parameters are cheap at 7x7)
 register_student("res3_w16_32_76_d111", widths=(16, 32, 76), depths=(1, 1, 1))(res3)
 register_student("res3_w12_d222", width=12, depths=(2, 2, 2))(res3)  # 98,782 params (ResNet-14 shape)
-# The same 96,906 weights run at a higher resolution (no parameters; 1.8x / 2.6x slower per training image):
+# The same 96,906 weights run at a higher resolution (no parameters; slower per training image, `kdsweep students`):
 register_student("res3_w16_32_76_s121", widths=(16, 32, 76), strides=(1, 2, 1))(res3)  # stages at 28, 14, 14
 register_student("res3_w16_32_76_s112", widths=(16, 32, 76), strides=(1, 1, 2))(res3)  # stages at 28, 28, 14

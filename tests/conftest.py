@@ -17,16 +17,22 @@ torch.set_num_threads(2)
 
 @pytest.fixture
 def said():
-    """What kdsweep logs during the test (its `orchestrator` loggers at INFO), one message an item."""
+    """What kdsweep logs during the test (its `orchestrator` and `trainables` loggers at INFO), one message
+    an item."""
+    from orchestrator.logs import LOGGERS
+
     lines: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: lines.append(record.getMessage())
-    logger, level = logging.getLogger("orchestrator"), logging.getLogger("orchestrator").level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
     yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    for lg, level in zip(loggers, levels):
+        lg.removeHandler(handler)
+        lg.setLevel(level)
 
 
 @pytest.fixture
@@ -35,10 +41,10 @@ def rung_rule(tmp_path, monkeypatch):
     fraction `frac` of the schedule, read by grace_period / reduction_factor auto for the test's length."""
     import json
 
-    from orchestrator.sweep import fidelity
+    from orchestrator import rungs
 
     def write(frac: float, rf: int = 3):
-        path = tmp_path / "fidelity.json"
+        path = tmp_path / "rungs.json"
         rule = dict(
             grace_frac=frac,
             reduction_factor=rf,
@@ -53,7 +59,7 @@ def rung_rule(tmp_path, monkeypatch):
             record="experiments/search_regret",
         )
         path.write_text(json.dumps(rule))
-        monkeypatch.setattr(fidelity, "FIDELITY_FILE", path)
+        monkeypatch.setattr(rungs, "RULE_FILE", path)
         return path
 
     return write
@@ -69,7 +75,8 @@ def small_split():
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory) -> Path:
     """A resnet10 trained for one epoch on 384 images, saved like a release (fp16 + JSON sidecar)."""
-    from orchestrator.config import TeacherTrainConfig, from_dict
+    from orchestrator.config import from_dict
+    from orchestrator.teacher.config import TeacherTrainConfig
     from orchestrator.teacher.train import train_local
 
     d = tmp_path_factory.mktemp("teacher")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.config import load_sweep_config
-from orchestrator.release.results import result_lines
+from orchestrator.run.trial import result_lines
 from tests.conftest import ROOT
 
 
@@ -66,7 +66,7 @@ def test_cache_on_the_cluster_equals_the_local_build(said, cluster, tiny_teacher
     ulp = np.spacing(np.abs(local).astype(np.float16)).astype(np.float32)
     assert (np.abs(remote.astype(np.float32) - local.astype(np.float32)) <= ulp).all()  # fp16 rounding at most
     # teacher.precision bf16 reaches the actors: their chunks are the driver's bf16 forwards, not fp32 ones
-    from orchestrator.teacher.model import in_precision
+    from trainables.infer import in_precision
 
     few, fy = x[:64], y[:64]
     bf16_local, _, _ = cache.teacher_logits(
@@ -214,7 +214,7 @@ def test_fractional_gpus_pack_trials_onto_each_gpu(gpu_cluster, tiny_teacher, tm
     running = [sum(s <= t < e for s, e, _ in spans) for t, _, _ in spans]
     assert max(running) == 4  # the GPUs bind: four at once of six
     # gpus_per_trial auto (the shipped configs'): the six CPU slots share the two GPUs, three to each
-    from orchestrator.sweep.driver import with_gpus
+    from orchestrator.sweep.resources import with_gpus
 
     auto = with_gpus(_sweep_cfg(tmp_path, "t_auto", **{"sweep.cpus_per_trial": 1}))
     assert auto.sweep.gpus_per_trial == 0.3333

@@ -2,15 +2,8 @@ import sys
 
 import pytest
 
-from orchestrator.config import (
-    ConfigError,
-    SweepConfig,
-    TeacherTrainConfig,
-    from_dict,
-    load_sweep_config,
-    load_teacher_config,
-    to_dict,
-)
+from orchestrator.config import ConfigError, SweepConfig, from_dict, load_sweep_config, to_dict
+from orchestrator.teacher.config import TeacherTrainConfig, load_teacher_config
 from tests.conftest import ROOT
 
 TEACHER_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("teacher*.yaml"))
@@ -248,7 +241,8 @@ def test_every_command_names_its_first_missing_argument(tmp_path, capsys, argv, 
 
 
 def test_an_override_no_trial_sees_is_said(capsys):
-    from orchestrator.cli import _load_sweep_config, build_parser
+    from orchestrator.cli import build_parser
+    from orchestrator.commands import sweep_config
 
     a = build_parser().parse_args(
         [
@@ -261,7 +255,7 @@ def test_an_override_no_trial_sees_is_said(capsys):
             "train.epochs=3",
         ]
     )
-    cfg = _load_sweep_config(a)
+    cfg = sweep_config(a)
     err = capsys.readouterr().err
     assert cfg.train.loss == "dkd" and "--set train.loss has no effect: every one of the config's trials" in err
     assert "train.epochs" not in err  # the trials do not set it: it applies
@@ -289,18 +283,18 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 
 def test_interrupted_sweep_is_not_finished():
     """Tune returns normally after Ctrl-C: a run with trials neither finished nor failed is not complete."""
-    from orchestrator.sweep.driver import Interrupted, _check_complete
+    from orchestrator.sweep.tune_run import Interrupted, check_complete
 
     class Grid(list):
         def __init__(self, terminated, errors, n):
             super().__init__(range(n))
             self.num_terminated, self.num_errors = terminated, errors
 
-    _check_complete(Grid(3, 1, 4), "x", "runs/x")
+    check_complete(Grid(3, 1, 4), "x", "runs/x")
     with pytest.raises(Interrupted, match="run the same command again"):
-        _check_complete(Grid(2, 1, 4), "x", "runs/x")
+        check_complete(Grid(2, 1, 4), "x", "runs/x")
     with pytest.raises(Interrupted):  # stopped before the searcher had made all its trials
-        _check_complete(Grid(2, 0, 2), "x", "runs/x", expected=6)
+        check_complete(Grid(2, 0, 2), "x", "runs/x", expected=6)
 
 
 def test_claims_of_an_older_schema_still_match(tmp_path):
@@ -335,7 +329,7 @@ def test_claims_of_an_older_schema_still_match(tmp_path):
 
 
 def test_final_epochs_fit_the_budget_at_the_searchs_speed():
-    from orchestrator.sweep.driver import fit_final_epochs
+    from orchestrator.sweep.final_budget import fit_final_epochs
 
     # two finalists side by side on two slots: an epoch of the stage takes the slower one's 40 s
     assert fit_final_epochs(40, 25, [35.0, 40.0], seeds=1, slots=2) == 37  # 1500 s // 40 s
@@ -351,7 +345,7 @@ def test_search_seconds_per_epoch_are_each_finalists_own():
 
     import pandas as pd
 
-    from orchestrator.sweep.driver import search_seconds_per_epoch
+    from orchestrator.sweep.stages import search_seconds_per_epoch
     from trainables.config import TrainConfig
 
     base = to_dict(load_sweep_config(ROOT / "configs" / "sweep.yaml").train)
@@ -379,7 +373,7 @@ def test_a_reference_control_is_never_a_finalist():
 
     import pandas as pd
 
-    from orchestrator.sweep.driver import best_trial_configs
+    from orchestrator.sweep.stages import best_trial_configs
 
     base = to_dict(load_sweep_config(ROOT / "configs" / "sweep.yaml").train)
 
@@ -399,7 +393,7 @@ def test_a_reference_control_is_never_a_finalist():
 def test_gpus_auto_packs_the_cpu_slots_onto_the_gpus():
     """sweep.gpus_per_trial auto: nothing without GPUs; with them, each trial the CPUs can run at once gets
     an equal share, several to a GPU, never more than one GPU; a number is kept as it is."""
-    from orchestrator.sweep.driver import gpu_share
+    from orchestrator.sweep.resources import gpu_share
 
     assert gpu_share({"CPU": 2}, 1) == 0.0
     assert gpu_share({"CPU": 16, "GPU": 1}, 1) == 0.0625  # 16 trials on the one GPU
@@ -455,10 +449,11 @@ def test_the_sweeps_budget_counts_from_the_commands_start(monkeypatch):
     import time
 
     import orchestrator.cli as cli
+    import orchestrator.commands as commands
     import orchestrator.sweep.driver as driver
 
-    seen, load = {}, cli._load_sweep_config
-    monkeypatch.setattr(cli, "_load_sweep_config", lambda a: (seen.update(loading=time.time()), load(a))[1])
+    seen, load = {}, commands.sweep_config
+    monkeypatch.setattr(commands, "sweep_config", lambda a: (seen.update(loading=time.time()), load(a))[1])
     monkeypatch.setattr(driver, "run_sweep", lambda cfg, **kw: seen.update(kw))
     before = time.time()
     assert cli.main(["sweep", "--config", str(ROOT / "configs" / "sweep.yaml"), "--no-export"]) == 0

@@ -3,8 +3,9 @@ every config section is in it."""
 
 import dataclasses
 
-from orchestrator.config import SweepConfig, TeacherTrainConfig
+from orchestrator.config import SweepConfig
 from orchestrator.config_doc import render
+from orchestrator.teacher.config import TeacherTrainConfig
 from tests.conftest import ROOT
 
 

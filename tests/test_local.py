@@ -58,10 +58,11 @@ def test_cache_keys_of_28_px_teachers_are_unchanged():
 def test_teacher_at_56_px_with_erasing_and_bf16_round_trips(tmp_path):
     """`kdsweep teacher train` with preprocess.size 56, erase and precision: the release records the size,
     load_teacher reads it back, and the teacher's logits are computed on the resized input."""
-    from orchestrator.config import TeacherTrainConfig
     from orchestrator.data import load_split
-    from orchestrator.teacher.model import accuracy, load_teacher, predict_logits
+    from orchestrator.teacher.config import TeacherTrainConfig
+    from orchestrator.teacher.model import load_teacher
     from orchestrator.teacher.train import history_path, train_local
+    from trainables.infer import accuracy, predict_logits
 
     cfg = from_dict(
         TeacherTrainConfig,
@@ -334,7 +335,8 @@ def test_the_teacher_runs_in_the_layout_faster_here_with_the_same_logits(tmp_pat
     import torch
 
     from orchestrator.sweep.prepare import prepare_data, probe_teacher_layout
-    from orchestrator.teacher.model import load_teacher, predict_logits
+    from orchestrator.teacher.model import load_teacher
+    from trainables.infer import predict_logits
     from trainables.layout import LAYOUTS, model_layout
 
     base = dict(

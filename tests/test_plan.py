@@ -3,20 +3,19 @@
 import pytest
 
 from orchestrator.config import SweepConfig, from_dict
+from orchestrator.sweep import final_budget
+from orchestrator.sweep import rates as rates_mod
+from orchestrator.sweep.final_budget import EXPORT_S, FINAL_START_S, final_slots, finalist_epoch_s
+from orchestrator.sweep.final_budget import final_stage_minutes as _final_minutes
 from orchestrator.sweep.plan import (
-    EXPORT_S,
-    FINAL_START_S,
     check_finalists,
-    final_slots,
-    finalist_epoch_s,
     grow_candidates,
     grow_config,
     make_plan,
     search_statement,
     skip_check,
-    student_epoch_seconds,
 )
-from orchestrator.sweep.plan import final_stage_minutes as _final_minutes
+from orchestrator.sweep.rates import student_epoch_seconds
 
 
 def _cfg(**over) -> SweepConfig:
@@ -155,7 +154,6 @@ def test_student_rates_are_measured_here():
 def test_the_layout_is_the_faster_of_two_timed_here(monkeypatch):
     """train.layout auto: each student's step is timed in both layouts, in turn, and the run takes the one
     whose steps cost least in all; the epoch estimate is the chosen layout's, from the same timings."""
-    import orchestrator.sweep.plan as plan
 
     calls = []
 
@@ -163,14 +161,14 @@ def test_the_layout_is_the_faster_of_two_timed_here(monkeypatch):
         calls.append(layout)
         return {"channels_last": 900.0, "contiguous": 1200.0}[layout] * (2 if name == "res3_w16_d111" else 1)
 
-    monkeypatch.setattr(plan, "train_speed", fake_speed)
+    monkeypatch.setattr(rates_mod, "train_speed", fake_speed)
     cfg = _cfg(trials=[{"student": "res3_w16_d111"}, {"student": "res3_w12_d222"}])
-    rates = plan.student_rates(cfg, 1, ("channels_last", "contiguous"))
+    rates = rates_mod.student_rates(cfg, 1, ("channels_last", "contiguous"))
     assert calls[:2] == ["channels_last", "contiguous"] and len(calls) == 12  # in turn, 3 each, 2 students
     assert rates["contiguous"] == {"res3_w12_d222": 1200.0, "res3_w16_d111": 2400.0}
-    assert plan.pick_layout(rates) == "contiguous"
+    assert rates_mod.pick_layout(rates) == "contiguous"
     # the least time in all, not the most images/s of one student: a 11.0 ms an image of each, b 11.7
-    assert plan.pick_layout({"a": {"x": 100.0, "y": 1000.0}, "b": {"x": 150.0, "y": 200.0}}) == "a"
+    assert rates_mod.pick_layout({"a": {"x": 100.0, "y": 1000.0}, "b": {"x": 150.0, "y": 200.0}}) == "a"
     sec = student_epoch_seconds(cfg, 1200, 0, 1, overhead=1.0, rates=rates["contiguous"])
     assert sec == {"res3_w12_d222": 1.0, "res3_w16_d111": 0.5} and len(calls) == 12  # no second timing
 
@@ -178,16 +176,17 @@ def test_the_layout_is_the_faster_of_two_timed_here(monkeypatch):
 def test_a_final_trial_alone_is_timed_without_a_neighbours_overhead(monkeypatch):
     """The search's trials share the machine (SWEEP_OVERHEAD); one final trial on every core does not
     (ALONE_OVERHEAD): its speed-up is the thread gain times the overheads' ratio, not the thread gain alone."""
-    import orchestrator.sweep.plan as plan
-
-    monkeypatch.setattr(plan, "train_speed", lambda name, threads=None, **k: 1000.0 * plan.torch.get_num_threads())
+    monkeypatch.setattr(
+        rates_mod, "train_speed", lambda name, threads=None, **k: 1000.0 * rates_mod.torch.get_num_threads()
+    )
     cfg = _cfg(final=dict(top=1, cpus_per_trial=2))
     search = student_epoch_seconds(cfg, 1000, 300, threads=1)
-    assert search["res3_w16_d111"] == pytest.approx(plan.SWEEP_OVERHEAD * 1100 / 1000)
-    shared = plan.final_speedup(cfg, 1000, 300, search)
-    alone = plan.final_speedup(cfg, 1000, 300, search, alone=True)
-    assert shared == pytest.approx(2.0) and alone == pytest.approx(2.0 * plan.SWEEP_OVERHEAD / plan.ALONE_OVERHEAD)
-    assert plan.final_speedup(_cfg(), 1000, 300, search, alone=True) == 1.0  # same threads: no probe
+    assert search["res3_w16_d111"] == pytest.approx(rates_mod.SWEEP_OVERHEAD * 1100 / 1000)
+    shared = final_budget.final_speedup(cfg, 1000, 300, search)
+    alone = final_budget.final_speedup(cfg, 1000, 300, search, alone=True)
+    ratio = rates_mod.SWEEP_OVERHEAD / rates_mod.ALONE_OVERHEAD
+    assert shared == pytest.approx(2.0) and alone == pytest.approx(2.0 * ratio)
+    assert final_budget.final_speedup(_cfg(), 1000, 300, search, alone=True) == 1.0  # same threads: no probe
 
 
 def test_the_final_stage_is_fitted_at_the_slower_of_search_and_plan():

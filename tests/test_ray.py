@@ -16,7 +16,7 @@ import torch
 
 from orchestrator import data as data_mod
 from orchestrator.errors import UserError
-from orchestrator.release.results import result_lines
+from orchestrator.run.trial import result_lines
 from tests.conftest import smoke_config
 from trainables.layout import LAYOUTS
 
@@ -176,8 +176,8 @@ def test_predict_png_and_idx(exported, tmp_path):
     from PIL import Image
 
     from orchestrator.cli import main as cli
+    from orchestrator.data import CLASSES
     from orchestrator.release.predict import NotAnImageError, classify
-    from orchestrator.release.report import CLASSES
 
     out = exported[1]
     expected = [int(r[1]) for r in list(csv.reader(open(out / "submission.csv")))[1:9]]
@@ -251,8 +251,9 @@ def test_budget_checked_before_ray(tmp_path, monkeypatch):
 
 
 def test_teacher_on_ray_train_checkpoints_and_resumes(ray_local, tmp_path, monkeypatch):
-    from orchestrator.config import TeacherTrainConfig, from_dict
+    from orchestrator.config import from_dict
     from orchestrator.teacher import train as train_mod
+    from orchestrator.teacher.config import TeacherTrainConfig
     from orchestrator.teacher.model import load_teacher
     from orchestrator.teacher.train import history_path, train_ray
 
@@ -400,12 +401,12 @@ def test_a_final_stage_budget_lowers_its_epochs_and_a_resumed_stage_keeps_them(s
     assert threads("*/result.json") == {1} and threads("final/*/result.json") == {2}  # search: one thread each
     # a driver killed after the stage began: the rerun restores it, and a new measurement (faked here: 5
     # epochs would fit now) must not change the length of trials that began with one
-    import orchestrator.sweep.driver as sweep_mod
+    import orchestrator.sweep.stages as stages
 
     (run_dir / "kdsweep_meta.json").unlink()
     said.clear()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep_mod, "fit_final_epochs", lambda *a, **k: 5)
+        mp.setattr(stages, "fit_final_epochs", lambda *a, **k: 5)
         run_sweep(cfg, teacher_path=str(tiny_teacher))
     assert any("resuming the interrupted experiment" in m and "final" in m for m in said)
     assert any("-> 2 epochs (cap 30, floor 2), as when the stage began" in m for m in said)
@@ -438,7 +439,7 @@ def test_a_check_the_budget_cannot_spare_is_skipped_and_stays_skipped(said, ray_
     search would cost final epochs (the probe faked at 10 s an epoch, 2 minutes in all): no search trial
     runs, the final stage trains the KD trial, and the log, the meta record, `kdsweep results` and the
     report say that the control was not run; a rerun does not start the search it skipped."""
-    from orchestrator.release.report import method_text
+    from orchestrator.release.method import method_text
     from orchestrator.release.results import account_lines, search_account, trials
     from orchestrator.sweep.driver import run_sweep
 

@@ -1,4 +1,5 @@
-"""ASHA's rungs by regret (orchestrator/sweep/regret.py): what a cut costs the winner, on curves."""
+"""ASHA's rungs by regret, what a cut costs the winner, on curves: bench/regret.py fits the rule,
+orchestrator/rungs.py applies it."""
 
 import json
 from types import SimpleNamespace
@@ -6,8 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from orchestrator.sweep import fidelity
-from orchestrator.sweep.regret import AsyncRungs, choose, fit_rule, milestones, regret_table, replay
+from bench.regret import choose, fit_rule, regret_table, replay
+from orchestrator import rungs
+from orchestrator.rungs import AsyncRungs, milestones
 
 T = 40
 
@@ -105,9 +107,9 @@ def test_a_rule_must_stay_within_the_bound_after_its_rung():
 
 def test_the_recorded_rule_is_its_table_s_choice_and_auto_reads_it():
     rec = json.loads(open("experiments/search_regret/rule_search_fidelity.json").read())
-    rule = fidelity.read_rule()
+    rule = rungs.read_rule()
     chosen = choose(rec["table"], rec["bound"])
     assert (chosen["grace_frac"], chosen["reduction_factor"]) == (rule["grace_frac"], rule["reduction_factor"])
-    g, rf, why = fidelity.auto_rungs(40)
+    g, rf, why = rungs.auto_rungs(40)
     assert g == max(1, round(rule["grace_frac"] * 40)) and rf == rule["reduction_factor"]
     assert "expected cost to the winner" in why and "held-out" in why

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from orchestrator.config import load_sweep_config, to_dict
-from orchestrator.release.report import _bar_names, write_report
+from orchestrator.release.plots import bar_names
+from orchestrator.release.report import write_report
 from orchestrator.run.layout import CONFIG_FILE
 from tests.conftest import ROOT
 
@@ -89,7 +90,7 @@ def test_a_plot_appears_only_where_the_run_has_what_it_shows(tmp_path):
     assert "kd_vs_control.png" in _plot_names(out2)
     from orchestrator.release.results import trials
 
-    names = _bar_names(trials(run2))
+    names = bar_names(trials(run2))
     assert len(set(names)) == len(names) == 3 and any("res3_w8_d111" in n for n in names)
 
 
@@ -164,7 +165,7 @@ def test_the_search_is_accounted_for(tmp_path, capsys):
     (one length), not a long final trial beside a short control."""
     import argparse
 
-    from orchestrator.cli import _results
+    from orchestrator.commands import results
     from orchestrator.release.results import search_account, trials
     from orchestrator.run.layout import FINAL_BASE_FILE, FINAL_DIR, META_FILE
 
@@ -213,10 +214,10 @@ def test_the_search_is_accounted_for(tmp_path, capsys):
     assert "1 stopped early (1 at epoch 1)" in text and "7 trial-epochs, 0.06 core-hours in all" in text
     assert "Why the first rung is where it is: grace period 1 of 2 epochs: measured." in text
     assert "Would a cut trial have won? " in text
-    from orchestrator.release.report import compared
+    from orchestrator.release.plots import compared
 
     assert [t["stage"] for t in compared(trials(run))] == ["search"] * 4  # not the 40-epoch final beside them
-    assert _results(argparse.Namespace(run=str(run))) == 0  # `kdsweep results` (main() would keep capsys' stream)
+    assert results(argparse.Namespace(run=str(run))) == 0  # `kdsweep results` (main() would keep capsys' stream)
     shown = capsys.readouterr().out
     assert (
         "search: 4 trials by random, 7 trial-epochs, 0.06 core-hours; ASHA cut 1 (1 at epoch 1), 3 ran to the end"
@@ -241,14 +242,14 @@ def test_a_run_under_way_is_accounted_with_its_configs_searcher(tmp_path, capsys
     config asks for, not a default."""
     import argparse
 
-    from orchestrator.cli import _results
+    from orchestrator.commands import results
     from orchestrator.run.layout import CONFIG_FILE
 
     run, _ = _run(tmp_path, [{"loss": "kd"}, {"loss": "kd", "lr": 0.2}, {"loss": "ce"}])
     cfg = json.loads((run / CONFIG_FILE).read_text())
     cfg["sweep"]["searcher"] = "optuna"
     (run / CONFIG_FILE).write_text(json.dumps(cfg))
-    assert _results(argparse.Namespace(run=str(run))) == 0
+    assert results(argparse.Namespace(run=str(run))) == 0
     assert "search: 3 trials by optuna" in capsys.readouterr().out
 
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.sweep.driver import snapshot_period
 from orchestrator.sweep.plan import search_trials
 from orchestrator.sweep.tune_callbacks import CheckpointRetention, slope
+from orchestrator.sweep.tune_run import snapshot_period
 from tests.conftest import ROOT, smoke_config
 
 
@@ -127,7 +127,7 @@ def test_a_trial_reports_few_numbers_and_loses_none(tmp_path):
     as numbers; the rest travel as one string, and every reader gets the epoch's metrics back whole."""
     from numbers import Number
 
-    from orchestrator.release.results import result_lines
+    from orchestrator.run.trial import result_lines
     from trainables.config import DETAIL, TUNE_METRICS, from_report, to_report
 
     m = dict(

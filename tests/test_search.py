@@ -8,24 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import ConfigError, SweepConfig, from_dict, load_sweep_config
-from orchestrator.sweep import fidelity
-from orchestrator.sweep.fidelity import (
+from bench.curves import (
     Curve,
-    auto_rungs,
     decided_at,
     fidelity_table,
     judge_fraction,
     kendall,
     lever_pairs,
     load_curves,
-    reversal_rate,
     reversal_table,
-    rungs,
     spearman,
 )
+from orchestrator import rungs
+from orchestrator.config import ConfigError, SweepConfig, from_dict, load_sweep_config
+from orchestrator.rungs import auto_rungs, grace_epochs, milestones, reversal_rate
 from orchestrator.sweep.plan import search_statement
-from orchestrator.sweep.regret import grace_epochs
 from tests.conftest import ROOT, smoke_config
 
 
@@ -116,7 +113,7 @@ def test_rungs_are_tunes_asha_milestones():
         )
         # Tune also lists a rung at max_t itself, where a trial has ended and nothing is cut
         tune_rungs = sorted(m for m, _ in asha._brackets[0]._rungs if m < max_t)
-        assert rungs(max_t, grace, rf) == tune_rungs, (max_t, grace, rf)
+        assert milestones(max_t, grace, rf) == tune_rungs, (max_t, grace, rf)
     assert grace_epochs(40, 0.25) == 10 and grace_epochs(90, 0.25) == 23 and grace_epochs(4, 0.01) == 1
 
 
@@ -151,7 +148,7 @@ def test_auto_grace_applies_the_recorded_fraction_to_the_search_length(rule):
 
 
 def test_auto_grace_without_a_record_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(fidelity, "FIDELITY_FILE", tmp_path / "none.json")
+    monkeypatch.setattr(rungs, "RULE_FILE", tmp_path / "none.json")
     with pytest.raises(ConfigError, match="holds no rung rule; run bench/search_regret.py --write-rule"):
         _search_cfg()
 
@@ -178,7 +175,7 @@ def test_a_search_whose_trials_cannot_be_judged_early_says_so(rung_rule):
 def test_the_searcher_option(rule):
     from ray.tune.search.optuna import OptunaSearch
 
-    from orchestrator.sweep.driver import searcher
+    from orchestrator.sweep.tune_run import searcher
 
     # random draws, seeded by train.seed: a search started over proposes the same candidates
     a, b = searcher(_search_cfg()), searcher(_search_cfg())
@@ -282,7 +279,8 @@ def test_an_optuna_search_under_asha_resumes_where_it_stopped(said, ray_local, t
     from ray.tune import Callback
 
     import orchestrator.sweep.tune_callbacks as cbs
-    from orchestrator.sweep.driver import Interrupted, run_sweep
+    from orchestrator.sweep.driver import run_sweep
+    from orchestrator.sweep.tune_run import Interrupted
 
     cfg = smoke_config(
         tmp_path,
@@ -330,8 +328,8 @@ def test_an_optuna_search_under_asha_resumes_where_it_stopped(said, ray_local, t
 
 
 def test_the_recorded_rule_is_the_measured_one():
-    """orchestrator/sweep/fidelity.json holds the regret rule bench/search_regret.py fitted to the committed
+    """orchestrator/rungs.json holds the regret rule bench/search_regret.py fitted to the committed
     curves (tests/test_regret.py checks the choice against its table), and the reversal table beside it."""
-    rule = fidelity.read_rule()
+    rule = rungs.read_rule()
     curves = [c for folder in rule["curves"] for c in load_curves(ROOT / folder, rule["length"])]
     assert len(curves) == rule["n"] and rule["regret_mean"] <= rule["bound"] and rule["reversal"]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.teacher.model import TeacherLoadError, build_resnet, load_teacher, sidecar_path
+from orchestrator.teacher.model import TeacherLoadError, load_teacher, sidecar_path
+from students.teachers import build_resnet
 
 X = torch.rand(2, 3, 28, 28)
 
@@ -160,7 +161,8 @@ def test_cifar_teachers_build_count_and_load_back(tmp_path, arch, params, macs_m
 def test_a_cifar_teacher_trains_in_chunks_and_resumes(tmp_path, said):
     """A training of hours as chunks: a chunk stops after the epoch that passes its minutes and writes no
     weights; the same call goes on from the next epoch (not from the first) and releases at the end."""
-    from orchestrator.config import TeacherTrainConfig, from_dict
+    from orchestrator.config import from_dict
+    from orchestrator.teacher.config import TeacherTrainConfig
     from orchestrator.teacher.train import history_path, train_local
 
     cfg = from_dict(
@@ -186,8 +188,9 @@ def test_a_cifar_teacher_trains_in_chunks_and_resumes(tmp_path, said):
 def test_a_teacher_distils_into_the_assistant(tmp_path, said, tiny_teacher, monkeypatch):
     """kd_from: the teacher's clean logits (through the logits cache) are the KD targets of every step, and
     its cache is reused by the next training."""
-    import orchestrator.teacher.model as tm
-    from orchestrator.config import TeacherTrainConfig, from_dict
+    import trainables.teacher_train as tm
+    from orchestrator.config import from_dict
+    from orchestrator.teacher.config import TeacherTrainConfig
     from orchestrator.teacher.train import train_local
 
     calls = []
@@ -248,9 +251,10 @@ def test_a_teacher_chunk_saved_before_the_shared_training_loop_resumes_to_the_sa
     """tests/data/legacy_teacher_chunk.pt was saved by fit_teacher before it ran on trainables/engine.py
     (tests/data/make_legacy_teacher.py, at 137e255): resumed now, its second epoch ends on the weights an
     uninterrupted run of today's code reaches."""
-    from orchestrator.config import TeacherTrainConfig, from_dict
+    from orchestrator.config import from_dict
     from orchestrator.data import load_split
-    from orchestrator.teacher.model import fit_teacher
+    from orchestrator.teacher.config import TeacherTrainConfig
+    from trainables.teacher_train import fit_teacher
 
     cfg = {"name": "legacy", "arch": "cifar_resnet20", "optim": {"epochs": 2, "batch_size": 64}, "precision": "fp32"}
     cfg = from_dict(TeacherTrainConfig, cfg)

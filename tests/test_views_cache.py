@@ -8,7 +8,7 @@ import torch
 
 from orchestrator.config import Preprocess
 from orchestrator.teacher import cache
-from orchestrator.teacher.model import build_resnet
+from students.teachers import build_resnet
 from trainables.augment import ViewSpec, apply_views, to_input
 
 PRE = Preprocess(mean=0.286, std=0.353, channels=3)
@@ -128,9 +128,10 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     a student checkpoint is a member; each member has its own cache (a rerun hits both) and its bytes are
     part of the run's identity."""
     from orchestrator.config import ConfigError, load_sweep_config
-    from orchestrator.sweep.prepare import prepare_data, teacher_identity
-    from orchestrator.teacher.model import load_member, load_teacher, predict_logits
+    from orchestrator.sweep.prepare import fill, measure, prepare_data, teacher_identity
+    from orchestrator.teacher.model import load_member, load_teacher
     from students import create_student
+    from trainables.infer import predict_logits
 
     torch.manual_seed(0)
     member = tmp_path / "student.pt"
@@ -162,11 +163,10 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
         )
     )
     cfg = load_sweep_config(cfg_file)
-    planned = []  # the plan's hook, before any cache is built: the members' caches are counted at their speed
-    data, facts = prepare_data(cfg, before_cache=lambda *a: planned.append(a))
+    measured = measure(cfg)  # what the plan reads, before any cache is built: members counted at their speed
+    assert measured.facts.n_train == measured.cache_forwards == 64 and measured.members_s > 0
+    data, facts = fill(measured)
     assert data.teacher_logits.shape == (64, 1, 10) and facts.teacher_forwards == 2 * 64
-    ((n_train, _, _, forwards, members_s),) = planned
-    assert n_train == forwards == 64 and members_s > 0
     x = data.train_x
     t_model, t_info = load_teacher(tiny_teacher)
     s_model, s_info = load_member(member)
@@ -176,9 +176,10 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
     assert torch.allclose(torch.as_tensor(data.teacher_logits[:, 0]).float(), want, atol=2e-2, rtol=1e-2)
     (m,) = facts.teacher.ensemble
     assert m["arch"] == "resdw_w24_d111" and 0 <= m["val_acc"] <= 1 and 0 <= facts.teacher.ensemble_val_acc <= 1
-    again, facts2 = prepare_data(cfg, before_cache=lambda *a: planned.append(a))
+    measured = measure(cfg)
+    assert (measured.cache_forwards, measured.members_s) == (0, 0.0)  # both caches hit: nothing to plan for
+    again, facts2 = fill(measured)
     assert facts2.teacher_forwards == 0 and np.array_equal(again.teacher_logits, data.teacher_logits)
-    assert planned[-1][3:] == (0, 0.0)  # both caches hit: nothing to plan for
     ident = teacher_identity(cfg, None)
     save_student()  # new weights, same path
     assert teacher_identity(cfg, None)["ensemble"][0]["sha256"] != ident["ensemble"][0]["sha256"]
@@ -196,7 +197,7 @@ def test_teacher_ensemble_averages_cached_member_logits(tmp_path, tiny_teacher):
 def test_report_names_the_teacher_ensemble():
     """The export's report says that the target was an average, of which members, and how it scores."""
     from orchestrator.config import TrainConfig, to_dict
-    from orchestrator.release.report import method_text
+    from orchestrator.release.method import method_text
 
     teacher = dict(
         arch="resnet50",

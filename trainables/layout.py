@@ -1,6 +1,6 @@
 """The memory layout a model trains in: channels_last everywhere, except the layers an upstream bug breaks.
 
-channels_last makes oneDNN's convolutions 1.2-1.6x faster on CPU for every registered student. But oneDNN's
+channels_last makes oneDNN's convolutions faster on CPU for every registered student (bench/throughput.py). But oneDNN's
 AVX2 1x1 convolution backward-weights kernel (`jit_avx2_1x1_convolution_bwd_weights`, oneDNN issue 6035)
 writes past its workspace when the input is channels_last, the stride is above 1 and there are fewer than 8
 input channels per group: with one thread the process aborts ("double free or corruption", SIGSEGV), with

@@ -18,11 +18,13 @@ import torch
 from orchestrator import logs
 from orchestrator.data import load_split, load_test
 from orchestrator.errors import UserError
+from orchestrator.loader import is_uri
 from orchestrator.machine import machine
 from orchestrator.release.deploy import TTA_VIEWS, Deployable, choose_tta, predict, shipped_tta
+from orchestrator.release.plots import PLOT_FILES
 from orchestrator.release.promote import refuse_models
-from orchestrator.release.report import PLOT_FILES, write_report
-from orchestrator.run.io import is_uri, project_relative, read_json, replace_dir, sha256_file
+from orchestrator.release.report import write_report
+from orchestrator.run.io import project_relative, read_json, replace_dir, sha256_file
 from orchestrator.run.layout import CKPT_FILE, CONFIG_FILE, FINAL_DIR, META_FILE
 from students import BUDGET, count_params, deployed, rebuild
 

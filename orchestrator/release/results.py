@@ -24,8 +24,7 @@ from orchestrator.run.layout import (
     META_FILE,
     RESULT_FILE,
 )
-from orchestrator.run.trial import result_lines as result_lines  # where older imports find it
-from orchestrator.sweep.fidelity import read_rule, reversal_rate
+from orchestrator.rungs import read_rule, reversal_rate
 from trainables.config import KWARGS, merge_train
 
 _SIGNALS = {
@@ -196,7 +195,7 @@ def search_account(ts: list[dict], meta: dict | None = None, reversal: list[dict
     """What the search stage spent and what it bought, from its trials' histories: the anytime curve (best
     validation accuracy so far against trial-epochs and core-hours, epochs in the order they were reported),
     how many trials ASHA cut at each epoch and whether a cut one might have won (`reversal`: the recorded
-    table, by default the one in orchestrator/sweep/fidelity.json), and the searcher and rule from the run's
+    table, by default the one in orchestrator/rungs.json), and the searcher and rule from the run's
     meta record."""
     search = [t for t in ts if t["stage"] == "search"]
     if reversal is None and any(t["status"].startswith("stopped") for t in search):
@@ -239,7 +238,7 @@ def search_account(ts: list[dict], meta: dict | None = None, reversal: list[dict
 def cut_check(search: list[dict], reversal: list[dict] | None) -> dict | None:
     """Whether a trial ASHA cut might have won: each cut trial's gap, at its last epoch, to the trial that won
     the search (the best that ran to its end, as seen at that same epoch), and how often the recorded curves
-    (`reversal`, from orchestrator/sweep/fidelity.json) saw a configuration that far behind at that point of its
+    (`reversal`, from orchestrator/rungs.json) saw a configuration that far behind at that point of its
     schedule finish ahead. None where nothing was cut or no trial ran to its end."""
     cut = [t for t in search if t["status"].startswith("stopped")]
     ended = [t for t in search if t["status"] == "finished" and t["history"]]
@@ -304,7 +303,7 @@ def account_lines(acc: dict) -> list[str]:
             f"by the recorded curves, configurations that far behind at that point finished ahead "
             f"{chk['expected']:.2f} times in {chk['judged']} such cuts"
             if chk["expected"] is not None
-            else "no recorded curves to judge them by (orchestrator/sweep/fidelity.json has no reversal table)"
+            else "no recorded curves to judge them by (orchestrator/rungs.json has no reversal table)"
         )
         lines.append(
             f"would a cut trial have won: {chk['cut']} cut, {chk['ahead_when_cut']} of them ahead of the "
@@ -313,3 +312,26 @@ def account_lines(acc: dict) -> list[str]:
     if acc.get("statement"):
         lines.append(acc["statement"])
     return lines
+
+
+def run_lines(run_dir: Path) -> list[str]:
+    """What `kdsweep results` prints: the trials table, the search's account (a run under way has no meta
+    record yet: its config says how it searches) and, for a search kept in a ledger, every chunk's
+    candidates and their accuracy/cost front."""
+    import pandas as pd
+
+    from orchestrator.release.front import front_lines, ledger_points
+    from orchestrator.run.rundir import Run
+
+    df = table(run_dir)
+    if df.empty:
+        return [f"{run_dir}: no trial has reported yet"]
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500):
+        lines = [df.to_string(index=False, float_format=lambda v: f"{v:.4f}")]
+    meta = _read_json(run_dir / META_FILE) if (run_dir / META_FILE).is_file() else {}
+    cfg = _read_json(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else {}
+    if "search" not in meta:
+        meta = {**meta, "search": {"searcher": (cfg.get("sweep") or {}).get("searcher", "random")}}
+        if skipped := Run(run_dir).search_skipped:  # the run's record of it, read as the driver reads it
+            meta["search"]["skipped"] = skipped
+    return lines + account_lines(search_account(trials(run_dir), meta)) + front_lines(ledger_points(cfg))

@@ -14,11 +14,6 @@ from pathlib import Path
 from orchestrator.errors import UserError
 
 
-def is_uri(path: str | Path) -> bool:
-    """A location on shared storage (s3://, gs://, file://...) rather than a path on this machine."""
-    return "://" in str(path)
-
-
 class DiskFullError(UserError):
     """A write found no space left: the file it would have replaced is intact, the command can be rerun."""
 

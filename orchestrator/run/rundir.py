@@ -24,7 +24,8 @@ from filelock import FileLock  # installed with Ray; imported here without Ray
 
 from orchestrator.config import ConfigError, SweepConfig, from_dict, resolve_path, to_dict
 from orchestrator.errors import UserError
-from orchestrator.run.io import atomic_write, atomic_write_json, atomic_write_text, is_uri, parse_json
+from orchestrator.loader import is_uri
+from orchestrator.run.io import atomic_write, atomic_write_json, atomic_write_text, parse_json
 from orchestrator.run.layout import (
     CKPT_FILE,
     CLAIM_LOCK,

@@ -7,8 +7,8 @@ from __future__ import annotations
 from orchestrator.config import SweepConfig, TrainConfig, resolve_path, to_dict
 from orchestrator.paired import paired
 from orchestrator.run.ledger import Entry, Ledger
+from orchestrator.rungs import AsyncRungs
 from orchestrator.space import draw_candidates
-from orchestrator.sweep.regret import AsyncRungs
 from trainables.config import unpack_mask
 from trainables.losses import NEEDS_TEACHER
 

@@ -7,28 +7,12 @@ that a budget this CPU cannot hold is said before the time is spent, not found o
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from dataclasses import dataclass
-
-import torch
 
 from orchestrator.config import SweepConfig, to_dict
 from orchestrator.space import grid_size
-from trainables.engine import resolve_precision
+from orchestrator.sweep.final_budget import EXPORT_S, final_epoch_s, final_stage_minutes, fit_final_epochs
 from trainables.losses import NEEDS_TEACHER
-from trainables.train import train_speed
-
-EXPORT_S = 20.0  # an export on 2 cores (bench/results/sweep_cold, models/student)
-# The final stage's own start and end beyond its epochs (Tune launching the trial, its last report and
-# checkpoint): the stage's wall less its trial's elapsed time was 7-8 s on 2 cores (experiments/ten_minutes).
-FINAL_START_S = 8.0
-# A trial's epoch in a sweep runs below `train_speed`'s bare step (data views, the teacher's logits, the
-# loss, validation, a checkpoint, another trial on the other core); the estimate divides the bare rate by
-# this ratio, measured in bench/results/sweep_cold.
-SWEEP_OVERHEAD = 1.35
-# A trial alone on the machine (the default's finalist on both cores) loses only the data, loss, validation
-# and checkpoint (the ratio measured in experiments/fast_recipe).
-ALONE_OVERHEAD = 1.05
 
 
 @dataclass
@@ -106,118 +90,6 @@ class Plan:
         return text
 
 
-def student_rates(cfg: SweepConfig, threads: int, layouts: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """Training images/s of each student the config trains from scratch, in each of `layouts`, at `threads`:
-    the median of three short timings (one alone swung a 2-thread speed-up 1.27-1.69x), the layouts taken
-    in turn so that a machine's drift falls on both."""
-    precision = resolve_precision(cfg.train.precision, "cpu")
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads))
-    try:
-        out: dict[str, dict[str, float]] = {lay: {} for lay in layouts}
-        for name in cfg.students():
-            runs: dict[str, list[float]] = {lay: [] for lay in layouts}
-            for _ in range(3):
-                for lay in layouts:
-                    runs[lay].append(
-                        train_speed(
-                            name,
-                            batch_size=cfg.train.batch_size,
-                            steps=6,
-                            warmup=2,
-                            precision=precision,
-                            layout=lay,
-                            **cfg.train.student_kwargs,
-                        )
-                    )
-            for lay in layouts:
-                out[lay][name] = statistics.median(runs[lay])
-        return out
-    finally:
-        torch.set_num_threads(before)
-
-
-def pick_layout(rates: dict[str, dict[str, float]]) -> str:
-    """The layout whose students' steps take the least time in all (rates: student_rates)."""
-    return min(rates, key=lambda lay: sum(1 / r for r in rates[lay].values()))
-
-
-def student_epoch_seconds(
-    cfg: SweepConfig,
-    n_train: int,
-    n_val: int,
-    threads: int,
-    overhead: float = SWEEP_OVERHEAD,
-    layout: str = "channels_last",
-    rates: dict[str, float] | None = None,
-) -> dict[str, float]:
-    """Seconds per epoch of each student the config trains from scratch, as one trial runs it here in
-    `layout` (`overhead`: SWEEP_OVERHEAD beside other trials, ALONE_OVERHEAD alone on the machine); `rates`:
-    images/s already timed (student_rates), else timed now."""
-    rates = rates if rates is not None else student_rates(cfg, threads, (layout,))[layout]
-    return {name: overhead * (n_train + n_val / 3) / rate for name, rate in rates.items()}  # val: ~1/3 a step
-
-
-def final_stage_minutes(cfg: SweepConfig, elapsed_s: float) -> float:
-    """The final stage's wall-clock budget: `final.minutes`, and within a whole-run `minutes` what is left of
-    it after `elapsed_s`, the stage's own start and the export (0: no budget)."""
-    budgets = [cfg.final.minutes] if cfg.final.minutes else []
-    if cfg.minutes:
-        budgets.append(max(1e-3, cfg.minutes - (elapsed_s + FINAL_START_S + EXPORT_S) / 60))  # spent: 1 epoch
-    return min(budgets) if budgets else 0.0
-
-
-def finalist_epoch_s(students: list[str], search_s: list[float] | None, plan_s: dict[str, float]) -> list[float]:
-    """Each finalist's seconds an epoch at the search's threads, to fit the final stage with: the plan's
-    probe where no search ran, else the slower of the search's measurement and the plan's. The stage's
-    speed-up is the plan's ratio of its two estimates, so a search that ran faster than the plan's overhead
-    assumed, divided by it, made the stage longer than fitted (measured: experiments/ten_minutes)."""
-    if search_s is None:
-        return [plan_s[s] for s in students]
-    return [max(m, plan_s.get(s, 0.0)) for m, s in zip(search_s, students)]
-
-
-def fit_final_epochs(
-    cap: int, minutes: float, seconds_per_epoch: list[float], seeds: int, slots: int, floor: int = 1
-) -> int:
-    """The final stage's epochs under a wall-clock budget: at most `cap`, at least `floor` (final.min_epochs:
-    what the result needs, whatever the budget). Each finalist trains `seeds` trials at its measured seconds
-    per epoch; `slots` trials run at a time, so an epoch of the whole stage takes the slowest trial's time,
-    or the total work spread over the slots when trials queue."""
-    per_epoch = max(max(seconds_per_epoch), sum(seconds_per_epoch) * seeds / max(1, slots))
-    return max(floor, 1, min(cap, int(minutes * 60 // per_epoch)))
-
-
-def final_cpus(cfg: SweepConfig) -> float:
-    """Each final trial's CPUs: final.cpus_per_trial, else the search's sweep.cpus_per_trial."""
-    return cfg.final.cpus_per_trial or cfg.sweep.cpus_per_trial
-
-
-def final_slots(cfg: SweepConfig, cpus: float, search_slots: int) -> int:
-    """Final trials at a time: the search's, or what the CPUs hold at final.cpus_per_trial."""
-    if not cfg.final.cpus_per_trial:
-        return search_slots
-    return max(1, min(cfg.sweep.max_concurrent_trials, int(cpus // cfg.final.cpus_per_trial)))
-
-
-def final_speedup(
-    cfg: SweepConfig,
-    n_train: int,
-    n_val: int,
-    epoch_s: dict[str, float],
-    alone: bool = False,
-    layout: str = "channels_last",
-) -> float:
-    """How much faster a final trial's epoch runs than a search trial's (`epoch_s`), timed here at both
-    thread counts (1.0 where they are the same); `alone`: one final trial fills the machine, so it does not
-    share it with another as search trials do."""
-    if not cfg.final.epochs or int(final_cpus(cfg)) == int(cfg.sweep.cpus_per_trial):
-        return 1.0
-    overhead = ALONE_OVERHEAD if alone else SWEEP_OVERHEAD
-    fast = student_epoch_seconds(cfg, n_train, n_val, int(final_cpus(cfg)), overhead, layout)
-    return statistics.median(epoch_s[k] / fast[k] for k in epoch_s)
-
-
 def make_plan(
     cfg: SweepConfig,
     epoch_s: dict[str, float],
@@ -236,7 +108,7 @@ def make_plan(
     final.cpus_per_trial threads), `final_slots` at a time, within what the budgets leave it once the cache
     and the search are done (final_stage_minutes, as the driver fits it then). The cache: the teacher's
     missing forwards at its rate, plus `members_s` for an ensemble's members. `search` False: the plan
-    without the search stage (search_is_a_check)."""
+    without the search stage (skip_check)."""
     t, f = cfg.train, cfg.final
     n_trials = search_trials(cfg)
     per_trial = asha_epochs(t.epochs, cfg.grace(), cfg.reduction())
@@ -273,19 +145,12 @@ def make_plan(
     )
 
 
-def final_epoch_s(cfg: SweepConfig, slowest: float, final_speedup: float, fslots: int) -> float:
-    """An epoch of the whole final stage: the top finalists x seeds at the slowest student's epoch (divided
-    by the final trials' measured speed-up), `fslots` at a time (fit_final_epochs' stage epoch)."""
-    f = cfg.final
-    return slowest / max(final_speedup, 1e-9) * max(1.0, f.top * f.seeds / max(1, fslots))
-
-
 def grow_candidates(cfg: SweepConfig, epoch_s: dict[str, float], slots: int, fixed_s: float) -> tuple[int, str]:
     """How many candidates of grow.epochs the run's budget affords (GrowSettings), `slots` at a time at the
     slowest student's measured epoch, beside `fixed_s` (what the run has spent, the cache, the final stage at
     its cap and the export); and the sentence that says so. 0 where grow has no space, or fewer than
     grow.min_candidates fit (the config's own search stage runs then); at most grow.max_candidates."""
-    from orchestrator.sweep.fidelity import auto_rungs
+    from orchestrator.rungs import auto_rungs
 
     g = cfg.grow
     if not g.search_space or not cfg.minutes or not epoch_s:
@@ -351,9 +216,9 @@ def skip_check(cfg: SweepConfig, with_search: Plan, without: Plan) -> str:
 def asha_epochs(max_t: int, grace: int, rf: int) -> float:
     """A search trial's expected epochs under successive halving: every trial to the first rung, 1/rf of
     them on to the next, 1/rf^2 to the one after, and so on to the end."""
-    from orchestrator.sweep.fidelity import rungs
+    from orchestrator.rungs import milestones
 
-    marks = [*rungs(max_t, grace, rf), max_t]
+    marks = [*milestones(max_t, grace, rf), max_t]
     return sum((b - a) / rf**i for i, (a, b) in enumerate(zip([0, *marks], marks)))
 
 
@@ -367,16 +232,16 @@ def search_statement(cfg: SweepConfig) -> dict:
     candidates, proposed by what, cut where by ASHA (and why there); or, where ASHA can cut nothing (a
     grace period at the trials' length, or fewer trials than one rung keeps), that it does not search and
     what it does instead."""
-    from orchestrator.sweep.fidelity import auto_rungs, rungs
+    from orchestrator.rungs import auto_rungs, milestones
 
     n, t, s = search_trials(cfg), cfg.train.epochs, cfg.sweep
     grace, rf = cfg.grace(), cfg.reduction()
     auto = "auto" in (s.grace_period, s.reduction_factor)
     why = auto_rungs(t)[2] if auto else f"grace period {grace} of {t} epochs, 1/{rf} kept (set in the config)"
-    milestones = rungs(t, grace, rf)
+    marks = milestones(t, grace, rf)
     sampled = any(d.sampled for d in cfg.space().values())
     by = "Optuna's TPE" if s.searcher == "optuna" else ("random draws" if sampled else "a fixed list")
-    out = dict(trials=n, searcher=s.searcher, grace=grace, reduction_factor=rf, rungs=milestones, rule=why)
+    out = dict(trials=n, searcher=s.searcher, grace=grace, reduction_factor=rf, rungs=marks, rule=why)
     if n < 3 or n <= rf:
         control = any(loss in ("ce", "mse") for loss in cfg.losses())
         kinds = "KD against its no-teacher control" if control else "its trials"
@@ -387,7 +252,7 @@ def search_statement(cfg: SweepConfig) -> dict:
             + ". A search needs more candidates than one ASHA rung keeps and trials long enough to be judged "
             "(configs/search.yaml; experiments/search_fidelity measures how early a trial can be judged)"
         )
-    elif not milestones:
+    elif not marks:
         out["searches"] = True
         out["statement"] = (
             f"search: {n} candidates from {by} ({s.searcher}), each trained to its end: ASHA judges "
@@ -397,7 +262,7 @@ def search_statement(cfg: SweepConfig) -> dict:
         out["searches"] = True
         out["statement"] = (
             f"search: {n} candidates from {by} ({s.searcher}), ASHA judging them at epochs "
-            f"{', '.join(map(str, milestones))} of {t} "
+            f"{', '.join(map(str, marks))} of {t} "
             f"and keeping 1/{rf} at each; {why}"
         )
     return out

@@ -9,19 +9,21 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from orchestrator.config import SweepConfig, resolve_path
 from orchestrator.data import load_split
 from orchestrator.errors import UserError
-from orchestrator.run.io import is_uri, project_relative, sha256_file
+from orchestrator.loader import is_uri
+from orchestrator.run.io import sha256_file
 from orchestrator.teacher import history
 from orchestrator.teacher.cache import missing_forwards, teacher_logits
-from orchestrator.teacher.model import accuracy, identity, in_precision, load_member, load_teacher, predict_logits
+from orchestrator.teacher.ensemble import Member, ensemble_logits, ensemble_paths, network
+from orchestrator.teacher.model import identity, load_teacher
 from students import count_params, create_student, deployed
 from trainables.augment import ViewSpec
 from trainables.engine import resolve_precision
+from trainables.infer import accuracy, in_precision, predict_logits
 from trainables.layout import LAYOUTS, memory_format
 from trainables.losses import NEEDS_TEACHER
 from trainables.train import TrialData
@@ -116,31 +118,56 @@ def uses_teacher(cfg: SweepConfig) -> bool:
     return bool(set(cfg.losses()) & NEEDS_TEACHER)
 
 
-def prepare_data(
-    cfg: SweepConfig, teacher_path: str | None = None, device: str = "cpu", before_cache=None
-) -> tuple[TrialData, Prepared]:
-    """Everything trials need, computed in the driver: split, teacher logits (the only teacher run), and the
-    facts the run's meta record keeps (`Prepared`).
-    `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`).
-    `before_cache(n_train, n_val, teacher_img_s, cache_forwards, members_s)` is called once the teacher's speed
-    is known (timed on the validation forwards) and before the cache is built: the sweep's plan; `members_s`
-    is what the ensemble members' caches will take, each at its own measured speed."""
+@dataclass
+class Measured:
+    """What a sweep learns before it spends anything: the split, the teacher loaded, its layout and speed (timed
+    on the validation forwards) and what its cache will cost. `fill` then builds what the trials need."""
+
+    cfg: SweepConfig
+    data: TrialData  # without the teacher's part until `fill`
+    facts: Prepared
+    device: str
+    teacher: _Teacher | None = None
+    cache_forwards: int = 0  # forwards the cache still misses (0 live)
+    members_s: float = 0.0  # seconds the ensemble members' caches will take, each at its measured speed
+
+    @property
+    def teacher_img_s(self) -> float:
+        return self.facts.teacher.infer_img_s if self.facts.teacher else 0.0
+
+
+@dataclass
+class _Teacher:
+    model: torch.nn.Module  # in its precision
+    plain: torch.nn.Module
+    info: object  # TeacherInfo
+    key: str
+    precision: str
+    layout: str
+    val_logits: torch.Tensor
+    cache_spec: ViewSpec
+    cache_dir: str
+    members: list
+
+
+def measure(cfg: SweepConfig, teacher_path: str | None = None, device: str = "cpu") -> Measured:
+    """The split, and where a loss needs a teacher: the teacher loaded in its precision and layout (`auto`: the
+    faster here), its validation logits (for the report) and speed, and the cache forwards still missing.
+    `device`: where the teacher runs, live or building the cache (`kdsweep train/cache --device cuda`)."""
     d = cfg.data
     split = load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
     spec = ViewSpec(cfg.augment.shift, cfg.augment.flip)
     facts = Prepared(n_train=len(split.train_x), n_val=len(split.val_x), views=asdict(spec))
     data = TrialData(split.train_x, split.train_y, split.val_x, split.val_y, spec, mode="none")
     if not uses_teacher(cfg):
-        if before_cache is not None:
-            before_cache(len(split.train_x), len(split.val_x), 0.0, 0, 0.0)
-        return data, facts
+        return Measured(cfg, data, facts, device)
     path = resolve_path(teacher_path or cfg.teacher.checkpoint)
     if path is None:
         raise UserError("a loss in this config needs a teacher: set teacher.checkpoint or pass --teacher PATH")
     t = cfg.teacher
     model, info = load_teacher(path, t.mean, t.std)
     precision = resolve_precision(t.precision, device)
-    tf = TeacherFacts(**_named(info), preprocess=asdict(info.preprocess), mode=t.mode, precision=precision)
+    tf = TeacherFacts(**network(info), preprocess=asdict(info.preprocess), mode=t.mode, precision=precision)
     facts.teacher = tf
     plain = model.to(device)
     model, key = in_precision(plain, precision, device), identity(info.sha256, precision)
@@ -163,14 +190,23 @@ def prepare_data(
     log.info(f"teacher {info.arch} ({info.params:,} params) val_acc {tf.val_acc:.4f}")
     cache_spec, cache_dir = spec if t.mode == "views" else ViewSpec(0, False), resolve_path(t.cache_dir)
     members = [Member.load(p, t, split, cache_spec, cache_dir, device, precision) for p in ensemble_paths(t)]
-    if before_cache is not None:
-        x, y = split.train_x, split.train_y
-        forwards = 0 if t.mode == "live" else missing_forwards(key, info.preprocess, x, y, cache_spec, cache_dir)
-        members_s = sum(m.missing / m.img_s for m in members)
-        before_cache(len(split.train_x), len(split.val_x), tf.infer_img_s, forwards, members_s)
+    x, y = split.train_x, split.train_y
+    forwards = 0 if t.mode == "live" else missing_forwards(key, info.preprocess, x, y, cache_spec, cache_dir)
+    teacher = _Teacher(model, plain, info, key, precision, layout, val_logits, cache_spec, cache_dir, members)
+    return Measured(cfg, data, facts, device, teacher, forwards, sum(m.missing / m.img_s for m in members))
+
+
+def fill(m: Measured) -> tuple[TrialData, Prepared]:
+    """The teacher's part of what trials need, computed in the driver: the live teacher, or its logits (the
+    only teacher run: cached, on a cluster built on every node; an ensemble's averaged with its members'), and
+    the facts the run's meta record keeps (`Prepared`)."""
+    data, facts, tch = m.data, m.facts, m.teacher
+    if tch is None:
+        return data, facts
+    t, info, device = m.cfg.teacher, tch.info, m.device
     if t.mode == "live":
         data.teacher = dict(
-            model=model,
+            model=tch.model,
             mean=info.preprocess.mean,
             std=info.preprocess.std,
             channels=info.preprocess.channels,
@@ -182,112 +218,45 @@ def prepare_data(
             from orchestrator.teacher.cache_ray import ray_runner
 
             runner = ray_runner(
-                plain,
+                tch.plain,
                 info.arch,
                 info.preprocess.channels,
-                split.train_x,
-                cache_spec,
+                data.train_x,
+                tch.cache_spec,
                 info.preprocess,
                 t.batch_size,
                 t.cpus_per_actor,
                 t.gpus_per_actor,
-                precision=precision,
-                layout=layout,
+                precision=tch.precision,
+                layout=tch.layout,
             )
         logits, forwards, cinfo = teacher_logits(
-            model,
-            key,
+            tch.model,
+            tch.key,
             info.preprocess,
-            split.train_x,
-            split.train_y,
-            cache_spec,
-            cache_dir,
+            data.train_x,
+            data.train_y,
+            tch.cache_spec,
+            tch.cache_dir,
             t.batch_size,
             device,
             runner=runner,
         )
         facts.teacher_forwards, facts.cache = forwards, cinfo
-        if members:
-            logits = ensemble_logits(logits, val_logits, members, split, cache_spec, cache_dir, facts, device)
+        if tch.members:
+            logits, members, paid, val_acc = ensemble_logits(  # the data's arrays are the split's
+                logits, tch.val_logits, tch.members, data, tch.cache_spec, tch.cache_dir, device
+            )
+            facts.teacher_forwards += paid
+            facts.teacher.ensemble, facts.teacher.ensemble_val_acc = members, val_acc
         data.teacher_logits = logits
     data.mode = t.mode
     return data, facts
 
 
-def ensemble_paths(t) -> list[Path]:
-    """teacher.ensemble's members as files, each checked to exist."""
-    paths = [Path(resolve_path(m)) for m in t.ensemble]
-    for m, p in zip(t.ensemble, paths):
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"teacher.ensemble member {m} not found ({p}); give a teacher or student checkpoint" + history.hint(p)
-            )
-    return paths
-
-
-@dataclass
-class Member:
-    """An ensemble member, loaded and timed on its validation forwards before the plan (which counts its
-    cache at this speed); `missing`: the forwards its cache still needs."""
-
-    model: torch.nn.Module
-    info: object
-    batch: int
-    val_logits: torch.Tensor
-    img_s: float
-    missing: int
-    key: str  # its cache's identity: its bytes and precision
-
-    @classmethod
-    def load(cls, path: Path, t, split, spec: ViewSpec, cache_dir, device: str, precision: str) -> Member:
-        model, info = load_member(path, device)
-        model = in_precision(model, precision, device)
-        bs = info.infer_batch or t.batch_size
-        t0 = time.perf_counter()
-        v = predict_logits(model, split.val_x, info.preprocess, bs, device)
-        img_s = len(split.val_x) / max(time.perf_counter() - t0, 1e-9)
-        key = identity(info.sha256, precision)
-        missing = missing_forwards(key, info.preprocess, split.train_x, split.train_y, spec, cache_dir)
-        return cls(model, info, bs, v, img_s, missing, key)
-
-
-def ensemble_logits(
-    logits: np.ndarray,
-    val_logits,
-    members: list[Member],
-    split,
-    spec: ViewSpec,
-    cache_dir,
-    facts: Prepared,
-    device: str,
-) -> np.ndarray:
-    """The teacher's cached logits averaged with each teacher.ensemble member's on the same views (each
-    member's own cache, keyed by its bytes like the teacher's); the members, their forwards and the average's
-    validation accuracy go into `facts`."""
-    total, val_total, named = logits.astype(np.float32), val_logits.clone(), []
-    for m in members:
-        info = m.info
-        z, forwards, cinfo = teacher_logits(
-            m.model,
-            m.key,
-            info.preprocess,
-            split.train_x,
-            split.train_y,
-            spec,
-            cache_dir,
-            m.batch,
-            device,
-        )
-        total += z
-        val_total += m.val_logits
-        named.append(dict(**_named(info), val_acc=accuracy(m.val_logits, split.val_y), cache=cinfo))
-        facts.teacher_forwards += forwards
-        log.info(f"ensemble member {info.arch} ({info.params:,} params) val_acc {named[-1]['val_acc']:.4f}")
-    n = 1 + len(named)
-    facts.teacher.ensemble = named
-    facts.teacher.ensemble_val_acc = accuracy(val_total / n, split.val_y)
-    log.info(f"teacher ensemble of {n} (logits averaged) val_acc {facts.teacher.ensemble_val_acc:.4f}")
-    return (total / n).astype(np.float16)
+def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, device: str = "cpu") -> tuple[TrialData, Prepared]:
+    """Everything trials need, computed in the driver: `measure`, then `fill`."""
+    return fill(measure(cfg, teacher_path, device))
 
 
 def probe_teacher_layout(model, val_x, pre, batch_size: int, device: str, images: int = 512) -> dict[str, float]:
@@ -304,11 +273,6 @@ def probe_teacher_layout(model, val_x, pre, batch_size: int, device: str, images
                 best[lay] = max(best[lay], len(x) / (time.perf_counter() - t0))
     model.to(memory_format=torch.channels_last)
     return best
-
-
-def _named(info) -> dict:
-    """Which network a run's meta record names (the teacher, an ensemble member)."""
-    return dict(path=project_relative(info.path), arch=info.arch, sha256=info.sha256, params=info.params)
 
 
 def teacher_identity(cfg: SweepConfig, teacher_path: str | None) -> dict | None:

@@ -28,8 +28,8 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from orchestrator.machine import machine
 from orchestrator.run.ledger import Ledger, index_of
+from orchestrator.rungs import AsyncRungs
 from orchestrator.sweep.candidates import seeded_rungs
-from orchestrator.sweep.regret import AsyncRungs
 from trainables.config import from_report
 
 # isort: split

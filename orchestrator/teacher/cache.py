@@ -23,8 +23,8 @@ import torch
 
 from orchestrator.config import Preprocess
 from orchestrator.run.io import atomic_write, atomic_write_json
-from orchestrator.teacher.model import INFER_BATCH
 from trainables.augment import ViewSpec, apply_views, to_input
+from trainables.infer import INFER_BATCH
 from trainables.layout import model_layout
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,8 @@ class TeacherActor:
     ):
         import torch
 
-        from orchestrator.teacher.model import build_resnet, in_precision
+        from students.teachers import build_resnet
+        from trainables.infer import in_precision
         from trainables.layout import memory_format
 
         torch.set_num_threads(threads)

@@ -16,17 +16,33 @@ from pathlib import Path
 import torch
 
 from orchestrator import logs
-from orchestrator.config import TeacherTrainConfig, from_dict
+from orchestrator.config import from_dict
 from orchestrator.data import load_split
+from orchestrator.errors import UserError
 from orchestrator.machine import machine
-from orchestrator.teacher.model import atomic_save, fit_teacher, release_weights
+from orchestrator.run.io import atomic_save
+from orchestrator.teacher.config import TeacherTrainConfig
+from orchestrator.teacher.model import read_state_dict, release_weights
+from trainables.teacher_train import fit_teacher
 
 log = logging.getLogger(__name__)
 
 
-def _split(cfg: TeacherTrainConfig):
+def _split(cfg: TeacherTrainConfig, world: int = 1):
+    """The training split, refused in one line where a worker's share holds no full batch."""
     d = cfg.data
-    return load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
+    s = load_split(d.data_dir, d.val_size, d.split_seed, d.train_limit, d.val_limit)
+    if len(s.train_x) // world < cfg.optim.batch_size:
+        raise UserError(
+            f"optim.batch_size {cfg.optim.batch_size} is larger than the {len(s.train_x) // world} training images "
+            "per worker; lower it or train on more images"
+        )
+    return s
+
+
+def _init(cfg: TeacherTrainConfig) -> dict | None:
+    """The weights a new cycle starts from (cfg.init_from, e.g. the last release), or None."""
+    return read_state_dict(cfg.init_from) if cfg.init_from else None
 
 
 def kd_targets(cfg: TeacherTrainConfig, split, cache_dir: str = "cache"):
@@ -100,6 +116,7 @@ def train_local(cfg: TeacherTrainConfig, run_dir: Path, out: Path, chunk_minutes
         device=device,
         stop_after_s=None if chunk_minutes is None else chunk_minutes * 60,
         soft=kd_targets(cfg, s),
+        init=_init(cfg),
     )
     final = torch.load(last, map_location="cpu", weights_only=True)
     if final["epoch"] + 1 < cfg.optim.epochs:
@@ -161,6 +178,7 @@ def _ray_train_loop(config: dict):
         world=world,
         wrap=wrap,
         soft=d.get("soft"),
+        init=_init(cfg),
     )
 
 
@@ -170,7 +188,7 @@ def train_ray(cfg: TeacherTrainConfig, run_dir: Path, out: Path, address: str | 
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    s = _split(cfg)
+    s = _split(cfg, cfg.workers)
     log.info(
         f"teacher {cfg.arch}: {len(s.train_x)} train / {len(s.val_x)} val images, {cfg.workers} Ray Train "
         f"worker(s), run dir {run_dir}"

@@ -12,9 +12,10 @@ import torch
 
 here, out = Path.cwd(), Path(sys.argv[1]).resolve()
 sys.path.insert(0, str(here))
-from orchestrator.config import TeacherTrainConfig, from_dict  # noqa: E402
+from orchestrator.config import from_dict  # noqa: E402
 from orchestrator.data import load_split  # noqa: E402
-from orchestrator.teacher.model import fit_teacher  # noqa: E402
+from orchestrator.teacher.config import TeacherTrainConfig  # noqa: E402
+from trainables.teacher_train import fit_teacher  # noqa: E402
 
 CFG = {"name": "legacy", "arch": "cifar_resnet20", "optim": {"epochs": 2, "batch_size": 64}, "precision": "fp32"}
 torch.set_num_threads(1)

@@ -11,10 +11,10 @@ A curve is one trial trained to its end with its validation accuracy recorded ev
 - per lever (pairs of configurations that differ in one setting): the first epoch from which the better of
   the two at every later epoch is the better at the end.
 
-These are analyses. The rule for ASHA is the regret rule (orchestrator/sweep/regret.py: what a cut costs the
-winner, not how well noise-bound candidates keep their order): `bench/search_regret.py` fits it to the
-recorded curves and writes it into FIDELITY_FILE, and `sweep.grace_period: auto` / `reduction_factor: auto`
-apply it to the search's own length (`auto_rungs`). Pure numpy: no Ray.
+These are analyses. The rule for ASHA is the regret rule (bench/regret.py: what a cut costs the winner, not how
+well noise-bound candidates keep their order): `bench/search_regret.py` fits it to the recorded curves and
+writes it into orchestrator/rungs.json, which `sweep.grace_period: auto` / `reduction_factor: auto` apply to
+the search's own length (orchestrator/rungs.py). Pure numpy: no Ray.
 """
 
 from __future__ import annotations
@@ -26,13 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.errors import UserError
-from orchestrator.sweep.regret import grace_epochs, milestones
-
-rungs = milestones  # ASHA's milestones: the plan and the report name them so
-
-FIDELITY_FILE = Path(__file__).with_name("fidelity.json")  # the measured rule sweep.grace_period: auto reads
-DEFAULT_MIN_RHO = 0.8  # Spearman's rho a table marks as "ranks hold" (an analysis; rungs follow regret.py)
+DEFAULT_MIN_RHO = 0.8  # Spearman's rho a table marks as "ranks hold" (an analysis; rungs follow bench/regret.py)
 
 
 @dataclass
@@ -190,21 +184,6 @@ def reversal_table(
     return rows
 
 
-def reversal_rate(table: list[dict], frac: float, gap: float) -> tuple[float, int] | None:
-    """(share of reversals, pairs) for a trial `gap` behind at fraction `frac` of its schedule: the recorded
-    row at the latest fraction <= frac (an earlier judgement is the less certain one) and the largest gap
-    <= `gap` that some pair stood apart; None where nothing was recorded that early."""
-    earlier = [r for r in table if r["frac"] <= frac + 1e-9]
-    if not earlier:
-        return None
-    f = max(r["frac"] for r in earlier)
-    rows = [r for r in earlier if r["frac"] == f and r["gap"] <= gap + 1e-12 and r["pairs"]]
-    if not rows:
-        return None
-    r = max(rows, key=lambda r: r["gap"])
-    return r["reversed"] / r["pairs"], r["pairs"]
-
-
 def lever_pairs(curves: list[Curve]) -> list[tuple[str, Curve, Curve]]:
     """(lever, base, other): each seed-0 curve against its config file's base curve (the one whose variant sets
     nothing but the seed); the lever is what the other's variant sets (several settings that move together,
@@ -237,33 +216,3 @@ def judge_fraction(table: list[dict], min_rho: float = DEFAULT_MIN_RHO) -> float
             break
         ok = row["frac"]
     return ok
-
-
-def read_rule(path: Path | None = None) -> dict:
-    """The recorded rule: {"grace_frac", "reduction_factor", "regret_mean", "bound", "held_out", "n",
-    "record", "reversal", ...} (FIDELITY_FILE by default; bench/search_regret.py writes it)."""
-    path = path or FIDELITY_FILE
-    if not path.is_file():
-        raise UserError(
-            f"sweep.grace_period auto: {path} holds no rung rule; "
-            "run bench/search_regret.py --write-rule, or set sweep.grace_period to a number of epochs"
-        )
-    return json.loads(path.read_text())
-
-
-def auto_rungs(max_t: int, rule: dict | None = None) -> tuple[int, int, str]:
-    """(grace period, reduction factor, the sentence the plan logs) for a search of `max_t` epochs under the
-    recorded regret rule."""
-    rule = rule or read_rule()
-    g = grace_epochs(max_t, rule["grace_frac"])
-    ho = rule.get("held_out") or {}
-    why = (
-        f"first rung at {rule['grace_frac']:.0%} of the schedule ({g} of {max_t} epochs), keeping 1/"
-        f"{rule['reduction_factor']}: on {rule['n']} recorded curves the cheapest cut whose expected cost to the "
-        f"winner stays within {rule['regret_frac']:g} standard error of a validation accuracy "
-        f"(regret {rule['regret_mean']:.4f} <= {rule['bound']:.4f}, {1 - rule['cost_frac']:.0%} of the "
-        f"trial-epochs saved"
-        + (f"; on held-out halves regret {ho['regret_mean']:.4f}" if ho else "")
-        + f"; {rule['record']})"
-    )
-    return g, int(rule["reduction_factor"]), why

@@ -2,7 +2,7 @@
 
 A rung is judged by whether the candidate that would have won still finishes, not by how well early ranks
 order candidates that noise cannot tell apart (ASHA, Li et al. 2020; Hyperband). From curves recorded to
-their end (`val_acc` each epoch, orchestrator/sweep/fidelity.py reads them), for each (first rung as a
+their end (`val_acc` each epoch, bench/curves.py reads them), for each (first rung as a
 fraction of the schedule, reduction factor):
 
 - regret: the best final validation accuracy among all candidates minus the best among those ASHA let
@@ -15,7 +15,7 @@ fraction of the schedule, reduction factor):
   halves) is reported beside it.
 
 Where late bloomers are planted it takes a later rung or a milder cut; where the order is set early, an
-earlier one (tests/test_regret.py). Pure numpy: no Ray.
+earlier one (tests/test_regret.py). The rule it fits is applied by orchestrator/rungs.py. Pure numpy: no Ray.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from orchestrator.rungs import AsyncRungs, grace_epochs
 
 GRACE_FRACS = (0.05, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.375, 0.5, 0.625, 0.75, 1.0)
 FACTORS = (2, 3, 4)
@@ -33,50 +35,6 @@ SUBSET = 0.75  # each resample draws this share of the candidates (at least 3), 
 def val_se(acc: float, n_val: int) -> float:
     """The standard error of one accuracy `acc` measured on `n_val` images (binomial)."""
     return math.sqrt(acc * (1 - acc) / n_val)
-
-
-def milestones(max_t: int, grace: int, rf: int) -> list[int]:
-    """ASHA's rungs (one bracket): grace * rf^i below max_t."""
-    out, t = [], grace
-    while t < max_t:
-        out.append(t)
-        t *= rf
-    return out
-
-
-def grace_epochs(max_t: int, frac: float) -> int:
-    """The first rung, in epochs, of a schedule of `max_t` epochs judged at fraction `frac`."""
-    return max(1, min(max_t, math.ceil(frac * max_t - 1e-9)))
-
-
-class AsyncRungs:
-    """Asynchronous successive halving, one bracket, as Tune's AsyncHyperBandScheduler judges: a trial
-    reaching a rung is stopped when its value is below the (1 - 1/rf) quantile of the values recorded at
-    that rung before it; every value reaching a rung is recorded, and a trial is judged once per rung (at
-    the highest rung it has reached). `record` seeds the rungs with trials judged elsewhere (an earlier
-    chunk of the search), so a search split into chunks cuts as one run would."""
-
-    def __init__(self, max_t: int, grace: int, rf: int):
-        self.rf = rf
-        self.rungs: dict[int, dict] = {m: {} for m in sorted(milestones(max_t, grace, rf), reverse=True)}
-
-    def record(self, key, curve) -> None:
-        """A curve judged elsewhere: its value at every rung it reached."""
-        for m, rec in self.rungs.items():
-            if len(curve) >= m:
-                rec[key] = float(curve[m - 1])
-
-    def judge(self, key, epoch: int, value: float) -> bool:
-        """Whether the trial `key` goes on after reporting `value` at `epoch`."""
-        for m, rec in self.rungs.items():  # highest rung first
-            if epoch < m:
-                continue
-            if key in rec:
-                return True
-            go_on = not rec or value >= np.percentile(list(rec.values()), (1 - 1 / self.rf) * 100)
-            rec[key] = float(value)
-            return bool(go_on)
-        return True
 
 
 def replay(acc: np.ndarray, order, grace: int, rf: int) -> tuple[float, int]:
