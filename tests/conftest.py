@@ -108,7 +108,27 @@ def ray_local():
     ray.shutdown()
 
 
-RAY_MODULES = {"test_ray.py", "test_cluster.py", "test_launch.py"}
+@pytest.fixture
+def cluster():
+    """A head without CPUs (the driver's node, as on a real cluster) and two 1-CPU worker nodes."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    was_up = ray.is_initialized()
+    if was_up:  # another test's local Ray: this test needs its own cluster
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, include_dashboard=False))
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    ray.init(address=c.address, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    c.wait_for_nodes()
+    yield c, workers
+    ray.shutdown()
+    c.shutdown()
+    if was_up:
+        start_local_ray()
+
+
+RAY_MODULES = {"test_ray.py", "test_cluster.py", "test_launch.py", "test_chaos.py"}
 
 
 def pytest_collection_modifyitems(config, items):

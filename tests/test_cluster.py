@@ -14,28 +14,6 @@ from orchestrator.run.trial import result_lines
 from tests.conftest import ROOT
 
 
-@pytest.fixture
-def cluster():
-    """A head without CPUs (the driver's node, as on a real cluster) and two 1-CPU worker nodes."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    was_up = ray.is_initialized()
-    if was_up:  # another test's local Ray: this test needs its own cluster
-        ray.shutdown()
-    c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, include_dashboard=False))
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
-    ray.init(address=c.address, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-    c.wait_for_nodes()
-    yield c, workers
-    ray.shutdown()
-    c.shutdown()
-    if was_up:
-        from conftest import start_local_ray
-
-        start_local_ray()
-
-
 def test_cache_on_the_cluster_equals_the_local_build(said, cluster, tiny_teacher, small_split, tmp_path, monkeypatch):
     from orchestrator.teacher import cache
     from orchestrator.teacher.cache_ray import ray_runner
