@@ -91,3 +91,30 @@ def test_a_torn_record_is_named_in_one_line(tmp_path, capsys):
     (tmp_path / "ledger" / "plan.json").write_text('{"identity": {"x"')
     with pytest.raises(TornFileError, match="plan.json: not whole JSON"):
         Ledger(tmp_path / "ledger").open({"x": 1}, [{"lr": 0.1}])
+
+
+def test_a_torn_tune_state_is_set_aside_for_the_one_before(tmp_path, said):
+    """Tune resumes from the newest experiment state: one cut short by a crash is set aside with its session's
+    searcher state, so the rerun resumes from the session before; with no whole state left, one line says
+    what to do."""
+    from orchestrator.run.io import TornFileError
+    from orchestrator.sweep.tune_run import set_aside_torn_state
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "experiment_state-2026-12-07_10-00-00.json").write_text('{"trials": []}')
+    (exp / "basic-variant-state-2026-12-07_10-00-00.json").write_text("{}")
+    (exp / "experiment_state-2026-12-07_11-00-00.json").write_text('{"tri')  # the newest, torn
+    (exp / "basic-variant-state-2026-12-07_11-00-00.json").write_text("{}")
+    moved = set_aside_torn_state(exp)
+    assert sorted(p.name for p in moved) == [
+        "basic-variant-state-2026-12-07_11-00-00.json",
+        "experiment_state-2026-12-07_11-00-00.json",
+    ]
+    assert sorted(p.name for p in exp.glob("experiment_state-*.json")) == ["experiment_state-2026-12-07_10-00-00.json"]
+    assert (exp / "experiment_state-2026-12-07_11-00-00.json.torn").is_file()
+    assert any("is torn" in m and "resuming from the state before it" in m for m in said)
+    assert set_aside_torn_state(exp) == []  # whole: nothing to do
+    (exp / "experiment_state-2026-12-07_10-00-00.json").write_text("")  # the last one torn too
+    with pytest.raises(TornFileError, match=r"experiment_state-2026-12-07_10-00-00.json: not whole JSON.*--force"):
+        set_aside_torn_state(exp)

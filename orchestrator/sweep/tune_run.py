@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 
 from orchestrator.config import SweepConfig, TrainConfig, to_dict
+from orchestrator.loader import is_uri
 from orchestrator.release.results import trial_id_of
+from orchestrator.run.io import TornFileError, parse_json
 from orchestrator.space import parse_space
 from trainables.config import DETAIL, KWARGS, from_report
 
@@ -68,6 +70,8 @@ def fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, n
         *callbacks,
     ]
     path = f"{storage}/{name}"
+    if not is_uri(path):
+        set_aside_torn_state(Path(path))
     if tune.Tuner.can_restore(path):
         log.info(f"resuming the interrupted experiment in {path}")
         return tune.Tuner.restore(path, trainable, resume_errored=True, param_space=param_space).fit()
@@ -83,6 +87,31 @@ def fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, n
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
         ),
     ).fit()
+
+
+STATE_GLOB = "experiment_state-*.json"  # one per driver session, rewritten on Tune's snapshot period
+
+
+def set_aside_torn_state(experiment: Path) -> list[Path]:
+    """Tune restores an experiment from its newest state file; one cut short by a crash would stop every
+    rerun with a traceback. Each torn newest one is renamed `<name>.torn`, with its session's searcher state
+    (the same timestamp), so Tune restores from the session before (trials from the checkpoints that state
+    names: epochs since are redone, nothing finished is lost). With no whole state left, TornFileError names
+    the file and what to do. Returns the files set aside."""
+    moved, states = [], sorted(experiment.glob(STATE_GLOB), reverse=True)
+    for i, state in enumerate(states):
+        try:
+            parse_json(state.read_text(), state)
+            return moved
+        except TornFileError as e:
+            if i == len(states) - 1:  # no whole state to resume from
+                raise TornFileError(f"{e}; or, to start this run over, the same command with --force") from None
+        stamp = state.name.removeprefix("experiment_state-")
+        for f in [state, *experiment.glob(f"*-state-{stamp}")]:
+            f.rename(f.with_name(f.name + ".torn"))
+            moved.append(f)
+        log.info(f"warning: {state} is torn (a write cut short): set aside; resuming from the state before it")
+    return moved
 
 
 class Interrupted(RuntimeError):
