@@ -68,9 +68,10 @@ class TeacherConfig:
     checkpoint: str | None = "models/teacher/resnet50.pt"  # a torchvision resnet50(num_classes=10) state_dict
     mean: float | None = None  # None: read from the checkpoint's JSON sidecar
     std: float | None = None  # None: read from the checkpoint's JSON sidecar
-    mode: Literal["views", "clean", "live"] = "views"  # views: logits cached per (image, shifted/flipped view),
-    # replayed exactly; clean: cached per image, reused for every view; live: the teacher runs on every batch
-    # (the slow reference, and what function matching, train.mix, needs)
+    mode: Literal["views", "clean", "live", "mixed"] = "views"  # views: logits cached per (image, shifted/flipped
+    # view), replayed exactly; clean: cached per image, reused for every view; live: the teacher runs on every
+    # batch (the slow reference; function matching, train.mix, on fresh mixes); mixed: function matching cached,
+    # logits per (image, one of mixed_views seeded mixes of train.mix with another image), rebuilt exactly
     batch_size: int = 256  # teacher inference batch (images); = teacher.INFER_BATCH, which says why
     cache_dir: str = "cache"  # teacher-logit cache, reused across sweeps
     build: Literal["driver", "cluster"] = "driver"  # where the cache is computed: in the driver process, or by
@@ -82,6 +83,7 @@ class TeacherConfig:
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # the teacher's forwards (cache, validation): bf16 autocast
     # halves a ResNet-50's time where the CPU computes bf16 natively; auto: there.
     # Its own cache key (the logits differ by more than fp16 rounding)
+    mixed_views: int = 16  # mode mixed: mixed views cached per training image (each a teacher forward)
     ensemble: tuple[str, ...] = ()  # more models whose logits on the same views are averaged with the
     # teacher's into one target: teacher checkpoints, or student checkpoints
     # (a trial's checkpoint.pt, an export's student.pt); each has its own
@@ -89,6 +91,7 @@ class TeacherConfig:
 
     def __post_init__(self):
         _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(self.mixed_views >= 1, "mixed_views must be >= 1 (mixed views cached per training image)")
         _check(
             not self.ensemble or self.mode != "live",
             "ensemble averages cached logits: use mode views or clean with it, not live",
@@ -283,11 +286,19 @@ class SweepConfig:
                 raise ValueError(f"trials[{i}]: {e}") from None
 
         mixed = sorted(m for m in self._values("mix") if m != "none")
-        if mixed and self.teacher.mode != "live":
+        if mixed and self.teacher.mode not in ("live", "mixed"):
             raise ValueError(
                 f"train.mix {mixed[0]}: the teacher must score the mixed image the student sees; cached logits "
-                f"(teacher.mode {self.teacher.mode}) are of unmixed views: set teacher.mode: live"
+                f"(teacher.mode {self.teacher.mode}) are of unmixed views: set teacher.mode: live or mixed"
             )
+        if self.teacher.mode == "mixed":
+            alphas = self._values("mix_alpha")
+            if len(self._values("mix")) != 1 or not mixed or len(alphas) != 1 or "mix_alpha" in self.search_space:
+                raise ValueError(
+                    "teacher.mode mixed caches the mixed views of one train.mix at one train.mix_alpha for every "
+                    f"trial (here mix {sorted(self._values('mix'))}, mix_alpha {sorted(alphas)}): set train.mix "
+                    "mixup or cutmix, the same in every trial, or use teacher.mode live"
+                )
 
         from students import is_student, list_students
 

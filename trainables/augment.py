@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -47,6 +48,10 @@ class ViewSpec:
 
     def random(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         return torch.randint(self.n_views, (n,), generator=generator, device=device)
+
+    def images(self, x: torch.Tensor, idx: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """View views[i] of image x[idx[i]]: (B, H, W), x's dtype (what a cache and a trial both rebuild)."""
+        return apply_views(x[idx], views.to(x.device), self)
 
 
 def apply_views(x: torch.Tensor, views: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
@@ -110,6 +115,94 @@ def random_erase(
     return x.masked_fill(mask, 0)
 
 
+@dataclass(frozen=True)
+class MixSpec:
+    """Cached function matching (teacher.mode mixed): `k` mixed views of every training image, each the image in
+    one shift/flip view mixed with a partner image in another, by `kind` (mixup or cutmix) at lambda ~
+    Beta(alpha, alpha). View j of image i is fixed by a recipe drawn from `seed` and the number of images, so a
+    trial rebuilds exactly the image whose teacher logits the cache holds, on any machine (FKD, Shen and Xing
+    2022: the soft label stored per crop)."""
+
+    shift: int = 2
+    flip: bool = True
+    kind: str = "mixup"
+    alpha: float = 1.0
+    k: int = 16  # mixed views per image
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in ("mixup", "cutmix"):
+            raise ValueError(f"mix must be mixup or cutmix, got {self.kind!r}")
+        if not self.alpha > 0 or not self.k >= 1:
+            raise ValueError(f"mix_alpha must be > 0 and mixed views >= 1, got {self.alpha!r}, {self.k!r}")
+
+    @property
+    def n_views(self) -> int:
+        return self.k
+
+    @property
+    def views(self) -> ViewSpec:
+        return ViewSpec(self.shift, self.flip)
+
+    def random(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        return torch.randint(self.k, (n,), generator=generator, device=device)
+
+    def images(self, x: torch.Tensor, idx: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """Mixed view views[i] of image x[idx[i]] (x: every training image, (N, H, W)): float (B, H, W) on the
+        0-255 scale."""
+        r = _recipe(self, len(x))
+        i, j = idx.cpu(), views.cpu()
+        vs = self.views
+        a = apply_views(x[idx], r["own"][i, j].to(x.device), vs)
+        b = apply_views(x[r["partner"][i, j].to(x.device)], r["other"][i, j].to(x.device), vs)
+        lam, cy, cx = (r[key][i, j].to(x.device) for key in ("lam", "cy", "cx"))
+        return mix_pair(a, b, self.kind, lam, cy, cx)[0]
+
+
+@lru_cache(maxsize=4)
+def _recipe(spec: MixSpec, n: int) -> dict[str, torch.Tensor]:
+    """Each (image, mixed view)'s partner, the two shift/flip views, lambda and the cutmix box's centre (as
+    fractions of the side), drawn once from (spec.seed, n): (n, k) tensors. A partner is never the image."""
+    rng = np.random.default_rng([spec.seed, n])
+    shape, nv = (n, spec.k), spec.views.n_views
+    partner = rng.integers(0, max(n - 1, 1), shape)
+    partner = partner + (partner >= np.arange(n)[:, None]) if n > 1 else np.zeros(shape, np.int64)
+    out = dict(
+        partner=partner,
+        own=rng.integers(0, nv, shape),
+        other=rng.integers(0, nv, shape),
+        lam=rng.beta(spec.alpha, spec.alpha, shape).astype(np.float32),
+        cy=rng.random(shape, dtype=np.float32),
+        cx=rng.random(shape, dtype=np.float32),
+    )
+    return {k: torch.from_numpy(v) for k, v in out.items()}
+
+
+def mix_pair(
+    a: torch.Tensor, b: torch.Tensor, kind: str, lam: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images a and b (N, H, W) mixed, each pair by its lambda (N,): (float pixels (N, H, W) on the 0-255 scale,
+    the share of a's pixels). mixup blends, lam a + (1 - lam) b (Zhang et al. 2018); cutmix pastes a box of b
+    covering 1 - lam of the image, centred at (cy, cx) (fractions of the side), lambda then the box's exact
+    share (Yun et al. 2019)."""
+    n, h, w = a.shape
+    af, bf = a.float(), b.float()
+    if kind == "mixup":
+        return lam.view(n, 1, 1) * af + (1 - lam.view(n, 1, 1)) * bf, lam
+    if kind != "cutmix":
+        raise ValueError(f"mix must be mixup or cutmix, got {kind!r}")
+    side = torch.sqrt(1 - lam)  # the box's side as a fraction of the image's
+    bh, bw = (side * h).round().long(), (side * w).round().long()
+    y, x = (cy * h).long(), (cx * w).long()
+    y0, y1 = (y - bh // 2).clamp(0, h), (y - bh // 2 + bh).clamp(0, h)
+    x0, x1 = (x - bw // 2).clamp(0, w), (x - bw // 2 + bw).clamp(0, w)
+    rows, cols = torch.arange(h, device=a.device), torch.arange(w, device=a.device)
+    box = ((rows.view(1, h, 1) >= y0.view(n, 1, 1)) & (rows.view(1, h, 1) < y1.view(n, 1, 1))) & (
+        (cols.view(1, 1, w) >= x0.view(n, 1, 1)) & (cols.view(1, 1, w) < x1.view(n, 1, 1))
+    )  # (N, H, W): b's pixels
+    return torch.where(box, bf, af), 1 - box.flatten(1).float().mean(1)  # a box clipped at the border is smaller
+
+
 def mix_images(
     x: torch.Tensor, kind: str, alpha: float, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -122,20 +215,9 @@ def mix_images(
     partner = torch.randperm(n, generator=generator).to(x.device)
     seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
     lam = torch.as_tensor(np.random.default_rng(seed).beta(alpha, alpha, n), dtype=torch.float32, device=x.device)
-    xf, other = x.float(), x[partner].float()
-    if kind == "mixup":
-        return lam.view(n, 1, 1) * xf + (1 - lam.view(n, 1, 1)) * other, partner, lam
-    if kind != "cutmix":
-        raise ValueError(f"mix must be mixup or cutmix, got {kind!r}")
-    side = torch.sqrt(1 - lam)  # the box's side as a fraction of the image's
-    bh, bw = (side * h).round().long(), (side * w).round().long()
-    cy = (torch.rand(n, generator=generator) * h).long().to(x.device)
-    cx = (torch.rand(n, generator=generator) * w).long().to(x.device)
-    y0, y1 = (cy - bh // 2).clamp(0, h), (cy - bh // 2 + bh).clamp(0, h)
-    x0, x1 = (cx - bw // 2).clamp(0, w), (cx - bw // 2 + bw).clamp(0, w)
-    rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
-    box = ((rows.view(1, h, 1) >= y0.view(n, 1, 1)) & (rows.view(1, h, 1) < y1.view(n, 1, 1))) & (
-        (cols.view(1, 1, w) >= x0.view(n, 1, 1)) & (cols.view(1, 1, w) < x1.view(n, 1, 1))
-    )  # (N, H, W): the partner's pixels
-    lam = 1 - box.flatten(1).float().mean(1)  # the share actually kept (a box clipped at the border is smaller)
-    return torch.where(box, other, xf), partner, lam
+    cy = cx = lam
+    if kind == "cutmix":  # the box's centre, drawn only where there is a box
+        cy = torch.rand(n, generator=generator).to(x.device)
+        cx = torch.rand(n, generator=generator).to(x.device)
+    mixed, lam = mix_pair(x, x[partner], kind, lam, cy, cx)
+    return mixed, partner, lam

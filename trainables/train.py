@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from students import count_macs, count_params, create_student, deployed
-from trainables.augment import ViewSpec, apply_views, mix_images, random_erase, to_input
+from trainables.augment import MixSpec, ViewSpec, mix_images, random_erase, to_input
 from trainables.config import TrainConfig, pack_mask
 from trainables.engine import Loop, autocast, fit, resolve_precision
 from trainables.layout import memory_format, prepare_for_training
@@ -35,9 +35,9 @@ class TrialData:
     train_y: np.ndarray  # int64 (N,)
     val_x: np.ndarray  # uint8 (M, 28, 28)
     val_y: np.ndarray  # int64 (M,)
-    spec: ViewSpec  # the augmentation, as enumerable views
-    mode: str = "views"  # views | clean | live | none
-    teacher_logits: np.ndarray | None = None  # fp16 (N, n_views, 10) for views, (N, 1, 10) for clean
+    spec: ViewSpec | MixSpec  # the augmentation, as enumerable views (mixed: the cache's mixed views)
+    mode: str = "views"  # views | clean | live | mixed | none
+    teacher_logits: np.ndarray | None = None  # fp16 (N, n_views, 10) for views and mixed, (N, 1, 10) for clean
     teacher: dict | None = None  # live: {"model": nn.Module, "mean", "std", "channels", "size"}
 
 
@@ -203,11 +203,13 @@ def train_student(
     """
     if cfg.loss in NEEDS_TEACHER and data.mode == "none":
         raise ValueError(f"loss {cfg.loss!r} needs a teacher; set teacher.checkpoint or use loss ce/mse")
-    if cfg.mix != "none" and data.mode != "live":
+    if cfg.mix != "none" and data.mode not in ("live", "mixed"):
         raise ValueError(
             f"mix {cfg.mix}: cached teacher logits ({data.mode}) are of unmixed views, not of the mixed image the "
-            "student sees; set teacher.mode: live"
+            "student sees; set teacher.mode: live or mixed"
         )
+    if data.mode == "mixed" and (cfg.mix == "none" or cfg.loss not in NEEDS_TEACHER):
+        raise ValueError("teacher.mode mixed trains on mixed images: set train.mix and a distillation loss")
     torch.manual_seed(cfg.seed)
     prune_info = None
     if resume is not None:  # a resumed trial rebuilds what it trained (a pruned student from its shapes)
@@ -229,7 +231,9 @@ def train_student(
     train_x, train_y = _tensor(data.train_x, device), _tensor(data.train_y, device)
     val_x, val_y = _tensor(data.val_x, device), _tensor(data.val_y, device)
     needs_teacher = cfg.loss in NEEDS_TEACHER
-    logits = _tensor(data.teacher_logits, device) if needs_teacher and data.mode in ("views", "clean") else None
+    logits = (
+        _tensor(data.teacher_logits, device) if needs_teacher and data.mode in ("views", "clean", "mixed") else None
+    )
     teacher = _live_teacher(data.teacher, device) if needs_teacher and data.mode == "live" else None
     if logits is not None and len(logits) != len(train_x):
         raise ValueError(f"teacher logits cover {len(logits)} images but the trial has {len(train_x)}")
@@ -265,12 +269,12 @@ def train_student(
 
     def batch(idx, g):
         views = spec.random(len(idx), generator=g).to(device)  # (B,)
-        xb = apply_views(train_x[idx], views, spec)  # (B, 28, 28) uint8
-        if cfg.mix != "none":  # function matching: the teacher (live) scores this very mixed image below
+        xb = spec.images(train_x, idx, views)  # (B, 28, 28): uint8, or a mixed view's float pixels (0-255)
+        if cfg.mix != "none" and data.mode == "live":  # function matching: the teacher scores this very mix below
             xb = mix_images(xb, cfg.mix, cfg.mix_alpha, generator=g)[0]  # (B, 28, 28) float, 0-255
         t = None
-        if logits is not None:
-            t = logits[idx, views if data.mode == "views" else 0].float()  # (B, 10)
+        if logits is not None:  # the cache's logits of this very view (clean: of the unshifted image)
+            t = logits[idx, views if data.mode in ("views", "mixed") else 0].float()  # (B, 10)
         elif teacher is not None:  # live: the teacher scores this very view, in the step's precision
             xt = to_input(
                 xb, data.teacher["mean"], data.teacher["std"], data.teacher["channels"], data.teacher.get("size")

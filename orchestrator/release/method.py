@@ -15,7 +15,11 @@ MODES = {
     "step replays a view with the teacher's exact logits for it (consistent teaching)",
     "clean": "its logits were computed once per clean training image; the student's shifted/flipped (and erased) "
     "views are taught with the clean image's logits",
-    "live": "it ran on every student batch (the slow reference mode)",
+    "live": "it ran on every student batch (the slow reference mode; with train.mix, on the very mixed images "
+    "the student saw: function matching)",
+    "mixed": "its logits were computed once for each of a fixed number of seeded mixes per training image (the "
+    "image and another, each shifted/flipped, blended by mixup or cutmix), and each student step rebuilds one "
+    "such mix exactly and matches the teacher's logits on it (function matching, cached)",
 }
 
 

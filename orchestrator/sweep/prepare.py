@@ -21,7 +21,7 @@ from orchestrator.teacher.cache import missing_forwards, teacher_logits
 from orchestrator.teacher.ensemble import Member, ensemble_logits, ensemble_paths, network
 from orchestrator.teacher.model import identity, load_teacher
 from students import count_params, create_student, deployed
-from trainables.augment import ViewSpec
+from trainables.augment import MixSpec, ViewSpec
 from trainables.engine import resolve_precision
 from trainables.infer import accuracy, in_precision, predict_logits
 from trainables.layout import LAYOUTS, memory_format
@@ -188,7 +188,7 @@ def measure(cfg: SweepConfig, teacher_path: str | None = None, device: str = "cp
     tf.val_acc = accuracy(val_logits, split.val_y)
     facts.teacher_val_forwards = len(split.val_x)
     log.info(f"teacher {info.arch} ({info.params:,} params) val_acc {tf.val_acc:.4f}")
-    cache_spec, cache_dir = spec if t.mode == "views" else ViewSpec(0, False), resolve_path(t.cache_dir)
+    cache_spec, cache_dir = _cache_spec(cfg, spec), resolve_path(t.cache_dir)
     members = [Member.load(p, t, split, cache_spec, cache_dir, device, precision) for p in ensemble_paths(t)]
     x, y = split.train_x, split.train_y
     forwards = 0 if t.mode == "live" else missing_forwards(key, info.preprocess, x, y, cache_spec, cache_dir)
@@ -251,7 +251,24 @@ def fill(m: Measured) -> tuple[TrialData, Prepared]:
             facts.teacher.ensemble, facts.teacher.ensemble_val_acc = members, val_acc
         data.teacher_logits = logits
     data.mode = t.mode
+    if t.mode == "mixed":  # the trial's views are the cache's mixed ones
+        data.spec = tch.cache_spec
     return data, facts
+
+
+def _cache_spec(cfg: SweepConfig, spec: ViewSpec) -> ViewSpec | MixSpec:
+    """What the cache holds a teacher forward of, per training image: every shift/flip view (views), the clean
+    image (clean), or teacher.mixed_views seeded mixes of train.mix (mixed; one mix for all trials)."""
+    t = cfg.teacher
+    if t.mode == "mixed":
+        kind, alpha = cfg.train.mix, cfg.train.mix_alpha
+        if cfg.trials:  # the one value every trial shares (the config's checks)
+            kind = cfg.trials[0].get("mix", kind)
+            alpha = cfg.trials[0].get("mix_alpha", alpha)
+        if "mix" in cfg.search_space:
+            kind = cfg.space()["mix"].values[0]
+        return MixSpec(spec.shift, spec.flip, kind, float(alpha), t.mixed_views)
+    return spec if t.mode == "views" else ViewSpec(0, False)
 
 
 def prepare_data(cfg: SweepConfig, teacher_path: str | None = None, device: str = "cpu") -> tuple[TrialData, Prepared]:

@@ -1,4 +1,6 @@
-"""Teacher logits for every (training image, view), computed once and cached on disk.
+"""Teacher logits for every (training image, view), computed once and cached on disk. A view is a shift/flip
+of the image (ViewSpec), or one of its seeded mixes with another training image (MixSpec, teacher.mode
+mixed): either way a trial rebuilds the exact image the teacher saw.
 
 File: `<cache_dir>/logits-<key>.npy` (fp16, (N, n_views, 10)) with `<key>.json`
 beside it. The key is a sha256 over the teacher weights' sha256, the training
@@ -23,7 +25,7 @@ import torch
 
 from orchestrator.config import Preprocess
 from orchestrator.run.io import atomic_write, atomic_write_json
-from trainables.augment import ViewSpec, apply_views, to_input
+from trainables.augment import MixSpec, ViewSpec, to_input
 from trainables.infer import INFER_BATCH
 from trainables.layout import model_layout
 
@@ -42,7 +44,9 @@ def _pre_key(pre: Preprocess) -> dict:
     return d
 
 
-def fingerprint(teacher_sha256: str, images: np.ndarray, labels: np.ndarray, spec: ViewSpec, pre: Preprocess) -> str:
+def fingerprint(
+    teacher_sha256: str, images: np.ndarray, labels: np.ndarray, spec: ViewSpec | MixSpec, pre: Preprocess
+) -> str:
     h = hashlib.sha256()
     h.update(
         json.dumps(
@@ -76,17 +80,20 @@ def _load_valid(npy: Path, meta: Path, key: str, shape: tuple) -> np.ndarray | N
 
 
 @torch.no_grad()
-def _views_logits(model, x_u8: torch.Tensor, spec: ViewSpec, pre: Preprocess, batch_size: int, device) -> torch.Tensor:
-    """(n, V, 10) fp32 logits of every view of every image in x_u8 (n, 28, 28)."""
-    V = spec.n_views
-    views = torch.arange(V).repeat(len(x_u8))  # (n*V,) image-major
-    imgs = x_u8.repeat_interleave(V, dim=0)  # (n*V, 28, 28)
+def _views_logits(
+    model, x_all: torch.Tensor, rows: slice, spec, pre: Preprocess, batch_size: int, device
+) -> torch.Tensor:
+    """(n, V, 10) fp32 logits of every view of every image x_all[rows]: a ViewSpec's shifted/flipped views, or a
+    MixSpec's mixed ones (which read their partners from x_all, every training image)."""
+    V, n = spec.n_views, rows.stop - rows.start
+    views = torch.arange(V).repeat(n)  # (n*V,) image-major
+    idx = torch.arange(rows.start, rows.stop).repeat_interleave(V)  # (n*V,)
     out, fmt = [], model_layout(model)  # inputs in the model's own layout (the run's probe chose it)
-    for i in range(0, len(imgs), batch_size):
-        xb = apply_views(imgs[i : i + batch_size].to(device), views[i : i + batch_size].to(device), spec)
+    for i in range(0, len(idx), batch_size):
+        xb = spec.images(x_all, idx[i : i + batch_size], views[i : i + batch_size]).to(device)
         x_in = to_input(xb, pre.mean, pre.std, pre.channels, pre.size).contiguous(memory_format=fmt)
         out.append(model(x_in).float().cpu())
-    return torch.cat(out).view(len(x_u8), V, -1)
+    return torch.cat(out).view(n, V, -1) if out else torch.zeros(0, V, 10)
 
 
 def chunk_images(c: int, n: int) -> slice:
@@ -98,14 +105,13 @@ def compute_chunk(
     model,
     images: np.ndarray | torch.Tensor,
     rows: slice,
-    spec: ViewSpec,
+    spec: ViewSpec | MixSpec,
     pre: Preprocess,
     batch_size: int,
     device="cpu",
 ) -> np.ndarray:
     """fp16 (rows, V, 10) logits of images[rows] (one chunk): the one computation both builders run."""
-    x = torch.as_tensor(images)[rows]
-    return _views_logits(model, x, spec, pre, batch_size, device).half().numpy()
+    return _views_logits(model, torch.as_tensor(images), rows, spec, pre, batch_size, device).half().numpy()
 
 
 def _rows(c: int, n: int) -> int:
@@ -114,7 +120,12 @@ def _rows(c: int, n: int) -> int:
 
 
 def missing_forwards(
-    teacher_sha256: str, pre: Preprocess, images: np.ndarray, labels: np.ndarray, spec: ViewSpec, cache_dir: str | Path
+    teacher_sha256: str,
+    pre: Preprocess,
+    images: np.ndarray,
+    labels: np.ndarray,
+    spec: ViewSpec | MixSpec,
+    cache_dir: str | Path,
 ) -> int:
     """How many teacher forwards `teacher_logits` would run now: 0 when the cache file is there, else every
     (image, view) of the chunks not written yet (for a plan; the build itself checks every file)."""
@@ -133,7 +144,7 @@ def teacher_logits(
     pre: Preprocess,
     images: np.ndarray,
     labels: np.ndarray,
-    spec: ViewSpec,
+    spec: ViewSpec | MixSpec,
     cache_dir: str | Path,
     batch_size: int = INFER_BATCH,
     device: str = "cpu",
