@@ -252,7 +252,9 @@ def final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots:
         space,
         FINAL_DIR,
         run.path,
-        tune.TuneConfig(metric="val_acc", mode="max", max_concurrent_trials=cfg.sweep.max_concurrent_trials),
+        tune.TuneConfig(
+            metric="val_acc", mode="max", max_concurrent_trials=cfg.sweep.max_concurrent_trials, reuse_actors=True
+        ),
         cfg.sweep,
         cfg.final.seeds * len(finalists),
     )
