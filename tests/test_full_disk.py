@@ -9,6 +9,7 @@ import os
 import subprocess
 import uuid
 
+import numpy as np
 import pytest
 import torch
 
@@ -118,3 +119,36 @@ def test_a_torn_tune_state_is_set_aside_for_the_one_before(tmp_path, said):
     (exp / "experiment_state-2026-12-07_10-00-00.json").write_text("")  # the last one torn too
     with pytest.raises(TornFileError, match=r"experiment_state-2026-12-07_10-00-00.json: not whole JSON.*--force"):
         set_aside_torn_state(exp)
+
+
+def test_a_cache_build_on_a_full_disk_stops_in_one_line_and_resumes(tmp_path, small_split, monkeypatch):
+    """The teacher's cache fills the disk mid-build: one line names the chunk and the space; the chunks
+    written before stand (no partial file is read as whole), and once space is freed the same build computes
+    only the chunks it lacks and writes the cache whole."""
+    from orchestrator.config import Preprocess
+    from orchestrator.teacher import cache
+    from students.teachers import build_resnet
+    from trainables.augment import ViewSpec
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    assert p.returncode == 0, f"this test mounts a small tmpfs and needs root: {p.stderr.strip()}"
+    try:
+        monkeypatch.setattr(cache, "CHUNK_IMAGES", 64)  # 256 images: 4 chunks of 64 x 18 views (~23 KB each)
+        torch.manual_seed(0)
+        model, pre, spec = build_resnet("resnet10").eval(), Preprocess(channels=3), ViewSpec(1, True)
+        x, y = small_split.train_x[:256], small_split.train_y[:256]
+        filler = mnt / "filler"
+        filler.write_bytes(b"f" * (512 * 1024 - 60 * 1024))  # room for about two chunks
+        with pytest.raises(DiskFullError, match=r"\.partial/0000\d\.npy: the disk is full"):
+            cache.teacher_logits(model, "sha", pre, x, y, spec, mnt / "cache")
+        written = sorted(q.name for q in (mnt / "cache").glob("*.partial/*.npy"))
+        assert 1 <= len(written) < 4 and not list((mnt / "cache").glob("logits-*.npy"))
+        filler.unlink()  # space freed: the same build goes on
+        logits, forwards, info = cache.teacher_logits(model, "sha", pre, x, y, spec, mnt / "cache")
+        assert forwards == (256 - 64 * len(written)) * 18 and logits.shape == (256, 18, 10) and not info["hit"]
+        whole, _, _ = cache.teacher_logits(model, "sha", pre, x, y, spec, tmp_path / "elsewhere")
+        assert np.array_equal(logits, whole)  # the resumed cache is the one a build in one go writes
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

@@ -259,3 +259,30 @@ def test_two_releases_at_once_leave_one_whole_release_and_tell_the_other_why(tmp
     )
     m = json.loads((dest / "metrics.json").read_text())
     assert m["tag"] == "a" and m["val_acc"] == 0.948  # one whole release: a's
+
+
+def test_a_release_that_meets_a_full_disk_leaves_the_old_one_whole(tmp_path, scored):
+    """The release's disk fills while the candidate is copied in: one line names the path and the space, the
+    release before it stays whole and no temp directory is left; with room, the same command releases."""
+    import subprocess
+
+    from orchestrator.run.io import DiskFullError
+
+    models = tmp_path / "models"
+    models.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(models)], capture_output=True, text=True)
+    assert p.returncode == 0, f"this test mounts a small tmpfs and needs root: {p.stderr.strip()}"
+    try:
+        dest = models / "student"
+        _export(dest, 0.9400)
+        scored["student"], scored["better"] = _right(4700), _right(4712)
+        with pytest.raises(DiskFullError, match="the disk is full"):
+            release_student(_export(tmp_path / "better", 0.9424, size=200_000), dest)
+        assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9400  # the old release, whole
+        assert (dest / "student.pt").stat().st_size == 1000
+        assert not [d for d in models.glob(".student.*") if d.is_dir()]  # no temp directory left
+        (tmp_path / "better" / "student.pt").write_bytes(b"w" * 20_000)  # a candidate that fits
+        release_student(tmp_path / "better", dest)
+        assert json.loads((dest / "metrics.json").read_text())["val_acc"] == 0.9424
+    finally:
+        subprocess.run(["umount", str(models)], check=True)

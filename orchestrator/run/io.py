@@ -64,19 +64,24 @@ def replace_dir(
     """Rebuild directory `dest` at once: `fill(tmp)` writes the new content into a temp directory beside it,
     the files of `dest` that `fill` did not write (a README beside a release) are carried over unless they
     are `generated` (a plot this export leaves out must not survive from the last one), and one rename puts
-    it in place; a crash leaves the old directory or the new one, never half of either."""
-    import shutil
-
+    it in place; a crash leaves the old directory or the new one, never half of either. A full disk is one
+    line (DiskFullError) naming the directory and the space, the old directory left whole."""
     dest = Path(dest)
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     old = dest.parent / f".{dest.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        fill(tmp)
-        for f in dest.iterdir() if keep_others and dest.is_dir() else ():
-            if not (tmp / f.name).exists() and f.name not in generated:
-                (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
+        try:
+            fill(tmp)
+            for f in dest.iterdir() if keep_others and dest.is_dir() else ():
+                if not (tmp / f.name).exists() and f.name not in generated:
+                    (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
+        except (OSError, RuntimeError) as e:
+            if not disk_full(e, dest.parent):
+                raise
+            written = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+            raise full_disk_error(dest, written=written) from None
         if dest.exists():
             dest.rename(old)
         tmp.rename(dest)
