@@ -82,6 +82,24 @@ def students(a) -> int:
     return 0
 
 
+def shadowed_overrides(cfg, keys) -> list[str]:
+    """The `train.<key>` overrides among `keys` that no trial will see: every explicit trial sets that key, or
+    the search space draws it (a --set that changes nothing, said rather than silently dropped)."""
+    out = []
+    for k in keys:
+        head, _, key = k.partition(".")
+        if head != "train" or not key:
+            continue
+        if key in cfg.search_space:
+            out.append(f"--set {k} has no effect: search_space draws {key}; override search_space.{key} instead")
+        elif cfg.trials and all(key in t for t in cfg.trials):
+            out.append(
+                f"--set {k} has no effect: every one of the config's trials sets {key}; override "
+                f"trials instead (e.g. --set 'trials=[{{{key}: ...}}]')"
+            )
+    return out
+
+
 def sweep_config(a):
     """The sweep config with the command line's overrides (--data-dir, --teacher-mean/std, --set)."""
     from orchestrator.config import load_sweep_config
@@ -93,7 +111,6 @@ def sweep_config(a):
         overrides["teacher.mean"] = a.teacher_mean
     if a.teacher_std is not None:
         overrides["teacher.std"] = a.teacher_std
-    from orchestrator.config import shadowed_overrides
 
     given = set_overrides(a.set)
     cfg = load_sweep_config(a.config, {**overrides, **given})

@@ -356,21 +356,3 @@ class SweepConfig:
 
 def load_sweep_config(path, overrides: dict | None = None) -> SweepConfig:
     return from_dict(SweepConfig, apply_overrides(load_yaml(path), overrides))
-
-
-def shadowed_overrides(cfg: SweepConfig, keys) -> list[str]:
-    """The `train.<key>` overrides among `keys` that no trial will see: every explicit trial sets that key, or
-    the search space draws it (a --set that changes nothing, said rather than silently dropped)."""
-    out = []
-    for k in keys:
-        head, _, key = k.partition(".")
-        if head != "train" or not key:
-            continue
-        if key in cfg.search_space:
-            out.append(f"--set {k} has no effect: search_space draws {key}; override search_space.{key} instead")
-        elif cfg.trials and all(key in t for t in cfg.trials):
-            out.append(
-                f"--set {k} has no effect: every one of the config's trials sets {key}; override "
-                f"trials instead (e.g. --set 'trials=[{{{key}: ...}}]')"
-            )
-    return out
