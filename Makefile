@@ -40,7 +40,7 @@ lint: venv
 	$(PY) -m ruff format --check .
 
 test: venv data browser
-	bash scripts/loopback.sh $(PY) -m pytest -q $(ARGS)
+	bash scripts/loopback.sh $(PY) -m pytest -q -n 2 --dist loadgroup $(ARGS)
 
 test-fast: venv data lint
 	$(PY) -m pytest -q -m "not ray and not slow" $(ARGS)

@@ -129,14 +129,20 @@ def cluster():
 
 
 RAY_MODULES = {"test_ray.py", "test_cluster.py", "test_launch.py", "test_chaos.py"}
+STARTS_RAY = RAY_MODULES | {"test_s3.py"}  # test_s3's sweeps start a local Ray in their own processes
 
 
 def pytest_collection_modifyitems(config, items):
     """Tiers: `ray` (starts Ray: a local instance, simulated nodes or a head) and `slow` (a subprocess or a
-    training run of more than a few seconds); `make test-fast` runs the rest."""
+    training run of more than a few seconds); `make test-fast` runs the rest. Under pytest-xdist (`make test`
+    runs two workers) every test that starts Ray is in one group, on one worker, so that one Ray at a time
+    holds the CPUs; the rest spreads over both while it waits on Ray."""
     for item in items:
-        if item.path.name in RAY_MODULES or "ray_local" in getattr(item, "fixturenames", ()):
+        ray = item.path.name in RAY_MODULES or "ray_local" in getattr(item, "fixturenames", ())
+        if ray:
             item.add_marker(pytest.mark.ray)
+        if ray or item.path.name in STARTS_RAY:
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 def smoke_config(tmp: Path, name: str, overrides: dict | None = None):

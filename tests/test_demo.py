@@ -31,13 +31,13 @@ def demo():
     page.close()
 
 
-def test_the_page_is_served_on_this_machine_only_and_draws_in_a_browser(demo):
+def test_the_page_is_served_on_this_machine_only_and_draws_in_a_browser(demo, tmp_path):
     page, url = demo
     assert page.server_name == "127.0.0.1"
     assert CHROMIUM, "this test needs a browser: apt-get install -y chromium (make test installs it)"
     dom = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-         "--dump-dom", "--virtual-time-budget=15000", url],
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", "--virtual-time-budget=15000", url],
         capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
     assert "kdsweep: the student at work" in dom and "or a validation image" in dom  # rendered by its script
