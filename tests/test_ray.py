@@ -780,7 +780,7 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
     assert "SIGSEGV" in md and "SIGABRT" in md and "2 failed" in md
 
 
-def test_a_search_in_chunks_goes_on_from_its_ledger(ray_local, tiny_teacher, tmp_path):
+def test_a_search_in_chunks_goes_on_from_its_ledger(said, ray_local, tiny_teacher, tmp_path):
     """sweep.ledger: the candidates are drawn up front and each one's curve is kept in a small file. A second
     chunk on a machine without the run directory, two candidates cut off mid-run (no end line, a torn last
     line), trains only those two, from their start; the others' records are untouched; the rungs judge the
@@ -829,6 +829,7 @@ def test_a_search_in_chunks_goes_on_from_its_ledger(ray_local, tiny_teacher, tmp
     assert sorted(ran) == sorted(len(e.curve) for e in entries)  # the ledger holds what the trials ran
 
     # the next chunk, elsewhere: no run directory; two candidates were training when the last session ended
+    (tmp_path / "meta1.json").write_text((run_dir / "kdsweep_meta.json").read_text())
     shutil.rmtree(run_dir)
     redo = [e.index for e in entries if e.end == "finished"][:1] + [cut[0].index]
     kept = {p.name: p.read_bytes() for p in ledger_dir.glob("c*.jsonl") if int(p.stem[1:]) not in redo}
@@ -837,7 +838,12 @@ def test_a_search_in_chunks_goes_on_from_its_ledger(ray_local, tiny_teacher, tmp
         first = p.read_text().splitlines()[0]
         p.write_text(first + "\n" + '{"epoch": 2, "val_ac')  # one epoch recorded, the next torn mid-write
     assert [e.end for e in Ledger(ledger_dir).entries(cands) if e.index in redo] == [None, None]
+    first_plan = json.loads((tmp_path / "meta1.json").read_text())["plan"]
+    said.clear()
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
+    assert any("4 of 6 candidates ended, 2 left to train" in m for m in said)
+    plan = json.loads((run_dir / "kdsweep_meta.json").read_text())["plan"]  # this chunk's two, not all six
+    assert plan["search_trial_epochs"] == pytest.approx(first_plan["search_trial_epochs"] / 3)
     again = Ledger(ledger_dir).entries(cands)
     assert all(e.end for e in again)
     assert {p.name: p.read_bytes() for p in ledger_dir.glob("c*.jsonl") if int(p.stem[1:]) not in redo} == kept

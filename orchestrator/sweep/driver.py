@@ -126,12 +126,25 @@ def resolve(cfg: SweepConfig, run: Run, measured: Measured, t_start: float) -> R
     return Resolved(cfg, slots, plan, stated, skipped)
 
 
+def _left(cfg: SweepConfig) -> tuple[SweepConfig, bool]:
+    """What the plan times, and whether it has a search: a search kept in a ledger trains only the candidates
+    it has not ended (a chunk after the first plans the rest, not the whole search again)."""
+    if not cfg.sweep.ledger or not cfg.search_space:
+        return cfg, True
+    from orchestrator.sweep.candidates import open_ledger
+
+    ledger, candidates = open_ledger(cfg)
+    left = sum(e.end is None for e in ledger.entries(candidates))
+    return dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, num_samples=max(left, 1))), left > 0
+
+
 def _plan(cfg: SweepConfig, slots: Slots, m: Measured, t_start: float, may_skip: bool, may_grow: bool) -> Plan:
     """The run's plan from speeds measured here. Where `may_grow` (no search has begun) and the budget affords
     grow.min_candidates beside the final stage at its cap (grow_candidates), the plan is the grown search's,
     and its `grown` says how many candidates. Else, where `may_skip` and the search is a check the budget
     cannot spare (skip_check), the plan is the run without it, and its `search_skipped` says why."""
     n_train, n_val = m.facts.n_train, m.facts.n_val
+    timed, searching = _left(cfg)
     threads, layout, rates = int(cfg.sweep.cpus_per_trial), cfg.train.layout, None
     if layout == "auto" and cfg.students():  # the trials' step in the layout faster here, timed in both
         rates = student_rates(cfg, threads, tuple(LAYOUTS))
@@ -145,7 +158,7 @@ def _plan(cfg: SweepConfig, slots: Slots, m: Measured, t_start: float, may_skip:
     speedup = final_speedup(cfg, n_train, n_val, epoch_s, alone=slots.final == 1, layout=layout)
     elapsed = time.time() - t_start
     args = (epoch_s, m.cache_forwards, m.teacher_img_s, slots.search, elapsed, speedup, slots.final, m.members_s)
-    p = make_plan(cfg, *args)
+    p = make_plan(timed, *args, search=searching)
     grown, grow_why = 0, ""
     if may_grow and cfg.grow.search_space:
         fixed = elapsed + p.beside_search_s(cfg, slots.final)

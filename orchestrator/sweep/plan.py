@@ -42,6 +42,7 @@ class Plan:
             estimate_s=self.total_s,
             cache_s=self.cache_s,
             search_s=self.search_s,
+            search_trial_epochs=self.search_trial_epochs,
             final_s=self.final_s,
             final_epochs=self.final_epochs,
             teacher_img_s=self.teacher_img_s,

@@ -82,8 +82,8 @@ def ledger_search(cfg: SweepConfig, run: Run, data):
         todo = json.loads(todo_file.read_text())
     else:
         todo = [e.variant for e in entries if e.end is None]
-    done = len(entries) - len([e for e in entries if e.end is None])
-    log.info(f"ledger {s.ledger}: {done} of {len(entries)} candidates ended, {len(todo)} to train in this chunk")
+    left = sum(e.end is None for e in entries)
+    log.info(f"ledger {s.ledger}: {len(entries) - left} of {len(entries)} candidates ended, {left} left to train")
     if not todo:
         return None
     if not todo_file.is_file():
