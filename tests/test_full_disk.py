@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.run.io import DiskFullError, atomic_save, atomic_write_json, atomic_write_text
+from orchestrator.run.io import DiskFullError, TornFileError, atomic_save, atomic_write_json, atomic_write_text
 from orchestrator.run.ledger import Ledger
 
 
@@ -150,5 +150,49 @@ def test_a_cache_build_on_a_full_disk_stops_in_one_line_and_resumes(tmp_path, sm
         assert forwards == (256 - 64 * len(written)) * 18 and logits.shape == (256, 18, 10) and not info["hit"]
         whole, _, _ = cache.teacher_logits(model, "sha", pre, x, y, spec, tmp_path / "elsewhere")
         assert np.array_equal(logits, whole)  # the resumed cache is the one a build in one go writes
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_disk_fills_says_so_in_one_line_and_resumes(ray_local, tiny_teacher, tmp_path):
+    """A sweep's storage fills while Tune writes checkpoints, its state and the trials' records: whichever
+    write breaks first, the run ends in one line naming the disk (DiskFullError), never Tune's traceback;
+    after space is freed the same command finishes the run, or, where the disk cut Tune's only state short,
+    says so in one line and `--force` starts it over."""
+    from orchestrator.sweep.driver import run_sweep
+    from tests.conftest import smoke_config
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    assert p.returncode == 0, f"this test mounts a small tmpfs and needs root: {p.stderr.strip()}"
+    try:
+        cfg = smoke_config(
+            tmp_path,
+            "t_full",
+            {
+                "sweep.storage": str(mnt / "runs"),
+                "teacher.mode": "clean",
+                "data.train_limit": 256,
+                "data.val_limit": 128,
+                "train.epochs": 4,
+                "train.student": "resdw_w24_d111",
+                "search_space": {},
+                "trials": [{"lr": 0.05}, {"lr": 0.02}],
+                "sweep.grace_period": 4,
+            },
+        )
+        filler = mnt / "filler"
+        filler.write_bytes(b"f" * (2 * 1024 * 1024 - 300 * 1024))  # room for the claim and a little more
+        with pytest.raises(DiskFullError, match="the disk"):
+            run_sweep(cfg, teacher_path=str(tiny_teacher))
+        filler.unlink()
+        try:
+            run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
+        except TornFileError as e:  # Tune's only state was cut short by the disk: the line says to start over
+            assert "experiment_state" in str(e) and "--force" in str(e)
+            run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher), force=True)
+        assert (run_dir / "kdsweep_meta.json").is_file()
     finally:
         subprocess.run(["umount", str(mnt)], check=True)

@@ -23,10 +23,27 @@ def disk_full(err: BaseException, folder: Path) -> bool:
     own write error (torch.save raises RuntimeError "file write failed") with nothing left on the disk."""
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return True
+    return isinstance(err, (OSError, RuntimeError)) and disk_is_full(folder)
+
+
+FULL_BYTES = 1 << 16  # less free than this: the disk is full for any write kdsweep or Ray makes
+
+
+def free_bytes(folder: str | Path) -> int | None:
+    """Bytes free on the filesystem holding `folder` (or its nearest existing parent); None if unknown."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
-        return isinstance(err, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < (1 << 16)
+        return shutil.disk_usage(folder).free
     except OSError:
-        return False
+        return None
+
+
+def disk_is_full(folder: str | Path) -> bool:
+    """Whether the filesystem holding `folder` has no room left for any write kdsweep or Ray makes."""
+    free = free_bytes(folder)
+    return free is not None and free < FULL_BYTES
 
 
 def full_disk_error(path: Path, written: int = 0, needed: int = 0) -> DiskFullError:
@@ -112,10 +129,13 @@ class TornFileError(UserError):
 
 
 def parse_json(text: str, where: str | Path):
-    """`text` as JSON, or TornFileError naming `where` and what to do."""
+    """`text` as JSON, or TornFileError naming `where` and what to do (DiskFullError where the file sits on a
+    full disk: the write was cut short by it, and freeing space comes first)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
+        if "://" not in str(where) and disk_is_full(Path(where).parent):
+            raise full_disk_error(Path(where), written=len(text)) from None
         raise TornFileError(
             f"{where}: not whole JSON ({e.msg} at character {e.pos} of {len(text)}), a write cut short; delete "
             "it and run the same command again (what it recorded is rebuilt or redone)"

@@ -12,7 +12,7 @@ from pathlib import Path
 from orchestrator.config import SweepConfig, TrainConfig, to_dict
 from orchestrator.loader import is_uri
 from orchestrator.release.results import trial_id_of
-from orchestrator.run.io import TornFileError, parse_json
+from orchestrator.run.io import DiskFullError, TornFileError, disk_is_full, free_bytes, parse_json
 from orchestrator.space import parse_space
 from trainables.config import DETAIL, KWARGS, from_report
 
@@ -72,21 +72,29 @@ def fit(trainable, param_space: dict, name: str, storage: str, tune_config, s, n
     path = f"{storage}/{name}"
     if not is_uri(path):
         set_aside_torn_state(Path(path))
-    if tune.Tuner.can_restore(path):
-        log.info(f"resuming the interrupted experiment in {path}")
-        return tune.Tuner.restore(path, trainable, resume_errored=True, param_space=param_space).fit()
-    return tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune_config,
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage,
-            verbose=1,
-            callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=s.max_failures),
-        ),
-    ).fit()
+    try:
+        if tune.Tuner.can_restore(path):
+            log.info(f"resuming the interrupted experiment in {path}")
+            tuner = tune.Tuner.restore(path, trainable, resume_errored=True, param_space=param_space)
+        else:
+            run_config = tune.RunConfig(
+                name=name,
+                storage_path=storage,
+                verbose=1,
+                callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            )
+            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+        return tuner.fit()
+    except Exception:
+        # a disk that filled under Tune's own writes (checkpoints, its state, a trial's error record) ends in
+        # whichever of them broke first: say what the user can fix instead
+        if not is_uri(path) and disk_is_full(path):
+            raise DiskFullError(
+                f"{path}: the disk filled under the Tune experiment ({free_bytes(path):,} bytes free); free some "
+                "space and run the same command again (it resumes)"
+            ) from None
+        raise
 
 
 STATE_GLOB = "experiment_state-*.json"  # one per driver session, rewritten on Tune's snapshot period
@@ -177,6 +185,8 @@ def results_table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
     for col in table.columns:  # a variant that left a key alone ran with the base config's value
         if col in TrainConfig.__dataclass_fields__ and table[col].isna().any():
             table[col] = table[col].astype(object).where(table[col].notna(), getattr(base, col))
+    if "val_acc" not in table:  # no trial reported (every one died before its first epoch): still a table
+        table["val_acc"] = float("nan")
     table.insert(0, "stage", stage)
     return table
 
