@@ -48,9 +48,10 @@ def s3(tmp_path, monkeypatch):
 def test_a_sweep_on_s3_survives_its_killed_driver_and_is_read_from_there(s3, tiny_teacher, tmp_path):
     """SIGKILL the driver of a sweep whose storage is s3:// once a trial has checkpointed there; the same
     command resumes from the object store (finished epochs not redone), stops the dead driver's Ray, and
-    keeps a local run's promises: the claim refuses another config, `kdsweep results` lists stop reasons,
-    `kdsweep export` builds the student from the checkpoints there. (The killed driver of a local run takes the
-    same path with its session record in the run directory: one test for both keeps CI short.)"""
+    keeps a local run's promises: `kdsweep results` lists stop reasons, `kdsweep export` builds the student from
+    the checkpoints there (the claim's refusal of another config on S3: test_two_drivers_racing_one_s3_run_*).
+    (The killed driver of a local run takes the same path with its session record in the run directory: one
+    test for both keeps CI short.)"""
     from orchestrator.run.rundir import Run
     from orchestrator.sweep.ray_session import session_pids, session_record
 
@@ -132,11 +133,6 @@ def test_a_sweep_on_s3_survives_its_killed_driver_and_is_read_from_there(s3, tin
         epochs = [json.loads(line)["epoch"] for line in run.read_text(rj).splitlines()]
         assert epochs[-1] == 4 and epochs.count(1) == 1  # never restarted from scratch
         assert len(epochs) - len(set(epochs)) <= 1  # at most one epoch redone
-
-    other = subprocess.run(
-        cmd[:-2] + ["--set", "train.lr=0.01"] + cmd[-2:], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert other.returncode == 2 and "computed something else" in other.stderr, other.stderr[-1000:]
 
     table = subprocess.run(
         [sys.executable, "-m", "orchestrator", "results", uri],
