@@ -186,7 +186,7 @@ def test_kd_warmup_changes_the_first_epochs(small_split, tiny_teacher, tmp_path)
 def test_ema_warms_up_then_holds_its_decay():
     """d_t = min(decay, (1 + t) / (10 + t)): the first updates mostly take the live weights, so a short run's
     average is not dominated by the random initial weights; late updates use the configured decay."""
-    from trainables.train import EMA
+    from trainables.ema import EMA
 
     model = torch.nn.Linear(3, 2)
     ema = EMA(model, 0.999)
@@ -206,7 +206,7 @@ def test_ema_warms_up_then_holds_its_decay():
 def test_ema_bn_statistics_are_copied_or_averaged():
     """ema_bn copy: the average's BN statistics are the live model's; average: they move like the weights
     (statistics consistent with the averaged weights); the batch count is copied either way."""
-    from trainables.train import EMA
+    from trainables.ema import EMA
 
     for bn, expect in (("copy", 3.0), ("average", 9 / 11 * 3.0)):
         model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
@@ -306,7 +306,7 @@ def test_precise_bn_sets_the_statistics_of_what_the_weights_compute(small_split)
     """recompute_bn: each BN's running mean and variance become the exact statistics of its input over the
     images given; ema_bn recompute evaluates (and ships) the averaged weights with such statistics, not
     the live model's."""
-    from trainables.train import recompute_bn
+    from trainables.ema import recompute_bn
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())

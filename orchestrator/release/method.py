@@ -7,8 +7,8 @@ from pathlib import Path
 
 from orchestrator.release import results as results_mod
 from orchestrator.run.io import project_relative
+from trainables.ema import BN_IMAGES
 from trainables.losses import LOSSES, NEEDS_TEACHER
-from trainables.train import BN_IMAGES
 
 MODES = {
     "views": "its logits were computed once for every (training image, augmentation view) pair and each student "
