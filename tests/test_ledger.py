@@ -87,6 +87,12 @@ def test_the_ledger_keeps_each_candidate_and_survives_a_torn_line(tmp_path):
     assert rungs.rungs[1] == {1: 0.5} and rungs.rungs[2] == {1: 0.6}
     with pytest.raises(UserError, match="is the ledger of another search"):
         Ledger(tmp_path / "l").open({"space": {}}, cands)
+    # a chunk on another CPU resolves its own memory layout: still the same search
+    ident = {"train": {"lr": 0.1, "layout": "channels_last"}}
+    Ledger(tmp_path / "m").open(ident, cands)
+    assert len(Ledger(tmp_path / "m").open({"train": {"lr": 0.1, "layout": "contiguous"}}, [])) == 4
+    with pytest.raises(UserError, match="is the ledger of another search"):
+        Ledger(tmp_path / "m").open({"train": {"lr": 0.2, "layout": "channels_last"}}, [])
     assert ledger.rungs() == {}  # begun without rungs: the config's apply (ledger_rungs)
     assert Ledger(tmp_path / "l").open({"space": SPACE}, []) == Ledger(tmp_path / "l").entries(cands)
 

@@ -24,6 +24,8 @@ from orchestrator.errors import UserError
 from orchestrator.run.io import atomic_write_json, disk_full, full_disk_error, read_json
 
 PLAN_FILE = "plan.json"
+MACHINE_KEYS = ("layout",)  # train settings each machine resolves for itself ("auto"): not part of what the
+# search is, so a ledger begun on one CPU goes on on another
 ROW_KEYS = (
     "epoch",
     "val_acc",
@@ -60,6 +62,14 @@ class Entry:
         return max(self.curve, default=float("nan"))
 
 
+def _same_search(identity: dict) -> dict:
+    """What two ledgers must share to be one search: the identity less the machine's own resolutions."""
+    train = identity.get("train")
+    if not isinstance(train, dict):
+        return identity
+    return {**identity, "train": {k: v for k, v in train.items() if k not in MACHINE_KEYS}}
+
+
 def _name(i: int) -> str:
     return f"c{i:03d}.jsonl"
 
@@ -75,7 +85,7 @@ class Ledger:
         plan = self.folder / PLAN_FILE
         if plan.is_file():
             old = read_json(plan)
-            if old["identity"] != json.loads(json.dumps(identity)):
+            if _same_search(old["identity"]) != _same_search(json.loads(json.dumps(identity))):
                 raise UserError(
                     f"{self.folder} is the ledger of another search (its space, seed or length differ); "
                     "give this search its own sweep.ledger folder, or delete that one to start afresh"
