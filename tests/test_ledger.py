@@ -93,6 +93,10 @@ def test_the_ledger_keeps_each_candidate_and_survives_a_torn_line(tmp_path):
     assert len(Ledger(tmp_path / "m").open({"train": {"lr": 0.1, "layout": "contiguous"}}, [])) == 4
     with pytest.raises(UserError, match="is the ledger of another search"):
         Ledger(tmp_path / "m").open({"train": {"lr": 0.2, "layout": "channels_last"}}, [])
+    # a setting the code gained since the ledger began, at its default, changes nothing; set, it does
+    assert len(Ledger(tmp_path / "m").open({"train": {"lr": 0.1, "branches": []}}, [])) == 4
+    with pytest.raises(UserError, match="is the ledger of another search"):
+        Ledger(tmp_path / "m").open({"train": {"lr": 0.1, "branches": [2]}}, [])
     assert ledger.rungs() == {}  # begun without rungs: the config's apply (ledger_rungs)
     assert Ledger(tmp_path / "l").open({"space": SPACE}, []) == Ledger(tmp_path / "l").entries(cands)
 

@@ -326,3 +326,61 @@ def test_precise_bn_sets_the_statistics_of_what_the_weights_compute(small_split)
     stats = [k for k in ema_sd if k.endswith("running_mean")]
     assert any(not torch.allclose(ema_sd[k], live_sd[k]) for k in stats)  # its own statistics, not copied
     assert m["val_acc"] > 0.3
+
+
+def test_wsd_warms_up_holds_the_peak_and_cools_down_to_zero():
+    from trainables.optim import lr_factor
+
+    f = [lr_factor(s, 100, "wsd", warmup_frac=0.1, decay_frac=0.2) for s in range(100)]
+    assert f[0] == pytest.approx(0.04) and f[5] < f[9] < 1
+    assert f[10:80] == [1.0] * 70  # the steady peak a branch forks from
+    assert all(a > b for a, b in zip(f[80:], f[81:])) and f[99] < 0.12  # 1 - sqrt down to ~0
+
+
+def test_wsd_branches_read_shorter_runs_off_one_and_resume_mid_branch(small_split):
+    """A 10-epoch wsd run with branches 5 and 8: each branch's result lands on its own epoch's row (with its
+    fit gap), the run itself trains as it would without them, and a run resumed mid-branch ends the branch
+    exactly as the straight run did."""
+    from trainables.config import unpack_mask
+
+    torch.set_num_threads(1)  # bitwise-repeatable reductions
+    base = dict(student="res3_w16_d111", loss="ce", epochs=10, batch_size=64, lr=0.05, ema=0.9)
+    base |= dict(ema_bn="recompute", schedule="wsd", warmup_frac=0.1, decay_frac=0.2, tta="flip")
+    d = data_for(small_split)
+    rows, states = [], []
+    train_student(
+        TrainConfig(**base, branches=[5, 8]),
+        d,
+        report=lambda m, s: (rows.append(copy.deepcopy(m)), states.append(copy.deepcopy(s))),
+    )
+    ended = {r["epoch"]: r for r in rows if "branch" in r}
+    assert sorted(ended) == [5, 8] and [ended[e]["branch"] for e in (5, 8)] == [5, 8]
+    for r in ended.values():
+        assert 0 <= r["branch_val_acc"] <= 1 and 0 <= r["branch_train_acc"] <= 1
+        assert unpack_mask(r["branch_val_correct"]).mean() == pytest.approx(r["branch_val_acc"])
+    assert "train_acc" in rows[-1] and "train_acc" not in rows[0]  # the run's own fit gap, at its end
+    assert [len(s.get("branches", [])) for s in states] == [0, 0, 0, 1, 0, 1, 1, 0, 0, 0]  # forks after 4, 6
+    plain = []
+    train_student(TrainConfig(**base), d, report=lambda m, s: plain.append(copy.deepcopy(s)))
+    for k, v in plain[-1]["state_dict"].items():  # the branches took nothing from the run
+        assert torch.equal(v, states[-1]["state_dict"][k]), k
+    resumed = []
+    train_student(TrainConfig(**base, branches=[5, 8]), d, report=lambda m, s: resumed.append(m), resume=states[6])
+    assert [r["epoch"] for r in resumed] == [8, 9, 10]
+    assert resumed[0]["branch_val_correct"] == ended[8]["branch_val_correct"]
+    assert resumed[0]["branch_val_acc"] == ended[8]["branch_val_acc"]
+    torch.set_num_threads(2)
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        (dict(schedule="onecycle", branches=[5]), "branches need schedule wsd"),
+        (dict(schedule="wsd", branches=[10]), "from 2 to train.epochs - 1"),
+        (dict(schedule="wsd", branches=[3]), "outside the run's steady peak"),  # forks at 2, in the warm-up
+        (dict(schedule="wsd", warmup_frac=0.5, decay_frac=0.6), "cannot overlap"),
+    ],
+)
+def test_branches_that_cannot_fork_from_the_peak_are_refused_in_one_line(bad, why):
+    with pytest.raises(ValueError, match=why):
+        TrainConfig(epochs=10, **bad)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from students.registry import canonical
+from trainables.branch import branch_problem
 from trainables.losses import LOSS_ALIASES, LOSSES, NEEDS_TEACHER
 
 LOSS_NAMES = tuple(LOSSES) + tuple(LOSS_ALIASES)  # the registry's names, in its order, then the old names
@@ -92,8 +93,10 @@ class OptimSettings:
     lr: float = 0.05  # peak learning rate
     momentum: float = 0.9  # sgd (Nesterov)
     weight_decay: float = 5e-4  # a teacher's training leaves BN weights and biases out of it
-    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"  # the learning rate over the steps
-    warmup_frac: float = 0.25  # onecycle: fraction of steps rising to the peak
+    schedule: Literal["constant", "cosine", "onecycle", "wsd"] = "onecycle"  # the learning rate over the
+    # steps; wsd: warmup-stable-decay (the peak held, then a 1 - sqrt cool-down): shorter runs branch off it
+    warmup_frac: float = 0.25  # onecycle, wsd: fraction of steps rising to the peak
+    decay_frac: float = 0.2  # wsd: fraction of steps cooling down to zero at the end (and of each branch)
     epochs: int = 10  # passes over the training images
     batch_size: int = 128  # images a step
 
@@ -101,6 +104,11 @@ class OptimSettings:
         _check(self.lr > 0, "lr must be > 0")
         _check(self.weight_decay >= 0, "weight_decay must be >= 0")
         _check(0 < self.warmup_frac < 1, "warmup_frac must be in (0, 1)")
+        _check(0 < self.decay_frac < 1, "decay_frac must be in (0, 1)")
+        _check(
+            self.schedule != "wsd" or self.warmup_frac + self.decay_frac <= 1,
+            "schedule wsd: warmup_frac + decay_frac must be <= 1 (the warm-up and the cool-down cannot overlap)",
+        )
         _check(self.epochs >= 1, "epochs must be >= 1")
         _check(self.batch_size >= 1, "batch_size must be >= 1")
 
@@ -127,6 +135,8 @@ class TrainConfig(OptimSettings):
     tta: Literal["none", "flip"] = "none"  # test-time augmentation of the evaluated (and exported) model:
     # flip averages its logits over the image and its mirror (no parameters);
     # val_acc is then the flip-averaged accuracy. Both are reported each epoch
+    branches: list[int] = field(default_factory=list)  # schedule wsd: shorter runs read off this one, each
+    # a cool-down branch ending at that epoch (trainables/branch.py): e.g. [90, 180] in a 300-epoch run
     ema: float = 0.0  # decay per step of an EMA of the weights used for evaluation; 0 = off
     ema_bn: Literal["copy", "average", "recompute"] = "copy"  # the EMA's BN statistics: the live model's,
     # averaged like the weights, or recomputed for the averaged weights on training images before each
@@ -174,3 +184,5 @@ class TrainConfig(OptimSettings):
         _check(self.prune_steps >= 1, "prune_steps must be >= 1")
         _check(self.prune_to >= 1, "prune_to must be >= 1")
         _check(self.prune_round_to >= 1, "prune_round_to must be >= 1")
+        why = branch_problem(self.branches, self.epochs, self.schedule, self.warmup_frac, self.decay_frac)
+        _check(why is None, why or "")

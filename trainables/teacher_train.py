@@ -69,7 +69,7 @@ def fit_teacher(
     opt = make_optimizer(
         [dict(params=decay), dict(params=no_decay, weight_decay=0.0)], o.optimizer, o.lr, o.weight_decay, o.momentum
     )
-    sched = make_scheduler(opt, o.schedule, o.epochs * steps_per_epoch, o.warmup_frac)
+    sched = make_scheduler(opt, o.schedule, o.epochs * steps_per_epoch, o.warmup_frac, o.decay_frac)
     start, best, history = 0, -1.0, []
     if init is not None and resume is None:  # a new cycle from earlier weights (e.g. the last release)
         model.load_state_dict({k: v.float() for k, v in init.items()})

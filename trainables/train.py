@@ -20,12 +20,15 @@ import torch.nn.functional as F
 
 from students import count_macs, count_params, create_student, deployed
 from trainables.augment import MixSpec, ViewSpec, mix_images, random_erase, to_input
+from trainables.branch import fork, fork_epoch
 from trainables.config import TrainConfig, pack_mask
 from trainables.ema import BN_IMAGES, EMA, recompute_bn
 from trainables.engine import Loop, autocast, fit, resolve_precision
 from trainables.layout import memory_format, prepare_for_training
 from trainables.losses import LOSSES, NEEDS_TEACHER
 from trainables.optim import make_optimizer, make_scheduler
+
+FIT_IMAGES = 5000  # fixed training images (unaugmented) whose accuracy beside val_acc is the fit gap
 
 
 @dataclass
@@ -183,7 +186,7 @@ def train_student(
     n = len(train_x)
     steps_per_epoch = -(-n // cfg.batch_size)
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-    sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch, cfg.warmup_frac)
+    sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch, cfg.warmup_frac, cfg.decay_frac)
     loss_fn = LOSSES[cfg.loss]
     precision = resolve_precision(cfg.precision, device)
     start, elapsed = 0, 0.0
@@ -204,6 +207,18 @@ def train_student(
     g = torch.Generator().manual_seed(cfg.seed)
     live_cast = autocast(precision, device)
     metrics: dict = {}
+    fit_idx = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 1))[:FIT_IMAGES].to(device)
+
+    def make_opt(ps):
+        return make_optimizer(ps, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+
+    def cool_steps(length):  # a branch's cool-down, in optimizer steps
+        return (length - fork_epoch(length, cfg.decay_frac)) * steps_per_epoch
+
+    branches = [  # cool-down branches under way (schedule wsd): forked from the run, trained beside it
+        fork(b["length"], b["start"], model, opt, ema, make_opt, cool_steps(b["length"]), saved=b)
+        for b in (resume or {}).get("branches", [])
+    ]
 
     def order(epoch):
         g.manual_seed(cfg.seed * 100_003 + epoch)  # an epoch's order is the same after a resume
@@ -237,12 +252,48 @@ def train_student(
     def diverged(epoch, b, lr, value):
         return f"diverged at epoch {epoch + 1}, step {b}, lr {lr:.3g} (loss {value}); lower train.lr (peak {cfg.lr:g})"
 
+    def shipped(m, e):  # what a checkpoint ships: the EMA (its BN statistics recomputed where asked) or the model
+        if e is None:
+            return m
+        if cfg.ema_bn == "recompute":  # statistics of what the averaged weights compute
+            recompute_bn(e.model, bn_x)
+        return e.model
+
+    def train_acc(m):  # accuracy on fixed unaugmented training images: the fit gap beside val_acc
+        return evaluate_tta(m, train_x[fit_idx], train_y[fit_idx], cfg.mean, cfg.std, ttas=(cfg.tta,))[cfg.tta][0]
+
+    def branch_epoch(br, epoch) -> dict:
+        """One epoch of a branch, at the run's epoch index; at its last, what the branch ended with."""
+        step_ema = (lambda t: br.ema.update(br.model, t)) if br.ema is not None else None
+        fit(
+            Loop(br.model, br.model, br.opt, br.sched, epoch + 1, cfg.batch_size, steps_per_epoch, precision,
+                 device, order, batch, loss, lambda *a: False, step_ema, diverged),
+            epoch,
+        )  # fmt: skip
+        if epoch + 1 < br.length:
+            return {}
+        m, masks = shipped(br.model, br.ema), {}
+        acc = evaluate_tta(m, val_x, val_y, cfg.mean, cfg.std, masks=masks)
+        return dict(
+            branch=br.length,
+            branch_val_acc=acc[cfg.tta][0],
+            branch_val_acc_plain=acc["none"][0],
+            branch_train_acc=train_acc(m),
+            branch_val_correct=pack_mask(masks[cfg.tta]),
+        )
+
     def end_epoch(epoch, train_s, loss_sum, seen):
         nonlocal elapsed, metrics
-        t_eval = time.time()
-        eval_model = ema.model if ema is not None else model  # what the checkpoint ships
-        if ema is not None and cfg.ema_bn == "recompute":  # statistics of what the averaged weights compute
-            recompute_bn(eval_model, bn_x)
+        t_eval = time.time()  # the branches' epochs count in the run's elapsed time: they are its cost
+        ended: dict = {}
+        for br in list(branches):
+            ended.update(branch_epoch(br, epoch))
+            if epoch + 1 == br.length:
+                branches.remove(br)
+        for b in cfg.branches:  # a branch forks after the run's epoch it starts cooling from
+            if fork_epoch(b, cfg.decay_frac) == epoch + 1:
+                branches.append(fork(b, epoch + 1, model, opt, ema, make_opt, cool_steps(b)))
+        eval_model = shipped(model, ema)
         masks: dict = {}
         acc = evaluate_tta(eval_model, val_x, val_y, cfg.mean, cfg.std, masks=masks)
         val_acc, val_loss = acc[cfg.tta]  # what selection sees: the model as export ships it
@@ -266,6 +317,9 @@ def train_student(
         )
         if ema is not None:  # the live weights' accuracy too: what the average adds, measured in the same run
             metrics["val_acc_raw"] = evaluate(model, val_x, val_y, cfg.mean, cfg.std)[0]
+        if epoch + 1 == cfg.epochs:  # the fit gap at the end
+            metrics["train_acc"] = train_acc(eval_model)
+        metrics.update(ended)
         if prune_info is not None:
             metrics["pruned"] = prune_info
         if report is not None:
@@ -282,6 +336,8 @@ def train_student(
             )
             if ema is not None:  # the raw weights too, so a resume continues training them
                 state["train_state_dict"] = model.state_dict()
+            if branches:
+                state["branches"] = [br.state() for br in branches]
             report(metrics, state)
         return False
 

@@ -15,6 +15,7 @@ before the next append and ignored when read.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -22,10 +23,15 @@ from pathlib import Path
 
 from orchestrator.errors import UserError
 from orchestrator.run.io import atomic_write_json, disk_full, full_disk_error, read_json
+from trainables.config import TrainConfig
 
 PLAN_FILE = "plan.json"
 MACHINE_KEYS = ("layout",)  # train settings each machine resolves for itself ("auto"): not part of what the
 # search is, so a ledger begun on one CPU goes on on another
+_TRAIN_DEFAULTS = {
+    f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    for f in dataclasses.fields(TrainConfig)
+}
 ROW_KEYS = (
     "epoch",
     "val_acc",
@@ -62,12 +68,21 @@ class Entry:
         return max(self.curve, default=float("nan"))
 
 
-def _same_search(identity: dict) -> dict:
-    """What two ledgers must share to be one search: the identity less the machine's own resolutions."""
-    train = identity.get("train")
-    if not isinstance(train, dict):
-        return identity
-    return {**identity, "train": {k: v for k, v in train.items() if k not in MACHINE_KEYS}}
+def _same_search(old: dict, new: dict) -> bool:
+    """Whether two identities name one search: less the machine's own resolutions, and less the train
+    settings added to the code since the ledger began where they keep their default (they change nothing)."""
+
+    def strip(identity: dict) -> dict:
+        train = identity.get("train")
+        if not isinstance(train, dict):
+            return identity
+        return {**identity, "train": {k: v for k, v in train.items() if k not in MACHINE_KEYS}}
+
+    a, b = strip(old), strip(new)
+    if isinstance(a.get("train"), dict) and isinstance(b.get("train"), dict):
+        added = set(b["train"]) - set(a["train"])
+        b["train"] = {k: v for k, v in b["train"].items() if k not in added or v != _TRAIN_DEFAULTS.get(k, ...)}
+    return a == b
 
 
 def _name(i: int) -> str:
@@ -85,7 +100,7 @@ class Ledger:
         plan = self.folder / PLAN_FILE
         if plan.is_file():
             old = read_json(plan)
-            if _same_search(old["identity"]) != _same_search(json.loads(json.dumps(identity))):
+            if not _same_search(old["identity"], json.loads(json.dumps(identity))):
                 raise UserError(
                     f"{self.folder} is the ledger of another search (its space, seed or length differ); "
                     "give this search its own sweep.ledger folder, or delete that one to start afresh"
