@@ -147,16 +147,26 @@ def run_trial(k: int, variant: dict, cfg: SweepConfig, data, root: Path, device:
         f"{'resuming after epoch ' + str(done) if resume else 'from scratch'}, {tcfg.epochs} epochs on {device}"
     )
 
+    said_machine: list = []
+
     def report(metrics: dict, state: dict):
         nonlocal best
         atomic_save(state, last_path)  # first the state, then the line that reports it
         if metrics["val_acc"] > best:
             best = metrics["val_acc"]
             atomic_save(state, best_path)
-        record.append_row(d, {**metrics, "device": device}, trial_id=trial_id)
+        first = {} if said_machine else {"machine": machine()}  # a run may cross machines: each process says its own
+        said_machine.append(True)
+        record.append_row(d, {**metrics, "device": device, **first}, trial_id=trial_id)
         log.info(
             f"  {trial_id} epoch {metrics['epoch']}/{tcfg.epochs} val_acc {metrics['val_acc']:.4f} "
             f"(best {best:.4f}) {metrics['images_per_s']:.0f} img/s"
+            + (
+                f"; its {metrics['branch']}-epoch cool-down branch ended at val_acc {metrics['branch_val_acc']:.4f} "
+                f"(train {metrics['branch_train_acc']:.4f})"
+                if "branch" in metrics
+                else ""
+            )
         )
 
     try:
