@@ -384,3 +384,11 @@ def test_wsd_branches_read_shorter_runs_off_one_and_resume_mid_branch(small_spli
 def test_branches_that_cannot_fork_from_the_peak_are_refused_in_one_line(bad, why):
     with pytest.raises(ValueError, match=why):
         TrainConfig(epochs=10, **bad)
+
+
+def test_the_method_text_says_how_a_wsd_run_warmed_held_and_cooled():
+    from orchestrator.release.method import _schedule
+
+    said = _schedule(dict(schedule="wsd", warmup_frac=0.02, decay_frac=0.2, branches=[90, 180]))
+    assert "first 2% of the steps" in said and "last 20%" in said and "90, 180 epochs" in said
+    assert _schedule(dict(schedule="onecycle")) == "onecycle schedule"

@@ -31,6 +31,22 @@ CONTROL_RECORDS = (
 )
 
 
+def _schedule(win: dict) -> str:
+    """The learning rate's schedule in words (wsd: where it warms, holds and cools; its branches)."""
+    if win.get("schedule") != "wsd":
+        return f"{win['schedule']} schedule"
+    out = (
+        f"warmup-stable-decay schedule (warm-up over the first {win['warmup_frac']:.0%} of the steps, the peak held, "
+        f"a 1 - sqrt cool-down to zero over the last {win['decay_frac']:.0%})"
+    )
+    if win.get("branches"):
+        out += (
+            f" with cool-down branches read off it at {', '.join(str(b) for b in win['branches'])} epochs "
+            "(their results are recorded; the run itself is what ships)"
+        )
+    return out
+
+
 def is_kd(loss: str) -> bool:
     return loss in NEEDS_TEACHER
 
@@ -149,7 +165,7 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
     paras.append(
         f"**Training.** {win['optimizer'].upper()}"
         f"{' (Nesterov, momentum ' + format(win['momentum'], 'g') + ')' if win['optimizer'] == 'sgd' else ''}, "
-        f"peak learning rate {win['lr']:g}, {win['schedule']} schedule, weight decay {win['weight_decay']:g}, "
+        f"peak learning rate {win['lr']:g}, {_schedule(win)}, weight decay {win['weight_decay']:g}, "
         f"batch {win['batch_size']}, {win['epochs']} epochs, precision {metrics.get('train_precision')}. "
         f"Augmentation: random shift up to {a.get('shift')} px"
         + (", horizontal flip" if a.get("flip") else "")
