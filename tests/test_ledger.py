@@ -78,6 +78,7 @@ def test_the_ledger_keeps_each_candidate_and_survives_a_torn_line(tmp_path):
     with open(tmp_path / "l" / "c002.jsonl", "w") as f:
         f.write('{"epoch": 1, "val_acc": 0.7}\n{"epoch": 2, "va')  # a crash mid-append
     ledger.epoch(2, dict(epoch=1, val_acc=0.71))  # trained again from its start, after the torn line
+    assert (tmp_path / "l" / "c001.jsonl").read_text().count("\n") == 3  # a line each, none blank
     got = Ledger(tmp_path / "l").entries(cands)
     assert got[1].rows == [dict(epoch=1, val_acc=0.5), dict(epoch=2, val_acc=0.6)] and got[1].end.startswith("stopped")
     assert got[2].rows == [dict(epoch=1, val_acc=0.71)] and got[2].end is None  # the rerun, not the old start
@@ -97,6 +98,12 @@ def test_the_ledger_keeps_each_candidate_and_survives_a_torn_line(tmp_path):
     assert len(Ledger(tmp_path / "m").open({"train": {"lr": 0.1, "branches": []}}, [])) == 4
     with pytest.raises(UserError, match="is the ledger of another search"):
         Ledger(tmp_path / "m").open({"train": {"lr": 0.1, "branches": [2]}}, [])
+    ledger.keep_state(2, lambda tmp: tmp.write_bytes(b"x"))  # a candidate under way keeps its checkpoint
+    assert ledger.state(2).read_bytes() == b"x" and ledger.state(1) is None
+    ledger.keep_state(1, lambda tmp: tmp.write_bytes(b"x"))  # ended: nothing to keep
+    assert not (tmp_path / "l" / "c001.pt").exists()
+    ledger.ended(2, "finished")
+    assert ledger.state(2) is None and not (tmp_path / "l" / "c002.pt").exists()
     assert ledger.rungs() == {}  # begun without rungs: the config's apply (ledger_rungs)
     assert Ledger(tmp_path / "l").open({"space": SPACE}, []) == Ledger(tmp_path / "l").entries(cands)
 
@@ -170,6 +177,31 @@ def test_a_ledger_search_runs_without_ray_and_shares_the_ledger(tmp_path):
         and [r["epoch"] for r in again[3].rows] == list(range(1, len(again[3].rows) + 1))
     )
     assert {p.name: p.read_bytes() for p in (tmp_path / "ledger").glob("c00[012].jsonl")} == kept
+    assert not list((tmp_path / "ledger").glob("*.pt"))  # every candidate ended: no checkpoint kept
+    # cut off after its first epoch with the checkpoint the ledger keeps: it goes on from epoch 2
+    import torch
+
+    from orchestrator.run.ledger import Ledger
+    from trainables.train import train_student
+
+    class Cut(Exception):
+        pass
+
+    def first_epoch(metrics, state):
+        Ledger(tmp_path / "ledger").keep_state(3, lambda tmp: torch.save(state, tmp))
+        raise Cut
+
+    last.write_text(last.read_text().splitlines()[0] + "\n")
+    from orchestrator.sweep.prepare import prepare_data
+
+    data, _ = prepare_data(cfg, None, device="cpu")
+    with pytest.raises(Cut):
+        train_student(cfg.trial_config(again[3].variant), data, report=first_epoch)
+    assert (tmp_path / "ledger" / "c003.pt").is_file()
+    third = run_ledger_search(cfg, device="cpu")
+    lines = [json.loads(x) for x in last.read_text().splitlines()]  # whole lines, no blank ones between
+    assert [r["epoch"] for r in lines if "epoch" in r] == [r["epoch"] for r in third[3].rows]  # epoch 1 not redone
+    assert third[3].end and not (tmp_path / "ledger" / "c003.pt").exists()
 
 
 def test_a_tie_between_the_two_best_goes_to_the_cheaper_shape():
@@ -218,3 +250,30 @@ def test_a_search_keeps_the_rungs_it_began_with(tmp_path, rung_rule):
     assert (cfg.grace(), cfg.reduction()) == (2, 2)
     again, same = open_ledger(cfg)  # not "another search"
     assert same == cands and ledger_rungs(cfg, again) == (1, 3)
+
+
+def test_the_tune_callback_keeps_a_training_candidates_checkpoint_in_the_ledger(tmp_path):
+    """LedgerCheckpoints (the driver's Tune callback): each checkpoint a candidate's trial registers is
+    copied whole into the ledger, the latest replacing the one before; none once the candidate has ended."""
+    from types import SimpleNamespace
+
+    from ray.tune import Checkpoint
+
+    from orchestrator.sweep.tune_callbacks import LedgerCheckpoints
+
+    cands = draw_candidates(parse_space(SPACE), 2, seed=0)
+    ledger = Ledger(tmp_path / "l")
+    ledger.open({"space": SPACE}, cands)
+    keep = LedgerCheckpoints(ledger, cands)
+    for epoch in (1, 2):
+        d = tmp_path / f"ckpt{epoch}"
+        d.mkdir()
+        (d / "checkpoint.pt").write_bytes(b"epoch %d" % epoch)
+        trial = SimpleNamespace(config={"_variant": json.loads(json.dumps(cands[1]))})
+        keep.on_checkpoint(0, [], trial, Checkpoint.from_directory(str(d)))
+    assert ledger.state(1).read_bytes() == b"epoch 2"
+    keep.on_checkpoint(0, [], SimpleNamespace(config={"_variant": {"lr": 9}}), Checkpoint.from_directory(str(d)))
+    assert sorted(p.name for p in (tmp_path / "l").glob("*.pt")) == ["c001.pt"]  # not a candidate: nothing
+    ledger.ended(1, "stopped at epoch 2")
+    keep.on_checkpoint(0, [], trial, Checkpoint.from_directory(str(d)))  # registered after the end line
+    assert not list((tmp_path / "l").glob("*.pt"))

@@ -783,9 +783,9 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
 def test_a_search_in_chunks_goes_on_from_its_ledger(said, ray_local, tiny_teacher, tmp_path):
     """sweep.ledger: the candidates are drawn up front and each one's curve is kept in a small file. A second
     chunk on a machine without the run directory, two candidates cut off mid-run (no end line, a torn last
-    line), trains only those two, from their start; the others' records are untouched; the rungs judge the
-    two against every recorded candidate; the final stage takes the best of all six. Another search's
-    config meeting the ledger is refused in one line."""
+    line), trains only those two: one from the checkpoint the ledger kept, one (none kept) from its start;
+    the others' records are untouched; the rungs judge the two against every recorded candidate; the final
+    stage takes the best of all six. Another search's config meeting the ledger is refused in one line."""
     import shutil
 
     from orchestrator.release.export import export
@@ -838,10 +838,31 @@ def test_a_search_in_chunks_goes_on_from_its_ledger(said, ray_local, tiny_teache
         first = p.read_text().splitlines()[0]
         p.write_text(first + "\n" + '{"epoch": 2, "val_ac')  # one epoch recorded, the next torn mid-write
     assert [e.end for e in Ledger(ledger_dir).entries(cands) if e.index in redo] == [None, None]
+    assert not list(ledger_dir.glob("*.pt"))  # every candidate ended: no checkpoint left behind
+    # the first of the two left the checkpoint of its first epoch in the ledger (what LedgerCheckpoints keeps)
+    import torch
+
+    from orchestrator.sweep.prepare import prepare_data
+    from trainables.train import train_student
+
+    class Cut(Exception):
+        pass
+
+    def first_epoch(metrics, state):
+        Ledger(ledger_dir).keep_state(redo[0], lambda tmp: torch.save(state, tmp))
+        raise Cut
+
+    data, _ = prepare_data(cfg, str(tiny_teacher), device="cpu")
+    with pytest.raises(Cut):
+        train_student(cfg.trial_config(cands[redo[0]]), data, report=first_epoch)
     first_plan = json.loads((tmp_path / "meta1.json").read_text())["plan"]
     said.clear()
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     assert any("4 of 6 candidates ended, 2 left to train" in m for m in said)
+    assert any(f"these go on: c{redo[0]:03d} after epoch 1" in m for m in said)
+    firsts = sorted(t["history"][0]["epoch"] for t in trials(run_dir) if t["stage"] == "search")
+    assert firsts == [1, 2]  # one went on from its kept checkpoint, the other (none kept) from its start
+    assert not list(ledger_dir.glob("*.pt"))
     plan = json.loads((run_dir / "kdsweep_meta.json").read_text())["plan"]  # this chunk's two, not all six
     assert plan["search_trial_epochs"] == pytest.approx(first_plan["search_trial_epochs"] / 3)
     again = Ledger(ledger_dir).entries(cands)

@@ -5,6 +5,8 @@ Ray API calls live here, in the sweep driver and in the teacher's cluster code (
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import tempfile
 import time
@@ -58,23 +60,34 @@ def trial_config(config: dict, base: dict) -> TrainConfig:
     return TrainConfig(**merge_train(base, config.get("_variant", {}), sampled))
 
 
-def distill_trainable(config: dict, data: TrialData, base: dict, threads: int, use_gpu: bool):
-    """One Tune trial. `data` (arrays, teacher logits) comes from the object store via `tune.with_parameters`."""
+def resume_key(variant: dict) -> str:
+    """How a trial's explicit variant names it in `resumes`."""
+    return json.dumps(variant, sort_keys=True)
+
+
+def distill_trainable(
+    config: dict, data: TrialData, base: dict, threads: int, use_gpu: bool, resumes: dict[str, bytes] | None = None
+):
+    """One Tune trial. `data` (arrays, teacher logits) comes from the object store via `tune.with_parameters`;
+    so do `resumes`: checkpoints (bytes, by resume_key of the variant) that a trial with none of its own goes
+    on from (a search's ledger keeps them for the candidates a chunk left mid-run)."""
     torch.set_num_threads(threads)
     _record_fatal_signals()
     try:
-        _distill(config, data, base, use_gpu)
+        _distill(config, data, base, use_gpu, resumes or {})
     finally:
         _close_fatal_log()
 
 
-def _distill(config: dict, data: TrialData, base: dict, use_gpu: bool):
+def _distill(config: dict, data: TrialData, base: dict, use_gpu: bool, resumes: dict[str, bytes]):
     cfg = trial_config(config, base)
     resume = None
     ckpt = tune.get_checkpoint()
     if ckpt is not None:  # a retried or restored trial continues from its last epoch
         with ckpt.as_directory() as d:
             resume = load_resume(Path(d) / CKPT_FILE)
+    elif (blob := resumes.get(resume_key(config.get("_variant", {})))) is not None:
+        resume = load_resume(io.BytesIO(blob))  # None where torn: the trial starts over
 
     import ray
 

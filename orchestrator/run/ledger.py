@@ -5,12 +5,14 @@ directory (a machine that is gone, a session that ended) and goes on from where 
                               names the search (its config's search space, seed, length, rungs)
     <ledger>/c007.jsonl       candidate 7: one line per epoch it reported ({"epoch", "val_acc", ...}), then
                               an end line {"end": "finished" | "stopped at rung <e>" | ...}
+    <ledger>/c007.pt          while candidate 7 trains: its last epoch's checkpoint (~1 MB), removed when
+                              it ends
 
 A run with a ledger trains only the candidates without an end line; the rungs its scheduler judges by are
 seeded with every recorded candidate's values, and the winner is chosen over all of them. A candidate whose
-file has no end line was cut off mid-run: it trains again from its start (its epochs so far are lost, at
-most one candidate per trial slot). Lines are appended whole and flushed; a line torn by a crash is ended
-before the next append and ignored when read.
+file has no end line was cut off mid-run: it goes on from its checkpoint here (at most the epoch under way
+is lost), or, without one, trains again from its start. Lines are appended whole and flushed; a line torn by
+a crash is ended before the next append and ignored when read; checkpoints are written whole.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import UserError
-from orchestrator.run.io import atomic_write_json, disk_full, full_disk_error, read_json
+from orchestrator.run.io import atomic_write, atomic_write_json, disk_full, full_disk_error, read_json
 from trainables.config import TrainConfig
 
 PLAN_FILE = "plan.json"
@@ -89,6 +91,10 @@ def _name(i: int) -> str:
     return f"c{i:03d}.jsonl"
 
 
+def _state_name(i: int) -> str:
+    return f"c{i:03d}.pt"
+
+
 class Ledger:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -138,8 +144,7 @@ class Ledger:
         line = json.dumps(row) + "\n"
         try:
             with open(path, "a+b") as f:
-                f.seek(0, os.SEEK_END)
-                torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END) or f.read(1)) != b"\n"
+                torn = f.seek(0, os.SEEK_END) > 0 and f.seek(-1, os.SEEK_END) >= 0 and f.read(1) != b"\n"
                 f.write((("\n" if torn else "") + line).encode())  # a torn line stays alone
                 f.flush()
                 os.fsync(f.fileno())
@@ -148,6 +153,21 @@ class Ledger:
                 raise full_disk_error(path, needed=len(line)) from None
             raise
 
+    def has_ended(self, i: int) -> bool:
+        p = self.folder / _name(i)
+        return p.is_file() and any("end" in _row(line) for line in p.read_text().splitlines() if '"end"' in line)
+
+    def keep_state(self, i: int, write) -> None:
+        """Keep candidate i's latest checkpoint (`write(tmp_path)` writes it), unless it has ended."""
+        if self.has_ended(i):  # a checkpoint registered after the end line: nothing will resume it
+            return
+        atomic_write(self.folder / _state_name(i), write)  # a full disk: one line, the old checkpoint whole
+
+    def state(self, i: int) -> Path | None:
+        """Candidate i's carried checkpoint, where it was cut off mid-run with one."""
+        p = self.folder / _state_name(i)
+        return p if p.is_file() and not self.has_ended(i) else None
+
     def epoch(self, i: int, metrics: dict) -> None:
         self._append(i, {k: metrics[k] for k in ROW_KEYS if k in metrics})
 
@@ -155,6 +175,15 @@ class Ledger:
         """The candidate's end line: why it ended and, for one that finished, which validation images its
         last epoch got right (kept once here rather than on every epoch's line)."""
         self._append(i, {"end": why, **({"val_correct": correct} if correct else {})})
+        (self.folder / _state_name(i)).unlink(missing_ok=True)  # an ended candidate is never resumed
+
+
+def _row(line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:  # torn
+        return {}
+    return row if isinstance(row, dict) else {}
 
 
 def index_of(candidates: list[dict], variant: dict) -> int | None:

@@ -75,7 +75,8 @@ def run_ledger_search(
     """A search kept in a ledger (sweep.ledger), without Ray: the candidates the ledger has not ended, one
     after another on `device`, judged at the same rungs as a Tune run (seeded with every ended candidate) and
     recorded in the same files, so a GPU machine without Ray and a CPU cluster share one search. `minutes` > 0:
-    start no candidate after that long. A candidate cut off by a kill starts again from its first epoch.
+    start no candidate after that long. A candidate cut off by a kill goes on from the checkpoint the ledger
+    keeps of its last epoch.
     Returns the ledger's entries afterwards."""
     from orchestrator.sweep.candidates import ledger_rungs, open_ledger, seeded_rungs
 
@@ -95,6 +96,10 @@ def run_ledger_search(
             log.info(f"{minutes:g} minutes have passed: no further candidate starts")
             break
         i, tcfg = e.index, cfg.trial_config(e.variant)
+        kept = ledger.state(i)
+        resume = load_resume(kept) if kept else None  # cut off mid-run: on from its last epoch
+        if resume:
+            log.info(f"  c{i:03d} goes on after epoch {resume['epoch']} from the checkpoint the ledger kept")
 
         def report(metrics: dict, state: dict, i=i, tcfg=tcfg):
             epoch = int(metrics["epoch"])
@@ -106,9 +111,11 @@ def run_ledger_search(
             elif not go_on:
                 ledger.ended(i, f"stopped at epoch {epoch}")
                 raise _Stopped
+            else:
+                ledger.keep_state(i, lambda tmp: torch.save(state, tmp))
 
         try:
-            train_student(tcfg, data, report=report, device=device)
+            train_student(tcfg, data, report=report, resume=resume, device=device)
         except _Stopped:
             pass
         except FloatingPointError as err:  # a property of the settings: recorded, never selected

@@ -5,6 +5,7 @@ scratch, longer, once per seed)."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import statistics
@@ -71,7 +72,9 @@ def ledger_search(cfg: SweepConfig, run: Run, data):
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from orchestrator.sweep.tune_callbacks import DriverMemory, LedgerScheduler
+    from orchestrator.sweep.tune_callbacks import DriverMemory, LedgerCheckpoints, LedgerScheduler
+    from trainables.train import load_resume
+    from trainables.tune_trainable import resume_key
 
     s = cfg.sweep
     ledger, candidates = open_ledger(cfg)
@@ -88,8 +91,18 @@ def ledger_search(cfg: SweepConfig, run: Run, data):
         return None
     if not todo_file.is_file():
         atomic_write_json(todo_file, todo)
+    resumes, said = {}, []  # the candidates cut off mid-run go on from the checkpoint the ledger kept
+    for e in entries:
+        if e.end is None and (p := ledger.state(e.index)) is not None:
+            blob = p.read_bytes()
+            state = load_resume(io.BytesIO(blob))  # None where torn: that candidate starts over
+            if state is not None:
+                resumes[resume_key(e.variant)] = blob
+                said.append(f"c{e.index:03d} after epoch {state['epoch']}")
+    if said:
+        log.info(f"from the checkpoints the ledger kept, these go on: {', '.join(said)}")
     results = fit(
-        trainable(cfg, data, cfg.train, s.cpus_per_trial),
+        trainable(cfg, data, cfg.train, s.cpus_per_trial, resumes),
         {"_variant": tune.grid_search(todo)},
         cfg.name,
         run.storage,
@@ -103,7 +116,7 @@ def ledger_search(cfg: SweepConfig, run: Run, data):
         ),
         s,
         len(todo),
-        callbacks=[DriverMemory(cfg.name)],
+        callbacks=[DriverMemory(cfg.name), LedgerCheckpoints(ledger, candidates)],
     )
     check_complete(results, cfg.name, run.path, len(todo))
     return results

@@ -18,9 +18,11 @@ result.json, and counts them as superseded then: the same rule prunes them."""
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import time
 import tracemalloc
+from pathlib import Path
 
 import pyarrow.fs
 from ray.tune import Callback
@@ -30,7 +32,7 @@ from orchestrator.machine import machine
 from orchestrator.run.ledger import Ledger, index_of
 from orchestrator.rungs import AsyncRungs
 from orchestrator.sweep.candidates import seeded_rungs
-from trainables.config import from_report
+from trainables.config import CKPT_FILE, from_report
 
 # isort: split
 import psutil  # Ray's own copy (ray/thirdparty_files), on the path once ray is imported
@@ -198,3 +200,19 @@ class LedgerScheduler(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"Ledger ASHA: rungs {sorted(self.rungs().rungs)}, keep 1/{self.rf}"
+
+
+class LedgerCheckpoints(Callback):
+    """A search's candidates' latest checkpoints kept in its ledger while they train (Ledger.keep_state), so
+    that a chunk cut off goes on from them on any machine; the ledger removes one when its candidate ends."""
+
+    def __init__(self, ledger: Ledger, candidates: list[dict]):
+        self.ledger, self.candidates = ledger, candidates
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        i = index_of(self.candidates, (trial.config or {}).get("_variant", {}))
+        if i is None:
+            return
+        with checkpoint.as_directory() as d:
+            src = Path(d) / CKPT_FILE
+            self.ledger.keep_state(i, lambda tmp: shutil.copyfile(src, tmp))

@@ -191,15 +191,21 @@ def results_table(results, cfg: SweepConfig, base: TrainConfig, stage: str):
     return table
 
 
-def trainable(cfg: SweepConfig, data, base: TrainConfig, cpus: float):
-    """The Tune trainable of one stage: the shared data (object store), `base` settings, `cpus` threads."""
+def trainable(cfg: SweepConfig, data, base: TrainConfig, cpus: float, resumes: dict[str, bytes] | None = None):
+    """The Tune trainable of one stage: the shared data (object store), `base` settings, `cpus` threads, and
+    checkpoints its trials go on from where they have none of their own (`resumes`, by variant)."""
     from ray import tune
 
     from trainables.tune_trainable import distill_trainable
 
     s = cfg.sweep
     t = tune.with_parameters(
-        distill_trainable, data=data, base=to_dict(base), threads=max(1, int(cpus)), use_gpu=s.gpus_per_trial > 0
+        distill_trainable,
+        data=data,
+        base=to_dict(base),
+        threads=max(1, int(cpus)),
+        use_gpu=s.gpus_per_trial > 0,
+        resumes=resumes or {},
     )
     return tune.with_resources(t, {"cpu": cpus, "gpu": s.gpus_per_trial})
 
