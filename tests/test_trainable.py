@@ -344,7 +344,7 @@ def test_wsd_branches_read_shorter_runs_off_one_and_resume_mid_branch(small_spli
     from trainables.config import unpack_mask
 
     torch.set_num_threads(1)  # bitwise-repeatable reductions
-    base = dict(student="res3_w16_d111", loss="ce", epochs=10, batch_size=64, lr=0.05, ema=0.9)
+    base = dict(student="res3_w16_d111", loss="ce", epochs=10, batch_size=128, lr=0.05, ema=0.9)
     base |= dict(ema_bn="recompute", schedule="wsd", warmup_frac=0.1, decay_frac=0.2, tta="flip")
     d = data_for(small_split)
     rows, states = [], []
