@@ -1,6 +1,7 @@
 """A search's ledger and the drawn space, without Ray: candidates drawn the same for a seed, a student's
 kwargs as search dimensions, per-candidate files that survive torn writes, refused mismatches."""
 
+import io
 import json
 
 import pytest
@@ -277,3 +278,36 @@ def test_the_tune_callback_keeps_a_training_candidates_checkpoint_in_the_ledger(
     ledger.ended(1, "stopped at epoch 2")
     keep.on_checkpoint(0, [], trial, Checkpoint.from_directory(str(d)))  # registered after the end line
     assert not list((tmp_path / "l").glob("*.pt"))
+
+
+def test_a_final_stage_in_chunks_keeps_its_trials_checkpoints_by_settings_and_seed(tmp_path):
+    """FinalCheckpoints keeps a final trial's latest checkpoint in the ledger under a name of the stage's
+    settings (not the machine's layout) and the trial's seed; the next chunk's stage finds it by the same
+    name and hands it to that trial; a finished trial's is removed; a torn one is not handed on."""
+    from types import SimpleNamespace
+
+    import torch
+    from ray.tune import Checkpoint
+
+    from orchestrator.sweep.stages import _kept_resumes, final_name
+    from orchestrator.sweep.tune_callbacks import FinalCheckpoints
+    from trainables.config import resume_key
+
+    base = dict(lr=0.1, epochs=90, layout="channels_last")
+    assert final_name(base, {"seed": 0}) == final_name({**base, "layout": "contiguous"}, {"seed": 0})
+    assert final_name(base, {"seed": 0}) != final_name(base, {"seed": 1}) != final_name({**base, "epochs": 40}, {})
+    ledger = Ledger(tmp_path / "l")
+    keep = FinalCheckpoints(ledger, lambda c: final_name(base, c))
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    torch.save({"epoch": 7}, d / "checkpoint.pt")
+    seed0, seed1 = SimpleNamespace(config={"seed": 0}), SimpleNamespace(config={"seed": 1})
+    keep.on_checkpoint(0, [], seed0, Checkpoint.from_directory(str(d)))
+    keep.on_checkpoint(0, [], seed1, Checkpoint.from_directory(str(d)))
+    (tmp_path / "l" / final_name(base, {"seed": 1})).write_bytes(b"torn")
+    names = {resume_key(c): final_name(base, c) for c in ({"seed": 0}, {"seed": 1}, {"seed": 2})}
+    with pytest.warns(UserWarning, match="cannot be read whole"):
+        got = _kept_resumes(ledger, names)
+    assert list(got) == [resume_key({"seed": 0})] and torch.load(io.BytesIO(got[resume_key({"seed": 0})]))["epoch"] == 7
+    keep.on_trial_complete(0, [], seed0)
+    assert not (tmp_path / "l" / final_name(base, {"seed": 0})).exists()

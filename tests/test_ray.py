@@ -862,7 +862,7 @@ def test_a_search_in_chunks_goes_on_from_its_ledger(said, ray_local, tiny_teache
     assert any(f"these go on: c{redo[0]:03d} after epoch 1" in m for m in said)
     firsts = sorted(t["history"][0]["epoch"] for t in trials(run_dir) if t["stage"] == "search")
     assert firsts == [1, 2]  # one went on from its kept checkpoint, the other (none kept) from its start
-    assert not list(ledger_dir.glob("*.pt"))
+    assert not list(ledger_dir.glob("*.pt"))  # the candidates' and the final stage's: all ended
     plan = json.loads((run_dir / "kdsweep_meta.json").read_text())["plan"]  # this chunk's two, not all six
     assert plan["search_trial_epochs"] == pytest.approx(first_plan["search_trial_epochs"] / 3)
     again = Ledger(ledger_dir).entries(cands)

@@ -39,6 +39,12 @@ def from_report(row: dict) -> dict:
     return {**json.loads(row[DETAIL]), **{k: v for k, v in row.items() if k != DETAIL}}
 
 
+def resume_key(config: dict) -> str:
+    """How a Tune trial's config (its variant, its seed: what the stage's grid gave it) names the checkpoint
+    it may go on from (trainables/tune_trainable.py, `resumes`)."""
+    return json.dumps(config, sort_keys=True)
+
+
 KWARGS = "student_kwargs"  # the one train key whose value is a mapping: a layer sets some of its keys
 
 

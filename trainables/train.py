@@ -7,6 +7,7 @@ a trial never runs the ResNet-50 (except in `live` mode, the reference).
 
 from __future__ import annotations
 
+import pickle
 import time
 import warnings
 from collections.abc import Callable
@@ -99,7 +100,8 @@ def load_resume(path) -> dict | None:
     as a warning, rather than failing at every retry on the same torn file."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError) as e:
+    except (RuntimeError, EOFError, OSError, IndexError, ValueError, pickle.UnpicklingError) as e:  # a few
+        # bytes that are not a zip fall to the legacy unpickler, which fails in any of these ways
         warnings.warn(f"{path}: cannot be read whole ({str(e)[:80]}); the trial starts over", stacklevel=2)
         return None
 

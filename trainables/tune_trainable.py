@@ -6,7 +6,6 @@ Ray API calls live here, in the sweep driver and in the teacher's cluster code (
 from __future__ import annotations
 
 import io
-import json
 import os
 import tempfile
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from trainables.config import CKPT_FILE, FATAL_FILE, TrainConfig, merge_train, to_report
+from trainables.config import CKPT_FILE, FATAL_FILE, TrainConfig, merge_train, resume_key, to_report
 from trainables.train import TrialData, load_resume, train_student
 
 _fatal_log = None  # kept open for the worker's lifetime: faulthandler writes to it as it dies
@@ -60,17 +59,12 @@ def trial_config(config: dict, base: dict) -> TrainConfig:
     return TrainConfig(**merge_train(base, config.get("_variant", {}), sampled))
 
 
-def resume_key(variant: dict) -> str:
-    """How a trial's explicit variant names it in `resumes`."""
-    return json.dumps(variant, sort_keys=True)
-
-
 def distill_trainable(
     config: dict, data: TrialData, base: dict, threads: int, use_gpu: bool, resumes: dict[str, bytes] | None = None
 ):
     """One Tune trial. `data` (arrays, teacher logits) comes from the object store via `tune.with_parameters`;
-    so do `resumes`: checkpoints (bytes, by resume_key of the variant) that a trial with none of its own goes
-    on from (a search's ledger keeps them for the candidates a chunk left mid-run)."""
+    so do `resumes`: checkpoints (bytes, by resume_key of the trial's config) that a trial with none of its own
+    goes on from (a search's ledger keeps them for the trials a chunk left mid-run)."""
     torch.set_num_threads(threads)
     _record_fatal_signals()
     try:
@@ -86,7 +80,7 @@ def _distill(config: dict, data: TrialData, base: dict, use_gpu: bool, resumes: 
     if ckpt is not None:  # a retried or restored trial continues from its last epoch
         with ckpt.as_directory() as d:
             resume = load_resume(Path(d) / CKPT_FILE)
-    elif (blob := resumes.get(resume_key(config.get("_variant", {})))) is not None:
+    elif (blob := resumes.get(resume_key(config))) is not None:
         resume = load_resume(io.BytesIO(blob))  # None where torn: the trial starts over
 
     import ray

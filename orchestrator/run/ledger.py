@@ -7,6 +7,7 @@ directory (a machine that is gone, a session that ended) and goes on from where 
                               an end line {"end": "finished" | "stopped at rung <e>" | ...}
     <ledger>/c007.pt          while candidate 7 trains: its last epoch's checkpoint (~1 MB), removed when
                               it ends
+    <ledger>/final-<key>.pt   while a trial of the final stage trains: the same (orchestrator/sweep/stages.py)
 
 A run with a ledger trains only the candidates without an end line; the rungs its scheduler judges by are
 seeded with every recorded candidate's values, and the winner is chosen over all of them. A candidate whose
@@ -161,12 +162,23 @@ class Ledger:
         """Keep candidate i's latest checkpoint (`write(tmp_path)` writes it), unless it has ended."""
         if self.has_ended(i):  # a checkpoint registered after the end line: nothing will resume it
             return
-        atomic_write(self.folder / _state_name(i), write)  # a full disk: one line, the old checkpoint whole
+        self.keep(_state_name(i), write)
 
     def state(self, i: int) -> Path | None:
         """Candidate i's carried checkpoint, where it was cut off mid-run with one."""
         p = self.folder / _state_name(i)
         return p if p.is_file() and not self.has_ended(i) else None
+
+    def keep(self, name: str, write) -> None:
+        """A checkpoint kept under `name` (`write(tmp_path)` writes it) for the chunk after this one."""
+        atomic_write(self.folder / name, write)  # a full disk: one line, the old checkpoint whole
+
+    def kept(self, name: str) -> Path | None:
+        p = self.folder / name
+        return p if p.is_file() else None
+
+    def drop(self, name: str) -> None:
+        (self.folder / name).unlink(missing_ok=True)
 
     def epoch(self, i: int, metrics: dict) -> None:
         self._append(i, {k: metrics[k] for k in ROW_KEYS if k in metrics})

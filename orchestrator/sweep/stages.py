@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import SweepConfig, TrainConfig, to_dict
+from orchestrator.config import SweepConfig, TrainConfig, resolve_path, to_dict
 from orchestrator.run.io import atomic_write_json
 from orchestrator.run.layout import FINAL_DIR
 from orchestrator.run.rundir import Run
@@ -22,6 +22,7 @@ from orchestrator.sweep.final_budget import final_stage_minutes, finalist_epoch_
 from orchestrator.sweep.plan import Plan, check_finalists, search_trials
 from orchestrator.sweep.resources import Slots
 from orchestrator.sweep.tune_run import check_complete, fit, searcher, to_tune_space, trainable, unpacked
+from trainables.config import resume_key
 from trainables.losses import NEEDS_TEACHER
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,6 @@ def ledger_search(cfg: SweepConfig, run: Run, data):
 
     from orchestrator.sweep.tune_callbacks import DriverMemory, LedgerCheckpoints, LedgerScheduler
     from trainables.train import load_resume
-    from trainables.tune_trainable import resume_key
 
     s = cfg.sweep
     ledger, candidates = open_ledger(cfg)
@@ -97,7 +97,7 @@ def ledger_search(cfg: SweepConfig, run: Run, data):
             blob = p.read_bytes()
             state = load_resume(io.BytesIO(blob))  # None where torn: that candidate starts over
             if state is not None:
-                resumes[resume_key(e.variant)] = blob
+                resumes[resume_key({"_variant": e.variant})] = blob  # the trial's config, as the grid below gives it
                 said.append(f"c{e.index:03d} after epoch {state['epoch']}")
     if said:
         log.info(f"from the checkpoints the ledger kept, these go on: {', '.join(said)}")
@@ -256,12 +256,23 @@ def final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots:
         f"final stage: {', '.join(f'{c.student} {c.loss}' for c in finalists)} for {winner.epochs} epochs "
         f"x {cfg.final.seeds} seed(s)"
     )
-    space = {"seed": tune.grid_search([cfg.train.seed + i for i in range(cfg.final.seeds)])}
+    seeds = [cfg.train.seed + i for i in range(cfg.final.seeds)]
+    space = {"seed": tune.grid_search(seeds)}
+    base = to_dict(winner)
+    variants = [{k: v for k, v in to_dict(c).items() if base[k] != v} for c in finalists]
     if len(finalists) > 1:
-        base = to_dict(winner)
-        space["_variant"] = tune.grid_search([{k: v for k, v in to_dict(c).items() if base[k] != v} for c in finalists])
+        space["_variant"] = tune.grid_search(variants)
+    resumes, callbacks = {}, []
+    if cfg.sweep.ledger:  # a search in chunks: the final stage's trials keep their checkpoints in the ledger too
+        from orchestrator.run.ledger import Ledger
+        from orchestrator.sweep.tune_callbacks import FinalCheckpoints
+
+        ledger = Ledger(resolve_path(cfg.sweep.ledger))
+        configs = [{"seed": s} | ({"_variant": v} if len(finalists) > 1 else {}) for s in seeds for v in variants]
+        resumes = _kept_resumes(ledger, {resume_key(c): final_name(base, c) for c in configs})
+        callbacks = [FinalCheckpoints(ledger, lambda c: final_name(base, c))]
     final = fit(
-        trainable(cfg, data, winner, slots.final_cpus),
+        trainable(cfg, data, winner, slots.final_cpus, resumes),
         space,
         FINAL_DIR,
         run.path,
@@ -270,6 +281,39 @@ def final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots:
         ),
         cfg.sweep,
         cfg.final.seeds * len(finalists),
+        callbacks=callbacks,
     )
     check_complete(final, cfg.name, run.path, cfg.final.seeds * len(finalists))
     return final
+
+
+def final_name(base: dict, config: dict) -> str:
+    """The file a ledger keeps a final-stage trial's checkpoint in: named by the stage's settings (less what
+    each machine resolves for itself) and the trial's config (its seed, its variant), so that a final stage of
+    other settings never goes on from it."""
+    import hashlib
+
+    from orchestrator.run.ledger import MACHINE_KEYS
+
+    key = json.dumps(
+        {"base": {k: v for k, v in base.items() if k not in MACHINE_KEYS}, "trial": config}, sort_keys=True
+    )
+    return f"final-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+
+
+def _kept_resumes(ledger, names: dict[str, str]) -> dict[str, bytes]:
+    """{resume key: checkpoint bytes} of the trials whose checkpoint the ledger kept (`names`: key -> file)
+    and that can be read whole; the others start from their first epoch."""
+    from trainables.train import load_resume
+
+    out = {}
+    for key, name in names.items():
+        if (p := ledger.kept(name)) is not None:
+            blob = p.read_bytes()
+            state = load_resume(io.BytesIO(blob))
+            if state is not None:
+                log.info(
+                    f"final stage: a trial goes on after epoch {state['epoch']} from the checkpoint the ledger kept"
+                )
+                out[key] = blob
+    return out

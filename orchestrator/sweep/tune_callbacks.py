@@ -216,3 +216,19 @@ class LedgerCheckpoints(Callback):
         with checkpoint.as_directory() as d:
             src = Path(d) / CKPT_FILE
             self.ledger.keep_state(i, lambda tmp: shutil.copyfile(src, tmp))
+
+
+class FinalCheckpoints(Callback):
+    """A ledger search's final-stage trials' latest checkpoints kept in the ledger under `name(config)`, so
+    that a final stage cut off goes on from them on any machine; each removed when its trial finishes."""
+
+    def __init__(self, ledger: Ledger, name):
+        self.ledger, self.name = ledger, name
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        with checkpoint.as_directory() as d:
+            src = Path(d) / CKPT_FILE
+            self.ledger.keep(self.name(trial.config or {}), lambda tmp: shutil.copyfile(src, tmp))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ledger.drop(self.name(trial.config or {}))
