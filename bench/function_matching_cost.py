@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.cpu_paths import on_both_paths  # noqa: E402
 
 
 def measure(student: str, teacher: str, batch: int, steps: int, repeats: int, threads: int) -> dict:
@@ -114,20 +114,13 @@ def main():
     if a.one:
         print(json.dumps(measure(a.student, a.teacher, a.batch, a.steps, a.repeats, a.threads)))
         return
-    avx2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    rows = []
-    for name, extra in (("native", {}), ("avx2_fp32", avx2)):
-        env = {k: v for k, v in os.environ.items() if k not in avx2} | extra
-        cmd = [sys.executable, __file__, "--one", *sys.argv[1:]]
-        cmd = [c for i, c in enumerate(cmd) if not (cmd[i - 1] == "--out" or c == "--out")]
-        row = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
-        if extra and (row["aten"] != "AVX2" or row["precision"] != "fp32"):
-            raise SystemExit(f"the AVX2 path did not take effect: ATen {row['aten']}, precision {row['precision']}")
-        rows.append(dict(path=name, **row))
+    rows = on_both_paths(__file__, sys.argv[1:])
+    for row in rows:
         print(
-            f"{name:9s} ({row['aten']}, {row['precision']}): student step cached {row['cached_step_images_per_s']:.0f} "
-            f"img/s, live teacher {row['live_step_images_per_s']:.0f} img/s ({row['live_over_cached_time']:.2f}x the "
-            f"time); teacher forward alone {row['teacher_forward_images_per_s']:.0f} img/s"
+            f"{row['path']:9s} ({row['aten']}, {row['precision']}): student step cached "
+            f"{row['cached_step_images_per_s']:.0f} img/s, live teacher {row['live_step_images_per_s']:.0f} img/s "
+            f"({row['live_over_cached_time']:.2f}x the time); teacher forward alone "
+            f"{row['teacher_forward_images_per_s']:.0f} img/s"
         )
     if a.out:
         Path(a.out).write_text(json.dumps(dict(date=time.strftime("%Y-%m-%d"), rows=rows), indent=1) + "\n")
