@@ -392,3 +392,18 @@ def test_the_method_text_says_how_a_wsd_run_warmed_held_and_cooled():
     said = _schedule(dict(schedule="wsd", warmup_frac=0.02, decay_frac=0.2, branches=[90, 180]))
     assert "first 2% of the steps" in said and "last 20%" in said and "90, 180 epochs" in said
     assert _schedule(dict(schedule="onecycle")) == "onecycle schedule"
+
+
+def test_the_method_text_says_whether_the_mixed_images_teacher_was_live_or_cached():
+    from orchestrator.release.method import method_text
+
+    win = dataclasses.asdict(TrainConfig(loss="kd", alpha=1.0, mix="mixup", epochs=300))
+    teacher = dict(arch="cifar_resnet20", params=272_474, val_acc=0.95, sha256="ab")
+    cfg = {"teacher": {"mixed_views": 64}, "augment": {"shift": 2, "flip": True}, "train": win}
+    said = {}
+    for mode in ("live", "mixed"):
+        m = dict(config=win, params=96_906, student="res3")
+        paras = method_text([], m, {"teacher": dict(teacher, mode=mode)}, cfg)
+        [said[mode]] = [p for p in paras if p.startswith("**Function matching.**")]
+    assert "scored exactly that mixed image, live," in said["live"] and "cached" not in said["live"]
+    assert "one of 64 seeded mixes per training image cached once" in said["mixed"] and "300 epochs" in said["mixed"]

@@ -112,8 +112,15 @@ def method_text(ts: list[dict], metrics: dict, run_meta: dict, run_cfg: dict) ->
         if win.get("mix", "none") != "none":
             paras.append(
                 f"**Function matching.** The student trained on {win['mix']} images: each a mix of two training "
-                f"images, lambda ~ Beta({win['mix_alpha']:g}, {win['mix_alpha']:g}) per image, and the teacher, "
-                f"live, scored exactly that mixed image, its only target (alpha 1: no hard label), for "
+                f"images, lambda ~ Beta({win['mix_alpha']:g}, {win['mix_alpha']:g}) per image, and the teacher "
+                + (
+                    "scored exactly that mixed image, live,"
+                    if t.get("mode") == "live"
+                    else f"had scored exactly that mixed image, one of "
+                    f"{(run_cfg.get('teacher') or {}).get('mixed_views', '?')} seeded mixes per training image "
+                    "cached once,"
+                )
+                + f" its only target (alpha 1: no hard label), for "
                 f'{win.get("epochs")} epochs (Beyer et al. 2022, "Knowledge distillation: A good teacher is patient '
                 'and consistent").'
             )
