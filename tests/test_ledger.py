@@ -305,9 +305,9 @@ def test_a_final_stage_in_chunks_keeps_its_trials_checkpoints_by_settings_and_se
     keep.on_checkpoint(0, [], seed0, Checkpoint.from_directory(str(d)))
     keep.on_checkpoint(0, [], seed1, Checkpoint.from_directory(str(d)))
     (tmp_path / "l" / final_name(base, {"seed": 1})).write_bytes(b"torn")
-    names = {resume_key(c): final_name(base, c) for c in ({"seed": 0}, {"seed": 1}, {"seed": 2})}
+    names = {resume_key(c): (final_name(base, c), f"seed {c['seed']}") for c in ({"seed": 0}, {"seed": 1}, {"seed": 2})}
     with pytest.warns(UserWarning, match="cannot be read whole"):
-        got = _kept_resumes(ledger, names)
+        got = _kept_resumes(ledger, names, "final stage")
     assert list(got) == [resume_key({"seed": 0})] and torch.load(io.BytesIO(got[resume_key({"seed": 0})]))["epoch"] == 7
     keep.on_trial_complete(0, [], seed0)
     assert not (tmp_path / "l" / final_name(base, {"seed": 0})).exists()

@@ -859,7 +859,8 @@ def test_a_search_in_chunks_goes_on_from_its_ledger(said, ray_local, tiny_teache
     said.clear()
     run_dir = run_sweep(cfg, teacher_path=str(tiny_teacher))
     assert any("4 of 6 candidates ended, 2 left to train" in m for m in said)
-    assert any(f"these go on: c{redo[0]:03d} after epoch 1" in m for m in said)
+    going_on = f"search: from the checkpoints the ledger kept, these go on: c{redo[0]:03d} after epoch 1"
+    assert any(going_on in m for m in said)
     firsts = sorted(t["history"][0]["epoch"] for t in trials(run_dir) if t["stage"] == "search")
     assert firsts == [1, 2]  # one went on from its kept checkpoint, the other (none kept) from its start
     assert not list(ledger_dir.glob("*.pt"))  # the candidates' and the final stage's: all ended

@@ -74,7 +74,6 @@ def ledger_search(cfg: SweepConfig, run: Run, data):
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from orchestrator.sweep.tune_callbacks import DriverMemory, LedgerCheckpoints, LedgerScheduler
-    from trainables.train import load_resume
 
     s = cfg.sweep
     ledger, candidates = open_ledger(cfg)
@@ -91,16 +90,15 @@ def ledger_search(cfg: SweepConfig, run: Run, data):
         return None
     if not todo_file.is_file():
         atomic_write_json(todo_file, todo)
-    resumes, said = {}, []  # the candidates cut off mid-run go on from the checkpoint the ledger kept
-    for e in entries:
-        if e.end is None and (p := ledger.state(e.index)) is not None:
-            blob = p.read_bytes()
-            state = load_resume(io.BytesIO(blob))  # None where torn: that candidate starts over
-            if state is not None:
-                resumes[resume_key({"_variant": e.variant})] = blob  # the trial's config, as the grid below gives it
-                said.append(f"c{e.index:03d} after epoch {state['epoch']}")
-    if said:
-        log.info(f"from the checkpoints the ledger kept, these go on: {', '.join(said)}")
+    resumes = _kept_resumes(  # the candidates cut off mid-run; keyed by the trial's config as the grid gives it
+        ledger,
+        {
+            resume_key({"_variant": e.variant}): (p.name, f"c{e.index:03d}")
+            for e in entries
+            if e.end is None and (p := ledger.state(e.index)) is not None
+        },
+        "search",
+    )
     results = fit(
         trainable(cfg, data, cfg.train, s.cpus_per_trial, resumes),
         {"_variant": tune.grid_search(todo)},
@@ -269,7 +267,8 @@ def final(cfg: SweepConfig, run: Run, finalists: list[TrainConfig], data, slots:
 
         ledger = Ledger(resolve_path(cfg.sweep.ledger))
         configs = [{"seed": s} | ({"_variant": v} if len(finalists) > 1 else {}) for s in seeds for v in variants]
-        resumes = _kept_resumes(ledger, {resume_key(c): final_name(base, c) for c in configs})
+        names = {resume_key(c): (final_name(base, c), f"seed {c['seed']}") for c in configs}
+        resumes = _kept_resumes(ledger, names, "final stage")
         callbacks = [FinalCheckpoints(ledger, lambda c: final_name(base, c))]
     final = fit(
         trainable(cfg, data, winner, slots.final_cpus, resumes),
@@ -301,19 +300,19 @@ def final_name(base: dict, config: dict) -> str:
     return f"final-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
 
-def _kept_resumes(ledger, names: dict[str, str]) -> dict[str, bytes]:
-    """{resume key: checkpoint bytes} of the trials whose checkpoint the ledger kept (`names`: key -> file)
-    and that can be read whole; the others start from their first epoch."""
+def _kept_resumes(ledger, names: dict[str, tuple[str, str]], stage: str) -> dict[str, bytes]:
+    """{resume key: checkpoint bytes} of the trials whose checkpoint the ledger kept (`names`: key -> (file,
+    what to call the trial)) and that can be read whole; the others start from their first epoch."""
     from trainables.train import load_resume
 
-    out = {}
-    for key, name in names.items():
+    out, said = {}, []
+    for key, (name, label) in names.items():
         if (p := ledger.kept(name)) is not None:
             blob = p.read_bytes()
-            state = load_resume(io.BytesIO(blob))
+            state = load_resume(io.BytesIO(blob))  # None where torn: that trial starts over
             if state is not None:
-                log.info(
-                    f"final stage: a trial goes on after epoch {state['epoch']} from the checkpoint the ledger kept"
-                )
                 out[key] = blob
+                said.append(f"{label} after epoch {state['epoch']}")
+    if said:
+        log.info(f"{stage}: from the checkpoints the ledger kept, these go on: {', '.join(said)}")
     return out
