@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -447,3 +448,32 @@ def test_a_torn_checkpoint_starts_its_trial_over(said, tmp_path, tiny_teacher, m
     assert any("from scratch" in m for m in said)
     [t1] = [t for t in trials(tmp_path / "runs" / "loc") if t["trial"] == "local_01"]
     assert t1["epochs_run"] == t1["epochs"] and t1["status"] == "finished"
+
+
+def test_kdsweep_train_reads_shorter_runs_off_a_wsd_run_and_says_what_each_ended_with(tmp_path):
+    """A wsd run with cool-down branches through `kdsweep train`: `kdsweep results` says what each length
+    ended with on validation and on training images (the fit gap), and each process's first row its machine."""
+    from orchestrator.release.results import run_lines, trials
+    from orchestrator.sweep import local
+
+    cfg = from_dict(
+        SweepConfig,
+        dict(
+            name="wsd",
+            data=dict(train_limit=256, val_limit=128),
+            teacher=dict(checkpoint=None),
+            augment=dict(shift=1, flip=True),
+            train=dict(
+                student="resdw_w24_d111", loss="ce", epochs=8, batch_size=128, lr=0.05, schedule="wsd",
+                warmup_frac=0.1, decay_frac=0.25, branches=[4, 6],
+            ),
+            sweep=dict(storage=str(tmp_path / "runs"), cpus_per_trial=1),
+        ),
+    )  # fmt: skip
+    run = local.run_local(cfg, device="cpu")
+    [t] = trials(run)
+    assert [x["epochs"] for x in t["lengths"]] == [4, 6, 8] and all(0 <= x["train_acc"] <= 1 for x in t["lengths"])
+    [line] = [x for x in run_lines(run) if x.startswith("lengths read off local_00")]
+    assert "4 epochs val" in line and "; 8 epochs val" in line and "gap" in line
+    first = json.loads((Path(t["dir"]) / "result.json").read_text().splitlines()[0])
+    assert "machine" in json.loads(first["detail"])

@@ -144,8 +144,38 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
                     nodes=list(dict.fromkeys(r["node"] for r in lines if r.get("node"))),
                     # in order of use: a trial resumed on another kind of CPU shows both ("bf16+fp32")
                     precision="+".join(dict.fromkeys(r["precision"] for r in lines if r.get("precision"))),
+                    lengths=_lengths(lines),
                 )
             )
+    return out
+
+
+def _lengths(lines: list[dict]) -> list[dict]:
+    """What each length a trial read ended with: its wsd cool-down branches (trainables/branch.py), then the
+    run itself where its last epoch measured the fit gap ({"epochs", "val_acc", "train_acc"})."""
+    out = [
+        dict(epochs=r["branch"], val_acc=r["branch_val_acc"], train_acc=r.get("branch_train_acc"))
+        for r in lines
+        if "branch" in r
+    ]
+    end = [r for r in lines if "train_acc" in r and "val_acc" in r]
+    if out and end:
+        out.append(dict(epochs=end[-1]["epoch"], val_acc=end[-1]["val_acc"], train_acc=end[-1]["train_acc"]))
+    return out
+
+
+def length_lines(ts: list[dict]) -> list[str]:
+    """The lengths read off each trial with cool-down branches, and the fit gap at each (`kdsweep results`)."""
+    out = []
+    for t in ts:
+        if not t.get("lengths"):
+            continue
+        said = "; ".join(
+            f"{x['epochs']} epochs val {x['val_acc']:.4f}"
+            + (f" (train {x['train_acc']:.4f}, gap {x['train_acc'] - x['val_acc']:+.4f})" if x["train_acc"] else "")
+            for x in t["lengths"]
+        )
+        out.append(f"lengths read off {t['trial']} (wsd cool-down branches, then the run): {said}")
     return out
 
 
@@ -334,4 +364,5 @@ def run_lines(run_dir: Path) -> list[str]:
         meta = {**meta, "search": {"searcher": (cfg.get("sweep") or {}).get("searcher", "random")}}
         if skipped := Run(run_dir).search_skipped:  # the run's record of it, read as the driver reads it
             meta["search"]["skipped"] = skipped
-    return lines + account_lines(search_account(trials(run_dir), meta)) + front_lines(ledger_points(cfg))
+    ts = trials(run_dir)
+    return lines + account_lines(search_account(ts, meta)) + length_lines(ts) + front_lines(ledger_points(cfg))
