@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # One cold `make sweep` of this folder's config:
-#   bash experiments/ten_minutes/run.sh avx2|bf16 SEED [VARIANT KEY=VALUE]
+#   bash experiments/ten_minutes/run.sh avx2|bf16 SEED [VARIANT KEY=VALUE...]
 # avx2 holds ATen and oneDNN to their AVX2 kernels (the fp32 path an AVX2-only CPU takes); bf16 is the machine's
-# own path. VARIANT names one more --set (e.g. floor20 final.min_epochs=20). Cold: its own cache folder and run
+# own path. VARIANT names the --set that follow it (e.g. floor20 final.min_epochs=20). Cold: its own cache folder and run
 # name, nothing reused. A run whose record exists is not rerun.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-path=$1 seed=$2 variant=${3:-} extra=${4:-}
+path=$1 seed=$2 variant=${3:-}
+extra=("${@:4}")
 name=ten_${path}${variant:+_$variant}_s$seed
 out=experiments/ten_minutes/$name
 [[ -f $out/metrics.json ]] && { echo "$name: recorded"; exit 0; }
 case $path in
   avx2) env=(ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2) ;;
   bf16) env=() ;;
-  *) echo "usage: $0 avx2|bf16 SEED [VARIANT KEY=VALUE]" >&2; exit 2 ;;
+  *) echo "usage: $0 avx2|bf16 SEED [VARIANT KEY=VALUE...]" >&2; exit 2 ;;
 esac
-args="--set name=$name --set train.seed=$seed${extra:+ --set $extra}"
+args="--set name=$name --set train.seed=$seed"
+for kv in "${extra[@]}"; do args+=" --set $kv"; done
 rm -rf "runs/$name" "artifacts/$name" "/tmp/kdsweep_cache_$name"
 log=/tmp/$name.log
 t0=$(date +%s)
