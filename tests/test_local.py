@@ -477,3 +477,11 @@ def test_kdsweep_train_reads_shorter_runs_off_a_wsd_run_and_says_what_each_ended
     assert "4 epochs val" in line and "; 8 epochs val" in line and "gap" in line
     first = json.loads((Path(t["dir"]) / "result.json").read_text().splitlines()[0])
     assert "machine" in json.loads(first["detail"])
+    # a time budget that holds two epochs of four: the trial ends at two, finished, and a rerun trains nothing
+    short = dataclasses.replace(
+        cfg, name="budget", train=dataclasses.replace(cfg.train, time_budget_s=1e-3, min_epochs=2, branches=[])
+    )
+    run = local.run_local(short, device="cpu")
+    [t] = trials(run)
+    assert t["status"] == "finished" and t["epochs_run"] == t["epochs"] == 2
+    assert (run / "kdsweep_meta.json").is_file() and local.run_local(short, device="cpu") == run

@@ -466,6 +466,9 @@ def test_a_check_the_budget_cannot_spare_is_skipped_and_stays_skipped(said, ray_
     assert meta["search"]["skipped"] == why and meta["plan"]["search_s"] == 0
     assert account_lines(search_account(trials(run_dir), meta)) == [f"search: skipped ({why})"]
     [t] = trials(run_dir)  # the report's method text, as the export writes it (without an export's cost)
+    # the fitted length is an estimate: the trial refits it to the budget at its own measured epochs
+    assert t["config"]["time_budget_s"] > 0 and any("refits its length" in m for m in said)
+    assert t["status"] == "finished"
     win = dict(config=t["config"], params=8_962, student=t["config"]["student"])
     cfg_json = json.loads((run_dir / "kdsweep_config.json").read_text())
     text = " ".join(method_text(trials(run_dir), win, meta, cfg_json))

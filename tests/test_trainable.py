@@ -407,3 +407,36 @@ def test_the_method_text_says_whether_the_mixed_images_teacher_was_live_or_cache
         [said[mode]] = [p for p in paras if p.startswith("**Function matching.**")]
     assert "scored exactly that mixed image, live," in said["live"] and "cached" not in said["live"]
     assert "one of 64 seeded mixes per training image cached once" in said["mixed"] and "300 epochs" in said["mixed"]
+
+
+def test_a_time_budget_refits_the_length_and_its_schedule_and_a_resume_keeps_it(small_split):
+    """time_budget_s: after its first two epochs the trial refits its length to what fits at its measured
+    epochs (here nothing fits: the floor, min_epochs), ends there with its learning rate cooled down as a run
+    of that length would, says the length on every row and in its checkpoint, and a resume keeps it; a
+    budget that holds every epoch changes nothing."""
+    torch.set_num_threads(1)
+    base = dict(student="res3_w16_d111", loss="ce", epochs=6, batch_size=128, lr=0.05)
+    d = data_for(small_split)
+    rows, states = [], []
+    train_student(
+        TrainConfig(**base, time_budget_s=1e-3, min_epochs=3),
+        d,
+        report=lambda m, s: (rows.append(m), states.append(copy.deepcopy(s))),
+    )
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and {r["epochs_total"] for r in rows} == {3}
+    assert states[-1]["config"]["epochs"] == 3 and rows[-1]["lr"] < 0.05 * 0.01  # cooled down at its end
+    full = []
+    train_student(TrainConfig(**base), d, report=lambda m, s: full.append(m))
+    assert full[2]["lr"] > 0.05 * 0.3  # the 6-epoch schedule at epoch 3: still near its peak
+    again = []
+    train_student(TrainConfig(**base, time_budget_s=1e9), d, report=lambda m, s: again.append(m))
+    assert [r["epoch"] for r in again] == list(range(1, 7)) and again[-1]["epochs_total"] == 6
+    resumed = []
+    budget = TrainConfig(**base, time_budget_s=1e-3, min_epochs=3)
+    train_student(budget, d, report=lambda m, s: resumed.append(copy.deepcopy(s)), resume=states[1])
+    assert [s["epoch"] for s in resumed] == [3]
+    for k, v in states[-1]["state_dict"].items():
+        assert torch.allclose(v.float(), resumed[-1]["state_dict"][k].float(), atol=1e-6), k
+    torch.set_num_threads(2)
+    with pytest.raises(ValueError, match="min_epochs must be in 1..epochs"):
+        TrainConfig(epochs=4, min_epochs=5)

@@ -141,6 +141,10 @@ class TrainConfig(OptimSettings):
     tta: Literal["none", "flip"] = "none"  # test-time augmentation of the evaluated (and exported) model:
     # flip averages its logits over the image and its mirror (no parameters);
     # val_acc is then the flip-averaged accuracy. Both are reported each epoch
+    time_budget_s: float = 0.0  # wall-clock seconds the trial's epochs may take (0: none): after its first
+    # and second epochs the trial refits its length to what fits at its measured epoch, never over `epochs`
+    # nor under `min_epochs`, and its learning-rate schedule with it (a plan's estimate can be off by 20%)
+    min_epochs: int = 1  # with time_budget_s: the length no budget cuts below
     branches: list[int] = field(default_factory=list)  # schedule wsd: shorter runs read off this one, each
     # a cool-down branch ending at that epoch (trainables/branch.py): e.g. [90, 180] in a 300-epoch run
     ema: float = 0.0  # decay per step of an EMA of the weights used for evaluation; 0 = off
@@ -190,5 +194,11 @@ class TrainConfig(OptimSettings):
         _check(self.prune_steps >= 1, "prune_steps must be >= 1")
         _check(self.prune_to >= 1, "prune_to must be >= 1")
         _check(self.prune_round_to >= 1, "prune_round_to must be >= 1")
+        _check(self.time_budget_s >= 0, "time_budget_s must be >= 0 (0: no budget)")
+        _check(1 <= self.min_epochs <= self.epochs, "min_epochs must be in 1..epochs")
+        _check(
+            not (self.time_budget_s and self.branches),
+            "time_budget_s refits the run's length, which its branches fork from: use one or the other",
+        )
         why = branch_problem(self.branches, self.epochs, self.schedule, self.warmup_frac, self.decay_frac)
         _check(why is None, why or "")

@@ -39,7 +39,8 @@ def lr_factor(step: int, total: int, schedule: str, warmup_frac: float = 0.25, d
     raise ValueError(f"unknown schedule {schedule!r}; use constant, cosine, onecycle or wsd")
 
 
-def make_scheduler(opt, schedule: str, total_steps: int, warmup_frac: float, decay_frac: float = 0.2):
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total_steps, schedule, warmup_frac, decay_frac)
-    )
+def make_scheduler(opt, schedule: str, total_steps, warmup_frac: float, decay_frac: float = 0.2):
+    """The per-step schedule over `total_steps` (an int, or a callable giving it now: a length refitted
+    under way, trainables/train.py)."""
+    total = total_steps if callable(total_steps) else (lambda: total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total(), schedule, warmup_frac, decay_frac))

@@ -29,6 +29,8 @@ from trainables.layout import memory_format, prepare_for_training
 from trainables.losses import LOSSES, NEEDS_TEACHER
 from trainables.optim import make_optimizer, make_scheduler
 
+REFIT_EPOCHS = 2  # a time budget refits the length after each of the first epochs (the first pays the kernels'
+# warm-up, the second is steady), while the learning rate is still rising, and holds it after
 FIT_IMAGES = 5000  # fixed training images (unaugmented) whose accuracy beside val_acc is the fit gap
 
 
@@ -188,7 +190,11 @@ def train_student(
     n = len(train_x)
     steps_per_epoch = -(-n // cfg.batch_size)
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-    sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch, cfg.warmup_frac, cfg.decay_frac)
+    # the run's length: cfg.epochs, or what a time budget refitted it to (kept in the checkpoint's config)
+    length = {"epochs": int(resume["config"].get("epochs", cfg.epochs)) if resume else cfg.epochs}
+    sched = make_scheduler(
+        opt, cfg.schedule, lambda: length["epochs"] * steps_per_epoch, cfg.warmup_frac, cfg.decay_frac
+    )
     loss_fn = LOSSES[cfg.loss]
     precision = resolve_precision(cfg.precision, device)
     start, elapsed = 0, 0.0
@@ -324,11 +330,16 @@ def train_student(
         metrics.update(ended)
         if prune_info is not None:
             metrics["pruned"] = prune_info
+        if cfg.time_budget_s and epoch < REFIT_EPOCHS:  # the length that fits, at the epochs measured so far
+            fits = int(cfg.time_budget_s // (elapsed / (epoch + 1)))
+            length["epochs"] = max(cfg.min_epochs, epoch + 1, min(length["epochs"], fits))
+        if cfg.time_budget_s:
+            metrics["epochs_total"] = length["epochs"]
         if report is not None:
             state = dict(
                 student=name,
                 student_kwargs=kwargs,
-                config=asdict(cfg),
+                config={**asdict(cfg), "epochs": length["epochs"]},
                 state_dict=eval_model.state_dict(),
                 optimizer=opt.state_dict(),
                 scheduler=sched.state_dict(),
@@ -341,7 +352,7 @@ def train_student(
             if branches:
                 state["branches"] = [br.state() for br in branches]
             report(metrics, state)
-        return False
+        return epoch + 1 >= length["epochs"]  # a refitted length ends the run early
 
     fit(
         Loop(

@@ -115,7 +115,9 @@ def trials(run_dir: Path, finished: bool | None = None) -> list[dict]:
                 if "val_acc" in r and not r.get("diverged")
             ]
             diverged = next((r["diverged"] for r in lines if r.get("diverged")), None)
-            epochs = int(cfg.get("epochs", 0))
+            # its length: as configured, or as a time budget refitted it (the last row that says)
+            refitted = [int(r["epochs_total"]) for r in lines if "epochs_total" in r]
+            epochs = refitted[-1] if refitted else int(cfg.get("epochs", 0))
             run = hist[-1]["epoch"] if hist else 0
             best = max(hist, key=lambda h: h["val_acc"]) if hist else None
             if diverged:

@@ -129,7 +129,11 @@ def trial_dir_name(k: int, variant: dict) -> str:
 
 
 def trial_done(d: Path, epochs: int) -> bool:
+    """Whether the trial in `d` has ended: diverged, or its last epoch reported (of `epochs`, or of the length
+    a time budget refitted it to)."""
     lines = record.rows(d)
+    refitted = [int(r["epochs_total"]) for r in lines if "epochs_total" in r]
+    epochs = refitted[-1] if refitted else epochs
     return any(r.get("diverged") for r in lines) or any(r.get("epoch", 0) >= epochs for r in lines)
 
 

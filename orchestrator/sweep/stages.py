@@ -239,6 +239,14 @@ def select(cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots,
         )
         fitted = dict(minutes=final_minutes, epochs_cap=cfg.final.epochs, seconds_per_epoch=sec)
     finalists = [dataclasses.replace(c, epochs=epochs) for c in found]
+    if fitted and not kept and cfg.final.top * cfg.final.seeds <= slots.final:  # all at once: each trial
+        # refits its own length to the budget at its measured epochs (the fit above is an estimate)
+        budget = dict(time_budget_s=final_minutes * 60, min_epochs=min(cfg.final.min_epochs, epochs))
+        finalists = [dataclasses.replace(c, **budget) for c in finalists]
+        log.info(
+            f"final stage: each trial refits its length to the {final_minutes:.3g} minutes after its first two "
+            f"epochs, at their measured time (never under {budget['min_epochs']} epochs)"
+        )
     run.write_final_base(to_dict(finalists[0]))
     return Selection(finalists, cfg.final.seeds, cfg.final.top, **fitted, chosen=chosen)
 
