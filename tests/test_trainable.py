@@ -410,7 +410,7 @@ def test_the_method_text_says_whether_the_mixed_images_teacher_was_live_or_cache
 
 
 def test_a_time_budget_refits_the_length_and_its_schedule_and_a_resume_keeps_it(small_split):
-    """time_budget_s: after its first two epochs the trial refits its length to what fits at its measured
+    """time_budget_s: after each epoch the trial refits its length to what fits at its measured
     epochs (here nothing fits: the floor, min_epochs), ends there with its learning rate cooled down as a run
     of that length would, says the length on every row and in its checkpoint, and a resume keeps it; a
     budget that holds every epoch changes nothing."""

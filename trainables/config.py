@@ -141,9 +141,9 @@ class TrainConfig(OptimSettings):
     tta: Literal["none", "flip"] = "none"  # test-time augmentation of the evaluated (and exported) model:
     # flip averages its logits over the image and its mirror (no parameters);
     # val_acc is then the flip-averaged accuracy. Both are reported each epoch
-    time_budget_s: float = 0.0  # wall-clock seconds the trial's epochs may take (0: none): after its first
-    # and second epochs the trial refits its length to what fits at its measured epoch, never over `epochs`
-    # nor under `min_epochs`, and its learning-rate schedule with it (a plan's estimate can be off by 20%)
+    time_budget_s: float = 0.0  # wall-clock seconds the trial's epochs may take (0: none): after each epoch
+    # the trial refits its length to what the rest fits at its last epochs' pace, never over `epochs` nor
+    # under `min_epochs`, and its learning-rate schedule with it (a plan's estimate can be off by 20%)
     min_epochs: int = 1  # with time_budget_s: the length no budget cuts below
     branches: list[int] = field(default_factory=list)  # schedule wsd: shorter runs read off this one, each
     # a cool-down branch ending at that epoch (trainables/branch.py): e.g. [90, 180] in a 300-epoch run

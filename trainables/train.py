@@ -29,8 +29,8 @@ from trainables.layout import memory_format, prepare_for_training
 from trainables.losses import LOSSES, NEEDS_TEACHER
 from trainables.optim import make_optimizer, make_scheduler
 
-REFIT_EPOCHS = 2  # a time budget refits the length after each of the first epochs (the first pays the kernels'
-# warm-up, the second is steady), while the learning rate is still rising, and holds it after
+REFIT_EPOCHS = 3  # a time budget refits the length after every epoch at the pace of the last this many: a
+# CPU's epochs drift (measured: 20 s at the start of a run, 24 s mid-run, experiments/default_s221)
 FIT_IMAGES = 5000  # fixed training images (unaugmented) whose accuracy beside val_acc is the fit gap
 
 
@@ -212,6 +212,7 @@ def train_student(
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         start, elapsed = resume["epoch"], resume["elapsed_s"]
+    spent = [elapsed]  # the elapsed seconds this process started from, then after each of its epochs
     g = torch.Generator().manual_seed(cfg.seed)
     live_cast = autocast(precision, device)
     metrics: dict = {}
@@ -330,10 +331,12 @@ def train_student(
         metrics.update(ended)
         if prune_info is not None:
             metrics["pruned"] = prune_info
-        if cfg.time_budget_s and epoch < REFIT_EPOCHS:  # the length that fits, at the epochs measured so far
-            fits = int(cfg.time_budget_s // (elapsed / (epoch + 1)))
+        if cfg.time_budget_s:  # the length that fits: what is left of the budget at the last epochs' pace
+            spent.append(elapsed)
+            k = min(REFIT_EPOCHS, len(spent) - 1)
+            recent = (spent[-1] - spent[-1 - k]) / k
+            fits = epoch + 1 + int(max(0.0, cfg.time_budget_s - elapsed) // recent)
             length["epochs"] = max(cfg.min_epochs, epoch + 1, min(length["epochs"], fits))
-        if cfg.time_budget_s:
             metrics["epochs_total"] = length["epochs"]
         if report is not None:
             state = dict(

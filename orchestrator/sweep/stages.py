@@ -244,8 +244,8 @@ def select(cfg: SweepConfig, run: Run, results, plan: Plan | None, slots: Slots,
         budget = dict(time_budget_s=final_minutes * 60, min_epochs=min(cfg.final.min_epochs, epochs))
         finalists = [dataclasses.replace(c, **budget) for c in finalists]
         log.info(
-            f"final stage: each trial refits its length to the {final_minutes:.3g} minutes after its first two "
-            f"epochs, at their measured time (never under {budget['min_epochs']} epochs)"
+            f"final stage: each trial refits its length to the {final_minutes:.3g} minutes after every epoch, at "
+            f"the pace of its last ones (never under {budget['min_epochs']} epochs)"
         )
     run.write_final_base(to_dict(finalists[0]))
     return Selection(finalists, cfg.final.seeds, cfg.final.top, **fitted, chosen=chosen)
