@@ -533,7 +533,7 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
 
     marker = str(tmp_path / "raised-once")
 
-    def flaky(config, data, base, threads, use_gpu):  # pickled by value into the worker, which has the real one
+    def flaky(config, data, base, threads, use_gpu, resumes=None):  # pickled by value into the worker, which has the real one
         import os
 
         from ray import tune as rt
@@ -554,7 +554,7 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
                 get_checkpoint=rt.get_checkpoint,
                 get_context=rt.get_context,
             )
-        return tt.distill_trainable(config, data, base, threads, use_gpu)
+        return tt.distill_trainable(config, data, base, threads, use_gpu, resumes)
 
     monkeypatch.setattr(tune_trainable, "distill_trainable", flaky)
     cfg = smoke_config(
@@ -723,7 +723,7 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
     from orchestrator.sweep.driver import run_sweep
     from trainables import tune_trainable
 
-    def dying(config, data, base, threads, use_gpu):  # pickled by value into the worker, which has the real one
+    def dying(config, data, base, threads, use_gpu, resumes=None):  # pickled by value into the worker, which has the real one
         import signal
 
         from ray import tune as rt
@@ -750,7 +750,7 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
                 get_checkpoint=rt.get_checkpoint,
                 get_context=rt.get_context,
             )
-        return tt.distill_trainable(config, data, base, threads, use_gpu)
+        return tt.distill_trainable(config, data, base, threads, use_gpu, resumes)
 
     monkeypatch.setattr(tune_trainable, "distill_trainable", dying)
     cfg = smoke_config(

@@ -271,4 +271,7 @@ def test_a_teacher_chunk_saved_before_the_shared_training_loop_resumes_to_the_sa
             ends.append(saved[-1]["model"])
     finally:
         torch.set_num_threads(threads)
-    assert all(torch.equal(ends[0][k], ends[1][k]) for k in ends[1])
+    # equal up to rounding: the chunk's first epoch ran on the CPU that wrote it, whose kernels sum in another
+    # order (2e-7 apart when resumed on a Zen 4; a state restored wrongly is
+    # orders of magnitude further off)
+    assert all(torch.allclose(ends[0][k].double(), ends[1][k].double(), rtol=0, atol=1e-5) for k in ends[1])
