@@ -533,7 +533,8 @@ def test_retry_from_checkpoint_and_divergence(ray_local, tiny_teacher, tmp_path,
 
     marker = str(tmp_path / "raised-once")
 
-    def flaky(config, data, base, threads, use_gpu, resumes=None):  # pickled by value into the worker, which has the real one
+    def flaky(config, data, base, threads, use_gpu, resumes=None):
+        # pickled by value into the worker, which has the real one
         import os
 
         from ray import tune as rt
@@ -723,7 +724,8 @@ def test_trials_whose_worker_dies_are_listed_as_failed(ray_local, tiny_teacher, 
     from orchestrator.sweep.driver import run_sweep
     from trainables import tune_trainable
 
-    def dying(config, data, base, threads, use_gpu, resumes=None):  # pickled by value into the worker, which has the real one
+    def dying(config, data, base, threads, use_gpu, resumes=None):
+        # pickled by value into the worker, which has the real one
         import signal
 
         from ray import tune as rt
