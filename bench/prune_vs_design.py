@@ -53,7 +53,8 @@ def main():
     from students import rebuild
     from trainables.augment import ViewSpec
     from trainables.config import TrainConfig
-    from trainables.train import TrialData, train_speed, train_student
+    from trainables.speed import train_speed
+    from trainables.train import TrialData, train_student
 
     s = load_split()
     model, info = load_teacher(args.teacher)

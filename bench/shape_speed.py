@@ -41,7 +41,7 @@ def measure(shapes: list, threads: int, steps: int, repeats: int) -> dict:
     from orchestrator.machine import machine
     from students import count_macs, count_params, create_student, deployed
     from trainables.engine import resolve_precision
-    from trainables.train import train_speed
+    from trainables.speed import train_speed
 
     torch.set_num_threads(threads)
     precision = resolve_precision("auto", "cpu")

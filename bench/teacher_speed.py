@@ -25,7 +25,7 @@ from orchestrator.run.io import atomic_write_json  # noqa: E402
 from students.teachers import CIFAR_ARCHS, build_resnet  # noqa: E402
 from trainables.engine import autocast, resolve_precision  # noqa: E402
 from trainables.layout import prepare_for_training  # noqa: E402
-from trainables.train import step_rate  # noqa: E402
+from trainables.speed import step_rate  # noqa: E402
 
 N_TRAIN, VIEWS = 55_000, 18
 

@@ -63,7 +63,7 @@ def students(a) -> int:
     import torch
 
     from students import BUDGET, count_macs, count_params, create_student, deployed, list_students
-    from trainables.train import train_speed
+    from trainables.speed import train_speed
 
     torch.set_num_threads(a.threads)
     speed = "" if a.no_speed else f"  train img/s ({a.threads} thread{'s' * (a.threads > 1)}, batch 128)"

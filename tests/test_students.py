@@ -50,7 +50,7 @@ def test_fit_to_budget():
 def test_students_command_and_speed(capsys):
     """`kdsweep students` lists every registered student with its count; train_speed measures one."""
     from orchestrator.cli import main
-    from trainables.train import train_speed
+    from trainables.speed import train_speed
 
     assert main(["students", "--no-speed"]) == 0
     out = capsys.readouterr().out

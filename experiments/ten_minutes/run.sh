@@ -6,10 +6,12 @@
 # name, nothing reused. A run whose record exists is not rerun.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# another experiment's timed runs reuse this script: EXP its folder (config.yaml, the records), PREFIX the start of its runs' names
+EXP=${EXP:-experiments/ten_minutes} PREFIX=${PREFIX:-ten}
 path=$1 seed=$2 variant=${3:-}
 extra=("${@:4}")
-name=ten_${path}${variant:+_$variant}_s$seed
-out=experiments/ten_minutes/$name
+name=${PREFIX}_${path}${variant:+_$variant}_s$seed
+out=$EXP/$name
 [[ -f $out/metrics.json ]] && { echo "$name: recorded"; exit 0; }
 case $path in
   avx2) env=(ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2) ;;
@@ -21,7 +23,7 @@ for kv in "${extra[@]}"; do args+=" --set $kv"; done
 rm -rf "runs/$name" "artifacts/$name" "/tmp/kdsweep_cache_$name"
 log=/tmp/$name.log
 t0=$(date +%s)
-env "${env[@]}" make sweep CONFIG=experiments/ten_minutes/config.yaml \
+env "${env[@]}" make sweep CONFIG=$EXP/config.yaml \
   ARGS="$args --set teacher.cache_dir=/tmp/kdsweep_cache_$name" >"$log" 2>&1
 t1=$(date +%s)
 mkdir -p "$out"
@@ -31,7 +33,7 @@ cp "runs/$name/results.csv" "$out/results.csv"
   date -u -d "@$t0"
   lscpu | grep 'Model name'
   grep -o -E 'avx512_bf16|amx_bf16|avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
-  echo "${env[*]} make sweep CONFIG=experiments/ten_minutes/config.yaml ARGS=\"$args\""
+  echo "${env[*]} make sweep CONFIG=$EXP/config.yaml ARGS=\"$args\""
   grep -E '^(students|teacher|plan|grow|search|final stage|sweep|exported|skip|the search|ensemble)' "$log" \
     | grep -v 'missing chunks' || true
   echo "wall $((t1 - t0)) s"

@@ -9,7 +9,7 @@ import torch
 
 from orchestrator.config import SweepConfig
 from trainables.engine import resolve_precision
-from trainables.train import train_speed
+from trainables.speed import train_speed
 
 # A trial's epoch in a sweep runs below `train_speed`'s bare step (data views, the teacher's logits, the loss,
 # validation, a checkpoint, another trial on the other core): the estimate divides the bare rate by this ratio
